@@ -1,0 +1,359 @@
+//! `privnum.toml`: the server's configuration (CONTRACT §2).
+//!
+//! Loading is strict: an unknown key, a value of the wrong type or out of range, or a missing
+//! required field stops start-up with a message naming it (and, for apps, which app). A missing
+//! file means the built-in defaults. The same [`AppConfig`] shape is what the admin API accepts,
+//! so an app looks the same in the file and over HTTP.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::domain::app::check_app_key;
+use crate::domain::number::{check_area_code, check_e164};
+use crate::domain::tone::check_tone_name;
+use crate::domain::{App, Mode, NumberStatus, XNumber};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub scripts_dir: PathBuf,
+    /// The CDR `hostName`.
+    pub node_name: String,
+    pub admin_token: String,
+    pub switch_token: String,
+    /// How far an AKSK/WSSE `Created` may be from the server's clock.
+    pub auth_max_skew_secs: u64,
+    pub push_retry_schedule: Vec<HumanDuration>,
+    pub cdr_batch_max: usize,
+    pub cdr_flush_ms: u64,
+    pub x_callin_timeout_ms: u64,
+    pub switch_control_url: String,
+    /// privnum's extension to CONTRACT §2: the AXB pair capacity of one X (reference §3.7 says
+    /// 5000; older material says 1000).
+    pub axb_max_pairs_per_x: u32,
+    pub apps: Vec<AppConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: "data".into(),
+            scripts_dir: "scripts".into(),
+            node_name: "node1".into(),
+            admin_token: "dev-admin-token".into(),
+            switch_token: "dev-switch-token".into(),
+            auth_max_skew_secs: 900,
+            push_retry_schedule: ["1m", "4m", "9m", "106m", "203m", "300m"]
+                .into_iter()
+                .map(|text| HumanDuration::parse(text).unwrap_or(HumanDuration(Duration::from_secs(60))))
+                .collect(),
+            cdr_batch_max: 50,
+            cdr_flush_ms: 1000,
+            x_callin_timeout_ms: 3000,
+            switch_control_url: String::new(),
+            axb_max_pairs_per_x: crate::domain::axb::DEFAULT_MAX_PAIRS_PER_X,
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// A configuration problem, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {reason}")]
+    Invalid { path: PathBuf, key: String, reason: String },
+}
+
+impl Config {
+    /// Reads and validates `path`; a missing file gives the built-in defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+        };
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string().trim_end().to_owned(),
+        })?;
+        config.validate().map_err(|(key, reason)| ConfigError::Invalid { path: path.to_owned(), key, reason })?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot; the error is `(key, reason)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, reason: &str| Err((key.to_owned(), reason.to_owned()));
+        if self.auth_max_skew_secs == 0 {
+            return fail("auth_max_skew_secs", "must be at least 1");
+        }
+        if !(1..=50).contains(&self.cdr_batch_max) {
+            return fail("cdr_batch_max", "must be between 1 and 50 (the reference's merge limit)");
+        }
+        if self.cdr_flush_ms == 0 {
+            return fail("cdr_flush_ms", "must be at least 1");
+        }
+        if self.x_callin_timeout_ms == 0 {
+            return fail("x_callin_timeout_ms", "must be at least 1");
+        }
+        if self.push_retry_schedule.is_empty() {
+            return fail("push_retry_schedule", "needs at least one interval");
+        }
+        if self.axb_max_pairs_per_x == 0 {
+            return fail("axb_max_pairs_per_x", "must be at least 1");
+        }
+        for (key, token) in [("admin_token", &self.admin_token), ("switch_token", &self.switch_token)] {
+            if token.is_empty() {
+                return fail(key, "must not be empty");
+            }
+        }
+        check_url(&self.switch_control_url).map_err(|reason| ("switch_control_url".to_owned(), reason))?;
+        let mut app_keys = std::collections::HashSet::new();
+        let mut numbers = std::collections::HashSet::new();
+        for (index, app) in self.apps.iter().enumerate() {
+            let name = format!("apps[{index}] ({})", app.app_key);
+            app.validate().map_err(|(key, reason)| (format!("{name}.{key}"), reason))?;
+            if !app_keys.insert(app.app_key.as_str()) {
+                return Err((format!("{name}.app_key"), "appears twice".to_owned()));
+            }
+            for number in &app.numbers {
+                if !numbers.insert(number.number.as_str()) {
+                    return Err((format!("{name}.numbers"), format!("{} belongs to two apps", number.number)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One app, as in `[[apps]]` and as the admin API takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub app_key: String,
+    pub app_secret: String,
+    pub mode: Mode,
+    #[serde(default)]
+    pub scenario: String,
+    #[serde(default)]
+    pub recording: bool,
+    #[serde(default)]
+    pub record_hint_tone: String,
+    #[serde(default)]
+    pub close_hint_tone: String,
+    #[serde(default = "default_extension_digits")]
+    pub extension_digits: u8,
+    #[serde(default)]
+    pub extension_prompt: String,
+    #[serde(default)]
+    pub sms: bool,
+    #[serde(default)]
+    pub sms_scenario: String,
+    #[serde(default)]
+    pub call_event_url: String,
+    #[serde(default)]
+    pub cdr_url: String,
+    #[serde(default)]
+    pub sms_url: String,
+    #[serde(default)]
+    pub sms_control_url: String,
+    #[serde(default)]
+    pub callin_url: String,
+    #[serde(default)]
+    pub numbers: Vec<NumberConfig>,
+}
+
+fn default_extension_digits() -> u8 {
+    4
+}
+
+/// One X number of an app's pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberConfig {
+    pub number: String,
+    pub area_code: String,
+    #[serde(default = "yes")]
+    pub sms: bool,
+    #[serde(default)]
+    pub status: NumberStatus,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl AppConfig {
+    /// Checks one app; the error is `(key within the app, reason)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        fn at(key: &str) -> impl FnOnce(String) -> (String, String) + '_ {
+            move |reason| (key.to_owned(), reason)
+        }
+        check_app_key(&self.app_key).map_err(at("app_key"))?;
+        if self.app_secret.is_empty() {
+            return Err(("app_secret".into(), "must not be empty".into()));
+        }
+        if !(1..=4).contains(&self.extension_digits) {
+            return Err(("extension_digits".into(), format!("must be 1 to 4 (got {})", self.extension_digits)));
+        }
+        if self.sms && self.sms_scenario.trim().is_empty() {
+            return Err(("sms_scenario".into(), "is required when sms = true".into()));
+        }
+        for (key, tone) in [
+            ("record_hint_tone", &self.record_hint_tone),
+            ("close_hint_tone", &self.close_hint_tone),
+            ("extension_prompt", &self.extension_prompt),
+        ] {
+            if !tone.is_empty() {
+                check_tone_name(tone).map_err(at(key))?;
+            }
+        }
+        for (key, url) in [
+            ("call_event_url", &self.call_event_url),
+            ("cdr_url", &self.cdr_url),
+            ("sms_url", &self.sms_url),
+            ("sms_control_url", &self.sms_control_url),
+            ("callin_url", &self.callin_url),
+        ] {
+            check_url(url).map_err(at(key))?;
+        }
+        for (index, number) in self.numbers.iter().enumerate() {
+            check_e164(&number.number).map_err(at(&format!("numbers[{index}].number")))?;
+            check_area_code(&number.area_code).map_err(at(&format!("numbers[{index}].area_code")))?;
+        }
+        Ok(())
+    }
+
+    /// The app as privnum keeps it, and its X numbers.
+    pub fn into_parts(self) -> (App, Vec<XNumber>) {
+        let numbers = self
+            .numbers
+            .into_iter()
+            .map(|number| XNumber {
+                number: number.number,
+                app_key: self.app_key.clone(),
+                area_code: number.area_code,
+                sms: number.sms,
+                status: number.status,
+            })
+            .collect();
+        let app = App {
+            app_key: self.app_key,
+            app_secret: self.app_secret,
+            mode: self.mode,
+            scenario: self.scenario,
+            recording: self.recording,
+            record_hint_tone: self.record_hint_tone,
+            close_hint_tone: self.close_hint_tone,
+            extension_digits: self.extension_digits,
+            extension_prompt: self.extension_prompt,
+            sms: self.sms,
+            sms_scenario: self.sms_scenario,
+            call_event_url: self.call_event_url,
+            cdr_url: self.cdr_url,
+            sms_url: self.sms_url,
+            sms_control_url: self.sms_control_url,
+            callin_url: self.callin_url,
+        };
+        (app, numbers)
+    }
+}
+
+/// URLs are optional (`""`); when given they must be plain http(s) URLs.
+fn check_url(url: &str) -> Result<(), String> {
+    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("{url:?} must start with http:// or https://"))
+    }
+}
+
+/// A duration written as `500ms`, `30s`, `4m` or `2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(digits_end);
+        let amount: u64 = digits.parse().map_err(|_| format!("{text:?} must be a number followed by ms, s, m or h"))?;
+        let millis = match unit {
+            "ms" => Some(amount),
+            "s" => amount.checked_mul(1000),
+            "m" => amount.checked_mul(60_000),
+            "h" => amount.checked_mul(3_600_000),
+            _ => return Err(format!("{text:?} must end in ms, s, m or h")),
+        };
+        let millis = millis.ok_or_else(|| format!("{text:?} is too long"))?;
+        Ok(HumanDuration(Duration::from_millis(millis)))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        HumanDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("privnum.toml")).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn the_demo_config_parses() {
+        let config = parse(include_str!("../privnum.toml")).unwrap();
+        assert_eq!(config.apps.len(), 1);
+        assert_eq!(config.push_retry_schedule[3], HumanDuration(Duration::from_secs(106 * 60)));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        assert!(err.contains("listen_port"), "{err}");
+        let err = parse("[[apps]]\napp_key = \"a\"\napp_secret = \"s\"\nmode = \"AXB\"\ncolour = 1\n").unwrap_err();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = parse("cdr_batch_max = 51\n").unwrap_err();
+        assert!(err.contains("cdr_batch_max"), "{err}");
+        let err = parse("push_retry_schedule = [\"1x\"]\n").unwrap_err();
+        assert!(err.contains("1x"), "{err}");
+        let err = parse("[[apps]]\napp_key = \"a\"\nmode = \"AXB\"\n").unwrap_err();
+        assert!(err.contains("app_secret"), "{err}");
+        let err = parse("[[apps]]\napp_key = \"a\"\napp_secret = \"s\"\nmode = \"AXB\"\nsms = true\n").unwrap_err();
+        assert!(err.contains("apps[0] (a).sms_scenario"), "{err}");
+        let err = parse("[[apps]]\napp_key = \"a\"\napp_secret = \"s\"\nmode = \"AXYB\"\n").unwrap_err();
+        assert!(err.contains("AXYB"), "{err}");
+        let err = parse("[[apps]]\napp_key = \"a\"\napp_secret = \"s\"\nmode = \"AX\"\nnumbers = [{ number = \"170\", area_code = \"0755\" }]\n")
+            .unwrap_err();
+        assert!(err.contains("numbers[0].number"), "{err}");
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(HumanDuration::parse("500ms").unwrap().0, Duration::from_millis(500));
+        assert_eq!(HumanDuration::parse("2h").unwrap().0, Duration::from_secs(7200));
+        assert!(HumanDuration::parse("m").is_err());
+        assert!(HumanDuration::parse("5").is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! Apps: a customer's application, its mode and the settings that shape its calls.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The binding mode of an app. One mode per app, as on the reference platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Mode {
+    #[serde(rename = "AXB")]
+    Axb,
+    #[serde(rename = "AX")]
+    Ax,
+    #[serde(rename = "AXE")]
+    Axe,
+    #[serde(rename = "X")]
+    X,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Axb => "AXB",
+            Mode::Ax => "AX",
+            Mode::Axe => "AXE",
+            Mode::X => "X",
+        })
+    }
+}
+
+/// An app as privnum keeps it. The X numbers of its pool are kept apart ([`super::XNumber`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    pub app_key: String,
+    pub app_secret: String,
+    pub mode: Mode,
+    pub scenario: String,
+    pub recording: bool,
+    pub record_hint_tone: String,
+    pub close_hint_tone: String,
+    pub extension_digits: u8,
+    pub extension_prompt: String,
+    pub sms: bool,
+    pub sms_scenario: String,
+    pub call_event_url: String,
+    pub cdr_url: String,
+    pub sms_url: String,
+    pub sms_control_url: String,
+    pub callin_url: String,
+}
+
+/// App keys become store keys and appear in URLs: keep them to a safe alphabet.
+pub fn check_app_key(app_key: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if app_key.is_empty() || app_key.len() > 128 || !app_key.chars().all(ok_char) {
+        return Err(format!("{app_key:?} must be 1 to 128 characters of letters, digits, '-', '_' or '.'"));
+    }
+    Ok(())
+}

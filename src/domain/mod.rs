@@ -1,0 +1,19 @@
+//! The core: apps, numbers, bindings, their rules and the platform's codes.
+//!
+//! Invariant: nothing here does IO or reads a clock. Time comes in as an argument (Unix seconds),
+//! so every rule can be tested with any instant; `tests/it/layering.rs` checks that this module
+//! imports none of sled, axum, tokio or rhai.
+
+pub mod app;
+pub mod axb;
+pub mod codes;
+pub mod fields;
+pub mod number;
+pub mod rejection;
+pub mod tone;
+
+pub use app::{App, Mode};
+pub use axb::AxbBinding;
+pub use fields::{Fields, Invalid};
+pub use number::{NumberStatus, XNumber};
+pub use rejection::Rejection;

@@ -1,0 +1,171 @@
+//! The admin API under `/v1/admin` (bearer `admin_token`): apps and their X-number pools.
+//!
+//! | call | body | answer |
+//! |---|---|---|
+//! | `GET /v1/admin/apps` | | `apps`: every app (secrets left out) |
+//! | `GET /v1/admin/apps/{appKey}` | | `app`, `numbers` |
+//! | `PUT /v1/admin/apps/{appKey}` | an app as in `[[apps]]` (JSON) | `app` |
+//! | `DELETE /v1/admin/apps/{appKey}` | | refused (409) while it has numbers |
+//! | `GET /v1/admin/apps/{appKey}/numbers` | | `numbers` with their binding counts |
+//! | `PUT /v1/admin/apps/{appKey}/numbers/{number}` | `{"area_code","sms"?,"status"?}` | `number` |
+//! | `DELETE /v1/admin/apps/{appKey}/numbers/{number}` | | refused (409) while it holds bindings |
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, put};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use super::auth::Admin;
+use super::error::{success, AppError};
+use super::request::JsonBody;
+use super::AppState;
+use crate::config::{AppConfig, NumberConfig};
+use crate::domain::{App, Rejection, XNumber};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/apps", get(apps_list))
+        .route("/apps/{app_key}", get(apps_show).put(apps_put).delete(apps_delete))
+        .route("/apps/{app_key}/numbers", get(numbers_list))
+        .route("/apps/{app_key}/numbers/{number}", put(numbers_put).delete(numbers_delete))
+}
+
+/// Admin lookups of a missing thing are 404, not the provisioning API's 403.
+fn admin_error(err: impl Into<AppError>) -> AppError {
+    let err = err.into();
+    if err.code == crate::domain::codes::RECORD_NOT_FOUND {
+        err.with_status(StatusCode::NOT_FOUND)
+    } else {
+        err
+    }
+}
+
+fn one(name: &str, value: Value) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert(name.to_owned(), value);
+    fields
+}
+
+async fn apps_list(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
+    let apps: Vec<Value> = state.store.apps()?.iter().map(app_view).collect();
+    Ok(success(one("apps", apps.into())))
+}
+
+fn load_app(state: &AppState, app_key: &str) -> Result<App, AppError> {
+    state.store.app(app_key)?.ok_or_else(|| admin_error(Rejection::NotFound { what: format!("app {app_key}") }))
+}
+
+async fn apps_show(_: Admin, State(state): State<AppState>, Path(app_key): Path<String>) -> Result<Response, AppError> {
+    let app = load_app(&state, &app_key)?;
+    let mut fields = one("app", app_view(&app));
+    fields.insert("numbers".into(), numbers_view(&state, &app_key)?);
+    Ok(success(fields))
+}
+
+async fn apps_put(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(app_key): Path<String>,
+    JsonBody(mut body): JsonBody,
+) -> Result<Response, AppError> {
+    match body.get("app_key") {
+        None => {
+            body.insert("app_key".into(), app_key.clone().into());
+        }
+        Some(Value::String(key)) if *key == app_key => {}
+        Some(other) => {
+            return Err(AppError::invalid("app_key", format!("{other} differs from the path's {app_key:?}")))
+        }
+    }
+    let config: AppConfig =
+        serde_json::from_value(Value::Object(body)).map_err(|err| AppError::invalid("body", err.to_string()))?;
+    config.validate().map_err(|(key, reason)| AppError::invalid(&key, reason))?;
+    let (app, numbers) = config.into_parts();
+    state.store.upsert_app(&app, &numbers).map_err(admin_error)?;
+    state.store.durable().await?;
+    tracing::info!(app_key = %app.app_key, mode = %app.mode, numbers = numbers.len(), "app saved through the admin API");
+    Ok(success(one("app", app_view(&app))))
+}
+
+async fn apps_delete(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(app_key): Path<String>,
+) -> Result<Response, AppError> {
+    state.store.delete_app(&app_key).map_err(admin_error)?;
+    state.store.durable().await?;
+    tracing::info!(app_key = %app_key, "app deleted through the admin API");
+    Ok(success(Map::new()))
+}
+
+async fn numbers_list(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(app_key): Path<String>,
+) -> Result<Response, AppError> {
+    load_app(&state, &app_key)?;
+    Ok(success(one("numbers", numbers_view(&state, &app_key)?)))
+}
+
+async fn numbers_put(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((app_key, number)): Path<(String, String)>,
+    JsonBody(mut body): JsonBody,
+) -> Result<Response, AppError> {
+    body.entry("number").or_insert_with(|| number.clone().into());
+    let config: NumberConfig =
+        serde_json::from_value(Value::Object(body)).map_err(|err| AppError::invalid("body", err.to_string()))?;
+    if config.number != number {
+        return Err(AppError::invalid("number", format!("{:?} differs from the path's {number:?}", config.number)));
+    }
+    crate::domain::number::check_e164(&config.number).map_err(|reason| AppError::invalid("number", reason))?;
+    crate::domain::number::check_area_code(&config.area_code)
+        .map_err(|reason| AppError::invalid("area_code", reason))?;
+    let x_number = XNumber { number, app_key, area_code: config.area_code, sms: config.sms, status: config.status };
+    state.store.upsert_number(&x_number).map_err(admin_error)?;
+    state.store.durable().await?;
+    tracing::info!(app_key = %x_number.app_key, number = %x_number.number, status = ?x_number.status, "number saved through the admin API");
+    Ok(success(one("number", number_view(&x_number, state.store.axb_pairs_on(&x_number.number)?))))
+}
+
+async fn numbers_delete(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((app_key, number)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    state.store.delete_number(&app_key, &number).map_err(admin_error)?;
+    state.store.durable().await?;
+    tracing::info!(app_key = %app_key, number = %number, "number removed through the admin API");
+    Ok(success(Map::new()))
+}
+
+/// An app as the admin API shows it: its settings without the secret.
+fn app_view(app: &App) -> Value {
+    let mut value = serde_json::to_value(app).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("app_secret");
+    }
+    value
+}
+
+fn number_view(number: &XNumber, bindings: u32) -> Value {
+    json!({
+        "number": number.number,
+        "area_code": number.area_code,
+        "sms": number.sms,
+        "status": number.status,
+        "bindings": bindings,
+    })
+}
+
+fn numbers_view(state: &AppState, app_key: &str) -> Result<Value, AppError> {
+    let numbers = state.store.numbers_of(app_key)?;
+    let views = numbers
+        .iter()
+        .map(|number| Ok(number_view(number, state.store.axb_pairs_on(&number.number)?)))
+        .collect::<Result<Vec<_>, crate::store::Error>>()?;
+    Ok(views.into())
+}

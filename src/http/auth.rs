@@ -1,0 +1,73 @@
+//! Who is calling: the provisioning API's AKSK/WSSE check and the admin API's bearer token.
+//!
+//! Order of the provisioning checks: header format (400), then app and digest (401 1010010), then
+//! `Created` skew (401 1010013), and only then the nonce is remembered, so that forged requests
+//! cannot use up a client's nonces. An unknown app key answers exactly like a wrong digest.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+
+use super::error::AppError;
+use super::AppState;
+use crate::auth::{self, constant_time_eq, AuthError};
+use crate::domain::{codes, App, Mode, Rejection};
+
+/// A request signed by a known app.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub app: App,
+}
+
+impl Authenticated {
+    /// The app, if it may call the API of `mode` (1010040 otherwise).
+    pub fn app_for(self, mode: Mode) -> Result<App, AppError> {
+        if self.app.mode != mode {
+            return Err(Rejection::WrongMode { app_key: self.app.app_key, app_mode: self.app.mode, api: mode }.into());
+        }
+        Ok(self.app)
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header_text = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
+        let credentials = auth::parse(header_text(header::AUTHORIZATION.as_str()), header_text)?;
+        let app = state.store.app(&credentials.app_key)?;
+        let Some(app) = app.filter(|app| credentials.verify(&app.app_secret)) else {
+            return Err(AuthError::invalid_digest().into());
+        };
+        credentials.check_skew(state.clock.now(), state.config.auth_max_skew_secs)?;
+        if !state.store.remember_nonce(&app.app_key, &credentials.nonce, credentials.created_at)? {
+            return Err(AuthError::replay().into());
+        }
+        Ok(Authenticated { app })
+    }
+}
+
+/// A request carrying `Authorization: Bearer <admin_token>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        match token {
+            Some(token) if constant_time_eq(token.as_bytes(), state.config.admin_token.as_bytes()) => Ok(Admin),
+            _ => Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::INVALID_DIGEST,
+                "the admin API needs Authorization: Bearer <admin_token>",
+            )),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! AXB provisioning at `/rest/caas/relationnumber/partners/v1.0` (reference §3): bind (POST),
+//! modify (PUT), unbind (DELETE), query (GET).
+//!
+//! GET and DELETE read the query string; real clients also send it again as a JSON body, which is
+//! ignored. Every change is flushed to disk before it is acknowledged.
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use super::auth::Authenticated;
+use super::error::{success, AppError};
+use super::request::{query_object, JsonBody};
+use super::AppState;
+use crate::domain::axb::{AxbQuery, AxbUnbind, BindRequest, ModifyRequest};
+use crate::domain::{AxbBinding, Fields, Mode};
+use crate::telemetry::RecordWithoutNotice;
+
+pub async fn bindings_create(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
+    let app = auth.app_for(Mode::Axb)?;
+    let request = BindRequest::parse(&Fields::new(&body))?;
+    let binding = state.store.axb_bind(&app, &request, state.clock.now(), state.config.axb_max_pairs_per_x)?;
+    state.store.durable().await?;
+    if binding.records_without_notice(&app) {
+        RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
+    }
+    Ok(success(binding_fields(&binding)))
+}
+
+pub async fn bindings_modify(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
+    let app = auth.app_for(Mode::Axb)?;
+    let request = ModifyRequest::parse(&Fields::new(&body))?;
+    let binding = state.store.axb_modify(&app, &request, state.clock.now())?;
+    state.store.durable().await?;
+    if request.changes.record == Some(true) && binding.records_without_notice(&app) {
+        RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
+    }
+    Ok(success(binding_fields(&binding)))
+}
+
+pub async fn bindings_delete(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let app = auth.app_for(Mode::Axb)?;
+    let params = query_object(query.as_deref())?;
+    let target = AxbUnbind::parse(&Fields::new(&params))?;
+    let removed = state.store.axb_unbind(&app, &target, state.clock.now())?;
+    state.store.durable().await?;
+    let ids: Vec<&str> = removed.iter().map(|binding| binding.subscription_id.as_str()).collect();
+    let mut fields = Map::new();
+    fields.insert("subscriptionIds".into(), json!(ids));
+    Ok(success(fields))
+}
+
+pub async fn bindings_query(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let app = auth.app_for(Mode::Axb)?;
+    let params = query_object(query.as_deref())?;
+    let query = AxbQuery::parse(&Fields::new(&params))?;
+    let page = state.store.axb_query(&app, &query, state.clock.now())?;
+    let list: Vec<Value> = page.bindings.iter().map(|binding| Value::Object(binding_fields(binding))).collect();
+    let mut fields = Map::new();
+    fields.insert("totalCount".into(), page.total.into());
+    fields.insert("relationNumList".into(), list.into());
+    Ok(success(fields))
+}
+
+/// A binding in the reference's vocabulary: booleans as `"true"`/`"false"` strings, times as
+/// `yyyy-MM-dd HH:mm:ss` UTC. Absent optional values are left out rather than sent as null.
+pub fn binding_fields(binding: &AxbBinding) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let mut put = |name: &str, value: Value| {
+        fields.insert(name.to_owned(), value);
+    };
+    put("subscriptionId", binding.subscription_id.as_str().into());
+    put("relationNum", binding.x_number.as_str().into());
+    put("callerNum", binding.caller_num.as_str().into());
+    put("calleeNum", binding.callee_num.as_str().into());
+    put("callDirection", binding.call_direction.code().into());
+    put("duration", binding.duration_secs.into());
+    put("recordFlag", binding.record.to_string().into());
+    put("maxDuration", binding.max_duration_min.into());
+    put("privateSms", binding.private_sms.to_string().into());
+    put("createTime", reference_time(binding.created_at).into());
+    if let Some(expires_at) = binding.expires_at {
+        put("expireTime", reference_time(expires_at).into());
+    }
+    for (name, value) in [
+        ("recordHintTone", &binding.record_hint_tone),
+        ("lastMinVoice", &binding.last_min_voice),
+        ("userData", &binding.user_data),
+    ] {
+        if let Some(value) = value {
+            put(name, value.as_str().into());
+        }
+    }
+    let mut pre_voice = Map::new();
+    if let Some(tone) = &binding.pre_voice.caller_hint_tone {
+        pre_voice.insert("callerHintTone".into(), tone.as_str().into());
+    }
+    if let Some(tone) = &binding.pre_voice.callee_hint_tone {
+        pre_voice.insert("calleeHintTone".into(), tone.as_str().into());
+    }
+    if !pre_voice.is_empty() {
+        put("preVoice", pre_voice.into());
+    }
+    fields
+}
+
+/// `yyyy-MM-dd HH:mm:ss` in UTC, the reference's time format for events, CDRs and queries.
+pub fn reference_time(unix_secs: i64) -> String {
+    chrono::DateTime::from_timestamp(unix_secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,90 @@
+//! The HTTP surfaces: the Huawei-compatible provisioning API, the admin API, health and metrics.
+//!
+//! `app(state)` builds the whole router, so tests drive it in-process with `oneshot` or over a
+//! real socket with the same code. Handlers are thin: parse with `domain`, act with `store`, answer
+//! with `error::success` or an `AppError`. No handler holds a lock across an `.await`.
+
+pub mod admin;
+pub mod auth;
+pub mod axb;
+pub mod error;
+pub mod request;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::codes;
+use crate::store::Store;
+use crate::telemetry::{Metrics, RequestAnswered};
+use error::{Answered, AppError};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub const AXB_PATH: &str = "/rest/caas/relationnumber/partners/v1.0";
+
+pub fn app(state: AppState) -> Router {
+    let provisioning = Router::new()
+        .route(
+            AXB_PATH,
+            get(axb::bindings_query).post(axb::bindings_create).put(axb::bindings_modify).delete(axb::bindings_delete),
+        )
+        .layer(middleware::from_fn_with_state(("provisioning", state.clone()), count_results));
+    let admin = admin::router().layer(middleware::from_fn_with_state(("admin", state.clone()), count_results));
+    Router::new()
+        .merge(provisioning)
+        .nest("/v1/admin", admin)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(unknown_path)
+        .with_state(state)
+}
+
+/// Counts every answer of a surface by its result code.
+async fn count_results(
+    State((surface, state)): State<(&'static str, AppState)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let code = response.extensions().get::<Answered>().map_or("none", |answered| answered.0);
+    RequestAnswered { surface, code }.emit(&state.metrics);
+    response
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.app("") {
+        Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "health check cannot read the store");
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "store unreadable"})))
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn unknown_path(request: Request) -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        codes::INVALID_REQUEST,
+        format!("no API at {} {}", request.method(), request.uri().path()),
+    )
+}

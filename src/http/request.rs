@@ -1,0 +1,110 @@
+//! Reading requests: bodies (at most 64 KiB, JSON objects) and query strings, both as the JSON
+//! object that [`crate::domain::Fields`] reads.
+//!
+//! Query strings are decoded with `+` kept as a plus sign: the reference asks clients to send
+//! `%2B`, but a raw `+` in a phone number can only mean a plus, never a space.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value};
+
+use super::error::AppError;
+use crate::domain::codes;
+
+/// The largest request body accepted (CONTRACT §3).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request body that is a JSON object.
+#[derive(Debug)]
+pub struct JsonBody(pub Map<String, Value>);
+
+fn too_large() -> AppError {
+    AppError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::INVALID_REQUEST,
+        format!("Invalid request.body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, AppError> {
+        let declared =
+            request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+            return Err(too_large());
+        }
+        let bytes = read_limited(request.into_body()).await?;
+        parse_object(&bytes).map(JsonBody)
+    }
+}
+
+async fn read_limited(body: Body) -> Result<axum::body::Bytes, AppError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|err| {
+        let length_limit =
+            std::error::Error::source(&err).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if length_limit || err.to_string().contains("length limit") {
+            too_large()
+        } else {
+            AppError::invalid("body", format!("could not be read: {err}"))
+        }
+    })
+}
+
+/// Parses a body that must be a JSON object; errors name the line and column.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, AppError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::invalid("body", "is empty; a JSON object is required"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AppError::invalid("body", "must be a JSON object")),
+        Err(err) => Err(AppError::invalid(
+            "body",
+            format!("is not valid JSON (line {}, column {}: {err})", err.line(), err.column()),
+        )),
+    }
+}
+
+/// Turns `a=1&b=%2B86` into `{"a":"1","b":"+86"}`. The first occurrence of a key wins.
+pub fn query_object(query: Option<&str>) -> Result<Map<String, Value>, AppError> {
+    let mut map = Map::new();
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            percent_decode_str(text)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| AppError::invalid(key, "is not valid UTF-8 after percent-decoding"))
+        };
+        let (key, value) = (decode(key)?, decode(value)?);
+        map.entry(key).or_insert(Value::String(value));
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plus_signs_survive_query_decoding() {
+        let map = query_object(Some("relationNum=%2B8617000000001&callerNum=+8613800000001&pageSize=20&pageSize=30"))
+            .unwrap();
+        assert_eq!(map["relationNum"], "+8617000000001");
+        assert_eq!(map["callerNum"], "+8613800000001");
+        assert_eq!(map["pageSize"], "20");
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(parse_object(b"{\"a\":1}").is_ok());
+        assert!(parse_object(b"[1]").unwrap_err().desc.contains("JSON object"));
+        assert!(parse_object(b"").unwrap_err().desc.contains("empty"));
+        let err = parse_object(b"{\"a\":\n}").unwrap_err();
+        assert!(err.desc.contains("line 2"), "{}", err.desc);
+    }
+}

@@ -1,0 +1,20 @@
+//! privnum: a programmable rules engine for privacy-protected calls.
+//!
+//! Crate map, in reading order (ARCHITECTURE.md has the bird's-eye view):
+//! - [`domain`]: apps, numbers, bindings and their rules; no IO, no clock.
+//! - [`auth`]: AKSK/WSSE header parsing, digests and signing.
+//! - [`config`]: `privnum.toml`, strictly validated.
+//! - [`clock`]: the system clock and a manual one for tests.
+//! - [`store`]: sled behind privnum's own API; atomic multi-key changes and group commit.
+//! - [`telemetry`]: counters behind `/metrics`.
+//! - [`http`]: the axum router: provisioning (Huawei-compatible), admin, health.
+//! - [`server`]: wiring: open the store, load apps, start background tasks, serve.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,107 @@
+//! The `privnum` command: parse the command line, load the configuration, run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use privnum::auth::{self, Scheme};
+use privnum::clock::SystemClock;
+use privnum::config::Config;
+
+#[derive(Parser)]
+#[command(name = "privnum", version, about = "A programmable rules engine for privacy-protected calls")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// The configuration file; a missing file means the built-in defaults.
+        #[arg(long, default_value = "privnum.toml")]
+        config: PathBuf,
+    },
+    /// Print freshly signed authentication headers for one provisioning request.
+    ///
+    /// Each run makes a new Nonce, so run it once per request, e.g.
+    /// `curl -K <(privnum sign --app demo-app --format curl) ...`
+    Sign {
+        /// The app key to sign as.
+        #[arg(long)]
+        app: String,
+        /// The app's secret; by default it is read from the configuration file.
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long, default_value = "privnum.toml")]
+        config: PathBuf,
+        /// Sign with the legacy WSSE scheme instead of AKSK.
+        #[arg(long)]
+        wsse: bool,
+        /// `headers`: two header lines; `curl`: a curl config (`curl -K`).
+        #[arg(long, value_enum, default_value_t = Format::Headers)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Headers,
+    Curl,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Sign { app, secret, config, wsse, format } => sign(&app, secret, &config, wsse, format),
+    }
+}
+
+fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::load(&config_path)?;
+    tracing::info!(config = %config_path.display(), apps = config.apps.len(), "configuration loaded");
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let running = privnum::server::start(config, Arc::new(SystemClock)).await?;
+        running.wait_for_signal().await
+    })
+}
+
+fn sign(
+    app_key: &str,
+    secret: Option<String>,
+    config_path: &std::path::Path,
+    wsse: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    let secret = match secret {
+        Some(secret) => secret,
+        None => Config::load(config_path)?
+            .apps
+            .into_iter()
+            .find(|app| app.app_key == app_key)
+            .map(|app| app.app_secret)
+            .with_context(|| format!("app {app_key} is not in {}; pass --secret", config_path.display()))?,
+    };
+    let scheme = if wsse { Scheme::Wsse } else { Scheme::Aksk };
+    let signed = auth::sign(scheme, app_key, &secret, &auth::new_nonce(), chrono::Utc::now());
+    let lines =
+        [format!("Authorization: {}", signed.authorization), format!("{}: {}", signed.token_name, signed.token)];
+    for line in lines {
+        match format {
+            Format::Headers => println!("{line}"),
+            Format::Curl => println!("header = \"{}\"", line.replace('\\', "\\\\").replace('"', "\\\"")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Wiring: open the store, load the configured apps, start the background sweeper, serve HTTP.
+//!
+//! [`start`] is what `privnum serve` and the end-to-end tests both run, so the tests exercise the
+//! real server on a real socket. [`Running::stop`] shuts down gracefully and releases the store, so
+//! a test can start a new server on the same data directory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::store::Store;
+use crate::telemetry::{BindingsExpired, Metrics};
+
+/// How often expired bindings and old nonces are swept. Expired bindings already behave as absent
+/// on every path, so this only frees capacity and disk; once a second keeps the queue short.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many expired bindings one sweep removes at most, so a sweep never holds the writer lock long.
+const SWEEP_BATCH: usize = 1000;
+
+/// Opens the store and upserts the configured apps.
+pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let store =
+        Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    for app_config in &config.apps {
+        let (app, numbers) = app_config.clone().into_parts();
+        store
+            .upsert_app(&app, &numbers)
+            .with_context(|| format!("loading app {} from the configuration", app.app_key))?;
+    }
+    store.durable().await.context("flushing the configured apps")?;
+    Ok(AppState { store: Arc::new(store), config: Arc::new(config), clock, metrics: Arc::new(Metrics::default()) })
+}
+
+/// Expired bindings and stale nonces, swept until `stop` changes.
+async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = state.clock.now();
+        match state.store.axb_sweep_expired(now, SWEEP_BATCH) {
+            Ok(count) => BindingsExpired { count }.emit(&state.metrics),
+            Err(err) => tracing::error!(error = %err, "sweeping expired bindings failed; will retry"),
+        }
+        let skew = i64::try_from(state.config.auth_max_skew_secs).unwrap_or(i64::MAX);
+        if let Err(err) = state.store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))) {
+            tracing::error!(error = %err, "sweeping old nonces failed; will retry");
+        }
+    }
+}
+
+/// A server running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, flushes and releases the store.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let Running { state, stop, tasks, .. } = self;
+        let _ = stop.send(true);
+        for task in tasks {
+            task.await.context("a server task panicked")?;
+        }
+        state.store.flush_now().context("flushing the store at shutdown")?;
+        Ok(())
+    }
+
+    /// Resolves when the server has stopped for any reason.
+    pub async fn wait_for_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+/// Starts serving `config` on its `listen` address (port 0 picks a free port).
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr().context("reading the listening address")?;
+    let state = prepare(config, clock).await?;
+    let (stop, stopped) = watch::channel(false);
+    let router = http::app(state.clone());
+    let mut server_stop = stopped.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = server_stop.changed().await;
+        };
+        if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %err, "the HTTP server failed");
+        }
+    });
+    let sweeper = tokio::spawn(sweep(state.clone(), stopped));
+    tracing::info!(%addr, "privnum is listening");
+    Ok(Running { addr, state, stop, tasks: vec![server, sweeper] })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,152 @@
+//! Apps and their X-number pools.
+//!
+//! An X belongs to at most one app. The `app_area` index lists each app's pool by area code, which
+//! is what allocation scans; it is written in the same transaction as the number itself.
+
+use crate::domain::number::normalize_area_code;
+use crate::domain::{App, Rejection, XNumber};
+
+use super::keys;
+use super::record::{decode, encode};
+use super::{Error, OpError, Store, WriteSet, T};
+
+impl Store {
+    pub fn app(&self, app_key: &str) -> Result<Option<App>, Error> {
+        self.get_record(T::Apps, app_key.as_bytes())
+    }
+
+    pub fn apps(&self) -> Result<Vec<App>, Error> {
+        self.tree(T::Apps)
+            .iter()
+            .map(|item| {
+                let (key, value) = item.map_err(|source| Error::Sled { tree: T::Apps.name(), source })?;
+                decode(T::Apps.name(), &key, &value)
+            })
+            .collect()
+    }
+
+    /// Creates or replaces an app and adds or updates the given numbers of its pool. Numbers it
+    /// already has and that are not listed stay as they are.
+    pub fn upsert_app(&self, app: &App, numbers: &[XNumber]) -> Result<(), OpError> {
+        let _writer = self.lock_writer();
+        let mut writes = WriteSet::default();
+        if let Some(existing) = self.app(&app.app_key)? {
+            if existing.mode != app.mode {
+                let bound = self.bound_numbers(&app.app_key)?;
+                if bound > 0 {
+                    return Err(Rejection::InUse {
+                        what: format!(
+                            "app {} cannot change mode from {} to {} while {bound} of its numbers hold bindings",
+                            app.app_key, existing.mode, app.mode
+                        ),
+                    }
+                    .into());
+                }
+            }
+        }
+        writes.put(T::Apps, app.app_key.as_bytes(), encode(app));
+        for number in numbers {
+            self.stage_number(number, &mut writes)?;
+        }
+        self.commit(writes)?;
+        Ok(())
+    }
+
+    /// Removes an app whose pool is empty.
+    pub fn delete_app(&self, app_key: &str) -> Result<(), OpError> {
+        let _writer = self.lock_writer();
+        if self.app(app_key)?.is_none() {
+            return Err(Rejection::NotFound { what: format!("app {app_key}") }.into());
+        }
+        let pool = self.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))?;
+        if !pool.is_empty() {
+            return Err(Rejection::InUse {
+                what: format!("app {app_key} still has {} numbers; remove them first", pool.len()),
+            }
+            .into());
+        }
+        let mut writes = WriteSet::default();
+        writes.remove(T::Apps, app_key.as_bytes());
+        self.commit(writes)?;
+        Ok(())
+    }
+
+    pub fn number(&self, x_number: &str) -> Result<Option<XNumber>, Error> {
+        self.get_record(T::Numbers, x_number.as_bytes())
+    }
+
+    /// The app's pool, ordered by area code, then number.
+    pub fn numbers_of(&self, app_key: &str) -> Result<Vec<XNumber>, Error> {
+        let mut numbers = Vec::new();
+        for key in self.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))? {
+            if let Some(number) = self.number(&keys::last_part(&key))? {
+                numbers.push(number);
+            }
+        }
+        Ok(numbers)
+    }
+
+    /// Adds a number to its app's pool, or updates its area code, SMS capability or status.
+    pub fn upsert_number(&self, number: &XNumber) -> Result<(), OpError> {
+        let _writer = self.lock_writer();
+        if self.app(&number.app_key)?.is_none() {
+            return Err(Rejection::NotFound { what: format!("app {}", number.app_key) }.into());
+        }
+        let mut writes = WriteSet::default();
+        self.stage_number(number, &mut writes)?;
+        self.commit(writes)?;
+        Ok(())
+    }
+
+    /// Removes a number that holds no bindings from its app's pool.
+    pub fn delete_number(&self, app_key: &str, x_number: &str) -> Result<(), OpError> {
+        let _writer = self.lock_writer();
+        let existing = self.number(x_number)?.filter(|n| n.app_key == app_key);
+        let Some(existing) = existing else {
+            return Err(Rejection::NotFound { what: format!("number {x_number} of app {app_key}") }.into());
+        };
+        let pairs = self.axb_pairs_on(x_number)?;
+        if pairs > 0 {
+            return Err(Rejection::InUse {
+                what: format!("{x_number} still holds {pairs} bindings; unbind them first"),
+            }
+            .into());
+        }
+        let mut writes = WriteSet::default();
+        writes.remove(T::Numbers, x_number.as_bytes());
+        writes.remove(T::AppArea, area_key(&existing));
+        self.commit(writes)?;
+        Ok(())
+    }
+
+    /// Stages a number's record and pool entry, refusing a number of another app.
+    fn stage_number(&self, number: &XNumber, writes: &mut WriteSet) -> Result<(), OpError> {
+        if let Some(existing) = self.number(&number.number)? {
+            if existing.app_key != number.app_key {
+                return Err(Rejection::InUse {
+                    what: format!("{} already belongs to app {}", number.number, existing.app_key),
+                }
+                .into());
+            }
+            writes.remove(T::AppArea, area_key(&existing));
+        }
+        writes.put(T::Numbers, number.number.as_bytes(), encode(number));
+        writes.put(T::AppArea, area_key(number), Vec::new());
+        Ok(())
+    }
+
+    /// How many of the app's numbers hold at least one binding.
+    fn bound_numbers(&self, app_key: &str) -> Result<usize, Error> {
+        let mut bound = 0;
+        for key in self.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))? {
+            if self.axb_pairs_on(&keys::last_part(&key))? > 0 {
+                bound += 1;
+            }
+        }
+        Ok(bound)
+    }
+}
+
+pub(super) fn area_key(number: &XNumber) -> Vec<u8> {
+    keys::join(&[&number.app_key, normalize_area_code(&number.area_code), &number.number])
+}

@@ -1,0 +1,88 @@
+//! Group commit: many acknowledged writes share one `fsync`.
+//!
+//! sled writes to its log in memory and syncs in the background every 500 ms, so a write is
+//! durable only after a flush. Flushing once per request caps throughput at the disk's sync rate;
+//! instead every writer takes a ticket after its write and waits until a flush that *started after*
+//! its ticket has finished. One flush in progress serves every ticket issued before it began.
+//!
+//! Invariant: `flushed` only ever holds a ticket number that was read before the flush that
+//! published it started, so `flushed >= ticket` implies the ticket's write is on disk.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::Error;
+
+/// How long a writer waits for its flush before reporting failure: far above a healthy disk's sync
+/// time (milliseconds), short enough that a client sees an error instead of hanging.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a failed flush, wait this long before trying again, so a broken disk is not hammered.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub(crate) struct GroupFlush {
+    /// Only this struct holds the database for the flusher: the task holds a weak reference, so
+    /// when the store is dropped, sled is closed at once rather than when the task next wakes.
+    db: sled::Db,
+    tickets: AtomicU64,
+    /// Shared with the flusher task, which holds only a weak reference to the rest, so dropping
+    /// the store ends the task and releases the database.
+    wake: Arc<Notify>,
+    flushed: watch::Sender<u64>,
+}
+
+impl Drop for GroupFlush {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+impl GroupFlush {
+    /// Starts the flusher task for `db` on the current tokio runtime.
+    pub(crate) fn start(db: sled::Db) -> Arc<Self> {
+        let wake = Arc::new(Notify::new());
+        let group =
+            Arc::new(GroupFlush { db, tickets: AtomicU64::new(0), wake: wake.clone(), flushed: watch::Sender::new(0) });
+        let weak = Arc::downgrade(&group);
+        tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                let Some(group) = weak.upgrade() else { return };
+                let target = group.tickets.load(Ordering::SeqCst);
+                let db = group.db.clone();
+                drop(group);
+                let flushed = db.flush_async().await;
+                drop(db);
+                let Some(group) = weak.upgrade() else { return };
+                match flushed {
+                    Ok(_) => {
+                        group.flushed.send_replace(target);
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "store flush failed; writers are waiting and it will be retried");
+                        wake.notify_one();
+                        tokio::time::sleep(RETRY_DELAY).await;
+                    }
+                }
+            }
+        });
+        group
+    }
+
+    /// Waits until everything written before this call is on disk.
+    pub(crate) async fn wait(&self) -> Result<(), Error> {
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut flushed = self.flushed.subscribe();
+        self.wake.notify_one();
+        let result = tokio::time::timeout(FLUSH_TIMEOUT, flushed.wait_for(|&done| done >= ticket)).await;
+        match result.map(|waited| waited.map(|_| ())) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Flush("the flusher stopped".to_owned())),
+            Err(_) => Err(Error::Flush(format!("no flush completed within {FLUSH_TIMEOUT:?}"))),
+        }
+    }
+}

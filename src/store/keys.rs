@@ -1,0 +1,96 @@
+//! Every key encoding of the store, in one place.
+//!
+//! Keys are byte strings whose order is meaningful to sled's range scans. Parts are joined with a
+//! NUL byte, which no app key, number or subscription id may contain (the domain checks them), so
+//! `prefix(a)` selects exactly the keys that start with part `a`.
+//!
+//! | tree         | key                                   | value                         |
+//! |--------------|---------------------------------------|-------------------------------|
+//! | `apps`       | app key                               | record `App`                  |
+//! | `numbers`    | X                                     | record `XNumber`              |
+//! | `app_area`   | app key, normalized area code, X      | empty (the pool index)        |
+//! | `axb`        | subscription id                       | record `AxbBinding`           |
+//! | `axb_user`   | X, user number (A or B)               | subscription id               |
+//! | `axb_x`      | X, subscription id                    | empty (list a X's bindings)   |
+//! | `axb_pairs`  | X                                     | pair count, u32 big-endian    |
+//! | `axb_expiry` | expiry (8 bytes, ordered), sub. id    | empty (the expiry queue)      |
+//! | `nonces`     | app key, nonce                        | `Created`, i64 big-endian     |
+
+const SEPARATOR: u8 = 0;
+
+/// `a NUL b`, and so on for more parts.
+pub(crate) fn join(parts: &[&str]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            key.push(SEPARATOR);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
+
+/// The prefix that selects every key whose first parts are `parts`.
+pub(crate) fn prefix(parts: &[&str]) -> Vec<u8> {
+    let mut key = join(parts);
+    key.push(SEPARATOR);
+    key
+}
+
+/// The last NUL-separated part of a key, as text.
+pub(crate) fn last_part(key: &[u8]) -> String {
+    let start = key.iter().rposition(|&b| b == SEPARATOR).map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&key[start..]).into_owned()
+}
+
+/// Expiry keys sort by time: the sign bit is flipped so negative instants sort first.
+pub(crate) fn expiry(at: i64, subscription_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + subscription_id.len());
+    key.extend_from_slice(&time_bytes(at));
+    key.extend_from_slice(subscription_id.as_bytes());
+    key
+}
+
+/// The expiry keys of everything that expired at or before `at` sort below this bound.
+pub(crate) fn expiry_bound(at: i64) -> [u8; 8] {
+    time_bytes(at.saturating_add(1))
+}
+
+fn time_bytes(at: i64) -> [u8; 8] {
+    ((at as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The subscription id of an expiry key.
+pub(crate) fn expiry_subscription(key: &[u8]) -> String {
+    String::from_utf8_lossy(key.get(8..).unwrap_or_default()).into_owned()
+}
+
+pub(crate) fn count(value: u32) -> [u8; 4] {
+    value.to_be_bytes()
+}
+
+pub(crate) fn read_count(bytes: Option<&[u8]>) -> u32 {
+    bytes.and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_keys_sort_by_time() {
+        let early = expiry(-5, "b");
+        let later = expiry(10, "a");
+        assert!(early < later);
+        assert!(later.as_slice() < expiry_bound(10).as_slice());
+        assert!(later.as_slice() >= expiry_bound(9).as_slice());
+        assert_eq!(expiry_subscription(&later), "a");
+    }
+
+    #[test]
+    fn joined_keys_split_back() {
+        let key = join(&["+861", "sub-1"]);
+        assert!(key.starts_with(&prefix(&["+861"])));
+        assert_eq!(last_part(&key), "sub-1");
+    }
+}

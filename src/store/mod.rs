@@ -1,0 +1,183 @@
+//! The store: apps, X numbers and bindings in sled, behind privnum's own API.
+//!
+//! Nothing outside this module names sled, so another engine can replace it. Invariants:
+//! - every multi-key change (a binding and its indexes, a number and its pool entry) is one sled
+//!   transaction, so a crash leaves either all of it or none;
+//! - changes to bindings and pools are serialized by one writer lock, because choosing a free X
+//!   needs range scans that sled transactions cannot see; reads never take the lock;
+//! - a change is acknowledged only after [`Store::durable`] has seen it flushed to disk.
+
+mod apps;
+mod axb;
+mod flush;
+pub(crate) mod keys;
+mod nonce;
+mod record;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sled::Transactional as _;
+
+use crate::domain::Rejection;
+
+pub use axb::AxbPage;
+
+/// A storage failure, naming the tree and key concerned. Shown to operators, never to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the store at {path}: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("sled failed on tree {tree}: {source}")]
+    Sled { tree: &'static str, source: sled::Error },
+    #[error("cannot decode the record at {tree}/{key}: {reason}")]
+    Decode { tree: &'static str, key: String, reason: String },
+    #[error("transaction failed: {0}")]
+    Transaction(String),
+    #[error("durable flush failed: {0}")]
+    Flush(String),
+}
+
+/// What a store operation can end in: the rules refused it, or storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// The trees of the store; see `keys.rs` for what each holds. The discriminant is the tree's index
+/// in `Store::trees`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum T {
+    Apps,
+    Numbers,
+    AppArea,
+    Axb,
+    AxbUser,
+    AxbX,
+    AxbPairs,
+    AxbExpiry,
+}
+
+impl T {
+    const ALL: [T; 8] = [T::Apps, T::Numbers, T::AppArea, T::Axb, T::AxbUser, T::AxbX, T::AxbPairs, T::AxbExpiry];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            T::Apps => "apps",
+            T::Numbers => "numbers",
+            T::AppArea => "app_area",
+            T::Axb => "axb",
+            T::AxbUser => "axb_user",
+            T::AxbX => "axb_x",
+            T::AxbPairs => "axb_pairs",
+            T::AxbExpiry => "axb_expiry",
+        }
+    }
+}
+
+/// A key for messages: text where it is text, escaped bytes otherwise.
+pub(crate) fn show_key(key: &[u8]) -> String {
+    key.escape_ascii().to_string().replace("\\x00", "/")
+}
+
+/// Changes to commit together.
+#[derive(Debug, Default)]
+pub(crate) struct WriteSet {
+    ops: Vec<(T, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteSet {
+    pub(crate) fn put(&mut self, tree: T, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((tree, key.into(), Some(value.into())));
+    }
+
+    pub(crate) fn remove(&mut self, tree: T, key: impl Into<Vec<u8>>) {
+        self.ops.push((tree, key.into(), None));
+    }
+}
+
+#[derive(Debug)]
+pub struct Store {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+    nonces: sled::Tree,
+    writer: Mutex<()>,
+    flush: Arc<flush::GroupFlush>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. Must be called inside a tokio runtime: it starts the
+    /// group-commit flusher.
+    pub fn open(dir: &Path) -> Result<Store, Error> {
+        let open_error = |source| Error::Open { path: dir.to_owned(), source };
+        let db = sled::Config::new().path(dir).open().map_err(open_error)?;
+        let trees = T::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
+        let nonces = db.open_tree("nonces").map_err(open_error)?;
+        let flush = flush::GroupFlush::start(db.clone());
+        Ok(Store { db, trees, nonces, writer: Mutex::new(()), flush })
+    }
+
+    pub(crate) fn tree(&self, tree: T) -> &sled::Tree {
+        &self.trees[tree as usize]
+    }
+
+    /// Reads one value.
+    pub(crate) fn get(&self, tree: T, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
+        self.tree(tree).get(key).map_err(|source| Error::Sled { tree: tree.name(), source })
+    }
+
+    /// Reads and decodes one record.
+    pub(crate) fn get_record<R: serde::de::DeserializeOwned>(&self, tree: T, key: &[u8]) -> Result<Option<R>, Error> {
+        match self.get(tree, key)? {
+            Some(bytes) => record::decode(tree.name(), key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The keys under `prefix`, in order.
+    pub(crate) fn keys_with_prefix(&self, tree: T, prefix: &[u8]) -> Result<Vec<sled::IVec>, Error> {
+        self.tree(tree)
+            .scan_prefix(prefix)
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| Error::Sled { tree: tree.name(), source })
+    }
+
+    /// Serializes writers. Held only in synchronous code, never across an `.await`.
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        // The lock guards no data of its own (the data is in sled), so a panic while holding it
+        // leaves nothing inconsistent: recover from poisoning.
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies `writes` atomically.
+    pub(crate) fn commit(&self, writes: WriteSet) -> Result<(), Error> {
+        if writes.ops.is_empty() {
+            return Ok(());
+        }
+        let result = self.trees.as_slice().transaction(|trees| {
+            for (tree, key, value) in &writes.ops {
+                let tree = &trees[*tree as usize];
+                match value {
+                    Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
+                    None => tree.remove(key.as_slice())?,
+                };
+            }
+            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+        });
+        result.map_err(|err| Error::Transaction(format!("{err:?}")))
+    }
+
+    /// Waits until every change committed before this call is on disk.
+    pub async fn durable(&self) -> Result<(), Error> {
+        self.flush.wait().await
+    }
+
+    /// Flushes synchronously (for shutdown).
+    pub fn flush_now(&self) -> Result<(), Error> {
+        self.db.flush().map(|_| ()).map_err(|source| Error::Sled { tree: "(all)", source })
+    }
+}

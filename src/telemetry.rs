@@ -1,0 +1,98 @@
+//! Telemetry as typed events: each observable thing is one struct whose `emit` writes the log line
+//! and updates the counter together, so logs and `/metrics` cannot disagree.
+//!
+//! Counters are plain atomics or a small labelled map; `/metrics` renders them in the Prometheus
+//! text format without a metrics framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// `(surface, resultcode)` → count. Provisioning and admin only: the call path will keep its
+    /// own lock-free counters.
+    results: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    record_without_notice: AtomicU64,
+    bindings_expired: AtomicU64,
+}
+
+impl Metrics {
+    fn count_result(&self, surface: &'static str, code: &'static str) {
+        let mut results = self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *results.entry((surface, code)).or_default() += 1;
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP privnum_requests_total Requests answered, by API surface and resultcode.\n");
+        out.push_str("# TYPE privnum_requests_total counter\n");
+        let results = self.results.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        for ((surface, code), count) in results {
+            let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
+        }
+        let counters = [
+            (
+                "privnum_compliance_warnings_total",
+                "Bindings that record with no recording notice at all (no recordHintTone, no app default).",
+                "{kind=\"record_without_notice\"}",
+                &self.record_without_notice,
+            ),
+            ("privnum_bindings_expired_total", "Expired bindings removed by the sweeper.", "", &self.bindings_expired),
+        ];
+        for (name, help, labels, counter) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+/// A request answered with a result code. (Refusals are logged where their reason is known, in
+/// `http::error`; this only counts.)
+pub struct RequestAnswered {
+    pub surface: &'static str,
+    pub code: &'static str,
+}
+
+impl RequestAnswered {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.count_result(self.surface, self.code);
+    }
+}
+
+/// A binding records calls with no notice to the parties: the carrier requires one.
+pub struct RecordWithoutNotice<'a> {
+    pub app_key: &'a str,
+    pub subscription_id: &'a str,
+}
+
+impl RecordWithoutNotice<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.record_without_notice.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            app_key = self.app_key,
+            subscription_id = self.subscription_id,
+            "binding records without a recording notice: neither recordHintTone nor the app's record_hint_tone is set"
+        );
+    }
+}
+
+/// The sweeper removed expired bindings.
+pub struct BindingsExpired {
+    pub count: usize,
+}
+
+impl BindingsExpired {
+    pub fn emit(&self, metrics: &Metrics) {
+        if self.count > 0 {
+            metrics.bindings_expired.fetch_add(self.count as u64, Ordering::Relaxed);
+            tracing::debug!(count = self.count, "expired bindings removed");
+        }
+    }
+}
