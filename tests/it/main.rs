@@ -1,0 +1,9 @@
+//! privnum's integration tests: one binary, one module per feature. Every test starts a real
+//! server on a loopback port with real sled in a temporary directory (see `support`).
+
+#![allow(dead_code)] // support helpers are shared; not every module uses each one
+#![allow(unreachable_pub)] // a test binary has no public API
+
+mod auth;
+mod axb;
+mod support;

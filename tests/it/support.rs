@@ -1,0 +1,187 @@
+//! A real privnum server on a loopback port and a temporary sled directory, and a signing client.
+//!
+//! The server's clock is a [`ManualClock`] starting at the real time, and requests are signed with
+//! that clock's time, so a test can move time forward (expiry) without sleeping and without
+//! tripping the `Created` skew check.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use privnum::auth::{self, Scheme};
+use privnum::clock::{Clock, ManualClock};
+use privnum::config::{AppConfig, Config, NumberConfig};
+use privnum::domain::{Mode, NumberStatus};
+use privnum::server::{self, Running};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub const AXB_PATH: &str = "/rest/caas/relationnumber/partners/v1.0";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The AXB app of the test configuration: recording on, four numbers in 0755, one in 0756, one in 010.
+pub const AXB_APP: (&str, &str) = ("axb-app", "axb-secret");
+/// An AX app, to check that an app may only call its own mode's API.
+pub const AX_APP: (&str, &str) = ("ax-app", "ax-secret");
+/// An AXB app with recording off.
+pub const QUIET_APP: (&str, &str) = ("quiet-app", "quiet-secret");
+
+pub fn number(number: &str, area_code: &str) -> NumberConfig {
+    NumberConfig { number: number.into(), area_code: area_code.into(), sms: true, status: NumberStatus::Normal }
+}
+
+pub fn app(key_secret: (&str, &str), mode: Mode, numbers: Vec<NumberConfig>) -> AppConfig {
+    AppConfig {
+        app_key: key_secret.0.into(),
+        app_secret: key_secret.1.into(),
+        mode,
+        scenario: "test".into(),
+        recording: true,
+        record_hint_tone: String::new(),
+        close_hint_tone: String::new(),
+        extension_digits: 4,
+        extension_prompt: String::new(),
+        sms: false,
+        sms_scenario: String::new(),
+        call_event_url: String::new(),
+        cdr_url: String::new(),
+        sms_url: String::new(),
+        sms_control_url: String::new(),
+        callin_url: String::new(),
+        numbers,
+    }
+}
+
+pub fn test_config(data_dir: PathBuf) -> Config {
+    let mut quiet = app(QUIET_APP, Mode::Axb, vec![number("+8617100000001", "0755")]);
+    quiet.recording = false;
+    Config {
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        data_dir,
+        admin_token: ADMIN_TOKEN.into(),
+        apps: vec![
+            app(
+                AXB_APP,
+                Mode::Axb,
+                vec![
+                    number("+8617000000001", "0755"),
+                    number("+8617000000002", "0755"),
+                    number("+8617000000003", "0755"),
+                    number("+8617000000004", "0755"),
+                    number("+8617000000005", "0756"),
+                    number("+8617000000006", "010"),
+                ],
+            ),
+            app(AX_APP, Mode::Ax, vec![number("+8617200000001", "0755")]),
+            quiet,
+        ],
+        ..Config::default()
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub clock: ManualClock,
+    pub config: Config,
+    running: Option<Running>,
+    _dir: Arc<tempfile::TempDir>,
+    pub client: reqwest::Client,
+}
+
+/// A response: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["resultcode"].as_str().unwrap_or("<no resultcode>")
+    }
+
+    pub fn desc(&self) -> &str {
+        self.body["resultdesc"].as_str().unwrap_or("<no resultdesc>")
+    }
+
+    /// Asserts the status and result code, showing the whole answer when they differ.
+    #[track_caller]
+    pub fn expect(&self, status: u16, code: &str) -> &Self {
+        assert_eq!((self.status.as_u16(), self.code()), (status, code), "unexpected answer: {self:?}");
+        self
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let config = test_config(dir.path().join("data"));
+        TestServer::start_with(config, dir).await
+    }
+
+    pub async fn start_with(config: Config, dir: Arc<tempfile::TempDir>) -> TestServer {
+        let clock = ManualClock::new(chrono::Utc::now().timestamp());
+        TestServer::start_on(config, dir, clock).await
+    }
+
+    async fn start_on(config: Config, dir: Arc<tempfile::TempDir>, clock: ManualClock) -> TestServer {
+        let running = server::start(config.clone(), Arc::new(clock.clone())).await.expect("server starts");
+        let base = format!("http://{}", running.addr);
+        TestServer { base, clock, config, running: Some(running), _dir: dir, client: reqwest::Client::new() }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(running) = self.running.take() {
+            running.stop().await.expect("server stops");
+        }
+        let mut config = self.config.clone();
+        config.apps.clear(); // everything must come back from the store, not from the config
+        TestServer::start_on(config, self._dir.clone(), self.clock.clone()).await
+    }
+
+    pub fn clock_now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn state(&self) -> &privnum::http::AppState {
+        &self.running.as_ref().expect("server is running").state
+    }
+
+    /// Signed headers for `app`, made at the server's clock time.
+    pub fn signed(&self, app: (&str, &str), scheme: Scheme) -> Vec<(String, String)> {
+        let created = chrono::DateTime::from_timestamp(self.clock.now(), 0).expect("valid time");
+        let signed = auth::sign(scheme, app.0, app.1, &auth::new_nonce(), created);
+        vec![("Authorization".into(), signed.authorization), (signed.token_name.into(), signed.token)]
+    }
+
+    /// Sends a request with the given headers and optional JSON body.
+    pub async fn send(&self, method: Method, path: &str, headers: &[(String, String)], body: Option<&Value>) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("response body");
+        Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    /// A provisioning request signed (AKSK) as `app`.
+    pub async fn call(&self, app: (&str, &str), method: Method, path: &str, body: Option<&Value>) -> Answer {
+        let headers = self.signed(app, Scheme::Aksk);
+        self.send(method, path, &headers, body).await
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
+        let headers = vec![("Authorization".to_owned(), format!("Bearer {ADMIN_TOKEN}"))];
+        self.send(method, &format!("/v1/admin{path}"), &headers, body).await
+    }
+
+    /// Binds A and B on the AXB app and returns the answer body.
+    pub async fn bind(&self, body: Value) -> Answer {
+        self.call(AXB_APP, Method::POST, AXB_PATH, Some(&body)).await
+    }
+}
