@@ -6,4 +6,7 @@
 
 mod auth;
 mod axb;
+mod concurrency;
+mod persistence;
+mod reference_client;
 mod support;
