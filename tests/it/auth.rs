@@ -22,12 +22,11 @@ async fn both_schemes_are_accepted_and_a_wrong_secret_is_not() {
     server.send(Method::GET, QUERY, &unknown_app, None).await.expect(401, "1010010");
 }
 
+type Headers = Vec<(String, String)>;
+
 /// Replaces `from` with `to` in the named header of a signed set.
 fn edit(headers: &[(String, String)], name: &str, from: &str, to: &str) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.clone(), if n == name { v.replacen(from, to, 1) } else { v.clone() }))
-        .collect()
+    headers.iter().map(|(n, v)| (n.clone(), if n == name { v.replacen(from, to, 1) } else { v.clone() })).collect()
 }
 
 fn without(headers: &[(String, String)], name: &str) -> Vec<(String, String)> {
@@ -39,7 +38,7 @@ async fn every_header_fault_has_its_code() {
     let server = TestServer::start().await;
     let aksk = server.signed(AXB_APP, Scheme::Aksk);
     let wsse = server.signed(AXB_APP, Scheme::Wsse);
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    let cases: Vec<(&str, Headers, &str)> = vec![
         ("no Authorization", without(&aksk, "Authorization"), "1023006"),
         ("no realm", edit(&aksk, "Authorization", "realm=\"SDP\",", ""), "1023007"),
         ("no profile", edit(&aksk, "Authorization", "profile=\"UsernameToken\",", ""), "1023008"),

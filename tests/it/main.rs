@@ -4,9 +4,11 @@
 #![allow(dead_code)] // support helpers are shared; not every module uses each one
 #![allow(unreachable_pub)] // a test binary has no public API
 
+mod admin;
 mod auth;
 mod axb;
 mod concurrency;
+mod layering;
 mod persistence;
 mod reference_client;
 mod support;
