@@ -26,7 +26,9 @@ async fn query(server: &TestServer, params: &str) -> support::Answer {
 #[tokio::test]
 async fn bind_answers_with_the_x_and_a_subscription_id() {
     let server = TestServer::start().await;
-    let answer = server.bind(with(pair(1, 1), json!({"userData": "order-1", "recordFlag": true, "recordHintTone": "r.wav"}))).await;
+    let answer = server
+        .bind(with(pair(1, 1), json!({"userData": "order-1", "recordFlag": true, "recordHintTone": "r.wav"})))
+        .await;
     answer.expect(200, "0");
     assert_eq!(answer.body["relationNum"], "+8617000000001", "the emptiest 0755 number, lowest first");
     let id = answer.body["subscriptionId"].as_str().expect("subscriptionId");
@@ -156,7 +158,8 @@ async fn capacity_per_x_and_area_exhaustion() {
 #[tokio::test]
 async fn recording_needs_it_enabled_on_the_app() {
     let server = TestServer::start().await;
-    let body = json!({"areaCode": "0755", "callerNum": "+8613800000001", "calleeNum": "+8613900000001", "recordFlag": "true"});
+    let body =
+        json!({"areaCode": "0755", "callerNum": "+8613800000001", "calleeNum": "+8613900000001", "recordFlag": "true"});
     server.call(QUIET_APP, Method::POST, AXB_PATH, Some(&body)).await.expect(403, "1012012");
     // Recording without a recordHintTone is accepted (real clients omit it) and counted.
     server.bind(body).await.expect(200, "0");
@@ -167,7 +170,9 @@ async fn recording_needs_it_enabled_on_the_app() {
 #[tokio::test]
 async fn modify_keeps_absent_fields_restarts_the_clock_and_checks_numbers() {
     let server = TestServer::start().await;
-    let bound = server.bind(with(pair(1, 1), json!({"duration": 100, "userData": "u1", "relationNum": "+8617000000001"}))).await;
+    let bound = server
+        .bind(with(pair(1, 1), json!({"duration": 100, "userData": "u1", "relationNum": "+8617000000001"})))
+        .await;
     let id = bound.body["subscriptionId"].as_str().unwrap().to_owned();
     server.bind(with(pair(2, 2), json!({"relationNum": "+8617000000001"}))).await.expect(200, "0");
 
@@ -256,7 +261,8 @@ async fn query_pages_and_filters() {
     let by_a = query(&server, "relationNum=%2B8617000000002&callerNum=%2B8613800000007").await;
     assert_eq!(by_a.body["totalCount"], 1);
     assert_eq!(by_a.body["relationNumList"][0]["calleeNum"], "+8613900000007");
-    let by_ab = query(&server, "relationNum=%2B8617000000002&callerNum=%2B8613800000007&calleeNum=%2B8613900000008").await;
+    let by_ab =
+        query(&server, "relationNum=%2B8617000000002&callerNum=%2B8613800000007&calleeNum=%2B8613900000008").await;
     by_ab.expect(403, "1012007");
     // B given as callerNum is not the A of any binding.
     query(&server, "relationNum=%2B8617000000002&callerNum=%2B8613900000007").await.expect(403, "1012007");

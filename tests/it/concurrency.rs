@@ -31,7 +31,9 @@ async fn racing_for_the_last_free_x_of_an_area() {
     let server = Arc::new(TestServer::start_with(config, dir).await);
     // Area 0756 has exactly one X, with room for 3 pairs; 48 clients want it at once.
     let bodies = (0..48)
-        .map(|i| json!({"areaCode": "0756", "callerNum": format!("+86138{i:08}"), "calleeNum": format!("+86139{i:08}")}))
+        .map(
+            |i| json!({"areaCode": "0756", "callerNum": format!("+86138{i:08}"), "calleeNum": format!("+86139{i:08}")}),
+        )
         .collect();
     let outcomes = race(server.clone(), bodies).await;
     let won = outcomes.iter().filter(|(status, code)| *status == 200 && code == "0").count();

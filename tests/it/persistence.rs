@@ -13,12 +13,14 @@ use crate::support::{TestServer, AXB_APP, AXB_PATH};
 #[tokio::test]
 async fn bindings_apps_and_numbers_survive_a_restart() {
     let server = TestServer::start().await;
-    let bound = server.bind(json!({"areaCode": "0755", "callerNum": "+8613800000001", "calleeNum": "+8613900000001",
+    let bound = server
+        .bind(json!({"areaCode": "0755", "callerNum": "+8613800000001", "calleeNum": "+8613900000001",
         "duration": 3600, "userData": "kept"}))
-    .await;
+        .await;
     bound.expect(200, "0");
     let id = bound.body["subscriptionId"].as_str().unwrap().to_owned();
-    let new_app = json!({"mode": "AXB", "app_secret": "s2", "numbers": [{"number": "+8617300000001", "area_code": "021"}]});
+    let new_app =
+        json!({"mode": "AXB", "app_secret": "s2", "numbers": [{"number": "+8617300000001", "area_code": "021"}]});
     server.admin(Method::PUT, "/apps/runtime-app", Some(&new_app)).await.expect(200, "0");
 
     // The restarted server is given no apps in its configuration: all must come from the store.
@@ -79,8 +81,10 @@ fn spawn_server(dir: &std::path::Path) -> (Process, String) {
 
 async fn signed_request(client: &reqwest::Client, method: Method, url: String, body: Option<&Value>) -> Value {
     let signed = auth::sign(Scheme::Aksk, "demo-app", "demo-secret", &auth::new_nonce(), chrono::Utc::now());
-    let mut request =
-        client.request(method, url).header("Authorization", signed.authorization).header(signed.token_name, signed.token);
+    let mut request = client
+        .request(method, url)
+        .header("Authorization", signed.authorization)
+        .header(signed.token_name, signed.token);
     if let Some(body) = body {
         request = request.json(body);
     }
@@ -96,7 +100,8 @@ async fn acknowledged_binds_survive_kill_9() {
     // Concurrent binds, so several share one group flush.
     let mut binds = tokio::task::JoinSet::new();
     for i in 0..40 {
-        let body = json!({"areaCode": "0755", "callerNum": format!("+86138{i:08}"), "calleeNum": format!("+86139{i:08}")});
+        let body =
+            json!({"areaCode": "0755", "callerNum": format!("+86138{i:08}"), "calleeNum": format!("+86139{i:08}")});
         let (client, url) = (client.clone(), format!("{base}{AXB_PATH}"));
         binds.spawn(async move { signed_request(&client, Method::POST, url, Some(&body)).await });
     }

@@ -1,0 +1,471 @@
+//! Load harness: how fast privnum serves its APIs over real HTTP, at several concurrency levels.
+//!
+//! The server runs in this process (the same `privnum::server::start` that `privnum serve` runs)
+//! on 127.0.0.1 with a fresh sled directory. Each simulated client is a tokio task sending requests
+//! back to back over keep-alive connections. Client and server share the machine's cores and one
+//! multi-threaded runtime, so the figures are a lower bound for a dedicated server.
+//!
+//! Each `--clients` level gets an unmeasured warm-up, then runs for `--seconds` or
+//! `--max-requests` requests, whichever comes first, and prints one table row: requests, errors,
+//! throughput, p50/p99/max latency and the process's resident memory at the end of the level.
+//!
+//! Subcommands:
+//! - `binds`: AXB binds by area code (`POST /rest/caas/relationnumber/partners/v1.0`), each with a
+//!   caller and callee no earlier bind used. A bind is acknowledged only once flushed to disk, so
+//!   this measures group commit: throughput should grow with concurrency as one flush serves many
+//!   binds.
+//!
+//! Run: `cargo run --release --example load -- binds --clients 1,16,64 --seconds 5`
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use privnum::auth::{self, Scheme};
+use privnum::clock::SystemClock;
+use privnum::config::{AppConfig, Config, NumberConfig};
+use privnum::domain::{Mode, NumberStatus};
+use privnum::server::{self, Running};
+use reqwest::RequestBuilder;
+use serde_json::{json, Value};
+
+const APP_KEY: &str = "load-app";
+const APP_SECRET: &str = "load-secret";
+const AREA_CODE: &str = "0755";
+/// The first X number of the pool; the others follow it.
+const FIRST_X: u64 = 8_617_000_000_000;
+
+#[derive(Parser)]
+#[command(about = "Measures privnum over real HTTP at several concurrency levels")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// AXB binds by area code, each with a new caller/callee pair.
+    Binds(BindsArgs),
+}
+
+#[derive(Args)]
+struct BindsArgs {
+    #[command(flatten)]
+    levels: LevelArgs,
+    /// X numbers in the app's pool, all in area 0755 (each holds at most 5000 pairs).
+    #[arg(long, default_value_t = 200)]
+    numbers: u64,
+}
+
+/// The options every subcommand shares: which levels to run and for how long.
+#[derive(Args)]
+struct LevelArgs {
+    /// Concurrency levels, comma-separated; one table row each.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// How long each level is measured, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// The most requests one level sends.
+    #[arg(long, default_value_t = 200_000)]
+    max_requests: u64,
+    /// Unmeasured warm-up before each level, in seconds.
+    #[arg(long, default_value_t = 0.5)]
+    warmup_seconds: f64,
+    /// Where to create the temporary data directory (default: the system's temp directory).
+    #[arg(long)]
+    data_parent: Option<PathBuf>,
+}
+
+/// The validated run plan of a subcommand.
+struct Plan {
+    clients: Vec<usize>,
+    warmup: Limits,
+    measured: Limits,
+}
+
+impl LevelArgs {
+    fn plan(&self) -> anyhow::Result<Plan> {
+        if self.clients.is_empty() || self.clients.contains(&0) {
+            bail!("--clients needs one or more levels, each at least 1");
+        }
+        if self.max_requests == 0 {
+            bail!("--max-requests must be at least 1");
+        }
+        let seconds = |value: f64, name: &str| {
+            Duration::try_from_secs_f64(value).with_context(|| format!("--{name} {value} is not a duration"))
+        };
+        let measured = Limits { duration: seconds(self.seconds, "seconds")?, max_requests: self.max_requests };
+        if measured.duration.is_zero() {
+            bail!("--seconds must be above 0");
+        }
+        let warmup =
+            Limits { duration: seconds(self.warmup_seconds, "warmup-seconds")?, max_requests: self.max_requests };
+        Ok(Plan { clients: self.clients.clone(), warmup, measured })
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Binds(args) => run_binds(args).await,
+    }
+}
+
+async fn run_binds(args: BindsArgs) -> anyhow::Result<()> {
+    let plan = args.levels.plan()?;
+    let server = Server::start(vec![axb_app(args.numbers)], args.levels.data_parent.as_deref()).await?;
+    let capacity = args.numbers * u64::from(Config::default().axb_max_pairs_per_x);
+    print_header(
+        &server,
+        &format!("AXB binds by area code {AREA_CODE}; {} X numbers, room for {capacity} pairs", args.numbers),
+    );
+    let binder = Arc::new(Binder::new(&server.base)?);
+    let bind = move || {
+        let binder = binder.clone();
+        async move { binder.bind().await }
+    };
+    let result = run_levels(bind, &plan, "binds/s").await;
+    server.stop().await?;
+    result
+}
+
+/// Runs every level of `plan` with `op`, printing a row as each level ends.
+async fn run_levels<F, Fut>(op: F, plan: &Plan, rate_name: &'static str) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let table = Table::new(rate_name);
+    table.print_header();
+    let mut failures = Vec::new();
+    for &clients in &plan.clients {
+        if !plan.warmup.duration.is_zero() {
+            drive(op.clone(), clients, plan.warmup).await?;
+        }
+        let sample = drive(op.clone(), clients, plan.measured).await?;
+        table.print_row(&sample, rss_kib());
+        if let Some(error) = &sample.log.first_error {
+            failures.push(format!("{clients} clients, first error: {error}"));
+        }
+    }
+    for failure in failures {
+        println!("{failure}");
+    }
+    Ok(())
+}
+
+/// The privnum server under test, in this process, with its temporary data directory.
+struct Server {
+    running: Running,
+    base: String,
+    data_dir: PathBuf,
+    /// Deleted on drop, after `stop` released the store.
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(apps: Vec<AppConfig>, parent: Option<&Path>) -> anyhow::Result<Server> {
+        let dir = match parent {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .context("creating the temporary data directory")?;
+        let data_dir = dir.path().join("data");
+        let listen = ([127, 0, 0, 1], 0).into();
+        let config = Config { listen, data_dir: data_dir.clone(), apps, ..Config::default() };
+        config
+            .validate()
+            .map_err(|(key, reason)| anyhow!("the load-test configuration is invalid: {key}: {reason}"))?;
+        let running = server::start(config, Arc::new(SystemClock)).await.context("starting the server")?;
+        let base = format!("http://{}", running.addr);
+        Ok(Server { running, base, data_dir, _dir: dir })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.running.stop().await.context("stopping the server")
+    }
+}
+
+/// An AXB app with `numbers` X numbers in [`AREA_CODE`].
+fn axb_app(numbers: u64) -> AppConfig {
+    let pool = (0..numbers)
+        .map(|i| NumberConfig {
+            number: format!("+{}", FIRST_X + i),
+            area_code: AREA_CODE.into(),
+            sms: true,
+            status: NumberStatus::Normal,
+        })
+        .collect();
+    AppConfig {
+        app_key: APP_KEY.into(),
+        app_secret: APP_SECRET.into(),
+        mode: Mode::Axb,
+        scenario: "load".into(),
+        recording: false,
+        record_hint_tone: String::new(),
+        close_hint_tone: String::new(),
+        extension_digits: 4,
+        extension_prompt: String::new(),
+        sms: false,
+        sms_scenario: String::new(),
+        call_event_url: String::new(),
+        cdr_url: String::new(),
+        sms_url: String::new(),
+        sms_control_url: String::new(),
+        callin_url: String::new(),
+        numbers: pool,
+    }
+}
+
+/// What one request ended in: `Err` says why the server did not accept it.
+type Outcome = Result<(), String>;
+
+/// Sends AXB binds, each with a caller and callee that no earlier bind used.
+struct Binder {
+    client: reqwest::Client,
+    url: String,
+    next: AtomicU64,
+}
+
+impl Binder {
+    fn new(base: &str) -> anyhow::Result<Binder> {
+        Ok(Binder {
+            client: http_client()?,
+            url: format!("{base}{}", privnum::http::AXB_PATH),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    async fn bind(&self) -> Outcome {
+        // Distinct prefixes keep callers and callees apart however large `n` grows.
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let body = json!({
+            "areaCode": AREA_CODE,
+            "callerNum": format!("+86138{n:08}"),
+            "calleeNum": format!("+86139{n:08}"),
+        });
+        accepted(signed(self.client.post(&self.url), APP_KEY, APP_SECRET).json(&body)).await
+    }
+}
+
+/// A keep-alive client for loopback: no proxy from the environment, no Nagle delay.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(None)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Adds AKSK headers for the app, signed now with a fresh nonce.
+fn signed(request: RequestBuilder, app_key: &str, secret: &str) -> RequestBuilder {
+    let headers = auth::sign(Scheme::Aksk, app_key, secret, &auth::new_nonce(), chrono::Utc::now());
+    request.header("Authorization", headers.authorization).header(headers.token_name, headers.token)
+}
+
+/// Sends a provisioning request; accepted means HTTP 200 with `"resultcode": "0"`.
+async fn accepted(request: RequestBuilder) -> Outcome {
+    let response = request.send().await.map_err(|err| format!("request failed: {err}"))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|err| format!("reading the answer failed: {err}"))?;
+    let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match answer["resultcode"].as_str() {
+        Some("0") if status == reqwest::StatusCode::OK => Ok(()),
+        _ => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
+    }
+}
+
+/// When a level stops: after `duration` or `max_requests` requests, whichever comes first.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    duration: Duration,
+    max_requests: u64,
+}
+
+/// What some clients saw: every latency, and the errors among those requests.
+#[derive(Debug, Default)]
+struct Log {
+    /// Microseconds, one per request (errors included).
+    latencies_us: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Log {
+    fn record(&mut self, latency: Duration, outcome: Outcome) {
+        self.latencies_us.push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        if let Err(error) = outcome {
+            self.errors += 1;
+            self.first_error.get_or_insert(error);
+        }
+    }
+
+    fn merge(&mut self, other: Log) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// One measured level.
+#[derive(Debug)]
+struct Sample {
+    clients: usize,
+    /// From the first request sent to the last answer received.
+    elapsed: Duration,
+    /// With its latencies sorted.
+    log: Log,
+}
+
+impl Sample {
+    fn requests(&self) -> u64 {
+        self.log.latencies_us.len() as u64
+    }
+
+    /// Accepted requests per second.
+    fn rate(&self) -> f64 {
+        (self.requests() - self.log.errors) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency below which a share `p` of the requests answered (nearest rank).
+    fn percentile_us(&self, p: f64) -> Option<u64> {
+        let sorted = &self.log.latencies_us;
+        let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+        sorted.get(rank - 1).copied()
+    }
+}
+
+/// Runs `clients` tasks, each calling `op` back to back, until `limits` stop them.
+async fn drive<F, Fut>(op: F, clients: usize, limits: Limits) -> anyhow::Result<Sample>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let issued = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + limits.duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| tokio::spawn(client_loop(op.clone(), issued.clone(), limits.max_requests, deadline)))
+        .collect();
+    let mut log = Log::default();
+    for task in tasks {
+        log.merge(task.await.context("a client task panicked")?);
+    }
+    let elapsed = started.elapsed();
+    log.latencies_us.sort_unstable();
+    Ok(Sample { clients, elapsed, log })
+}
+
+/// One simulated client: requests back to back until the deadline, or until the clients together
+/// have issued `max_requests`.
+async fn client_loop<F, Fut>(op: F, issued: Arc<AtomicU64>, max_requests: u64, deadline: Instant) -> Log
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let mut log = Log::default();
+    while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max_requests {
+        let sent = Instant::now();
+        let outcome = op().await;
+        log.record(sent.elapsed(), outcome);
+    }
+    log
+}
+
+/// The result table: fixed-width, right-aligned columns, printed a row at a time.
+struct Table {
+    header: [&'static str; 8],
+}
+
+const COLUMN_WIDTH: usize = 10;
+
+impl Table {
+    fn new(rate_name: &'static str) -> Table {
+        Table { header: ["clients", "requests", "errors", rate_name, "p50", "p99", "max", "RSS"] }
+    }
+
+    fn print_header(&self) {
+        Self::print_cells(self.header.iter().map(|name| name.to_string()));
+        println!("{}", "-".repeat((COLUMN_WIDTH + 1) * self.header.len()));
+    }
+
+    fn print_row(&self, sample: &Sample, rss_kib: Option<u64>) {
+        Self::print_cells([
+            sample.clients.to_string(),
+            sample.requests().to_string(),
+            sample.log.errors.to_string(),
+            format!("{:.0}", sample.rate()),
+            show_latency(sample.percentile_us(0.50)),
+            show_latency(sample.percentile_us(0.99)),
+            show_latency(sample.log.latencies_us.last().copied()),
+            rss_kib.map_or_else(|| "n/a".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0)),
+        ]);
+    }
+
+    fn print_cells(cells: impl IntoIterator<Item = String>) {
+        let line: Vec<String> = cells.into_iter().map(|cell| format!("{cell:>COLUMN_WIDTH$}")).collect();
+        println!("{}", line.join(" "));
+    }
+}
+
+/// Microseconds below 1 ms, milliseconds above.
+fn show_latency(us: Option<u64>) -> String {
+    match us {
+        None => "-".to_owned(),
+        Some(us) if us < 1_000 => format!("{us} µs"),
+        Some(us) if us < 100_000 => format!("{:.2} ms", us as f64 / 1_000.0),
+        Some(us) => format!("{:.0} ms", us as f64 / 1_000.0),
+    }
+}
+
+/// What was run, where, and on what.
+fn print_header(server: &Server, workload: &str) {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let cpu = cpu_model().unwrap_or_else(|| "unknown CPU".to_owned());
+    let fs = fs_type(&server.data_dir).unwrap_or_else(|| "unknown filesystem".to_owned());
+    println!("privnum load harness");
+    println!("command:  {}", std::env::args().collect::<Vec<_>>().join(" "));
+    println!("machine:  {cpus} CPUs (nproc), {cpu}; client and server share it (one tokio runtime)");
+    println!("server:   in-process at {}, data in {} ({fs})", server.base, server.data_dir.display());
+    println!("workload: {workload}");
+    println!();
+}
+
+/// This process's resident memory, from `/proc/self/status` (Linux only).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// The CPU's model name, from `/proc/cpuinfo` (Linux only).
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|line| line.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_owned())
+}
+
+/// The filesystem holding `path`: the type of the longest mount point above it (Linux only).
+/// It decides what a flush costs (tmpfs makes it free).
+fn fs_type(path: &Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            Some((fields.next()?, fields.next()?))
+        })
+        .filter(|(mount_point, _)| path.starts_with(mount_point))
+        .max_by_key(|(mount_point, _)| mount_point.len())
+        .map(|(_, fs_type)| fs_type.to_owned())
+}
