@@ -48,13 +48,27 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let now = state.clock.now();
-        match state.store.axb_sweep_expired(now, SWEEP_BATCH) {
-            Ok(count) => BindingsExpired { count }.emit(&state.metrics),
-            Err(err) => tracing::error!(error = %err, "sweeping expired bindings failed; will retry"),
-        }
         let skew = i64::try_from(state.config.auth_max_skew_secs).unwrap_or(i64::MAX);
-        if let Err(err) = state.store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))) {
-            tracing::error!(error = %err, "sweeping old nonces failed; will retry");
+        let store = state.store.clone();
+        // The sweep takes the writer lock: keep it off the async workers.
+        let swept = tokio::task::spawn_blocking(move || {
+            (
+                store.axb_sweep_expired(now, SWEEP_BATCH),
+                store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))),
+            )
+        })
+        .await;
+        match swept {
+            Ok((Ok(count), Ok(_))) => BindingsExpired { count }.emit(&state.metrics),
+            Ok((bindings, nonces)) => {
+                if let Err(err) = bindings {
+                    tracing::error!(error = %err, "sweeping expired bindings failed; will retry");
+                }
+                if let Err(err) = nonces {
+                    tracing::error!(error = %err, "sweeping old nonces failed; will retry");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "the sweep task failed; will retry"),
         }
     }
 }

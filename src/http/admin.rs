@@ -83,7 +83,13 @@ async fn apps_put(
         serde_json::from_value(Value::Object(body)).map_err(|err| AppError::invalid("body", err.to_string()))?;
     config.validate().map_err(|(key, reason)| AppError::invalid(&key, reason))?;
     let (app, numbers) = config.into_parts();
-    state.store.upsert_app(&app, &numbers).map_err(admin_error)?;
+    let (app, numbers) = state
+        .write(move |store| {
+            store.upsert_app(&app, &numbers)?;
+            Ok((app, numbers))
+        })
+        .await
+        .map_err(admin_error)?;
     state.store.durable().await?;
     tracing::info!(app_key = %app.app_key, mode = %app.mode, numbers = numbers.len(), "app saved through the admin API");
     Ok(success(one("app", app_view(&app))))
@@ -94,7 +100,8 @@ async fn apps_delete(
     State(state): State<AppState>,
     Path(app_key): Path<String>,
 ) -> Result<Response, AppError> {
-    state.store.delete_app(&app_key).map_err(admin_error)?;
+    let key = app_key.clone();
+    state.write(move |store| store.delete_app(&key)).await.map_err(admin_error)?;
     state.store.durable().await?;
     tracing::info!(app_key = %app_key, "app deleted through the admin API");
     Ok(success(Map::new()))
@@ -125,7 +132,13 @@ async fn numbers_put(
     crate::domain::number::check_area_code(&config.area_code)
         .map_err(|reason| AppError::invalid("area_code", reason))?;
     let x_number = XNumber { number, app_key, area_code: config.area_code, sms: config.sms, status: config.status };
-    state.store.upsert_number(&x_number).map_err(admin_error)?;
+    let x_number = state
+        .write(move |store| {
+            store.upsert_number(&x_number)?;
+            Ok(x_number)
+        })
+        .await
+        .map_err(admin_error)?;
     state.store.durable().await?;
     tracing::info!(app_key = %x_number.app_key, number = %x_number.number, status = ?x_number.status, "number saved through the admin API");
     Ok(success(one("number", number_view(&x_number, state.store.axb_pairs_on(&x_number.number)?))))
@@ -136,7 +149,8 @@ async fn numbers_delete(
     State(state): State<AppState>,
     Path((app_key, number)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
-    state.store.delete_number(&app_key, &number).map_err(admin_error)?;
+    let (key, x) = (app_key.clone(), number.clone());
+    state.write(move |store| store.delete_number(&key, &x)).await.map_err(admin_error)?;
     state.store.durable().await?;
     tracing::info!(app_key = %app_key, number = %number, "number removed through the admin API");
     Ok(success(Map::new()))

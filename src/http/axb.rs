@@ -23,7 +23,13 @@ pub async fn bindings_create(
 ) -> Result<Response, AppError> {
     let app = auth.app_for(Mode::Axb)?;
     let request = BindRequest::parse(&Fields::new(&body))?;
-    let binding = state.store.axb_bind(&app, &request, state.clock.now(), state.config.axb_max_pairs_per_x)?;
+    let (now, max_pairs) = (state.clock.now(), state.config.axb_max_pairs_per_x);
+    let (app, binding) = state
+        .write(move |store| {
+            let binding = store.axb_bind(&app, &request, now, max_pairs)?;
+            Ok((app, binding))
+        })
+        .await?;
     state.store.durable().await?;
     if binding.records_without_notice(&app) {
         RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
@@ -38,7 +44,13 @@ pub async fn bindings_modify(
 ) -> Result<Response, AppError> {
     let app = auth.app_for(Mode::Axb)?;
     let request = ModifyRequest::parse(&Fields::new(&body))?;
-    let binding = state.store.axb_modify(&app, &request, state.clock.now())?;
+    let now = state.clock.now();
+    let (app, request, binding) = state
+        .write(move |store| {
+            let binding = store.axb_modify(&app, &request, now)?;
+            Ok((app, request, binding))
+        })
+        .await?;
     state.store.durable().await?;
     if request.changes.record == Some(true) && binding.records_without_notice(&app) {
         RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
@@ -54,7 +66,8 @@ pub async fn bindings_delete(
     let app = auth.app_for(Mode::Axb)?;
     let params = query_object(query.as_deref())?;
     let target = AxbUnbind::parse(&Fields::new(&params))?;
-    let removed = state.store.axb_unbind(&app, &target, state.clock.now())?;
+    let now = state.clock.now();
+    let removed = state.write(move |store| store.axb_unbind(&app, &target, now)).await?;
     state.store.durable().await?;
     let ids: Vec<&str> = removed.iter().map(|binding| binding.subscription_id.as_str()).collect();
     let mut fields = Map::new();

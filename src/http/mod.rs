@@ -35,6 +35,22 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+impl AppState {
+    /// Runs a store change on a blocking thread. Changes queue on the store's writer lock, and a
+    /// request waiting there must not hold up one of the few async workers serving everyone else.
+    pub async fn write<T, F>(&self, change: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, crate::store::OpError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || change(&store)).await {
+            Ok(result) => result.map_err(AppError::from),
+            Err(err) => Err(AppError::internal(&err)),
+        }
+    }
+}
+
 pub const AXB_PATH: &str = "/rest/caas/relationnumber/partners/v1.0";
 
 pub fn app(state: AppState) -> Router {

@@ -28,7 +28,7 @@ impl Store {
     /// Creates or replaces an app and adds or updates the given numbers of its pool. Numbers it
     /// already has and that are not listed stay as they are.
     pub fn upsert_app(&self, app: &App, numbers: &[XNumber]) -> Result<(), OpError> {
-        let _writer = self.lock_writer();
+        let mut pools = self.lock_writer();
         let mut writes = WriteSet::default();
         if let Some(existing) = self.app(&app.app_key)? {
             if existing.mode != app.mode {
@@ -49,6 +49,9 @@ impl Store {
             self.stage_number(number, &mut writes)?;
         }
         self.commit(writes)?;
+        for number in numbers {
+            pools.file(&number.app_key, normalize_area_code(&number.area_code), &number.number);
+        }
         Ok(())
     }
 
@@ -88,19 +91,20 @@ impl Store {
 
     /// Adds a number to its app's pool, or updates its area code, SMS capability or status.
     pub fn upsert_number(&self, number: &XNumber) -> Result<(), OpError> {
-        let _writer = self.lock_writer();
+        let mut pools = self.lock_writer();
         if self.app(&number.app_key)?.is_none() {
             return Err(Rejection::NotFound { what: format!("app {}", number.app_key) }.into());
         }
         let mut writes = WriteSet::default();
         self.stage_number(number, &mut writes)?;
         self.commit(writes)?;
+        pools.file(&number.app_key, normalize_area_code(&number.area_code), &number.number);
         Ok(())
     }
 
     /// Removes a number that holds no bindings from its app's pool.
     pub fn delete_number(&self, app_key: &str, x_number: &str) -> Result<(), OpError> {
-        let _writer = self.lock_writer();
+        let mut pools = self.lock_writer();
         let existing = self.number(x_number)?.filter(|n| n.app_key == app_key);
         let Some(existing) = existing else {
             return Err(Rejection::NotFound { what: format!("number {x_number} of app {app_key}") }.into());
@@ -116,6 +120,7 @@ impl Store {
         writes.remove(T::Numbers, x_number.as_bytes());
         writes.remove(T::AppArea, area_key(&existing));
         self.commit(writes)?;
+        pools.unfile(x_number);
         Ok(())
     }
 

@@ -11,12 +11,17 @@
 use std::collections::HashMap;
 
 use crate::domain::axb::{AxbQuery, AxbUnbind, BindRequest, ModifyRequest, XSelection};
-use crate::domain::number::{normalize_area_code, shared_area_prefix};
+use crate::domain::number::normalize_area_code;
 use crate::domain::{App, AxbBinding, Rejection};
 
 use super::keys;
+use super::pools::{Cursor, Pools};
 use super::record::encode;
 use super::{Error, OpError, Store, WriteSet, T};
+
+/// How many due expiries a bind sweeps before it looks for room, so expired pairs free capacity
+/// at once while one request never does unbounded work.
+const SWEEP_BEFORE_BIND: usize = 64;
 
 /// One page of a query, with the number of matches on all pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,18 +34,22 @@ pub struct AxbPage {
 /// inserts and deletes.
 struct AxbWrites<'s> {
     store: &'s Store,
+    pools: &'s mut Pools,
     writes: WriteSet,
     pairs: HashMap<String, u32>,
 }
 
 impl<'s> AxbWrites<'s> {
-    fn new(store: &'s Store) -> Self {
-        AxbWrites { store, writes: WriteSet::default(), pairs: HashMap::new() }
+    fn new(store: &'s Store, pools: &'s mut Pools) -> Self {
+        AxbWrites { store, pools, writes: WriteSet::default(), pairs: HashMap::new() }
     }
 
     fn pairs(&mut self, x_number: &str) -> Result<&mut u32, Error> {
         if !self.pairs.contains_key(x_number) {
-            let current = self.store.axb_pairs_on(x_number)?;
+            let current = match self.pools.pairs(x_number) {
+                Some(pairs) => pairs,
+                None => self.store.axb_pairs_on(x_number)?,
+            };
             self.pairs.insert(x_number.to_owned(), current);
         }
         Ok(self.pairs.get_mut(x_number).unwrap_or_else(|| unreachable!("inserted above")))
@@ -75,15 +84,20 @@ impl<'s> AxbWrites<'s> {
         Ok(())
     }
 
+    /// Commits to sled, then (only on success) updates the in-memory pools.
     fn commit(mut self) -> Result<(), Error> {
-        for (x_number, pairs) in self.pairs {
-            if pairs == 0 {
+        for (x_number, pairs) in &self.pairs {
+            if *pairs == 0 {
                 self.writes.remove(T::AxbPairs, x_number.as_bytes());
             } else {
-                self.writes.put(T::AxbPairs, x_number.as_bytes(), keys::count(pairs));
+                self.writes.put(T::AxbPairs, x_number.as_bytes(), keys::count(*pairs));
             }
         }
-        self.store.commit(self.writes)
+        self.store.commit(self.writes)?;
+        for (x_number, pairs) in self.pairs {
+            self.pools.set_pairs(&x_number, pairs);
+        }
+        Ok(())
     }
 }
 
@@ -116,26 +130,30 @@ impl Store {
         let mut binding = request.to_binding(new_subscription_id(), &app.app_key, "", now);
         binding.check_against(app)?;
         let parties = [request.caller_num.as_str(), request.callee_num.as_str()];
-        let _writer = self.lock_writer();
+        let mut pools = self.lock_writer();
+        if self.axb_expiry_due(now)? {
+            self.sweep_due(&mut pools, now, SWEEP_BEFORE_BIND)?;
+        }
         binding.x_number = match &request.x {
             XSelection::Number(x_number) => {
-                self.check_x_accepts(app, x_number, &parties, now, max_pairs)?;
+                self.check_x_accepts(&mut pools, app, x_number, &parties, now, max_pairs)?;
                 x_number.clone()
             }
             XSelection::Area { area_code, lenient } => {
-                self.allocate_x(app, area_code, *lenient, &parties, now, max_pairs)?
+                self.allocate_x(&mut pools, app, area_code, *lenient, &parties, now, max_pairs)?
             }
         };
-        let mut writes = AxbWrites::new(self);
+        let mut writes = AxbWrites::new(self, &mut pools);
         writes.insert(&binding)?;
         writes.commit()?;
         Ok(binding)
     }
 
-    /// Whether `x_number` can take a new pair of `parties` now. Purges expired bindings that
-    /// stand in the way.
+    /// Whether `x_number` can take a new pair of `parties` now. Purges an expired binding that
+    /// holds one of the parties. (Expired pairs elsewhere on X were swept before allocation.)
     fn check_x_accepts(
         &self,
+        pools: &mut Pools,
         app: &App,
         x_number: &str,
         parties: &[&str],
@@ -149,20 +167,16 @@ impl Store {
         if !number.status.allows_new_bindings() {
             return Err(Rejection::NumberStatus { x_number: x_number.to_owned(), status: number.status }.into());
         }
-        self.check_parties_free(x_number, parties, None, now)?;
-        // The count includes expired bindings the sweeper has not reached yet: purge before refusing.
-        if self.axb_pairs_on(x_number)? >= max_pairs {
-            self.axb_purge_expired_on(x_number, now)?;
-            if self.axb_pairs_on(x_number)? >= max_pairs {
-                return Err(Rejection::PairLimit { x_number: x_number.to_owned(), max: max_pairs }.into());
-            }
+        if pools.pairs(x_number).unwrap_or_default() >= max_pairs {
+            return Err(Rejection::PairLimit { x_number: x_number.to_owned(), max: max_pairs }.into());
         }
-        Ok(())
+        self.check_parties_free(pools, x_number, parties, None, now)
     }
 
     /// Refuses a party already on X (in a binding other than `except`); purges an expired one.
     fn check_parties_free(
         &self,
+        pools: &mut Pools,
         x_number: &str,
         parties: &[&str],
         except: Option<&str>,
@@ -178,7 +192,7 @@ impl Store {
                     Rejection::AlreadyBound { number: (*party).to_owned(), x_number: x_number.to_owned() }.into()
                 );
             }
-            let mut writes = AxbWrites::new(self);
+            let mut writes = AxbWrites::new(self, pools);
             writes.delete(&existing)?;
             writes.commit()?;
         }
@@ -187,9 +201,11 @@ impl Store {
 
     /// Picks the X for an area-code bind. Strict: only numbers of that area code. Lenient: the same
     /// area first, then areas sharing the most leading digits (a stand-in for "same province"),
-    /// then any. Within a rank, the X holding the fewest pairs wins, then the lowest number.
+    /// then any. Within an area, the X holding the fewest pairs wins, then the lowest number.
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
     fn allocate_x(
         &self,
+        pools: &mut Pools,
         app: &App,
         area_code: &str,
         lenient: bool,
@@ -198,21 +214,18 @@ impl Store {
         max_pairs: u32,
     ) -> Result<String, OpError> {
         let wanted = normalize_area_code(area_code);
-        let prefix = if lenient { keys::prefix(&[&app.app_key]) } else { keys::prefix(&[&app.app_key, wanted]) };
-        let mut candidates = Vec::new();
-        for key in self.keys_with_prefix(T::AppArea, &prefix)? {
-            let text = String::from_utf8_lossy(&key);
-            let mut parts = text.split('\0').skip(1);
-            let (Some(area), Some(x_number)) = (parts.next(), parts.next()) else { continue };
-            let closeness = if area == wanted { usize::MAX } else { shared_area_prefix(area, wanted) };
-            candidates.push((closeness, self.axb_pairs_on(x_number)?, x_number.to_owned()));
-        }
-        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then_with(|| a.2.cmp(&b.2)));
-        for (_, _, x_number) in candidates {
-            match self.check_x_accepts(app, &x_number, parties, now, max_pairs) {
-                Ok(()) => return Ok(x_number),
-                Err(OpError::Rejected(_)) => continue,
-                Err(err) => return Err(err),
+        for area in pools.areas_to_try(&app.app_key, wanted, lenient) {
+            let mut cursor: Option<Cursor> = None;
+            while let Some(next) = pools.next_in_area(&app.app_key, &area, cursor.as_ref()) {
+                // Numbers are ordered by pair count, so the first full one means all the rest are.
+                if next.0 >= max_pairs {
+                    break;
+                }
+                match self.check_x_accepts(pools, app, &next.1, parties, now, max_pairs) {
+                    Ok(()) => return Ok(next.1),
+                    Err(OpError::Rejected(_)) => cursor = Some(next),
+                    Err(err) => return Err(err),
+                }
             }
         }
         let where_ = if lenient {
@@ -225,7 +238,7 @@ impl Store {
 
     /// Changes a binding. Absent fields keep their values; new numbers must be free on X.
     pub fn axb_modify(&self, app: &App, request: &ModifyRequest, now: i64) -> Result<AxbBinding, OpError> {
-        let _writer = self.lock_writer();
+        let mut pools = self.lock_writer();
         let old = self.axb_active_of(&app.app_key, &request.subscription_id, now)?;
         let mut new = old.clone();
         new.apply(&request.changes, now);
@@ -236,8 +249,8 @@ impl Store {
             new.check_against(app)?;
         }
         let parties = new.parties();
-        self.check_parties_free(&new.x_number, &parties, Some(&new.subscription_id), now)?;
-        let mut writes = AxbWrites::new(self);
+        self.check_parties_free(&mut pools, &new.x_number, &parties, Some(&new.subscription_id), now)?;
+        let mut writes = AxbWrites::new(self, &mut pools);
         writes.delete(&old)?;
         writes.insert(&new)?;
         writes.commit()?;
@@ -253,7 +266,7 @@ impl Store {
 
     /// Removes one binding, or every binding on an X. Returns what was removed.
     pub fn axb_unbind(&self, app: &App, target: &AxbUnbind, now: i64) -> Result<Vec<AxbBinding>, OpError> {
-        let _writer = self.lock_writer();
+        let mut pools = self.lock_writer();
         let removed = match target {
             AxbUnbind::Subscription(id) => vec![self.axb_active_of(&app.app_key, id, now)?],
             AxbUnbind::AllOnX(x_number) => {
@@ -264,7 +277,7 @@ impl Store {
                 all
             }
         };
-        let mut writes = AxbWrites::new(self);
+        let mut writes = AxbWrites::new(self, &mut pools);
         for binding in &removed {
             writes.delete(binding)?;
         }
@@ -314,26 +327,20 @@ impl Store {
         Ok(AxbPage { total, bindings })
     }
 
-    /// Purges expired bindings on one X; returns how many.
-    fn axb_purge_expired_on(&self, x_number: &str, now: i64) -> Result<usize, Error> {
-        let mut writes = AxbWrites::new(self);
-        let mut purged = 0;
-        for key in self.keys_with_prefix(T::AxbX, &keys::prefix(&[x_number]))? {
-            if let Some(binding) = self.axb_stored(&keys::last_part(&key))? {
-                if !binding.is_active(now) {
-                    writes.delete(&binding)?;
-                    purged += 1;
-                }
-            }
-        }
-        writes.commit()?;
-        Ok(purged)
+    /// Whether some binding's expiry has come (one range probe of the expiry queue).
+    fn axb_expiry_due(&self, now: i64) -> Result<bool, Error> {
+        let due = self.tree(T::AxbExpiry).range(..keys::expiry_bound(now).to_vec()).keys().next();
+        due.transpose().map(|key| key.is_some()).map_err(|source| Error::Sled { tree: T::AxbExpiry.name(), source })
     }
 
     /// Removes up to `limit` bindings that expired at or before `now`; returns how many. The
     /// sweeper calls this periodically so capacity is freed even on numbers nobody binds on.
     pub fn axb_sweep_expired(&self, now: i64, limit: usize) -> Result<usize, Error> {
-        let _writer = self.lock_writer();
+        let mut pools = self.lock_writer();
+        self.sweep_due(&mut pools, now, limit)
+    }
+
+    fn sweep_due(&self, pools: &mut Pools, now: i64, limit: usize) -> Result<usize, Error> {
         let expiry = self.tree(T::AxbExpiry);
         let due = expiry
             .range(..keys::expiry_bound(now).to_vec())
@@ -341,7 +348,7 @@ impl Store {
             .take(limit)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| Error::Sled { tree: T::AxbExpiry.name(), source })?;
-        let mut writes = AxbWrites::new(self);
+        let mut writes = AxbWrites::new(self, pools);
         let mut swept = 0;
         for key in &due {
             match self.axb_stored(&keys::expiry_subscription(key))? {

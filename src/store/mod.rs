@@ -12,6 +12,7 @@ mod axb;
 mod flush;
 pub(crate) mod keys;
 mod nonce;
+mod pools;
 mod record;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub enum Error {
     Transaction(String),
     #[error("durable flush failed: {0}")]
     Flush(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// What a store operation can end in: the rules refused it, or storage failed.
@@ -104,7 +107,8 @@ pub struct Store {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     nonces: sled::Tree,
-    writer: Mutex<()>,
+    nonce_expiry: sled::Tree,
+    writer: Mutex<pools::Pools>,
     flush: Arc<flush::GroupFlush>,
 }
 
@@ -116,8 +120,26 @@ impl Store {
         let db = sled::Config::new().path(dir).open().map_err(open_error)?;
         let trees = T::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
         let nonces = db.open_tree("nonces").map_err(open_error)?;
-        let flush = flush::GroupFlush::start(db.clone());
-        Ok(Store { db, trees, nonces, writer: Mutex::new(()), flush })
+        let nonce_expiry = db.open_tree("nonce_expiry").map_err(open_error)?;
+        let flush =
+            flush::GroupFlush::start(db.clone(), dir).map_err(|source| Error::Io { path: dir.join("db"), source })?;
+        let mut store = Store { db, trees, nonces, nonce_expiry, writer: Mutex::default(), flush };
+        store.writer = Mutex::new(store.load_pools()?);
+        Ok(store)
+    }
+
+    /// Rebuilds the in-memory pools from the `app_area` index and the pair counters.
+    fn load_pools(&self) -> Result<pools::Pools, Error> {
+        let mut pools = pools::Pools::default();
+        for key in self.keys_with_prefix(T::AppArea, &[])? {
+            let text = String::from_utf8_lossy(&key);
+            let mut parts = text.split('\0');
+            if let (Some(app_key), Some(area), Some(x_number)) = (parts.next(), parts.next(), parts.next()) {
+                pools.file(app_key, area, x_number);
+                pools.set_pairs(x_number, self.axb_pairs_on(x_number)?);
+            }
+        }
+        Ok(pools)
     }
 
     pub(crate) fn tree(&self, tree: T) -> &sled::Tree {
@@ -146,10 +168,12 @@ impl Store {
             .map_err(|source| Error::Sled { tree: tree.name(), source })
     }
 
-    /// Serializes writers. Held only in synchronous code, never across an `.await`.
-    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        // The lock guards no data of its own (the data is in sled), so a panic while holding it
-        // leaves nothing inconsistent: recover from poisoning.
+    /// Serializes writers and gives them the pools. Held only in synchronous code, never across
+    /// an `.await`; handlers call writers through `spawn_blocking` so that waiting for it never
+    /// stalls an async worker.
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, pools::Pools> {
+        // The pools change only after a successful commit, in steps that cannot panic halfway, so
+        // a poisoned lock still guards a consistent view: recover from poisoning.
         self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 

@@ -151,6 +151,13 @@ async fn capacity_per_x_and_area_exhaustion() {
         "lenient falls back to 0755 (shares '75' with 756) before 010: {lenient:?}"
     );
     assert_ne!(lenient.body["relationNum"], "+8617000000006", "010 shares no digits with 0756");
+    // Expired pairs give their room back as soon as they expire, before the periodic sweep.
+    let short = json!({"relationNum": "+8617000000006", "duration": 30});
+    server.bind(with(pair(6, 6), short.clone())).await.expect(200, "0");
+    server.bind(with(pair(7, 7), short.clone())).await.expect(200, "0");
+    server.bind(with(pair(8, 8), short.clone())).await.expect(403, "1012009");
+    server.clock.advance(30);
+    server.bind(with(pair(8, 8), short)).await.expect(200, "0");
     // An unknown area code with strict matching has nothing to offer.
     server.bind(with(pair(5, 5), json!({"areaCode": "0999"}))).await.expect(403, "1012008");
 }
