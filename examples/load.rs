@@ -177,7 +177,8 @@ impl Server {
         .context("creating the temporary data directory")?;
         let data_dir = dir.path().join("data");
         let listen = ([127, 0, 0, 1], 0).into();
-        let config = Config { listen, data_dir: data_dir.clone(), apps, ..Config::default() };
+        let scripts_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts");
+        let config = Config { listen, data_dir: data_dir.clone(), scripts_dir, apps, ..Config::default() };
         config
             .validate()
             .map_err(|(key, reason)| anyhow!("the load-test configuration is invalid: {key}: {reason}"))?;

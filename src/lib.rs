@@ -5,16 +5,20 @@
 //! - [`auth`]: AKSK/WSSE header parsing, digests and signing.
 //! - [`config`]: `privnum.toml`, strictly validated.
 //! - [`clock`]: the system clock and a manual one for tests.
+//! - [`script`]: the Rhai host: sandboxed engine, script API, load → test → swap, hot reload.
+//! - [`calls`]: deciding calls (store lookup → script → platform checks) and their sessions.
 //! - [`store`]: sled behind privnum's own API; atomic multi-key changes and group commit.
 //! - [`telemetry`]: counters behind `/metrics`.
 //! - [`http`]: the axum router: provisioning (Huawei-compatible), admin, health.
 //! - [`server`]: wiring: open the store, load apps, start background tasks, serve.
 
 pub mod auth;
+pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod script;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -12,9 +12,11 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::calls::session::Sessions;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::script::{Limits, ScriptHost};
 use crate::store::Store;
 use crate::telemetry::{BindingsExpired, Metrics};
 
@@ -36,7 +38,16 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
             .with_context(|| format!("loading app {} from the configuration", app.app_key))?;
     }
     store.durable().await.context("flushing the configured apps")?;
-    Ok(AppState { store: Arc::new(store), config: Arc::new(config), clock, metrics: Arc::new(Metrics::default()) })
+    let scripts = ScriptHost::load(&config.scripts_dir, Limits::default())
+        .with_context(|| format!("loading the scripts in {}", config.scripts_dir.display()))?;
+    Ok(AppState {
+        store: Arc::new(store),
+        config: Arc::new(config),
+        clock,
+        metrics: Arc::new(Metrics::default()),
+        scripts: Arc::new(scripts),
+        sessions: Arc::new(Sessions::default()),
+    })
 }
 
 /// Expired bindings and stale nonces, swept until `stop` changes.
@@ -119,9 +130,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             tracing::error!(error = %err, "the HTTP server failed");
         }
     });
+    let watcher = crate::script::watch::spawn(state.scripts.clone(), stopped.clone())
+        .with_context(|| format!("watching {} for changes", state.config.scripts_dir.display()))?;
     let sweeper = tokio::spawn(sweep(state.clone(), stopped));
     tracing::info!(%addr, "privnum is listening");
-    Ok(Running { addr, state, stop, tasks: vec![server, sweeper] })
+    Ok(Running { addr, state, stop, tasks: vec![server, sweeper, watcher] })
 }
 
 async fn shutdown_signal() {

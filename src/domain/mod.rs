@@ -7,13 +7,16 @@
 pub mod app;
 pub mod axb;
 pub mod codes;
+pub mod decision;
 pub mod fields;
 pub mod number;
 pub mod rejection;
+pub mod state;
 pub mod tone;
 
 pub use app::{App, Mode};
 pub use axb::AxbBinding;
+pub use decision::{Action, Decision};
 pub use fields::{Fields, Invalid};
 pub use number::{NumberStatus, XNumber};
 pub use rejection::Rejection;

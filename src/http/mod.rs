@@ -9,6 +9,7 @@ pub mod auth;
 pub mod axb;
 pub mod error;
 pub mod request;
+pub mod switch;
 
 use std::sync::Arc;
 
@@ -19,9 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::calls::session::Sessions;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::codes;
+use crate::script::ScriptHost;
 use crate::store::Store;
 use crate::telemetry::{Metrics, RequestAnswered};
 use error::{Answered, AppError};
@@ -33,6 +36,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    pub scripts: Arc<ScriptHost>,
+    pub sessions: Arc<Sessions>,
 }
 
 impl AppState {
@@ -61,9 +66,11 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(middleware::from_fn_with_state(("provisioning", state.clone()), count_results));
     let admin = admin::router().layer(middleware::from_fn_with_state(("admin", state.clone()), count_results));
+    let switch = switch::router().layer(middleware::from_fn_with_state(("switch", state.clone()), count_results));
     Router::new()
         .merge(provisioning)
         .nest("/v1/admin", admin)
+        .nest("/v1/switch", switch)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(unknown_path)

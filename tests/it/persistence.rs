@@ -94,7 +94,8 @@ async fn signed_request(client: &reqwest::Client, method: Method, url: String, b
 #[tokio::test]
 async fn acknowledged_binds_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("privnum.toml"), CONFIG).unwrap();
+    let scripts = format!("scripts_dir = {:?}\n", crate::support::scripts_dir().display().to_string());
+    std::fs::write(dir.path().join("privnum.toml"), format!("{scripts}{CONFIG}")).unwrap();
     let client = reqwest::Client::new();
     let (process, base) = spawn_server(dir.path());
     // Concurrent binds, so several share one group flush.

@@ -51,12 +51,18 @@ pub fn app(key_secret: (&str, &str), mode: Mode, numbers: Vec<NumberConfig>) -> 
     }
 }
 
+/// The production scripts of this repository.
+pub fn scripts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts")
+}
+
 pub fn test_config(data_dir: PathBuf) -> Config {
     let mut quiet = app(QUIET_APP, Mode::Axb, vec![number("+8617100000001", "0755")]);
     quiet.recording = false;
     Config {
         listen: "127.0.0.1:0".parse().expect("loopback address"),
         data_dir,
+        scripts_dir: scripts_dir(),
         admin_token: ADMIN_TOKEN.into(),
         apps: vec![
             app(

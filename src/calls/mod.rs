@@ -1,0 +1,7 @@
+//! Calls: deciding a call that reaches an X, and the sessions the switch reports on.
+//!
+//! `route` turns a switch's callin into a decision (store lookup → script → platform checks);
+//! `session` keeps what privnum knows of each call while it lasts.
+
+pub mod route;
+pub mod session;

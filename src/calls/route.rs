@@ -1,0 +1,118 @@
+//! Deciding a callin: find the X's app and mode, gather what the mode's script needs, run it on
+//! the active script version, and enforce the platform's invariants on what it returns.
+//!
+//! This is the switch's hot path: two or three sled point reads, one script call, no lock, no
+//! engine construction, no compilation. A script that fails or breaks an invariant does not fail
+//! the call: it gets the documented fallback, release with 8020 (service exception) after the
+//! app's close-hint tone, and the failure is counted and logged once per location.
+
+use std::sync::Arc;
+
+use crate::domain::{state, App, AxbBinding, Decision, Mode, NumberStatus};
+use crate::script::api::Call;
+use crate::script::ScriptHost;
+use crate::store::{self, Store};
+use crate::telemetry::{Metrics, RecordWithoutNotice};
+
+/// The script and handler that decide an AXB callin.
+const AXB_SCRIPT: (&str, &str) = ("modes/axb.rhai", "on_callin");
+
+/// A call as the switch reports it.
+#[derive(Debug, Clone)]
+pub struct CallIn {
+    pub session_id: String,
+    pub caller: String,
+    /// The X dialled.
+    pub called: String,
+    pub time: i64,
+}
+
+/// A decided call, with what the session needs to remember.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub decision: Decision,
+    pub app: Option<Arc<App>>,
+    pub binding: Option<Arc<AxbBinding>>,
+    /// The script version that decided, or `None` when the host decided without a script.
+    pub script_version: Option<String>,
+    /// The script failed or broke an invariant and the fallback was used.
+    pub fallback: bool,
+}
+
+impl Routed {
+    fn by_host(decision: Decision, app: Option<Arc<App>>) -> Self {
+        Routed { decision, app, binding: None, script_version: None, fallback: false }
+    }
+}
+
+fn close_tone(app: &App) -> Option<String> {
+    (!app.close_hint_tone.is_empty()).then(|| app.close_hint_tone.clone())
+}
+
+/// Decides a callin.
+pub fn decide_callin(
+    store: &Store,
+    scripts: &ScriptHost,
+    metrics: &Metrics,
+    call: &CallIn,
+) -> Result<Routed, store::Error> {
+    let number = store.number(&call.called)?;
+    let app = match &number {
+        Some(number) => store.app(&number.app_key)?.map(Arc::new),
+        None => None,
+    };
+    let (Some(number), Some(app)) = (number, app) else {
+        return Ok(Routed::by_host(Decision::release(state::APP_NOT_FOUND, None), None));
+    };
+    if matches!(number.status, NumberStatus::Paused | NumberStatus::Unavailable) {
+        return Ok(Routed::by_host(Decision::release(state::X_UNAVAILABLE, close_tone(&app)), Some(app)));
+    }
+    if app.mode != Mode::Axb {
+        // AX, AXE and X routing are not built yet; their calls are refused as a mode mismatch.
+        return Ok(Routed::by_host(Decision::release(state::SERVICE_TYPE_MISMATCH, close_tone(&app)), Some(app)));
+    }
+    let binding = store.axb_for_call(&call.called, &call.caller, call.time)?.map(Arc::new);
+    let allowed: Vec<&str> = binding
+        .as_deref()
+        .map(|b| b.parties().into_iter().filter(|party| *party != call.caller).collect())
+        .unwrap_or_default();
+    let set = scripts.active();
+    let script_call = Call {
+        caller: call.caller.as_str().into(),
+        called: call.called.as_str().into(),
+        session_id: call.session_id.as_str().into(),
+        now: call.time,
+        app: app.clone(),
+        binding: binding.clone(),
+    };
+    let (file, function) = AXB_SCRIPT;
+    let outcome = scripts.run(&set, file, function, script_call).map_err(|err| err.to_string()).and_then(|decision| {
+        decision
+            .check(&allowed)
+            .map(|()| decision)
+            .map_err(|reason| format!("{}: {reason}", set.path_of(file).display()))
+    });
+    let (mut decision, fallback) = match outcome {
+        Ok(decision) => (decision, false),
+        Err(reason) => {
+            tracing::warn!(session_id = %call.session_id, version = %set.version, "fallback decision: {reason}");
+            (Decision::release(state::SERVICE_EXCEPTION, close_tone(&app)), true)
+        }
+    };
+    apply_recording_notice(&mut decision, &app, binding.as_deref(), metrics);
+    Ok(Routed { decision, app: Some(app), binding, script_version: Some(set.version.to_string()), fallback })
+}
+
+/// A recorded call plays a notice: the binding's, else the app's; with neither, it is recorded
+/// without one and counted as a compliance warning (CONTRACT §3).
+fn apply_recording_notice(decision: &mut Decision, app: &App, binding: Option<&AxbBinding>, metrics: &Metrics) {
+    if !decision.record || decision.record_hint_tone.is_some() {
+        return;
+    }
+    if app.record_hint_tone.is_empty() {
+        let subscription_id = binding.map_or("", |b| b.subscription_id.as_str());
+        RecordWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
+    } else {
+        decision.record_hint_tone = Some(app.record_hint_tone.clone());
+    }
+}

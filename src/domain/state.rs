@@ -1,0 +1,129 @@
+//! Call release codes (`stateCode`, reference §14.1) that privnum itself decides.
+//!
+//! Scripts name them through the `state` module (`state::INVALID_AXB_CALL`), the host through
+//! these constants; [`describe`] gives the `stateDesc` text and tells a known code from a typo.
+
+pub type StateCode = u32;
+
+/// Normal release after the call was connected.
+pub const NORMAL: StateCode = 0;
+/// AX binding exists but no temporary callee.
+pub const NO_TEMPORARY_CALLEE: StateCode = 8013;
+/// No binding, or a caller who is not a party of it (AXB, X).
+pub const INVALID_AXB_CALL: StateCode = 8014;
+/// The binding's `callDirection` does not allow this caller.
+pub const DIRECTION_NOT_ALLOWED: StateCode = 8016;
+/// No service permission (includes: no AX binding).
+pub const NO_PERMISSION: StateCode = 8018;
+/// Service exception: privnum's fallback when a script fails (see policy-docs).
+pub const SERVICE_EXCEPTION: StateCode = 8020;
+/// The X belongs to no app.
+pub const APP_NOT_FOUND: StateCode = 7100;
+/// The X's mode has no routing yet.
+pub const SERVICE_TYPE_MISMATCH: StateCode = 7105;
+/// The X is paused or unavailable.
+pub const X_UNAVAILABLE: StateCode = 8055;
+/// Maximum call duration reached.
+pub const MAX_DURATION_REACHED: StateCode = 8010;
+
+/// Every code of reference §14.1 with its meaning, in code order.
+const TABLE: &[(StateCode, &str)] = &[
+    (0, "The user releases the call."),
+    (522, "Platform voice ports exhausted."),
+    (7001, "Developer-level call-frequency control."),
+    (7002, "App-level call-frequency control."),
+    (7003, "Display-number call-frequency control."),
+    (7004, "Callee blacklist."),
+    (7005, "Caller blacklist."),
+    (7100, "App info does not exist."),
+    (7101, "App has no privacy number resources."),
+    (7102, "Other abnormal behaviour."),
+    (7105, "Service type mismatch."),
+    (7106, "App lacks the privacy-call capability."),
+    (7107, "Security-control prompt failed to play."),
+    (7108, "User frozen."),
+    (7109, "Tenant voice ports exhausted."),
+    (7500, "Call prefix restricted."),
+    (7501, "Caller hung up before the callee rang."),
+    (7502, "Caller hung up after the callee rang."),
+    (7503, "Callee rejected."),
+    (7504, "Call refused."),
+    (7505, "Caller-side network error."),
+    (7506, "Callee-side network error."),
+    (7507, "No voice file."),
+    (7508, "Routing failure."),
+    (7516, "Caller hung up before the transfer."),
+    (8006, "X-mode voice file does not exist."),
+    (8007, "Last-minute tone playback failed."),
+    (8008, "Play-and-collect failed."),
+    (8010, "Maximum call duration reached."),
+    (8011, "Other abnormal behaviour."),
+    (8013, "Invalid AX call: no temporary callee."),
+    (8014, "Invalid AXB/X call."),
+    (8015, "Recording failed."),
+    (8016, "Call direction not allowed."),
+    (8018, "No service permission."),
+    (8019, "Callback record does not exist."),
+    (8020, "Service exception."),
+    (8022, "Binding missing or expired."),
+    (8023, "Fixed-line number not allowed as caller."),
+    (8024, "Real-caller display mode not allowed."),
+    (8025, "Dialled X does not exist."),
+    (8030, "AXYB binding does not exist."),
+    (8031, "AXYB: Y allocation failed."),
+    (8032, "A number dialled its own bound privacy number."),
+    (8033, "Empty extension received."),
+    (8035, "Platform connect timeout."),
+    (8040, "Other abnormal behaviour."),
+    (8041, "Recording failed."),
+    (8042, "International inbound restricted."),
+    (8043, "International outbound restricted."),
+    (8044, "Abnormal call-duration control."),
+    (8046, "Abnormal answer-rate control."),
+    (8047, "Caller call-frequency control."),
+    (8048, "Callee call-frequency control."),
+    (8049, "Service-number call-frequency control."),
+    (8050, "Call time-window restriction."),
+    (8051, "Sub-enterprise suspended."),
+    (8055, "X unavailable: call and SMS disabled."),
+    (8056, "Test-dial number control."),
+    (8057, "Call-direction control."),
+    (8100, "Callee number does not exist."),
+    (8101, "No answer after ringing."),
+    (8102, "Callee busy."),
+    (8103, "Callee unreachable."),
+    (8104, "Callee powered off."),
+    (8105, "Callee out of service."),
+    (8139, "Other abnormal behaviour."),
+];
+
+/// The `stateDesc` of a code, or `None` for a code the reference does not list.
+pub fn describe(code: StateCode) -> Option<&'static str> {
+    TABLE.binary_search_by_key(&code, |(c, _)| *c).ok().map(|i| TABLE[i].1)
+}
+
+/// The names scripts see in the `state` module, with their codes.
+pub const SCRIPT_NAMES: &[(&str, StateCode)] = &[
+    ("NORMAL", NORMAL),
+    ("NO_TEMPORARY_CALLEE", NO_TEMPORARY_CALLEE),
+    ("INVALID_AXB_CALL", INVALID_AXB_CALL),
+    ("DIRECTION_NOT_ALLOWED", DIRECTION_NOT_ALLOWED),
+    ("NO_PERMISSION", NO_PERMISSION),
+    ("SERVICE_EXCEPTION", SERVICE_EXCEPTION),
+    ("X_UNAVAILABLE", X_UNAVAILABLE),
+    ("MAX_DURATION_REACHED", MAX_DURATION_REACHED),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_and_names_are_known_codes() {
+        assert!(TABLE.windows(2).all(|w| w[0].0 < w[1].0), "binary search needs code order");
+        for (name, code) in SCRIPT_NAMES {
+            assert!(describe(*code).is_some(), "{name} = {code} is not in the table");
+        }
+        assert_eq!(describe(9999), None);
+    }
+}

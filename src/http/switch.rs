@@ -1,0 +1,268 @@
+//! The switch adapter (CONTRACT §4), privnum's own API for the SBC or softswitch:
+//! `Authorization: Bearer <switch_token>`.
+//!
+//! | call | body | answer |
+//! |---|---|---|
+//! | `POST /v1/switch/calls` | `{"caller","called","sessionId"?,"time"?}` | a decision |
+//! | `POST /v1/switch/calls/{sessionId}/digits` | `{"digits"}` | a decision (AXE; not routed yet) |
+//! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?}` | `{}` |
+//!
+//! Errors use the provisioning envelope: 400 for a bad body, 401 for a bad token, 404 for an
+//! unknown session, 409 for a sessionId that is already in use.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::error::AppError;
+use super::request::MAX_BODY_BYTES;
+use super::AppState;
+use crate::auth::constant_time_eq;
+use crate::calls::route::{decide_callin, CallIn, Routed};
+use crate::calls::session::{Event, EventKind, Session};
+use crate::domain::number::check_e164;
+use crate::domain::{codes, Action};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/calls", post(calls_create))
+        .route("/calls/{session_id}/digits", post(calls_digits))
+        .route("/calls/{session_id}/events", post(calls_event))
+}
+
+/// A request carrying `Authorization: Bearer <switch_token>`.
+pub struct Switch;
+
+impl FromRequestParts<AppState> for Switch {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match token {
+            Some(token) if constant_time_eq(token.trim().as_bytes(), state.config.switch_token.as_bytes()) => {
+                Ok(Switch)
+            }
+            _ => Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::INVALID_DIGEST,
+                "the switch API needs Authorization: Bearer <switch_token>",
+            )),
+        }
+    }
+}
+
+fn bad_request(field: &str, reason: impl std::fmt::Display) -> AppError {
+    AppError::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, format!("Invalid request.{field} {reason}"))
+}
+
+/// A JSON body of a known shape, at most 64 KiB; errors name the field, line and column.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, AppError> {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::INVALID_REQUEST,
+                format!("Invalid request.body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
+        serde_json::from_slice(&bytes).map(Body).map_err(|err| bad_request("body", err))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CallRequest {
+    caller: String,
+    called: String,
+    session_id: Option<String>,
+    time: Option<String>,
+}
+
+/// An RFC 3339 time, or now when absent.
+fn parse_time(field: &str, time: Option<&str>, now: i64) -> Result<i64, AppError> {
+    match time {
+        None => Ok(now),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp())
+            .map_err(|_| bad_request(field, format!("{text:?} must be an RFC 3339 time such as 2026-01-02T03:04:05Z"))),
+    }
+}
+
+async fn calls_create(
+    _: Switch,
+    State(state): State<AppState>,
+    Body(request): Body<CallRequest>,
+) -> Result<Response, AppError> {
+    check_e164(&request.called).map_err(|reason| bad_request("called", reason))?;
+    if request.caller.is_empty() || request.caller.len() > 32 {
+        return Err(bad_request("caller", "must be 1 to 32 characters"));
+    }
+    let session_id = match request.session_id {
+        Some(id) if id.is_empty() || id.len() > 256 => {
+            return Err(bad_request("sessionId", "must be 1 to 256 characters"))
+        }
+        Some(id) => id,
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let time = parse_time("time", request.time.as_deref(), state.clock.now())?;
+    let call = CallIn { session_id, caller: request.caller, called: request.called, time };
+    let routed = decide_callin(&state.store, &state.scripts, &state.metrics, &call)?;
+    let answer = decision_json(&call, &routed);
+    let session = Session {
+        session_id: call.session_id,
+        app_key: routed.app.as_ref().map(|app| app.app_key.clone()),
+        caller: call.caller,
+        x_number: call.called,
+        subscription_id: routed.binding.as_ref().map(|b| b.subscription_id.clone()),
+        user_data: routed.binding.as_ref().and_then(|b| b.user_data.clone()),
+        decision: routed.decision,
+        script_version: routed.script_version,
+        started_at: time,
+        events: Vec::new(),
+    };
+    if !state.sessions.insert(session) {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            codes::INVALID_REQUEST,
+            "Invalid request.sessionId is already in use",
+        ));
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// The decision as the switch reads it (CONTRACT §4): camelCase, display always the X.
+fn decision_json(call: &CallIn, routed: &Routed) -> Value {
+    let decision = &routed.decision;
+    let mut fields = Map::new();
+    fields.insert("sessionId".into(), call.session_id.as_str().into());
+    fields.insert("action".into(), decision.action.as_str().into());
+    let mut put = |name: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            fields.insert(name.to_owned(), value);
+        }
+    };
+    match decision.action {
+        Action::Connect => {
+            put("callee", decision.callee.clone().map(Value::from));
+            put("display", Some(call.called.as_str().into()));
+            put("subscriptionId", routed.binding.as_ref().map(|b| b.subscription_id.as_str().into()));
+            put("userData", routed.binding.as_ref().and_then(|b| b.user_data.clone()).map(Value::from));
+            put("record", Some(decision.record.into()));
+            put("recordHintTone", decision.record_hint_tone.clone().map(Value::from));
+            put("preVoice", decision.pre_voice.clone().map(Value::from));
+            put("waitVoice", decision.wait_voice.clone().map(Value::from));
+            put("maxDuration", Some(decision.max_duration.into()));
+            put("lastMinVoice", decision.last_min_voice.clone().filter(|_| decision.max_duration > 0).map(Value::from));
+        }
+        Action::Release => {
+            put("stateCode", decision.state_code.map(Value::from));
+            put("tone", decision.tone.clone().map(Value::from));
+        }
+        Action::Collect => {}
+    }
+    Value::Object(fields)
+}
+
+fn unknown_session(session_id: &str) -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        codes::INVALID_REQUEST,
+        format!("Invalid request.sessionId {session_id} is not a known session"),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DigitsRequest {
+    digits: String,
+}
+
+async fn calls_digits(
+    _: Switch,
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    Body(request): Body<DigitsRequest>,
+) -> Result<Response, AppError> {
+    let session = state.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
+    if session.decision.action != Action::Collect {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            codes::INVALID_REQUEST,
+            format!("Invalid request.session {session_id} is not collecting digits (got {:?})", request.digits),
+        ));
+    }
+    // No mode collects digits yet (AXE routing comes with the AX/AXE milestone).
+    Err(AppError::new(
+        StatusCode::CONFLICT,
+        codes::INVALID_REQUEST,
+        "Invalid request.digits: no mode collects digits yet",
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EventRequest {
+    event: EventKind,
+    time: Option<String>,
+    release_side: Option<ReleaseSide>,
+    state_code: Option<u32>,
+    q850: Option<u32>,
+    sip_status: Option<u32>,
+    recording: Option<Recording>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ReleaseSide {
+    Caller,
+    Callee,
+    Platform,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Recording {
+    #[allow(dead_code)] // kept for the CDR milestone
+    object_name: String,
+    #[allow(dead_code)]
+    start_time: String,
+}
+
+async fn calls_event(
+    _: Switch,
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    Body(request): Body<EventRequest>,
+) -> Result<Response, AppError> {
+    let time = parse_time("time", request.time.as_deref(), state.clock.now())?;
+    let release_side = request.release_side.map(|side| match side {
+        ReleaseSide::Caller => "caller",
+        ReleaseSide::Callee => "callee",
+        ReleaseSide::Platform => "platform",
+    });
+    let event = Event {
+        kind: request.event,
+        time,
+        release_side: release_side.map(str::to_owned),
+        state_code: request.state_code,
+        q850: request.q850,
+        sip_status: request.sip_status,
+    };
+    let _ = request.recording;
+    state.sessions.record(&session_id, event).ok_or_else(|| unknown_session(&session_id))?;
+    Ok(Json(json!({})).into_response())
+}

@@ -1,0 +1,141 @@
+//! The script API: what a script can read and what it returns. Documented, with an example that
+//! runs as a test, in `policy-docs/script-api.md`; keep the two in step.
+//!
+//! A script reads one value, the `call` passed to its handler, and returns a `Decision`. It cannot
+//! reach the store, the network, the disk or the clock: the host gathers what the mode needs
+//! (the app, the binding for this caller on this X, the time) before the script runs, so a script
+//! is a pure function of its input and its test cases are plain data.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, ImmutableString, Module};
+
+use crate::domain::{state, App, AxbBinding, Decision};
+
+/// The call a handler decides, as scripts see it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub caller: ImmutableString,
+    /// The X that was dialled.
+    pub called: ImmutableString,
+    pub session_id: ImmutableString,
+    /// Seconds since the Unix epoch, from the host's clock.
+    pub now: i64,
+    pub app: Arc<App>,
+    /// AXB: the active binding that has the caller as A or B on this X.
+    pub binding: Option<Arc<AxbBinding>>,
+}
+
+fn text(value: &str) -> ImmutableString {
+    ImmutableString::from(value)
+}
+
+fn optional(value: &Option<String>) -> ImmutableString {
+    value.as_deref().map_or_else(ImmutableString::new, text)
+}
+
+/// `""` from a script means "none".
+fn from_script(value: ImmutableString) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+pub(crate) fn register(engine: &mut Engine) {
+    register_call(engine);
+    register_app(engine);
+    register_axb_binding(engine);
+    register_decision(engine);
+    let mut codes = Module::new();
+    for (name, code) in state::SCRIPT_NAMES {
+        codes.set_var(*name, i64::from(*code));
+    }
+    engine.register_static_module("state", codes.into());
+}
+
+fn register_call(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<Call>("Call")
+        .register_get("caller", |call: &mut Call| call.caller.clone())
+        .register_get("called", |call: &mut Call| call.called.clone())
+        .register_get("session_id", |call: &mut Call| call.session_id.clone())
+        .register_get("now", |call: &mut Call| call.now)
+        .register_get("app", |call: &mut Call| call.app.clone())
+        .register_get("binding", |call: &mut Call| call.binding.clone().map_or(Dynamic::UNIT, Dynamic::from));
+}
+
+fn register_app(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<Arc<App>>("App")
+        .register_get("app_key", |app: &mut Arc<App>| text(&app.app_key))
+        .register_get("mode", |app: &mut Arc<App>| text(&app.mode.to_string()))
+        .register_get("scenario", |app: &mut Arc<App>| text(&app.scenario))
+        .register_get("recording", |app: &mut Arc<App>| app.recording)
+        .register_get("record_hint_tone", |app: &mut Arc<App>| text(&app.record_hint_tone))
+        .register_get("close_hint_tone", |app: &mut Arc<App>| text(&app.close_hint_tone));
+}
+
+fn register_axb_binding(engine: &mut Engine) {
+    type B = Arc<AxbBinding>;
+    engine
+        .register_type_with_name::<B>("AxbBinding")
+        .register_get("subscription_id", |b: &mut B| text(&b.subscription_id))
+        .register_get("x_number", |b: &mut B| text(&b.x_number))
+        .register_get("caller_num", |b: &mut B| text(&b.caller_num))
+        .register_get("callee_num", |b: &mut B| text(&b.callee_num))
+        .register_get("call_direction", |b: &mut B| i64::from(b.call_direction.code()))
+        .register_get("record", |b: &mut B| b.record)
+        .register_get("record_hint_tone", |b: &mut B| optional(&b.record_hint_tone))
+        .register_get("max_duration", |b: &mut B| b.max_duration_min)
+        .register_get("last_min_voice", |b: &mut B| optional(&b.last_min_voice))
+        .register_get("caller_hint_tone", |b: &mut B| optional(&b.pre_voice.caller_hint_tone))
+        .register_get("callee_hint_tone", |b: &mut B| optional(&b.pre_voice.callee_hint_tone))
+        .register_get("user_data", |b: &mut B| optional(&b.user_data))
+        .register_get("expires_at", |b: &mut B| b.expires_at.map_or(Dynamic::UNIT, Dynamic::from));
+}
+
+fn register_decision(engine: &mut Engine) {
+    type D = Decision;
+    engine
+        .register_type_with_name::<D>("Decision")
+        .register_fn("connect", |callee: ImmutableString| Decision::connect(callee.to_string()))
+        .register_fn("release", |code: i64| Decision::release(state_code(code), None))
+        .register_fn("release", |code: i64, tone: ImmutableString| {
+            Decision::release(state_code(code), from_script(tone))
+        })
+        .register_get("action", |d: &mut D| text(d.action.as_str()))
+        .register_get("callee", |d: &mut D| optional(&d.callee))
+        .register_get("state_code", |d: &mut D| {
+            d.state_code.map_or(Dynamic::UNIT, |code| Dynamic::from(i64::from(code)))
+        })
+        .register_get("tone", |d: &mut D| optional(&d.tone))
+        .register_get_set("record", |d: &mut D| d.record, |d: &mut D, on: bool| d.record = on)
+        .register_get_set(
+            "record_hint_tone",
+            |d: &mut D| optional(&d.record_hint_tone),
+            |d: &mut D, tone: ImmutableString| d.record_hint_tone = from_script(tone),
+        )
+        .register_get_set(
+            "pre_voice",
+            |d: &mut D| optional(&d.pre_voice),
+            |d: &mut D, tone: ImmutableString| d.pre_voice = from_script(tone),
+        )
+        .register_get_set(
+            "wait_voice",
+            |d: &mut D| optional(&d.wait_voice),
+            |d: &mut D, tone: ImmutableString| d.wait_voice = from_script(tone),
+        )
+        .register_get_set(
+            "max_duration",
+            |d: &mut D| d.max_duration,
+            |d: &mut D, minutes: i64| d.max_duration = minutes,
+        )
+        .register_get_set(
+            "last_min_voice",
+            |d: &mut D| optional(&d.last_min_voice),
+            |d: &mut D, tone: ImmutableString| d.last_min_voice = from_script(tone),
+        );
+}
+
+/// Out-of-range codes become one no table lists, so the host's check names them.
+fn state_code(code: i64) -> state::StateCode {
+    state::StateCode::try_from(code).unwrap_or(state::StateCode::MAX)
+}

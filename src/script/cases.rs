@@ -1,0 +1,227 @@
+//! Script test cases: one JSON file per case in `<script>.cases/` beside the script
+//! (`scripts/modes/axb.cases/a-calls-x.json` tests `scripts/modes/axb.rhai`). Each gives the
+//! input — the call, optionally the app's settings and the binding — and the expected decision.
+//! `privnum test` runs them, and a reload runs them before a new version may go live.
+//!
+//! ```json
+//! {"description": "A calls X: B is called",
+//!  "call": {"caller": "+8613800000001", "called": "+8617000000001"},
+//!  "binding": {"caller_num": "+8613800000001", "callee_num": "+8613900000002"},
+//!  "expect": {"action": "connect", "callee": "+8613900000002"}}
+//! ```
+//!
+//! `expect` lists only what matters: each field it names must equal the decision's (absent
+//! optional fields compare as `null`, `record` as `false`, `maxDuration` as `0`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::api::Call;
+use super::run::call_handler;
+use super::set::ScriptSet;
+use super::Limits;
+use crate::domain::axb::{AxbBinding, CallDirection, PreVoice};
+use crate::domain::{App, Mode};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_handler")]
+    handler: String,
+    call: CaseCall,
+    #[serde(default)]
+    app: CaseApp,
+    binding: Option<CaseBinding>,
+    expect: Map<String, Value>,
+}
+
+fn default_handler() -> String {
+    "on_callin".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseCall {
+    caller: String,
+    called: String,
+    #[serde(default = "case_session")]
+    session_id: String,
+    #[serde(default)]
+    now: i64,
+}
+
+fn case_session() -> String {
+    "case-session".to_owned()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CaseApp {
+    recording: bool,
+    record_hint_tone: String,
+    close_hint_tone: String,
+}
+
+/// A binding as a case writes it: the names scripts read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseBinding {
+    caller_num: String,
+    callee_num: String,
+    #[serde(default)]
+    call_direction: i64,
+    #[serde(default)]
+    record: bool,
+    record_hint_tone: Option<String>,
+    #[serde(default)]
+    max_duration: i64,
+    last_min_voice: Option<String>,
+    caller_hint_tone: Option<String>,
+    callee_hint_tone: Option<String>,
+    user_data: Option<String>,
+    subscription_id: Option<String>,
+    expires_at: Option<i64>,
+}
+
+impl CaseBinding {
+    fn into_binding(self, x_number: &str) -> AxbBinding {
+        AxbBinding {
+            subscription_id: self.subscription_id.unwrap_or_else(|| "case-subscription".to_owned()),
+            app_key: "case-app".to_owned(),
+            x_number: x_number.to_owned(),
+            caller_num: self.caller_num,
+            callee_num: self.callee_num,
+            call_direction: CallDirection::from_code(self.call_direction).unwrap_or_default(),
+            duration_secs: 0,
+            created_at: 0,
+            clock_start: 0,
+            expires_at: self.expires_at,
+            record: self.record,
+            record_hint_tone: self.record_hint_tone,
+            max_duration_min: self.max_duration,
+            last_min_voice: self.last_min_voice,
+            private_sms: true,
+            pre_voice: PreVoice { caller_hint_tone: self.caller_hint_tone, callee_hint_tone: self.callee_hint_tone },
+            user_data: self.user_data,
+        }
+    }
+}
+
+/// One case's outcome, for `privnum test`.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub path: PathBuf,
+    pub description: String,
+    /// `None` when the case passed.
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub passed: usize,
+    pub failures: Vec<String>,
+    pub results: Vec<CaseResult>,
+}
+
+/// Runs every case of every script in the set.
+pub fn run_all(engine: &Engine, set: &ScriptSet, limits: &Limits) -> Report {
+    let mut report = Report::default();
+    for script in set.files() {
+        let cases_dir = set.path_of(&format!("{}.cases", script.trim_end_matches(".rhai")));
+        let Ok(entries) = std::fs::read_dir(&cases_dir) else { continue };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let (description, outcome) = run_case(engine, set, script, &path, limits);
+            match &outcome {
+                Ok(()) => report.passed += 1,
+                Err(message) => report.failures.push(message.clone()),
+            }
+            report.results.push(CaseResult { path, description, failure: outcome.err() });
+        }
+    }
+    report
+}
+
+fn run_case(
+    engine: &Engine,
+    set: &ScriptSet,
+    script: &str,
+    path: &Path,
+    limits: &Limits,
+) -> (String, Result<(), String>) {
+    let case: Case = match std::fs::read_to_string(path)
+        .map_err(|err| err.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|err| err.to_string()))
+    {
+        Ok(case) => case,
+        Err(err) => return (String::new(), Err(format!("{}: not a valid case: {err}", path.display()))),
+    };
+    let app = App {
+        app_key: "case-app".into(),
+        app_secret: String::new(),
+        mode: Mode::Axb,
+        scenario: String::new(),
+        recording: case.app.recording,
+        record_hint_tone: case.app.record_hint_tone,
+        close_hint_tone: case.app.close_hint_tone,
+        extension_digits: 4,
+        extension_prompt: String::new(),
+        sms: false,
+        sms_scenario: String::new(),
+        call_event_url: String::new(),
+        cdr_url: String::new(),
+        sms_url: String::new(),
+        sms_control_url: String::new(),
+        callin_url: String::new(),
+    };
+    let binding = case.binding.map(|binding| Arc::new(binding.into_binding(&case.call.called)));
+    let call = Call {
+        caller: case.call.caller.into(),
+        called: case.call.called.into(),
+        session_id: case.call.session_id.into(),
+        now: case.call.now,
+        app: Arc::new(app),
+        binding,
+    };
+    let description = case.description.clone();
+    let outcome = call_handler(engine, set, script, &case.handler, call, limits)
+        .map_err(|err| format!("{err} (in case {})", path.display()))
+        .and_then(|decision| {
+            let actual = full_json(&decision);
+            let wrong: Vec<String> = case
+                .expect
+                .iter()
+                .filter(|(field, want)| actual.get(*field).unwrap_or(&Value::Null) != *want)
+                .map(|(field, want)| {
+                    format!("{field}: expected {want}, got {}", actual.get(field).unwrap_or(&Value::Null))
+                })
+                .collect();
+            if wrong.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{}: {}", path.display(), wrong.join("; ")))
+            }
+        });
+    (description, outcome)
+}
+
+/// The decision as JSON with defaults filled in, so `expect` can name a field that is at its default.
+fn full_json(decision: &crate::domain::Decision) -> Map<String, Value> {
+    let mut json = match serde_json::to_value(decision) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    json.entry("record").or_insert(Value::Bool(false));
+    json.entry("maxDuration").or_insert(Value::from(0));
+    json
+}

@@ -1,0 +1,96 @@
+//! The one place a Rhai engine is built, with every sandbox limit set and the script API
+//! registered. Engines are built once and shared by every call (`sync` feature); scripts are
+//! compiled once per reload.
+//!
+//! Sandbox: operation count, call depth, expression depth, string/array/map sizes, no module
+//! imports (no resolver), no `print` to stdout, and a wall-clock deadline per call checked in
+//! `on_progress`. The deadline is kept per thread because the engine is shared; `tokio::time::timeout`
+//! cannot stop a running script, which never yields.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use rhai::packages::{Package, StandardPackage};
+use rhai::{Dynamic, Engine, OptimizationLevel};
+
+use super::api;
+
+/// The limits every engine gets. A routing script needs a few hundred operations; these leave
+/// room for real policies while stopping a runaway in well under the 100 ms a switch will wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    /// Wall-clock budget of one call.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 100_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_string_size: 16 * 1024,
+            max_array_size: 1024,
+            max_map_size: 256,
+            deadline: Duration::from_millis(20),
+        }
+    }
+}
+
+/// How often (in operations) the deadline is read: reading the clock on every operation would cost
+/// more than the operation.
+const DEADLINE_CHECK_EVERY: u64 = 512;
+
+thread_local! {
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with this thread's script deadline set `budget` from now.
+pub(crate) fn with_deadline<T>(budget: Duration, f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEADLINE.with(|deadline| deadline.set(None));
+        }
+    }
+    DEADLINE.with(|deadline| deadline.set(Some(Instant::now() + budget)));
+    let _reset = Reset;
+    f()
+}
+
+/// Builds a sandboxed engine with the privnum script API.
+pub fn build(limits: &Limits) -> Engine {
+    let mut engine = Engine::new_raw();
+    engine.register_global_module(StandardPackage::new().as_shared_module());
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_modules(0)
+        // The strings interner sits behind a lock under `sync`: two threads deciding would
+        // serialize on it (house style, measured).
+        .set_max_strings_interned(0)
+        .set_optimization_level(OptimizationLevel::Simple);
+    engine.on_print(|text| tracing::info!(target: "privnum::script", "{text}"));
+    engine.on_debug(|text, source, position| {
+        tracing::debug!(target: "privnum::script", source = source.unwrap_or(""), %position, "{text}")
+    });
+    engine.on_progress(|operations| {
+        if operations % DEADLINE_CHECK_EVERY != 0 {
+            return None;
+        }
+        let late = DEADLINE.with(|deadline| deadline.get().is_some_and(|at| Instant::now() >= at));
+        late.then(|| Dynamic::from("the script ran past its deadline"))
+    });
+    api::register(&mut engine);
+    engine
+}

@@ -1,0 +1,180 @@
+//! The active script version and how it changes.
+//!
+//! Calls read the active set with one atomic load (`arc-swap`) and run on that set to the end, so
+//! a call is decided by exactly one version even while a reload swaps another in. Reloads and
+//! rollbacks are serialized by a mutex that calls never touch.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use rhai::Engine;
+use serde::Serialize;
+
+use super::api::Call;
+use super::run::{call_handler, RunError};
+use super::set::{LoadError, ScriptSet, Version};
+use super::{engine, Limits};
+use crate::domain::Decision;
+
+/// How many earlier versions are kept for rollback.
+const HISTORY: usize = 10;
+
+/// What a reload did. A failed reload is a value: the running version stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new version is live.
+    Reloaded { version: Version },
+    /// The files are the same as the active version's.
+    Unchanged { version: Version },
+    /// The new files were refused; `active` keeps answering.
+    RolledBack { error: String, active: Version },
+}
+
+#[derive(Debug, Default)]
+struct Bookkeeping {
+    next_number: u64,
+    previous: Vec<Arc<ScriptSet>>,
+    last_error: Option<String>,
+}
+
+/// The host's state for the admin API and `/metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub active: String,
+    pub files: Vec<String>,
+    pub cases_passed: usize,
+    pub previous: Vec<String>,
+    pub last_error: Option<String>,
+    pub reloads: u64,
+    pub rejected: u64,
+    pub runtime_errors: u64,
+}
+
+pub struct ScriptHost {
+    engine: Engine,
+    limits: Limits,
+    dir: PathBuf,
+    active: ArcSwap<ScriptSet>,
+    bookkeeping: Mutex<Bookkeeping>,
+    /// Runtime errors already logged, by version and location: each is logged once.
+    reported: Mutex<HashSet<String>>,
+    reloads: AtomicU64,
+    rejected: AtomicU64,
+    runtime_errors: AtomicU64,
+}
+
+impl std::fmt::Debug for ScriptHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptHost").field("dir", &self.dir).field("active", &self.active.load().version).finish()
+    }
+}
+
+impl ScriptHost {
+    /// Loads `dir`; start-up fails when the scripts do not load, so a server never runs without
+    /// a proven version.
+    pub fn load(dir: &Path, limits: Limits) -> Result<ScriptHost, LoadError> {
+        let engine = engine::build(&limits);
+        let set = ScriptSet::load(&engine, dir, 1, &limits)?;
+        tracing::info!(version = %set.version, cases = set.cases_passed, dir = %dir.display(), "scripts loaded");
+        Ok(ScriptHost {
+            engine,
+            limits,
+            dir: dir.to_owned(),
+            active: ArcSwap::from_pointee(set),
+            bookkeeping: Mutex::new(Bookkeeping { next_number: 2, ..Bookkeeping::default() }),
+            reported: Mutex::default(),
+            reloads: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            runtime_errors: AtomicU64::new(0),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The version new calls run on.
+    pub fn active(&self) -> Arc<ScriptSet> {
+        self.active.load_full()
+    }
+
+    /// Runs a handler of `set` (which the caller took from [`ScriptHost::active`]).
+    pub fn run(&self, set: &ScriptSet, file: &str, function: &str, call: Call) -> Result<Decision, RunError> {
+        let result = call_handler(&self.engine, set, file, function, call, &self.limits);
+        if let Err(err) = &result {
+            self.runtime_errors.fetch_add(1, Ordering::Relaxed);
+            let key = format!("{} {}", set.version, err.location);
+            let first = self.reported.lock().map(|mut seen| seen.insert(key)).unwrap_or(true);
+            if first {
+                tracing::error!(version = %set.version, "script failed; the call got the fallback decision: {err}");
+            }
+        }
+        result
+    }
+
+    fn bookkeeping(&self) -> std::sync::MutexGuard<'_, Bookkeeping> {
+        self.bookkeeping.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Loads the directory again; swaps only a set that compiled, has its handlers and passed
+    /// its cases.
+    pub fn reload(&self) -> ReloadOutcome {
+        let mut books = self.bookkeeping();
+        let number = books.next_number;
+        let current = self.active.load_full();
+        match ScriptSet::load(&self.engine, &self.dir, number, &self.limits) {
+            Ok(set) if set.version.hash == current.version.hash => {
+                books.last_error = None;
+                ReloadOutcome::Unchanged { version: current.version.clone() }
+            }
+            Ok(set) => {
+                books.next_number += 1;
+                books.last_error = None;
+                let version = set.version.clone();
+                self.active.store(Arc::new(set));
+                books.previous.push(current);
+                if books.previous.len() > HISTORY {
+                    books.previous.remove(0);
+                }
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%version, "scripts reloaded");
+                ReloadOutcome::Reloaded { version }
+            }
+            Err(err) => {
+                let error = err.to_string();
+                books.last_error = Some(error.clone());
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(active = %current.version, "scripts not reloaded; the running version stays:\n{error}");
+                ReloadOutcome::RolledBack { error, active: current.version.clone() }
+            }
+        }
+    }
+
+    /// Makes the previous version active again; `None` when there is none.
+    pub fn rollback(&self) -> Option<Version> {
+        let mut books = self.bookkeeping();
+        let previous = books.previous.pop()?;
+        let version = previous.version.clone();
+        self.active.store(previous);
+        tracing::warn!(%version, "scripts rolled back by an operator");
+        Some(version)
+    }
+
+    pub fn status(&self) -> Status {
+        let books = self.bookkeeping();
+        let active = self.active.load();
+        Status {
+            active: active.version.to_string(),
+            files: active.files().map(str::to_owned).collect(),
+            cases_passed: active.cases_passed,
+            previous: books.previous.iter().rev().map(|set| set.version.to_string()).collect(),
+            last_error: books.last_error.clone(),
+            reloads: self.reloads.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            runtime_errors: self.runtime_errors.load(Ordering::Relaxed),
+        }
+    }
+}

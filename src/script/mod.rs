@@ -1,0 +1,17 @@
+//! The Rhai script host: builds the sandboxed engine, loads and proves script sets, runs
+//! handlers, and swaps versions atomically when ops edit `scripts/`.
+//!
+//! Reading order: `engine` (limits and sandbox), `api` (what scripts see), `set` (load, compile,
+//! check handlers), `cases` (a set's own test cases), `run` (calling a handler), `host` (the
+//! active version, reload and rollback), `watch` (file events → debounced reload).
+
+pub mod api;
+pub mod cases;
+pub mod engine;
+pub mod host;
+pub mod run;
+pub mod set;
+pub mod watch;
+
+pub use engine::Limits;
+pub use host::{ReloadOutcome, ScriptHost};

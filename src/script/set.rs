@@ -1,0 +1,159 @@
+//! A script set: every `.rhai` file of the scripts directory, compiled, checked for the handlers
+//! privnum calls, and proven against its own test cases. Only a set that passed all of that ever
+//! becomes active.
+//!
+//! Errors carry `file:line:column`, so an operator reads `scripts/modes/axb.rhai:14:9: …`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{Engine, Position, AST};
+use sha2::{Digest, Sha256};
+
+use super::cases;
+
+/// The handlers privnum calls: `(file under the scripts directory, function, parameter count)`.
+/// A set without one of them is rejected.
+pub const HANDLERS: &[(&str, &str, usize)] = &[("modes/axb.rhai", "on_callin", 1)];
+
+/// Identifies one loaded set: a counter for this process, and a hash of the files' content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub number: u64,
+    pub hash: String,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}-{}", self.number, self.hash)
+    }
+}
+
+/// Why a set was not loaded. `Display` is one line per problem, each starting with its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError(pub Vec<String>);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// `path:line:column` for a position in a file (or just the path when the position is unknown).
+pub fn locate(path: &Path, position: Position) -> String {
+    match (position.line(), position.position()) {
+        (Some(line), Some(column)) => format!("{}:{line}:{column}", path.display()),
+        (Some(line), None) => format!("{}:{line}", path.display()),
+        _ => path.display().to_string(),
+    }
+}
+
+#[derive(Debug)]
+pub struct ScriptSet {
+    pub version: Version,
+    pub dir: PathBuf,
+    /// Relative path (with `/`) → compiled script.
+    scripts: BTreeMap<String, Arc<AST>>,
+    /// How many test cases the set passed when it was loaded.
+    pub cases_passed: usize,
+}
+
+impl ScriptSet {
+    pub fn script(&self, name: &str) -> Option<&Arc<AST>> {
+        self.scripts.get(name)
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.scripts.keys().map(String::as_str)
+    }
+
+    /// Where a script of this set lives on disk, for messages.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Reads, compiles and checks every script in `dir`, then runs the test cases.
+    pub fn load(engine: &Engine, dir: &Path, number: u64, limits: &super::Limits) -> Result<ScriptSet, LoadError> {
+        let mut problems = Vec::new();
+        let mut sources = Vec::new();
+        collect_sources(dir, dir, &mut sources, &mut problems);
+        if sources.is_empty() && problems.is_empty() {
+            problems.push(format!("{}: no .rhai scripts found", dir.display()));
+        }
+        let mut hash = Sha256::new();
+        let mut scripts = BTreeMap::new();
+        for (name, text) in &sources {
+            hash.update(name.as_bytes());
+            hash.update([0]);
+            hash.update(text.as_bytes());
+            match engine.compile(text) {
+                Ok(mut ast) => {
+                    ast.set_source(dir.join(name).display().to_string());
+                    scripts.insert(name.clone(), Arc::new(ast));
+                }
+                Err(err) => problems.push(format!("{}: {}", locate(&dir.join(name), err.position()), err.err_type())),
+            }
+        }
+        for (file, function, params) in HANDLERS {
+            match scripts.get(*file) {
+                None if !sources.iter().any(|(name, _)| name == file) => {
+                    problems.push(format!("{}: missing: privnum needs this script", dir.join(file).display()))
+                }
+                None => {} // it failed to compile; already reported
+                Some(ast) if !ast.iter_functions().any(|f| f.name == *function && f.params.len() == *params) => {
+                    problems.push(format!(
+                        "{}: missing handler: define fn {function} with {params} parameter(s) in this file",
+                        dir.join(file).display(),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if !problems.is_empty() {
+            return Err(LoadError(problems));
+        }
+        let digest = hash.finalize();
+        let hash = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let mut set = ScriptSet { version: Version { number, hash }, dir: dir.to_owned(), scripts, cases_passed: 0 };
+        let report = cases::run_all(engine, &set, limits);
+        if !report.failures.is_empty() {
+            return Err(LoadError(report.failures));
+        }
+        set.cases_passed = report.passed;
+        Ok(set)
+    }
+}
+
+/// Every `.rhai` file under `dir`, as `(relative path with '/', text)`, in path order.
+fn collect_sources(root: &Path, dir: &Path, sources: &mut Vec<(String, String)>, problems: &mut Vec<String>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            problems.push(format!("{}: cannot read the scripts directory: {err}", dir.display()));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_sources(root, &path, sources, problems);
+        } else if path.extension().is_some_and(|ext| ext == "rhai") {
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            match std::fs::read_to_string(&path) {
+                Ok(text) => sources.push((name, text)),
+                Err(err) => problems.push(format!("{}: cannot read: {err}", path.display())),
+            }
+        }
+    }
+}
