@@ -10,10 +10,12 @@
 //! - [`store`]: sled behind privnum's own API; atomic multi-key changes and group commit.
 //! - [`telemetry`]: counters behind `/metrics`.
 //! - [`http`]: the axum router: provisioning (Huawei-compatible), admin, health.
+//! - [`cli`]: `privnum check`, `test` and `call` (a virtual switch).
 //! - [`server`]: wiring: open the store, load apps, start background tasks, serve.
 
 pub mod auth;
 pub mod calls;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -25,6 +25,39 @@ enum Command {
         #[arg(long, default_value = "privnum.toml")]
         config: PathBuf,
     },
+    /// Compile the scripts, check their handlers and run their cases; non-zero exit on problems.
+    Check {
+        #[arg(default_value = "scripts")]
+        dir: PathBuf,
+    },
+    /// Run the scripts' test cases and print a pass/fail summary.
+    Test {
+        #[arg(default_value = "scripts")]
+        dir: PathBuf,
+    },
+    /// A virtual switch: drive one call through a running server and print what happens.
+    Call {
+        /// The calling number.
+        #[arg(long)]
+        from: String,
+        /// The X dialled.
+        #[arg(long)]
+        to: String,
+        /// The extension to key in when the call collects one (AXE).
+        #[arg(long)]
+        digits: Option<String>,
+        /// Seconds until the callee answers; without it, nobody answers.
+        #[arg(long)]
+        answer_after: Option<u64>,
+        /// Seconds of talk after the answer.
+        #[arg(long, default_value_t = 10)]
+        talk: u64,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// The server's switch_token.
+        #[arg(long, default_value = "dev-switch-token")]
+        switch_token: String,
+    },
     /// Print freshly signed authentication headers for one provisioning request.
     ///
     /// Each run makes a new Nonce, so run it once per request, e.g.
@@ -53,11 +86,24 @@ enum Format {
     Curl,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    // Errors are for people: the message and its causes, no backtrace.
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Sign { app, secret, config, wsse, format } => sign(&app, secret, &config, wsse, format),
+        Command::Check { dir } => privnum::cli::check(&dir),
+        Command::Test { dir } => privnum::cli::test(&dir),
+        Command::Call { from, to, digits, answer_after, talk, server, switch_token } => {
+            let plan = privnum::cli::CallPlan { server, switch_token, from, to, digits, answer_after, talk };
+            tokio::runtime::Runtime::new().context("starting the tokio runtime")?.block_on(privnum::cli::call(plan))
+        }
     }
 }
 

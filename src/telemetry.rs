@@ -96,3 +96,33 @@ impl BindingsExpired {
         }
     }
 }
+
+/// The script host's counters, in the Prometheus text format.
+pub fn render_scripts(status: &crate::script::host::Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_reloads_total Script reloads, by outcome.\n# TYPE privnum_script_reloads_total counter\n\
+         privnum_script_reloads_total{{outcome=\"reloaded\"}} {}\nprivnum_script_reloads_total{{outcome=\"rolled_back\"}} {}",
+        status.reloads, status.rejected
+    );
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_runtime_errors_total Handler runs that failed and got the fallback decision.\n\
+         # TYPE privnum_script_runtime_errors_total counter\nprivnum_script_runtime_errors_total {}",
+        status.runtime_errors
+    );
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_last_reload_failed 1 when the last reload was refused (see GET /v1/admin/scripts).\n\
+         # TYPE privnum_script_last_reload_failed gauge\nprivnum_script_last_reload_failed {}",
+        u8::from(status.last_error.is_some())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_active The active script version.\n# TYPE privnum_script_active gauge\n\
+         privnum_script_active{{version=\"{}\"}} 1",
+        status.active
+    );
+    out
+}

@@ -9,11 +9,14 @@
 //! | `GET /v1/admin/apps/{appKey}/numbers` | | `numbers` with their binding counts |
 //! | `PUT /v1/admin/apps/{appKey}/numbers/{number}` | `{"area_code","sms"?,"status"?}` | `number` |
 //! | `DELETE /v1/admin/apps/{appKey}/numbers/{number}` | | refused (409) while it holds bindings |
+//! | `GET /v1/admin/scripts` | | `scripts`: active version, files, earlier versions, last error |
+//! | `POST /v1/admin/scripts/reload` | | `outcome`: `reloaded`, `unchanged` or `rolled_back` (with `error`) |
+//! | `POST /v1/admin/scripts/rollback` | | `version` now active; 409 when there is no earlier version |
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
@@ -23,6 +26,7 @@ use super::request::JsonBody;
 use super::AppState;
 use crate::config::{AppConfig, NumberConfig};
 use crate::domain::{App, Rejection, XNumber};
+use crate::script::ReloadOutcome;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -30,6 +34,44 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app_key}", get(apps_show).put(apps_put).delete(apps_delete))
         .route("/apps/{app_key}/numbers", get(numbers_list))
         .route("/apps/{app_key}/numbers/{number}", put(numbers_put).delete(numbers_delete))
+        .route("/scripts", get(scripts_show))
+        .route("/scripts/reload", post(scripts_reload))
+        .route("/scripts/rollback", post(scripts_rollback))
+}
+
+async fn scripts_show(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
+    let status = serde_json::to_value(state.scripts.status()).map_err(|err| AppError::internal(&err))?;
+    Ok(success(one("scripts", status)))
+}
+
+async fn scripts_reload(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
+    let scripts = state.scripts.clone();
+    let outcome =
+        tokio::task::spawn_blocking(move || scripts.reload()).await.map_err(|err| AppError::internal(&err))?;
+    let mut fields = Map::new();
+    match outcome {
+        ReloadOutcome::Reloaded { version } => {
+            fields.insert("outcome".into(), "reloaded".into());
+            fields.insert("version".into(), version.to_string().into());
+        }
+        ReloadOutcome::Unchanged { version } => {
+            fields.insert("outcome".into(), "unchanged".into());
+            fields.insert("version".into(), version.to_string().into());
+        }
+        ReloadOutcome::RolledBack { error, active } => {
+            fields.insert("outcome".into(), "rolled_back".into());
+            fields.insert("version".into(), active.to_string().into());
+            fields.insert("error".into(), error.into());
+        }
+    }
+    Ok(success(fields))
+}
+
+async fn scripts_rollback(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
+    match state.scripts.rollback() {
+        Some(version) => Ok(success(one("version", version.to_string().into()))),
+        None => Err(Rejection::InUse { what: "there is no earlier script version to roll back to".into() }.into()),
+    }
 }
 
 /// Admin lookups of a missing thing are 404, not the provisioning API's 403.

@@ -101,7 +101,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    let mut text = state.metrics.render();
+    let scripts = state.scripts.status();
+    text.push_str(&crate::telemetry::render_scripts(&scripts));
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn unknown_path(request: Request) -> AppError {

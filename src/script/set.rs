@@ -78,6 +78,17 @@ impl ScriptSet {
 
     /// Reads, compiles and checks every script in `dir`, then runs the test cases.
     pub fn load(engine: &Engine, dir: &Path, number: u64, limits: &super::Limits) -> Result<ScriptSet, LoadError> {
+        let mut set = ScriptSet::compile(engine, dir, number)?;
+        let report = cases::run_all(engine, &set, limits);
+        if !report.failures.is_empty() {
+            return Err(LoadError(report.failures));
+        }
+        set.cases_passed = report.passed;
+        Ok(set)
+    }
+
+    /// Reads, compiles and checks for handlers, without running the cases.
+    pub fn compile(engine: &Engine, dir: &Path, number: u64) -> Result<ScriptSet, LoadError> {
         let mut problems = Vec::new();
         let mut sources = Vec::new();
         collect_sources(dir, dir, &mut sources, &mut problems);
@@ -118,13 +129,7 @@ impl ScriptSet {
         }
         let digest = hash.finalize();
         let hash = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-        let mut set = ScriptSet { version: Version { number, hash }, dir: dir.to_owned(), scripts, cases_passed: 0 };
-        let report = cases::run_all(engine, &set, limits);
-        if !report.failures.is_empty() {
-            return Err(LoadError(report.failures));
-        }
-        set.cases_passed = report.passed;
-        Ok(set)
+        Ok(ScriptSet { version: Version { number, hash }, dir: dir.to_owned(), scripts, cases_passed: 0 })
     }
 }
 

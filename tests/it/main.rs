@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // support helpers are shared; not every module uses each one
 #![allow(unreachable_pub)] // a test binary has no public API
+#![allow(clippy::unwrap_used)] // a failed unwrap in a test helper is a failed test with its location
 
 mod admin;
 mod auth;
@@ -12,3 +13,4 @@ mod layering;
 mod persistence;
 mod reference_client;
 mod support;
+mod switch;

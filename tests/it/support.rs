@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub const AXB_PATH: &str = "/rest/caas/relationnumber/partners/v1.0";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const SWITCH_TOKEN: &str = "test-switch-token";
 
 /// The AXB app of the test configuration: recording on, four numbers in 0755, one in 0756, one in 010.
 pub const AXB_APP: (&str, &str) = ("axb-app", "axb-secret");
@@ -64,6 +65,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         data_dir,
         scripts_dir: scripts_dir(),
         admin_token: ADMIN_TOKEN.into(),
+        switch_token: SWITCH_TOKEN.into(),
         apps: vec![
             app(
                 AXB_APP,
@@ -122,6 +124,17 @@ impl TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let config = test_config(dir.path().join("data"));
         TestServer::start_with(config, dir).await
+    }
+
+    /// A server whose scripts are a fresh copy of the repository's, in `dir/scripts`, for tests
+    /// that edit them.
+    pub async fn start_with_script_copy() -> (TestServer, PathBuf) {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let scripts = dir.path().join("scripts");
+        copy_dir(&scripts_dir(), &scripts);
+        let mut config = test_config(dir.path().join("data"));
+        config.scripts_dir = scripts.clone();
+        (TestServer::start_with(config, dir).await, scripts)
     }
 
     pub async fn start_with(config: Config, dir: Arc<tempfile::TempDir>) -> TestServer {
@@ -186,8 +199,32 @@ impl TestServer {
         self.send(method, &format!("/v1/admin{path}"), &headers, body).await
     }
 
+    /// The switch asks what to do with a call from `caller` to `called`.
+    pub async fn switch_call(&self, caller: &str, called: &str) -> Answer {
+        let body = serde_json::json!({"caller": caller, "called": called});
+        self.switch(Method::POST, "/calls", &body).await
+    }
+
+    pub async fn switch(&self, method: Method, path: &str, body: &Value) -> Answer {
+        let headers = vec![("Authorization".to_owned(), format!("Bearer {SWITCH_TOKEN}"))];
+        self.send(method, &format!("/v1/switch{path}"), &headers, Some(body)).await
+    }
+
     /// Binds A and B on the AXB app and returns the answer body.
     pub async fn bind(&self, body: Value) -> Answer {
         self.call(AXB_APP, Method::POST, AXB_PATH, Some(&body)).await
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("file name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy file");
+        }
     }
 }

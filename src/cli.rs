@@ -1,0 +1,126 @@
+//! The command-line tools besides `serve`: checking and testing scripts, signing requests, and a
+//! virtual switch that drives one call through a running server.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use crate::script::set::ScriptSet;
+use crate::script::{cases, engine, Limits};
+
+/// `privnum check DIR`: compile, check handlers, run the cases. Errors are `file:line:column`.
+pub fn check(dir: &Path) -> anyhow::Result<()> {
+    let limits = Limits::default();
+    let engine = engine::build(&limits);
+    match ScriptSet::load(&engine, dir, 1, &limits) {
+        Ok(set) => {
+            println!(
+                "{}: OK ({} scripts, {} cases passed, version {})",
+                dir.display(),
+                set.files().count(),
+                set.cases_passed,
+                set.version
+            );
+            Ok(())
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            bail!("{}: {} problem(s); the running version would stay", dir.display(), err.0.len())
+        }
+    }
+}
+
+/// `privnum test DIR`: run every case and print one line per case and a summary.
+pub fn test(dir: &Path) -> anyhow::Result<()> {
+    let limits = Limits::default();
+    let engine = engine::build(&limits);
+    let set = ScriptSet::compile(&engine, dir, 1).map_err(|err| {
+        eprintln!("{err}");
+        anyhow::anyhow!("{}: the scripts do not compile", dir.display())
+    })?;
+    let report = cases::run_all(&engine, &set, &limits);
+    for result in &report.results {
+        let name = result.path.strip_prefix(dir).unwrap_or(&result.path).display();
+        match &result.failure {
+            None => println!("ok    {name}  {}", result.description),
+            Some(failure) => println!("FAIL  {name}  {}\n      {failure}", result.description),
+        }
+    }
+    let failed = report.failures.len();
+    println!("cases: {} passed, {failed} failed", report.passed);
+    if failed > 0 {
+        bail!("{failed} case(s) failed");
+    }
+    Ok(())
+}
+
+/// How `privnum call` plays the call.
+#[derive(Debug, Clone)]
+pub struct CallPlan {
+    pub server: String,
+    pub switch_token: String,
+    pub from: String,
+    pub to: String,
+    pub digits: Option<String>,
+    /// Seconds from the callout until the callee answers; `None`: nobody answers.
+    pub answer_after: Option<u64>,
+    /// Seconds of talk after the answer.
+    pub talk: u64,
+}
+
+/// `privnum call`: a virtual switch. Sends the callin, prints the decision, then reports the
+/// events a real switch would, with times that say how the call went (it does not wait them out).
+pub async fn call(plan: CallPlan) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let base = plan.server.trim_end_matches('/').to_owned();
+    let start = chrono::Utc::now();
+    let at = |secs: u64| (start + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))).to_rfc3339();
+    let post = |path: String, body: Value| {
+        let request = client.post(format!("{base}{path}")).bearer_auth(&plan.switch_token).json(&body);
+        async move {
+            let response = request.send().await.with_context(|| format!("POST {path}: is privnum running?"))?;
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            println!("→ POST {path} {body}\n← {status} {}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+            if !status.is_success() {
+                bail!("the server refused: {status}");
+            }
+            anyhow::Ok(answer)
+        }
+    };
+    let mut decision =
+        post("/v1/switch/calls".into(), json!({"caller": plan.from, "called": plan.to, "time": at(0)})).await?;
+    let session = decision["sessionId"].as_str().unwrap_or_default().to_owned();
+    if decision["action"] == "collect" {
+        let Some(digits) = &plan.digits else { bail!("the call collects an extension: pass --digits") };
+        decision = post(format!("/v1/switch/calls/{session}/digits"), json!({"digits": digits})).await?;
+    }
+    if decision["action"] != "connect" {
+        println!("released: stateCode {}", decision["stateCode"]);
+        return Ok(());
+    }
+    let events = format!("/v1/switch/calls/{session}/events");
+    post(events.clone(), json!({"event": "callout", "time": at(0)})).await?;
+    post(events.clone(), json!({"event": "alerting", "time": at(1)})).await?;
+    let end = match plan.answer_after {
+        Some(answer_after) => {
+            post(events.clone(), json!({"event": "answer", "time": at(answer_after)})).await?;
+            let end = answer_after + plan.talk;
+            post(
+                events.clone(),
+                json!({"event": "disconnect", "time": at(end), "releaseSide": "caller", "stateCode": 0}),
+            )
+            .await?;
+            end
+        }
+        None => {
+            post(events.clone(), json!({"event": "disconnect", "time": at(60), "releaseSide": "platform", "stateCode": 8101, "q850": 19}))
+                .await?;
+            60
+        }
+    };
+    println!("call over after {end} s (session {session})");
+    Ok(())
+}
