@@ -12,5 +12,7 @@ mod concurrency;
 mod layering;
 mod persistence;
 mod reference_client;
+mod reload;
+mod sandbox;
 mod support;
 mod switch;
