@@ -11,6 +11,7 @@ mod axb;
 mod concurrency;
 mod layering;
 mod persistence;
+mod policy_docs;
 mod reference_client;
 mod reload;
 mod sandbox;

@@ -1,0 +1,77 @@
+//! Every ```rhai example in policy-docs/script-api.md runs, and ends in `true`.
+
+use std::sync::Arc;
+
+use privnum::domain::axb::{AxbBinding, CallDirection, PreVoice};
+use privnum::domain::{App, Mode};
+use privnum::script::api::Call;
+use privnum::script::{engine, Limits};
+use rhai::{Dynamic, Scope};
+
+fn sample_call() -> Call {
+    let app = App {
+        app_key: "demo-app".into(),
+        app_secret: String::new(),
+        mode: Mode::Axb,
+        scenario: "ride-hailing".into(),
+        recording: true,
+        record_hint_tone: String::new(),
+        close_hint_tone: "close.wav".into(),
+        extension_digits: 4,
+        extension_prompt: String::new(),
+        sms: false,
+        sms_scenario: String::new(),
+        call_event_url: String::new(),
+        cdr_url: String::new(),
+        sms_url: String::new(),
+        sms_control_url: String::new(),
+        callin_url: String::new(),
+    };
+    let binding = AxbBinding {
+        subscription_id: "sub-1".into(),
+        app_key: "demo-app".into(),
+        x_number: "+8617000000001".into(),
+        caller_num: "+8613800000001".into(),
+        callee_num: "+8613900000002".into(),
+        call_direction: CallDirection::Both,
+        duration_secs: 0,
+        created_at: 0,
+        clock_start: 0,
+        expires_at: None,
+        record: false,
+        record_hint_tone: None,
+        max_duration_min: 0,
+        last_min_voice: None,
+        private_sms: true,
+        pre_voice: PreVoice { caller_hint_tone: Some("to-b.wav".into()), callee_hint_tone: Some("to-a.wav".into()) },
+        user_data: None,
+    };
+    Call {
+        caller: "+8613800000001".into(),
+        called: "+8617000000001".into(),
+        session_id: "doc-session".into(),
+        now: 1_700_000_000,
+        app: Arc::new(app),
+        binding: Some(Arc::new(binding)),
+    }
+}
+
+#[test]
+fn every_script_api_example_runs_and_holds() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policy-docs/script-api.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let engine = engine::build(&Limits::default());
+    let mut examples = 0;
+    for (index, block) in text.split("```rhai\n").skip(1).enumerate() {
+        let code = block.split("```").next().unwrap();
+        let mut scope = Scope::new();
+        scope.push("callin", sample_call());
+        let result = engine.eval_with_scope::<Dynamic>(&mut scope, code);
+        match result {
+            Ok(value) => assert_eq!(value.as_bool().ok(), Some(true), "example {} is not true:\n{code}", index + 1),
+            Err(err) => panic!("example {} fails: {err}\n{code}", index + 1),
+        }
+        examples += 1;
+    }
+    assert!(examples >= 8, "expected the examples of {}, found {examples}", path.display());
+}
