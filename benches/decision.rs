@@ -1,0 +1,91 @@
+//! The in-process callin decision: store lookup (number, app, binding) plus the AXB script, on
+//! real sled with 10 000 bindings. Run: `cargo bench --bench decision`.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use privnum::calls::route::{decide_callin, CallIn};
+use privnum::config::{AppConfig, NumberConfig};
+use privnum::domain::axb::{AxbChanges, BindRequest, XSelection};
+use privnum::domain::{Mode, NumberStatus};
+use privnum::script::{Limits, ScriptHost};
+use privnum::store::Store;
+use privnum::telemetry::Metrics;
+
+const BINDINGS: u64 = 10_000;
+const NUMBERS: u64 = 10;
+
+fn setup(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
+    let _guard = runtime.enter();
+    let store = Store::open(dir).expect("store opens");
+    let numbers = (0..NUMBERS)
+        .map(|i| NumberConfig {
+            number: format!("+86170{i:08}"),
+            area_code: "0755".into(),
+            sms: true,
+            status: NumberStatus::Normal,
+        })
+        .collect();
+    let app = AppConfig {
+        app_key: "bench-app".into(),
+        app_secret: "s".into(),
+        mode: Mode::Axb,
+        scenario: String::new(),
+        recording: true,
+        record_hint_tone: "notice.wav".into(),
+        close_hint_tone: "close.wav".into(),
+        extension_digits: 4,
+        extension_prompt: String::new(),
+        sms: false,
+        sms_scenario: String::new(),
+        call_event_url: String::new(),
+        cdr_url: String::new(),
+        sms_url: String::new(),
+        sms_control_url: String::new(),
+        callin_url: String::new(),
+        numbers,
+    };
+    let (app, numbers) = app.into_parts();
+    store.upsert_app(&app, &numbers).expect("app saved");
+    for i in 0..BINDINGS {
+        let request = BindRequest {
+            x: XSelection::Area { area_code: "0755".into(), lenient: false },
+            caller_num: format!("+86138{i:08}"),
+            callee_num: format!("+86139{i:08}"),
+            settings: AxbChanges { max_duration_min: Some(30), user_data: Some(Some("order".into())), ..AxbChanges::default() },
+        };
+        store.axb_bind(&app, &request, 1_700_000_000, 5000).expect("bind");
+    }
+    store
+}
+
+fn decision(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = setup(&runtime, dir.path());
+    let scripts = ScriptHost::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts"), Limits::default())
+        .expect("scripts load");
+    let metrics = Metrics::default();
+    let store = Arc::new(store);
+    // A bound caller: find its X through a decision first.
+    let caller = "+8613800004242".to_owned();
+    let x = (0..NUMBERS)
+        .map(|i| format!("+86170{i:08}"))
+        .find(|x| store.axb_for_call(x, &caller, 1_700_000_000).ok().flatten().is_some())
+        .expect("the caller is bound somewhere");
+    let call = CallIn { session_id: "bench".into(), caller, called: x.clone(), time: 1_700_000_000 };
+    c.bench_function("callin decision: lookup + axb.rhai (connect)", |b| {
+        b.iter(|| decide_callin(&store, &scripts, &metrics, &call).expect("decided"))
+    });
+    let stranger = CallIn { session_id: "bench".into(), caller: "+8613700000000".into(), called: x, time: 1_700_000_000 };
+    c.bench_function("callin decision: lookup + axb.rhai (release 8014)", |b| {
+        b.iter(|| decide_callin(&store, &scripts, &metrics, &stranger).expect("decided"))
+    });
+    let lookup = CallIn { ..call.clone() };
+    c.bench_function("binding lookup alone (sled)", |b| {
+        b.iter(|| store.axb_for_call(&lookup.called, &lookup.caller, lookup.time).expect("lookup"))
+    });
+}
+
+criterion_group!(benches, decision);
+criterion_main!(benches);
