@@ -52,7 +52,11 @@ fn setup(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
             x: XSelection::Area { area_code: "0755".into(), lenient: false },
             caller_num: format!("+86138{i:08}"),
             callee_num: format!("+86139{i:08}"),
-            settings: AxbChanges { max_duration_min: Some(30), user_data: Some(Some("order".into())), ..AxbChanges::default() },
+            settings: AxbChanges {
+                max_duration_min: Some(30),
+                user_data: Some(Some("order".into())),
+                ..AxbChanges::default()
+            },
         };
         store.axb_bind(&app, &request, 1_700_000_000, 5000).expect("bind");
     }
@@ -63,8 +67,9 @@ fn decision(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = setup(&runtime, dir.path());
-    let scripts = ScriptHost::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts"), Limits::default())
-        .expect("scripts load");
+    let scripts =
+        ScriptHost::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts"), Limits::default())
+            .expect("scripts load");
     let metrics = Metrics::default();
     let store = Arc::new(store);
     // A bound caller: find its X through a decision first.
@@ -77,7 +82,8 @@ fn decision(c: &mut Criterion) {
     c.bench_function("callin decision: lookup + axb.rhai (connect)", |b| {
         b.iter(|| decide_callin(&store, &scripts, &metrics, &call).expect("decided"))
     });
-    let stranger = CallIn { session_id: "bench".into(), caller: "+8613700000000".into(), called: x, time: 1_700_000_000 };
+    let stranger =
+        CallIn { session_id: "bench".into(), caller: "+8613700000000".into(), called: x, time: 1_700_000_000 };
     c.bench_function("callin decision: lookup + axb.rhai (release 8014)", |b| {
         b.iter(|| decide_callin(&store, &scripts, &metrics, &stranger).expect("decided"))
     });

@@ -15,7 +15,11 @@
 //!   this measures group commit: throughput should grow with concurrency as one flush serves many
 //!   binds.
 //!
+//! - `calls`: AXB callin decisions (`POST /v1/switch/calls`) from callers with a binding, after
+//!   loading `--bindings` bindings straight into the store. Each answer must be a connect.
+//!
 //! Run: `cargo run --release --example load -- binds --clients 1,16,64 --seconds 5`
+//! and  `cargo run --release --example load -- calls --bindings 100000 --clients 4,64 --seconds 5`
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -50,6 +54,17 @@ struct Cli {
 enum Command {
     /// AXB binds by area code, each with a new caller/callee pair.
     Binds(BindsArgs),
+    /// AXB callin decisions from bound callers.
+    Calls(CallsArgs),
+}
+
+#[derive(Args)]
+struct CallsArgs {
+    #[command(flatten)]
+    levels: LevelArgs,
+    /// Bindings loaded before the run (each X holds 5000).
+    #[arg(long, default_value_t = 100_000)]
+    bindings: u64,
 }
 
 #[derive(Args)]
@@ -113,6 +128,91 @@ impl LevelArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Binds(args) => run_binds(args).await,
+        Command::Calls(args) => run_calls(args).await,
+    }
+}
+
+async fn run_calls(args: CallsArgs) -> anyhow::Result<()> {
+    let plan = args.levels.plan()?;
+    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
+    let numbers = args.bindings.div_ceil(per_x).max(1);
+    let server = Server::start(vec![axb_app(numbers)], args.levels.data_parent.as_deref()).await?;
+    let pairs = preload(&server, args.bindings).await?;
+    print_header(&server, &format!("AXB callin decisions; {} bindings on {numbers} X numbers", args.bindings));
+    let caller = Arc::new(Caller::new(&server.base, pairs)?);
+    let call = move || {
+        let caller = caller.clone();
+        async move { caller.call().await }
+    };
+    let result = run_levels(call, &plan, "calls/s").await;
+    server.stop().await?;
+    result
+}
+
+/// Binds `count` pairs directly in the store (not over HTTP), printing progress; returns each
+/// pair's caller and X.
+async fn preload(server: &Server, count: u64) -> anyhow::Result<Vec<(String, String)>> {
+    let store = server.running.state.store.clone();
+    let app = store.app(APP_KEY)?.context("the load app is configured")?;
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut pairs = Vec::new();
+        for n in 0..count {
+            let request = privnum::domain::axb::BindRequest {
+                x: privnum::domain::axb::XSelection::Area { area_code: AREA_CODE.into(), lenient: false },
+                caller_num: format!("+86138{n:08}"),
+                callee_num: format!("+86139{n:08}"),
+                settings: privnum::domain::axb::AxbChanges::default(),
+            };
+            let binding = store.axb_bind(&app, &request, chrono::Utc::now().timestamp(), 5000)?;
+            pairs.push((binding.caller_num, binding.x_number));
+            if (n + 1) % 20_000 == 0 || n + 1 == count {
+                eprintln!("loaded {} of {count} bindings ({:.1} s)", n + 1, started.elapsed().as_secs_f64());
+            }
+        }
+        store.flush_now()?;
+        anyhow::Ok(pairs)
+    })
+    .await
+    .context("the preload task")?
+}
+
+/// Sends callins from bound callers, round robin.
+struct Caller {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    pairs: Vec<(String, String)>,
+    next: AtomicU64,
+}
+
+impl Caller {
+    fn new(base: &str, pairs: Vec<(String, String)>) -> anyhow::Result<Caller> {
+        if pairs.is_empty() {
+            bail!("--bindings must be at least 1");
+        }
+        let token = Config::default().switch_token;
+        Ok(Caller {
+            client: http_client()?,
+            url: format!("{base}/v1/switch/calls"),
+            token,
+            pairs,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    async fn call(&self) -> Outcome {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        let (caller, x) = &self.pairs[n % self.pairs.len()];
+        let request =
+            self.client.post(&self.url).bearer_auth(&self.token).json(&json!({"caller": caller, "called": x}));
+        let response = request.send().await.map_err(|err| err.to_string())?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|err| format!("HTTP {status}: {err}"))?;
+        if status != reqwest::StatusCode::OK || body["action"] != "connect" {
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        Ok(())
     }
 }
 
