@@ -48,6 +48,8 @@ pub struct Status {
     pub cases_passed: usize,
     pub previous: Vec<String>,
     pub last_error: Option<String>,
+    /// Every reload tried, whatever its outcome (file events and admin calls).
+    pub attempts: u64,
     pub reloads: u64,
     pub rejected: u64,
     pub runtime_errors: u64,
@@ -61,6 +63,7 @@ pub struct ScriptHost {
     bookkeeping: Mutex<Bookkeeping>,
     /// Runtime errors already logged, by version and location: each is logged once.
     reported: Mutex<HashSet<String>>,
+    attempts: AtomicU64,
     reloads: AtomicU64,
     rejected: AtomicU64,
     runtime_errors: AtomicU64,
@@ -86,6 +89,7 @@ impl ScriptHost {
             active: ArcSwap::from_pointee(set),
             bookkeeping: Mutex::new(Bookkeeping { next_number: 2, ..Bookkeeping::default() }),
             reported: Mutex::default(),
+            attempts: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             runtime_errors: AtomicU64::new(0),
@@ -123,6 +127,7 @@ impl ScriptHost {
     /// its cases.
     pub fn reload(&self) -> ReloadOutcome {
         let mut books = self.bookkeeping();
+        self.attempts.fetch_add(1, Ordering::Relaxed);
         let number = books.next_number;
         let current = self.active.load_full();
         match ScriptSet::load(&self.engine, &self.dir, number, &self.limits) {
@@ -172,6 +177,7 @@ impl ScriptHost {
             cases_passed: active.cases_passed,
             previous: books.previous.iter().rev().map(|set| set.version.to_string()).collect(),
             last_error: books.last_error.clone(),
+            attempts: self.attempts.load(Ordering::Relaxed),
             reloads: self.reloads.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             runtime_errors: self.runtime_errors.load(Ordering::Relaxed),

@@ -22,9 +22,12 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 pub fn spawn(host: Arc<ScriptHost>, mut stop: watch::Receiver<bool>) -> notify::Result<tokio::task::JoinHandle<()>> {
     let (events, mut received) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-        Ok(event) => {
+        // Reading the files (as every reload does) reports accesses and metadata changes: only
+        // content and name changes mean an edit, or a reload would trigger the next one.
+        Ok(event) if is_edit(&event.kind) => {
             let _ = events.send(event.paths);
         }
+        Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "file watcher error"),
     })?;
     watcher.watch(host.dir(), RecursiveMode::Recursive)?;
@@ -57,4 +60,14 @@ pub fn spawn(host: Arc<ScriptHost>, mut stop: watch::Receiver<bool>) -> notify::
             }
         }
     }))
+}
+
+fn is_edit(kind: &notify::EventKind) -> bool {
+    use notify::event::{EventKind, ModifyKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Other => false,
+    }
 }

@@ -77,6 +77,10 @@ async fn a_good_edit_is_live_within_two_seconds_and_can_be_rolled_back() {
     assert!(took.is_some(), "the edit was not live within 2 s");
     let status = scripts_status(&server).await;
     assert!(status["active"].as_str().unwrap().starts_with("v2-"), "{status}");
+    // Reading the files must not look like an edit: one save, one reload, then quiet. The wait is
+    // an observation window (several debounce periods), not synchronisation.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(scripts_status(&server).await["attempts"], 1, "a reload triggered another");
 
     let rolled = server.admin(Method::POST, "/scripts/rollback", None).await;
     rolled.expect(200, "0");
