@@ -182,9 +182,16 @@ impl Store {
         if writes.ops.is_empty() {
             return Ok(());
         }
-        let result = self.trees.as_slice().transaction(|trees| {
-            for (tree, key, value) in &writes.ops {
-                let tree = &trees[*tree as usize];
+        // Only the trees this change touches take part: sled prepares every participant.
+        let mut used: Vec<T> = writes.ops.iter().map(|(tree, _, _)| *tree).collect();
+        used.sort_by_key(|tree| *tree as usize);
+        used.dedup();
+        let participants: Vec<&sled::Tree> = used.iter().map(|tree| self.tree(*tree)).collect();
+        let positions: Vec<usize> =
+            writes.ops.iter().map(|(tree, _, _)| used.iter().position(|t| t == tree).unwrap_or_default()).collect();
+        let result = participants.as_slice().transaction(|trees| {
+            for ((_, key, value), &position) in writes.ops.iter().zip(&positions) {
+                let tree = &trees[position];
                 match value {
                     Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
                     None => tree.remove(key.as_slice())?,
