@@ -9,13 +9,20 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// A counter family for rendering: name, help, and `(labels, counter)` per series.
+type Family<'a> = (&'a str, &'a str, &'a [(&'a str, &'a AtomicU64)]);
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// `(surface, resultcode)` → count. Provisioning and admin only: the call path will keep its
-    /// own lock-free counters.
+    /// `(surface, resultcode)` → count. Provisioning and admin only: the switch's call path
+    /// counts with the atomics below and takes no lock.
     results: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    record_without_notice: AtomicU64,
+    bindings_without_notice: AtomicU64,
+    calls_without_notice: AtomicU64,
     bindings_expired: AtomicU64,
+    decisions_connect: AtomicU64,
+    decisions_release: AtomicU64,
+    decisions_fallback: AtomicU64,
 }
 
 impl Metrics {
@@ -33,21 +40,31 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let counters = [
+        let families: [Family<'_>; 3] = [
             (
                 "privnum_compliance_warnings_total",
-                "Bindings that record with no recording notice at all (no recordHintTone, no app default).",
-                "{kind=\"record_without_notice\"}",
-                &self.record_without_notice,
+                "Recording with no notice at all (no recordHintTone and no app record_hint_tone): bindings made, calls decided.",
+                &[
+                    ("{kind=\"record_without_notice\",on=\"binding\"}", &self.bindings_without_notice),
+                    ("{kind=\"record_without_notice\",on=\"call\"}", &self.calls_without_notice),
+                ],
             ),
-            ("privnum_bindings_expired_total", "Expired bindings removed by the sweeper.", "", &self.bindings_expired),
+            ("privnum_bindings_expired_total", "Expired bindings removed by the sweeper.", &[("", &self.bindings_expired)]),
+            (
+                "privnum_switch_decisions_total",
+                "Callin decisions, by action; fallback counts script failures and invariant breaks.",
+                &[
+                    ("{action=\"connect\"}", &self.decisions_connect),
+                    ("{action=\"release\"}", &self.decisions_release),
+                    ("{action=\"fallback\"}", &self.decisions_fallback),
+                ],
+            ),
         ];
-        for (name, help, labels, counter) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{labels} {}",
-                counter.load(Ordering::Relaxed)
-            );
+        for (name, help, series) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, counter) in series {
+                let _ = writeln!(out, "{name}{labels} {}", counter.load(Ordering::Relaxed));
+            }
         }
         out
     }
@@ -74,12 +91,47 @@ pub struct RecordWithoutNotice<'a> {
 
 impl RecordWithoutNotice<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        metrics.record_without_notice.fetch_add(1, Ordering::Relaxed);
+        metrics.bindings_without_notice.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             app_key = self.app_key,
             subscription_id = self.subscription_id,
             "binding records without a recording notice: neither recordHintTone nor the app's record_hint_tone is set"
         );
+    }
+}
+
+/// A call is recorded with no notice. Counted every time; the binding was already warned about
+/// when it was made, so the call path logs only at debug level.
+pub struct CallRecordedWithoutNotice<'a> {
+    pub app_key: &'a str,
+    pub subscription_id: &'a str,
+}
+
+impl CallRecordedWithoutNotice<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.calls_without_notice.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            app_key = self.app_key,
+            subscription_id = self.subscription_id,
+            "call recorded without a notice"
+        );
+    }
+}
+
+/// A callin was decided.
+pub struct CallinDecided {
+    pub action: crate::domain::Action,
+    pub fallback: bool,
+}
+
+impl CallinDecided {
+    pub fn emit(&self, metrics: &Metrics) {
+        let counter = match (self.fallback, self.action) {
+            (true, _) => &metrics.decisions_fallback,
+            (false, crate::domain::Action::Release) => &metrics.decisions_release,
+            (false, _) => &metrics.decisions_connect,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

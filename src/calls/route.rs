@@ -12,7 +12,7 @@ use crate::domain::{state, App, AxbBinding, Decision, Mode, NumberStatus};
 use crate::script::api::Call;
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
-use crate::telemetry::{Metrics, RecordWithoutNotice};
+use crate::telemetry::{CallRecordedWithoutNotice, Metrics};
 
 /// The script and handler that decide an AXB callin.
 const AXB_SCRIPT: (&str, &str) = ("modes/axb.rhai", "on_callin");
@@ -49,12 +49,14 @@ fn close_tone(app: &App) -> Option<String> {
     (!app.close_hint_tone.is_empty()).then(|| app.close_hint_tone.clone())
 }
 
-/// Decides a callin.
+/// Decides a callin. `now` is privnum's clock: whether a binding is still active is privnum's
+/// judgement, not the switch's (`call.time` is only recorded).
 pub fn decide_callin(
     store: &Store,
     scripts: &ScriptHost,
     metrics: &Metrics,
     call: &CallIn,
+    now: i64,
 ) -> Result<Routed, store::Error> {
     let number = store.number(&call.called)?;
     let app = match &number {
@@ -71,34 +73,31 @@ pub fn decide_callin(
         // AX, AXE and X routing are not built yet; their calls are refused as a mode mismatch.
         return Ok(Routed::by_host(Decision::release(state::SERVICE_TYPE_MISMATCH, close_tone(&app)), Some(app)));
     }
-    let binding = store.axb_for_call(&call.called, &call.caller, call.time)?.map(Arc::new);
-    let allowed: Vec<&str> = binding
-        .as_deref()
-        .map(|b| b.parties().into_iter().filter(|party| *party != call.caller).collect())
-        .unwrap_or_default();
+    let binding = store.axb_for_call(&call.called, &call.caller, now)?.map(Arc::new);
+    let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, &app)).unwrap_or_default();
     let set = scripts.active();
     let script_call = Call {
         caller: call.caller.as_str().into(),
         called: call.called.as_str().into(),
         session_id: call.session_id.as_str().into(),
-        now: call.time,
+        now,
         app: app.clone(),
         binding: binding.clone(),
     };
     let (file, function) = AXB_SCRIPT;
-    let outcome = scripts.run(&set, file, function, script_call).map_err(|err| err.to_string()).and_then(|decision| {
-        decision
-            .check(&allowed)
-            .map(|()| decision)
-            .map_err(|reason| format!("{}: {reason}", set.path_of(file).display()))
-    });
-    let (mut decision, fallback) = match outcome {
-        Ok(decision) => (decision, false),
-        Err(reason) => {
-            tracing::warn!(session_id = %call.session_id, version = %set.version, "fallback decision: {reason}");
-            (Decision::release(state::SERVICE_EXCEPTION, close_tone(&app)), true)
-        }
+    let decision = match scripts.run(&set, file, function, script_call) {
+        Ok(decision) => match decision.check(&allowance) {
+            Ok(()) => Some(decision),
+            Err(reason) => {
+                scripts.report_failure(&set, &set.path_of(file).display().to_string(), &reason);
+                None
+            }
+        },
+        // Already reported by the host.
+        Err(_) => None,
     };
+    let fallback = decision.is_none();
+    let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, close_tone(&app)));
     apply_recording_notice(&mut decision, &app, binding.as_deref(), metrics);
     Ok(Routed { decision, app: Some(app), binding, script_version: Some(set.version.to_string()), fallback })
 }
@@ -111,7 +110,7 @@ fn apply_recording_notice(decision: &mut Decision, app: &App, binding: Option<&A
     }
     if app.record_hint_tone.is_empty() {
         let subscription_id = binding.map_or("", |b| b.subscription_id.as_str());
-        RecordWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
+        CallRecordedWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
     } else {
         decision.record_hint_tone = Some(app.record_hint_tone.clone());
     }

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::decision::Allowance;
 use super::fields::{Fields, Invalid};
 use super::{App, Rejection};
 
@@ -149,6 +150,24 @@ impl AxbBinding {
             self.pre_voice.clone_from(pre_voice);
         }
         patch(&mut self.user_data, &changes.user_data);
+    }
+
+    /// What a call from `caller` may do under this binding: reach the other party if
+    /// `callDirection` lets the caller call, record only if the app and the binding both do, and
+    /// last no longer than the binding's `maxDuration`.
+    pub fn allowance(&self, caller: &str, app: &App) -> Allowance {
+        let callee = if caller == self.caller_num && self.call_direction != CallDirection::BToA {
+            Some(self.callee_num.clone())
+        } else if caller == self.callee_num && self.call_direction != CallDirection::AToB {
+            Some(self.caller_num.clone())
+        } else {
+            None
+        };
+        Allowance {
+            callee,
+            may_record: app.recording && self.record,
+            max_duration: (self.max_duration_min > 0).then_some(self.max_duration_min),
+        }
     }
 
     /// The rules that depend on the app rather than on the request alone.

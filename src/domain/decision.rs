@@ -92,16 +92,21 @@ impl Decision {
         }
     }
 
-    /// The platform's invariants. `allowed_callees` are the numbers this mode may connect to.
-    pub fn check(&self, allowed_callees: &[&str]) -> Result<(), String> {
+    /// The platform's invariants: what `allowance` permits this call, valid tones and codes.
+    pub fn check(&self, allowance: &Allowance) -> Result<(), String> {
         match self.action {
             Action::Connect => {
                 let callee = self.callee.as_deref().ok_or("a connect decision needs a callee")?;
-                if !allowed_callees.contains(&callee) {
+                if allowance.callee.as_deref() != Some(callee) {
                     return Err(format!("callee {callee} is not a party this call may reach"));
                 }
-                if !(0..=MAX_CALL_MINUTES).contains(&self.max_duration) {
-                    return Err(format!("max_duration {} is outside 0..={MAX_CALL_MINUTES}", self.max_duration));
+                if self.record && !allowance.may_record {
+                    return Err("record is on, but the app or the binding does not record".to_owned());
+                }
+                let most = allowance.max_duration.unwrap_or(MAX_CALL_MINUTES);
+                let least = i64::from(allowance.max_duration.is_some());
+                if !(least..=most).contains(&self.max_duration) {
+                    return Err(format!("max_duration {} is outside {least}..={most}", self.max_duration));
                 }
             }
             Action::Release => {
@@ -127,22 +132,52 @@ impl Decision {
     }
 }
 
+/// What the mode and the binding permit one call: a script may tighten a decision within this,
+/// never go beyond it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowance {
+    /// The one number this call may be connected to; `None`: no connect at all.
+    pub callee: Option<String>,
+    pub may_record: bool,
+    /// The longest call in minutes, when the binding limits it.
+    pub max_duration: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn allow(callee: &str) -> Allowance {
+        Allowance { callee: Some(callee.into()), may_record: false, max_duration: None }
+    }
+
     #[test]
     fn invariants_hold_or_name_the_problem() {
-        assert!(Decision::connect("+86139").check(&["+86139"]).is_ok());
-        assert!(Decision::connect("+86137").check(&["+86139"]).unwrap_err().contains("+86137"));
-        assert!(Decision::release(8014, None).check(&[]).is_ok());
-        assert!(Decision::release(1234, None).check(&[]).unwrap_err().contains("1234"));
+        assert!(Decision::connect("+86139").check(&allow("+86139")).is_ok());
+        assert!(Decision::connect("+86137").check(&allow("+86139")).unwrap_err().contains("+86137"));
+        assert!(Decision::connect("+86139").check(&Allowance::default()).is_err());
+        assert!(Decision::release(8014, None).check(&Allowance::default()).is_ok());
+        assert!(Decision::release(1234, None).check(&Allowance::default()).unwrap_err().contains("1234"));
         let mut long = Decision::connect("+86139");
         long.max_duration = 1441;
-        assert!(long.check(&["+86139"]).is_err());
+        assert!(long.check(&allow("+86139")).is_err());
         let mut bad_tone = Decision::release(8014, Some("a b.wav".into()));
-        assert!(bad_tone.check(&[]).unwrap_err().starts_with("tone"));
+        assert!(bad_tone.check(&Allowance::default()).unwrap_err().starts_with("tone"));
         bad_tone.tone = None;
-        assert!(bad_tone.check(&[]).is_ok());
+        assert!(bad_tone.check(&Allowance::default()).is_ok());
+    }
+
+    #[test]
+    fn a_script_may_tighten_but_not_loosen_the_binding() {
+        let limited = Allowance { callee: Some("+86139".into()), may_record: false, max_duration: Some(10) };
+        let mut decision = Decision::connect("+86139");
+        assert!(decision.check(&limited).is_err(), "0 (unlimited) exceeds a 10-minute binding");
+        decision.max_duration = 5;
+        assert!(decision.check(&limited).is_ok());
+        decision.max_duration = 11;
+        assert!(decision.check(&limited).is_err());
+        decision.max_duration = 5;
+        decision.record = true;
+        assert!(decision.check(&limited).unwrap_err().contains("record"));
     }
 }

@@ -16,7 +16,7 @@ pub mod tone;
 
 pub use app::{App, Mode};
 pub use axb::AxbBinding;
-pub use decision::{Action, Decision};
+pub use decision::{Action, Allowance, Decision};
 pub use fields::{Fields, Invalid};
 pub use number::{NumberStatus, XNumber};
 pub use rejection::Rejection;

@@ -28,6 +28,7 @@ use crate::calls::route::{decide_callin, CallIn, Routed};
 use crate::calls::session::{Event, EventKind, Session};
 use crate::domain::number::check_e164;
 use crate::domain::{codes, Action};
+use crate::telemetry::CallinDecided;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -118,9 +119,11 @@ async fn calls_create(
         Some(id) => id,
         None => uuid::Uuid::new_v4().simple().to_string(),
     };
-    let time = parse_time("time", request.time.as_deref(), state.clock.now())?;
+    let now = state.clock.now();
+    let time = parse_time("time", request.time.as_deref(), now)?;
     let call = CallIn { session_id, caller: request.caller, called: request.called, time };
-    let routed = decide_callin(&state.store, &state.scripts, &state.metrics, &call)?;
+    let routed = decide_callin(&state.store, &state.scripts, &state.metrics, &call, now)?;
+    CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&state.metrics);
     let answer = decision_json(&call, &routed);
     let session = Session {
         session_id: call.session_id,

@@ -105,18 +105,26 @@ impl ScriptHost {
         self.active.load_full()
     }
 
-    /// Runs a handler of `set` (which the caller took from [`ScriptHost::active`]).
+    /// Runs a handler of `set` (which the caller took from [`ScriptHost::active`]). A failure is
+    /// reported through [`ScriptHost::report_failure`].
     pub fn run(&self, set: &ScriptSet, file: &str, function: &str, call: Call) -> Result<Decision, RunError> {
         let result = call_handler(&self.engine, set, file, function, call, &self.limits);
         if let Err(err) = &result {
-            self.runtime_errors.fetch_add(1, Ordering::Relaxed);
-            let key = format!("{} {}", set.version, err.location);
-            let first = self.reported.lock().map(|mut seen| seen.insert(key)).unwrap_or(true);
-            if first {
-                tracing::error!(version = %set.version, "script failed; the call got the fallback decision: {err}");
-            }
+            self.report_failure(set, &err.location, &err.message);
         }
         result
+    }
+
+    /// Counts a handler that failed or returned a decision breaking a platform invariant, and logs
+    /// it the first time this version fails at this location (a broken script fails every call;
+    /// the log should say so once, the counter every time).
+    pub fn report_failure(&self, set: &ScriptSet, location: &str, message: &str) {
+        self.runtime_errors.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{} {location}", set.version);
+        let first = self.reported.lock().map(|mut seen| seen.insert(key)).unwrap_or(true);
+        if first {
+            tracing::error!(version = %set.version, "{location}: {message}; calls get the fallback decision");
+        }
     }
 
     fn bookkeeping(&self) -> std::sync::MutexGuard<'_, Bookkeeping> {

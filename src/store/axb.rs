@@ -120,9 +120,12 @@ impl Store {
     }
 
     /// The active binding through which `caller` reaches someone by dialling X: the lookup of the
-    /// call path (one index read, one record read).
+    /// call path (one index read, one record read). The two reads are not one snapshot, so a
+    /// modify in between could hand back a binding the caller has just left: it is checked again.
     pub fn axb_for_call(&self, x_number: &str, caller: &str, now: i64) -> Result<Option<AxbBinding>, Error> {
-        Ok(self.axb_by_party(x_number, caller)?.filter(|binding| binding.is_active(now)))
+        Ok(self
+            .axb_by_party(x_number, caller)?
+            .filter(|binding| binding.is_active(now) && binding.parties().contains(&caller)))
     }
 
     /// Creates a binding, choosing X from the pool when the request gives an area code.

@@ -171,7 +171,10 @@ async fn recording_needs_it_enabled_on_the_app() {
     // Recording without a recordHintTone is accepted (real clients omit it) and counted.
     server.bind(body).await.expect(200, "0");
     let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("privnum_compliance_warnings_total{kind=\"record_without_notice\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("privnum_compliance_warnings_total{kind=\"record_without_notice\",on=\"binding\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
