@@ -35,6 +35,9 @@ pub struct Config {
     /// privnum's extension to CONTRACT §2: the AXB pair capacity of one X (reference §3.7 says
     /// 5000; older material says 1000).
     pub axb_max_pairs_per_x: u32,
+    /// privnum's extension: a call the switch never ends is dropped after this long without news.
+    /// The default outlasts the longest call a binding can allow (24 h).
+    pub session_timeout_secs: u64,
     pub apps: Vec<AppConfig>,
 }
 
@@ -57,6 +60,7 @@ impl Default for Config {
             x_callin_timeout_ms: 3000,
             switch_control_url: String::new(),
             axb_max_pairs_per_x: crate::domain::axb::DEFAULT_MAX_PAIRS_PER_X,
+            session_timeout_secs: 90_000,
             apps: Vec::new(),
         }
     }
@@ -114,6 +118,9 @@ impl Config {
         }
         if self.axb_max_pairs_per_x == 0 {
             return fail("axb_max_pairs_per_x", "must be at least 1");
+        }
+        if self.session_timeout_secs == 0 {
+            return fail("session_timeout_secs", "must be at least 1");
         }
         for (key, token) in [("admin_token", &self.admin_token), ("switch_token", &self.switch_token)] {
             if token.is_empty() {

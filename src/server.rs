@@ -59,6 +59,11 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let now = state.clock.now();
+        let timeout = i64::try_from(state.config.session_timeout_secs).unwrap_or(i64::MAX);
+        let dropped = state.sessions.prune(now, timeout);
+        if dropped > 0 {
+            tracing::debug!(dropped, "ended and stale sessions dropped");
+        }
         let skew = i64::try_from(state.config.auth_max_skew_secs).unwrap_or(i64::MAX);
         let store = state.store.clone();
         // The sweep takes the writer lock: keep it off the async workers.

@@ -1,8 +1,10 @@
 //! Sessions: what privnum knows of each call while it lasts, keyed by the switch's sessionId.
 //!
 //! Kept in memory in shards, each behind its own short-held mutex, so concurrent calls rarely meet
-//! on a lock and never on a global one. (Durable sessions, their state machine, events and CDRs
-//! are the next milestone.)
+//! on a lock and never on a global one. A session ends at a release decision or a `disconnect`
+//! and is dropped a minute later (late events still land); one the switch never ends is dropped
+//! after `session_timeout_secs` without news. (Durable sessions, events and CDRs are the next
+//! milestone.)
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -45,7 +47,17 @@ pub struct Session {
     pub started_at: i64,
     /// In the order the switch reported them; an out-of-order event is kept, not refused.
     pub events: Vec<Event>,
+    /// privnum's clock at the last news of this call.
+    pub last_seen: i64,
+    pub ended_at: Option<i64>,
 }
+
+/// How long an ended session is kept for late events.
+pub const ENDED_GRACE_SECS: i64 = 60;
+
+/// Events one session keeps at most: a real call has five; a switch that repeats itself must not
+/// grow a session without bound.
+const MAX_EVENTS: usize = 32;
 
 /// Enough shards that two cores' worth of concurrent calls rarely share one.
 const SHARDS: usize = 64;
@@ -79,12 +91,99 @@ impl Sessions {
         true
     }
 
-    /// Records an event; `None` for an unknown session.
-    pub fn record(&self, session_id: &str, event: Event) -> Option<()> {
-        self.shard(session_id).get_mut(session_id).map(|session| session.events.push(event))
+    /// Records an event at `now` (privnum's clock); `None` for an unknown session. Events past
+    /// [`MAX_EVENTS`] are counted as news but not kept.
+    pub fn record(&self, session_id: &str, event: Event, now: i64) -> Option<()> {
+        let mut shard = self.shard(session_id);
+        let session = shard.get_mut(session_id)?;
+        session.last_seen = now;
+        if event.kind == EventKind::Disconnect {
+            session.ended_at.get_or_insert(now);
+        }
+        if session.events.len() < MAX_EVENTS {
+            session.events.push(event);
+        }
+        Some(())
+    }
+
+    /// Drops sessions that ended more than [`ENDED_GRACE_SECS`] ago, and those with no news for
+    /// `timeout_secs`; returns how many.
+    pub fn prune(&self, now: i64, timeout_secs: i64) -> usize {
+        let mut dropped = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let before = shard.len();
+            shard.retain(|_, session| match session.ended_at {
+                Some(ended_at) => now - ended_at < ENDED_GRACE_SECS,
+                None => now - session.last_seen < timeout_secs,
+            });
+            dropped += before - shard.len();
+        }
+        dropped
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().map_or(0, |shard| shard.len())).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn get(&self, session_id: &str) -> Option<Session> {
         self.shard(session_id).get(session_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, now: i64, ended: bool) -> Session {
+        Session {
+            session_id: id.into(),
+            app_key: None,
+            caller: "+1".into(),
+            x_number: "+2".into(),
+            subscription_id: None,
+            user_data: None,
+            decision: Decision::release(8014, None),
+            script_version: None,
+            started_at: now,
+            events: Vec::new(),
+            last_seen: now,
+            ended_at: ended.then_some(now),
+        }
+    }
+
+    fn event(kind: EventKind) -> Event {
+        Event { kind, time: 0, release_side: None, state_code: None, q850: None, sip_status: None }
+    }
+
+    #[test]
+    fn ended_and_stale_sessions_are_dropped_and_live_ones_kept() {
+        let sessions = Sessions::default();
+        assert!(sessions.insert(session("released", 0, true)));
+        assert!(sessions.insert(session("talking", 0, false)));
+        assert!(sessions.insert(session("forgotten", 0, false)));
+        assert!(!sessions.insert(session("talking", 0, false)), "ids are unique");
+        sessions.record("talking", event(EventKind::Answer), 500).unwrap();
+        assert_eq!(sessions.prune(59, 1000), 0);
+        assert_eq!(sessions.prune(60, 1000), 1, "the released call's grace is over");
+        assert_eq!(sessions.prune(1000, 1000), 1, "no news from 'forgotten' for the whole timeout");
+        assert!(sessions.get("talking").is_some());
+        sessions.record("talking", event(EventKind::Disconnect), 1200).unwrap();
+        assert_eq!(sessions.prune(1260, 1000), 1);
+        assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn a_repeating_switch_cannot_grow_a_session_without_bound() {
+        let sessions = Sessions::default();
+        sessions.insert(session("s", 0, false));
+        for _ in 0..1000 {
+            sessions.record("s", event(EventKind::Alerting), 1).unwrap();
+        }
+        assert_eq!(sessions.get("s").unwrap().events.len(), MAX_EVENTS);
     }
 }

@@ -125,6 +125,7 @@ async fn calls_create(
     let routed = decide_callin(&state.store, &state.scripts, &state.metrics, &call, now)?;
     CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&state.metrics);
     let answer = decision_json(&call, &routed);
+    let released = routed.decision.action == Action::Release;
     let session = Session {
         session_id: call.session_id,
         app_key: routed.app.as_ref().map(|app| app.app_key.clone()),
@@ -136,6 +137,8 @@ async fn calls_create(
         script_version: routed.script_version,
         started_at: time,
         events: Vec::new(),
+        last_seen: now,
+        ended_at: released.then_some(now),
     };
     if !state.sessions.insert(session) {
         return Err(AppError::new(
@@ -266,6 +269,6 @@ async fn calls_event(
         sip_status: request.sip_status,
     };
     let _ = request.recording;
-    state.sessions.record(&session_id, event).ok_or_else(|| unknown_session(&session_id))?;
+    state.sessions.record(&session_id, event, state.clock.now()).ok_or_else(|| unknown_session(&session_id))?;
     Ok(Json(json!({})).into_response())
 }
