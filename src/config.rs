@@ -138,7 +138,7 @@ impl Config {
             }
             for number in &app.numbers {
                 if !numbers.insert(number.number.as_str()) {
-                    return Err((format!("{name}.numbers"), format!("{} belongs to two apps", number.number)));
+                    return Err((format!("{name}.numbers"), format!("{} is listed by another app too", number.number)));
                 }
             }
         }
@@ -237,9 +237,13 @@ impl AppConfig {
         ] {
             check_url(url).map_err(at(key))?;
         }
+        let mut seen = std::collections::HashSet::new();
         for (index, number) in self.numbers.iter().enumerate() {
             check_e164(&number.number).map_err(at(&format!("numbers[{index}].number")))?;
             check_area_code(&number.area_code).map_err(at(&format!("numbers[{index}].area_code")))?;
+            if !seen.insert(number.number.as_str()) {
+                return Err((format!("numbers[{index}].number"), format!("{} is listed twice", number.number)));
+            }
         }
         Ok(())
     }

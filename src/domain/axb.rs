@@ -267,6 +267,11 @@ impl BindRequest {
         if caller_num == callee_num {
             return Err(Invalid::new("calleeNum", "must differ from callerNum"));
         }
+        if let XSelection::Number(x_number) = &x {
+            if *x_number == caller_num || *x_number == callee_num {
+                return Err(Invalid::new("relationNum", "must differ from callerNum and calleeNum"));
+            }
+        }
         let settings = AxbChanges::parse(fields)?;
         Ok(BindRequest { x, caller_num, callee_num, settings })
     }

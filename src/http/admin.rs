@@ -13,7 +13,7 @@
 //! | `POST /v1/admin/scripts/reload` | | `outcome`: `reloaded`, `unchanged` or `rolled_back` (with `error`) |
 //! | `POST /v1/admin/scripts/rollback` | | `version` now active; 409 when there is no earlier version |
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use super::auth::Admin;
 use super::error::{success, AppError};
-use super::request::JsonBody;
+use super::request::{JsonBody, PathParams};
 use super::AppState;
 use crate::config::{AppConfig, NumberConfig};
 use crate::domain::{App, Rejection, XNumber};
@@ -99,7 +99,11 @@ fn load_app(state: &AppState, app_key: &str) -> Result<App, AppError> {
     state.store.app(app_key)?.ok_or_else(|| admin_error(Rejection::NotFound { what: format!("app {app_key}") }))
 }
 
-async fn apps_show(_: Admin, State(state): State<AppState>, Path(app_key): Path<String>) -> Result<Response, AppError> {
+async fn apps_show(
+    _: Admin,
+    State(state): State<AppState>,
+    PathParams(app_key): PathParams<String>,
+) -> Result<Response, AppError> {
     let app = load_app(&state, &app_key)?;
     let mut fields = one("app", app_view(&app));
     fields.insert("numbers".into(), numbers_view(&state, &app_key)?);
@@ -109,7 +113,7 @@ async fn apps_show(_: Admin, State(state): State<AppState>, Path(app_key): Path<
 async fn apps_put(
     _: Admin,
     State(state): State<AppState>,
-    Path(app_key): Path<String>,
+    PathParams(app_key): PathParams<String>,
     JsonBody(mut body): JsonBody,
 ) -> Result<Response, AppError> {
     match body.get("app_key") {
@@ -140,7 +144,7 @@ async fn apps_put(
 async fn apps_delete(
     _: Admin,
     State(state): State<AppState>,
-    Path(app_key): Path<String>,
+    PathParams(app_key): PathParams<String>,
 ) -> Result<Response, AppError> {
     let key = app_key.clone();
     state.write(move |store| store.delete_app(&key)).await.map_err(admin_error)?;
@@ -152,7 +156,7 @@ async fn apps_delete(
 async fn numbers_list(
     _: Admin,
     State(state): State<AppState>,
-    Path(app_key): Path<String>,
+    PathParams(app_key): PathParams<String>,
 ) -> Result<Response, AppError> {
     load_app(&state, &app_key)?;
     Ok(success(one("numbers", numbers_view(&state, &app_key)?)))
@@ -161,7 +165,7 @@ async fn numbers_list(
 async fn numbers_put(
     _: Admin,
     State(state): State<AppState>,
-    Path((app_key, number)): Path<(String, String)>,
+    PathParams((app_key, number)): PathParams<(String, String)>,
     JsonBody(mut body): JsonBody,
 ) -> Result<Response, AppError> {
     body.entry("number").or_insert_with(|| number.clone().into());
@@ -189,7 +193,7 @@ async fn numbers_put(
 async fn numbers_delete(
     _: Admin,
     State(state): State<AppState>,
-    Path((app_key, number)): Path<(String, String)>,
+    PathParams((app_key, number)): PathParams<(String, String)>,
 ) -> Result<Response, AppError> {
     let (key, x) = (app_key.clone(), number.clone());
     state.write(move |store| store.delete_number(&key, &x)).await.map_err(admin_error)?;

@@ -19,14 +19,41 @@ pub struct Authenticated {
     pub app: App,
 }
 
-impl Authenticated {
-    /// The app, if it may call the API of `mode` (1010040 otherwise).
-    pub fn app_for(self, mode: Mode) -> Result<App, AppError> {
-        if self.app.mode != mode {
-            return Err(Rejection::WrongMode { app_key: self.app.app_key, app_mode: self.app.mode, api: mode }.into());
+/// Names the mode of a provisioning API, for [`AppOf`].
+pub trait ApiMode {
+    const MODE: Mode;
+}
+
+/// The AXB API (`/rest/caas/relationnumber/partners/v1.0`).
+#[derive(Debug)]
+pub struct AxbApi;
+
+impl ApiMode for AxbApi {
+    const MODE: Mode = Mode::Axb;
+}
+
+/// A request signed by a known app of the API's own mode (1010040 otherwise), checked before the
+/// body is read, so a wrong-mode app hears about its mode first.
+#[derive(Debug, Clone)]
+pub struct AppOf<M>(pub App, pub std::marker::PhantomData<M>);
+
+impl<M: ApiMode> FromRequestParts<AppState> for AppOf<M> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Authenticated { app } = Authenticated::from_request_parts(parts, state).await?;
+        if app.mode != M::MODE {
+            return Err(Rejection::WrongMode { app_key: app.app_key, app_mode: app.mode, api: M::MODE }.into());
         }
-        Ok(self.app)
+        Ok(AppOf(app, std::marker::PhantomData))
     }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`.
+pub fn has_bearer(parts: &Parts, token: &str) -> bool {
+    let sent =
+        parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    sent.is_some_and(|sent| constant_time_eq(sent.trim().as_bytes(), token.as_bytes()))
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -55,19 +82,13 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        match token {
-            Some(token) if constant_time_eq(token.as_bytes(), state.config.admin_token.as_bytes()) => Ok(Admin),
-            _ => Err(AppError::new(
-                StatusCode::UNAUTHORIZED,
-                codes::INVALID_DIGEST,
-                "the admin API needs Authorization: Bearer <admin_token>",
-            )),
+        if has_bearer(parts, &state.config.admin_token) {
+            return Ok(Admin);
         }
+        Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_DIGEST,
+            "the admin API needs Authorization: Bearer <admin_token>",
+        ))
     }
 }

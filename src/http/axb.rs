@@ -8,20 +8,19 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use super::auth::Authenticated;
+use super::auth::{AppOf, AxbApi};
 use super::error::{success, AppError};
 use super::request::{query_object, JsonBody};
 use super::AppState;
 use crate::domain::axb::{AxbQuery, AxbUnbind, BindRequest, ModifyRequest};
-use crate::domain::{AxbBinding, Fields, Mode};
+use crate::domain::{AxbBinding, Fields};
 use crate::telemetry::RecordWithoutNotice;
 
 pub async fn bindings_create(
     State(state): State<AppState>,
-    auth: Authenticated,
+    AppOf(app, _): AppOf<AxbApi>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let app = auth.app_for(Mode::Axb)?;
     let request = BindRequest::parse(&Fields::new(&body))?;
     let (now, max_pairs) = (state.clock.now(), state.config.axb_max_pairs_per_x);
     let (app, binding) = state
@@ -39,10 +38,9 @@ pub async fn bindings_create(
 
 pub async fn bindings_modify(
     State(state): State<AppState>,
-    auth: Authenticated,
+    AppOf(app, _): AppOf<AxbApi>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let app = auth.app_for(Mode::Axb)?;
     let request = ModifyRequest::parse(&Fields::new(&body))?;
     let now = state.clock.now();
     let (app, request, binding) = state
@@ -60,10 +58,9 @@ pub async fn bindings_modify(
 
 pub async fn bindings_delete(
     State(state): State<AppState>,
-    auth: Authenticated,
+    AppOf(app, _): AppOf<AxbApi>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let app = auth.app_for(Mode::Axb)?;
     let params = query_object(query.as_deref())?;
     let target = AxbUnbind::parse(&Fields::new(&params))?;
     let now = state.clock.now();
@@ -77,10 +74,9 @@ pub async fn bindings_delete(
 
 pub async fn bindings_query(
     State(state): State<AppState>,
-    auth: Authenticated,
+    AppOf(app, _): AppOf<AxbApi>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let app = auth.app_for(Mode::Axb)?;
     let params = query_object(query.as_deref())?;
     let query = AxbQuery::parse(&Fields::new(&params))?;
     let page = state.store.axb_query(&app, &query, state.clock.now())?;

@@ -74,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(unknown_path)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
 }
 
@@ -105,6 +106,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let scripts = state.scripts.status();
     text.push_str(&crate::telemetry::render_scripts(&scripts));
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn wrong_method(request: Request) -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::INVALID_REQUEST,
+        format!("{} is not a method of {}", request.method(), request.uri().path()),
+    )
 }
 
 async fn unknown_path(request: Request) -> AppError {

@@ -5,7 +5,8 @@
 //! `%2B`, but a raw `+` in a phone number can only mean a plus, never a space.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
@@ -32,14 +33,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = AppError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, AppError> {
-        let declared =
-            request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
-            return Err(too_large());
-        }
-        let bytes = read_limited(request.into_body()).await?;
-        parse_object(&bytes).map(JsonBody)
+        parse_object(&read_body(request).await?).map(JsonBody)
     }
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`]: refused at once when `Content-Length` says more,
+/// and cut off when a chunked body grows past it.
+pub async fn read_body(request: Request) -> Result<axum::body::Bytes, AppError> {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    read_limited(request.into_body()).await
 }
 
 async fn read_limited(body: Body) -> Result<axum::body::Bytes, AppError> {
@@ -62,10 +67,41 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, AppError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(AppError::invalid("body", "must be a JSON object")),
-        Err(err) => Err(AppError::invalid(
-            "body",
-            format!("is not valid JSON (line {}, column {}: {err})", err.line(), err.column()),
-        )),
+        Err(err) => Err(describe_json_error(&err)),
+    }
+}
+
+/// A JSON error as `1010002`: bad syntax names the line and column; a body of the wrong shape
+/// says what serde found (a missing or unknown field, a wrong type).
+pub fn describe_json_error(err: &serde_json::Error) -> AppError {
+    let place = format!("line {}, column {}", err.line(), err.column());
+    match err.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            AppError::invalid("body", format!("is not valid JSON ({place}: {err})"))
+        }
+        _ => {
+            let text = err.to_string();
+            let what = text.split(" at line ").next().unwrap_or(&text);
+            AppError::invalid("body", format!("has {what} ({place})"))
+        }
+    }
+}
+
+/// Path parameters, with a malformed path answered in the contract's envelope (400).
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(params)) => Ok(PathParams(params)),
+            Err(rejection) => Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                format!("Invalid request.path {}", rejection.body_text()),
+            )),
+        }
     }
 }
 

@@ -10,9 +10,9 @@
 //! Errors use the provisioning envelope: 400 for a bad body, 401 for a bad token, 404 for an
 //! unknown session, 409 for a sessionId that is already in use.
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -20,10 +20,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::auth::has_bearer;
 use super::error::AppError;
-use super::request::MAX_BODY_BYTES;
+use super::request::{describe_json_error, read_body, PathParams};
 use super::AppState;
-use crate::auth::constant_time_eq;
 use crate::calls::route::{decide_callin, CallIn, Routed};
 use crate::calls::session::{Event, EventKind, Session};
 use crate::domain::number::check_e164;
@@ -44,21 +44,14 @@ impl FromRequestParts<AppState> for Switch {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match token {
-            Some(token) if constant_time_eq(token.trim().as_bytes(), state.config.switch_token.as_bytes()) => {
-                Ok(Switch)
-            }
-            _ => Err(AppError::new(
-                StatusCode::UNAUTHORIZED,
-                codes::INVALID_DIGEST,
-                "the switch API needs Authorization: Bearer <switch_token>",
-            )),
+        if has_bearer(parts, &state.config.switch_token) {
+            return Ok(Switch);
         }
+        Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_DIGEST,
+            "the switch API needs Authorization: Bearer <switch_token>",
+        ))
     }
 }
 
@@ -66,21 +59,19 @@ fn bad_request(field: &str, reason: impl std::fmt::Display) -> AppError {
     AppError::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, format!("Invalid request.{field} {reason}"))
 }
 
-/// A JSON body of a known shape, at most 64 KiB; errors name the field, line and column.
+/// A JSON body of a known shape, at most 64 KiB. A bad body is 400 here (the switch's API is
+/// privnum's own), with the field, line and column.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, AppError> {
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
-            AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::INVALID_REQUEST,
-                format!("Invalid request.body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        })?;
-        serde_json::from_slice(&bytes).map(Body).map_err(|err| bad_request("body", err))
+        let bytes = read_body(request).await?;
+        serde_json::from_slice(&bytes).map(Body).map_err(|err| {
+            let status = StatusCode::BAD_REQUEST;
+            AppError { status, ..describe_json_error(&err) }
+        })
     }
 }
 
@@ -200,7 +191,7 @@ struct DigitsRequest {
 async fn calls_digits(
     _: Switch,
     State(state): State<AppState>,
-    Path(session_id): Path<String>,
+    PathParams(session_id): PathParams<String>,
     Body(request): Body<DigitsRequest>,
 ) -> Result<Response, AppError> {
     let session = state.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
@@ -251,7 +242,7 @@ struct Recording {
 async fn calls_event(
     _: Switch,
     State(state): State<AppState>,
-    Path(session_id): Path<String>,
+    PathParams(session_id): PathParams<String>,
     Body(request): Body<EventRequest>,
 ) -> Result<Response, AppError> {
     let time = parse_time("time", request.time.as_deref(), state.clock.now())?;

@@ -94,3 +94,29 @@ pub fn build(limits: &Limits) -> Engine {
     api::register(&mut engine);
     engine
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_stops_a_script_that_no_other_limit_stops() {
+        // 0 operations means unlimited: only the deadline can end this loop.
+        let limits = Limits { max_operations: 0, deadline: Duration::from_millis(5), ..Limits::default() };
+        let engine = build(&limits);
+        let started = Instant::now();
+        let result = with_deadline(limits.deadline, || engine.run("loop { }"));
+        let took = started.elapsed();
+        let terminated = matches!(result.as_ref().map_err(|err| &**err), Err(rhai::EvalAltResult::ErrorTerminated(..)));
+        assert!(terminated, "{result:?}");
+        assert!(took < Duration::from_secs(1), "stopped after {took:?}");
+        // The deadline is cleared afterwards: the next script on this thread runs normally.
+        assert!(engine.run("let x = 0; for i in 0..1000 { x += i; }").is_ok());
+    }
+
+    #[test]
+    fn imports_are_not_available() {
+        let engine = build(&Limits::default());
+        assert!(engine.run(r#"import "x" as x;"#).is_err());
+    }
+}

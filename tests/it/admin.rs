@@ -86,4 +86,6 @@ async fn health_and_metrics_need_no_token() {
     assert!(metrics.contains("privnum_requests_total{surface=\"provisioning\",resultcode=\"1012007\"} 1"), "{metrics}");
     let unknown = server.send(Method::GET, "/rest/nothing/here", &[], None).await;
     unknown.expect(404, "1010002");
+    let bad_path = server.admin(Method::GET, "/apps/%FF%FE", None).await;
+    bad_path.expect(400, "1010002");
 }

@@ -97,6 +97,19 @@ async fn an_app_may_only_call_its_own_modes_api() {
     let answer = server.call(AX_APP, Method::GET, QUERY, None).await;
     answer.expect(403, "1010040");
     assert!(answer.desc().contains("AX"), "{answer:?}");
+    // The mode is checked before the body is read: a wrong-mode app hears about its mode first.
+    let headers = server.signed(AX_APP, Scheme::Aksk);
+    let response = server
+        .client
+        .post(format!("{}{AXB_PATH}", server.base))
+        .header(&headers[0].0, &headers[0].1)
+        .header(&headers[1].0, &headers[1].1)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["resultcode"], "1010040", "{body}");
 }
 
 #[tokio::test]

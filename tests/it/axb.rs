@@ -63,6 +63,7 @@ async fn invalid_fields_are_named_in_1010002() {
         (with(pair(1, 1), json!({"userData": "x".repeat(257)})), "userData"),
         (with(pair(1, 1), json!({"areaMatchMode": "2"})), "areaMatchMode"),
         (with(pair(1, 1), json!({"callerNum": 8613800000001u64})), "callerNum"),
+        (with(pair(1, 1), json!({"relationNum": "+8613800000001"})), "relationNum"),
     ];
     for (body, field) in cases {
         let answer = server.bind(body.clone()).await;
@@ -93,6 +94,12 @@ async fn malformed_and_oversized_bodies_are_refused_cleanly() {
     let huge = with(pair(1, 1), json!({"padding": "x".repeat(70_000)}));
     server.bind(huge).await.expect(413, "1010002");
     server.bind(json!([1, 2])).await.expect(403, "1010002");
+    // A chunked body has no Content-Length to refuse up front: it is cut off at 64 KiB.
+    let status_line = chunked_post(&server, 70_000).await;
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    // A method the API does not have answers in the envelope too.
+    let patch = server.call(AXB_APP, Method::PATCH, AXB_PATH, Some(&pair(1, 1))).await;
+    patch.expect(405, "1010002");
     // Nothing was stored by any of these.
     query(&server, "relationNum=%2B8617000000001").await.expect(403, "1012007");
 }
@@ -109,6 +116,14 @@ async fn relation_num_must_be_in_the_apps_pool_and_usable() {
     server.admin(Method::PUT, "/apps/axb-app/numbers/+8617000000004", Some(&paused)).await.expect(200, "0");
     let on_paused = with(pair(1, 1), json!({"relationNum": "+8617000000004"}));
     server.bind(on_paused).await.expect(403, "1012102");
+
+    // A frozen X takes no new bindings, but the ones it has keep working.
+    server.bind(with(pair(2, 2), json!({"relationNum": "+8617000000003"}))).await.expect(200, "0");
+    let frozen = json!({"area_code": "0755", "status": "frozen"});
+    server.admin(Method::PUT, "/apps/axb-app/numbers/+8617000000003", Some(&frozen)).await.expect(200, "0");
+    server.bind(with(pair(3, 3), json!({"relationNum": "+8617000000003"}))).await.expect(403, "1012102");
+    let call = server.switch_call("+8613800000002", "+8617000000003").await;
+    assert_eq!(call.body["callee"], "+8613900000002", "{call:?}");
 }
 
 #[tokio::test]
@@ -257,16 +272,18 @@ async fn unbind_by_subscription_or_by_x_and_subscription_id_wins() {
 #[tokio::test]
 async fn query_pages_and_filters() {
     let server = TestServer::start().await;
-    for i in 0..25 {
+    for i in 0..55 {
         server.bind(with(pair(i, i), json!({"relationNum": "+8617000000002"}))).await.expect(200, "0");
     }
     let first = query(&server, "relationNum=%2B8617000000002&pageSize=10").await;
-    assert_eq!(first.body["totalCount"], 25);
+    assert_eq!(first.body["totalCount"], 55);
     assert_eq!(first.body["relationNumList"].as_array().unwrap().len(), 10);
-    let third = query(&server, "relationNum=%2B8617000000002&pageSize=10&pageIndex=3").await;
-    assert_eq!(third.body["relationNumList"].as_array().unwrap().len(), 5);
+    let sixth = query(&server, "relationNum=%2B8617000000002&pageSize=10&pageIndex=6").await;
+    assert_eq!(sixth.body["relationNumList"].as_array().unwrap().len(), 5);
     let default = query(&server, "relationNum=%2B8617000000002&pageSize=500").await;
-    assert_eq!(default.body["relationNumList"].as_array().unwrap().len(), 25, "out-of-range pageSize means 50");
+    assert_eq!(default.body["relationNumList"].as_array().unwrap().len(), 50, "out-of-range pageSize means 50");
+    let second = query(&server, "relationNum=%2B8617000000002&pageIndex=2").await;
+    assert_eq!(second.body["relationNumList"].as_array().unwrap().len(), 5, "absent pageSize means 50");
 
     let by_a = query(&server, "relationNum=%2B8617000000002&callerNum=%2B8613800000007").await;
     assert_eq!(by_a.body["totalCount"], 1);
@@ -287,4 +304,31 @@ async fn get_and_delete_bodies_are_ignored() {
     let junk = json!({"subscriptionId": "something-else", "relationNum": 5});
     let found = server.call(AXB_APP, Method::GET, &format!("{AXB_PATH}?subscriptionId={id}"), Some(&junk)).await;
     found.expect(200, "0");
+}
+
+/// Sends a signed bind with a chunked body of `size` bytes over a raw socket; returns the status line.
+async fn chunked_post(server: &TestServer, size: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let headers = server.signed(AXB_APP, privnum::auth::Scheme::Aksk);
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut request = format!("POST {AXB_PATH} HTTP/1.1\r\nHost: {address}\r\nTransfer-Encoding: chunked\r\n");
+    for (name, value) in &headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Content-Type: application/json\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let chunk = "x".repeat(8192);
+    let mut sent = 0;
+    while sent < size {
+        // The server may answer and close before everything is sent; that is the point.
+        if stream.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes()).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = vec![0; 1024];
+    let read = stream.read(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer[..read]).lines().next().unwrap_or_default().to_owned()
 }

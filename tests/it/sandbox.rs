@@ -18,6 +18,7 @@ fn hostile(callin) {
     if callin.caller == "+8613666666602" { deeper(0); }
     if callin.caller == "+8613666666603" { let s = "x"; loop { s += s; } }
     if callin.caller == "+8613666666604" { let a = []; loop { a.push(a.len()); } }
+    if callin.caller == "+8613666666605" { return connect("+8613999999999"); }
 }
 "#;
 
@@ -27,7 +28,7 @@ async fn hostile_scripts_are_stopped_and_the_call_still_gets_an_answer() {
     let path = scripts.join("modes/axb.rhai");
     let original = std::fs::read_to_string(&path).unwrap();
     let hostile = original
-        .replace("    let binding = callin.binding;", "    hostile(callin);\n    let binding = callin.binding;");
+        .replace("    let binding = callin.binding;", "    let h = hostile(callin);\n    if type_of(h) == \"Decision\" { return h; }\n    let binding = callin.binding;");
     std::fs::write(&path, format!("{hostile}\n{HOSTILE}")).unwrap();
     let reload = server.admin(reqwest::Method::POST, "/scripts/reload", None).await;
     assert_eq!(reload.body["outcome"], "reloaded", "{reload:?}");
@@ -36,7 +37,8 @@ async fn hostile_scripts_are_stopped_and_the_call_still_gets_an_answer() {
         .await
         .expect(200, "0");
 
-    for caller in ["+8613666666601", "+8613666666602", "+8613666666603", "+8613666666604"] {
+    // The fifth breaks a platform invariant instead: it connects to a number that is no party.
+    for caller in ["+8613666666601", "+8613666666602", "+8613666666603", "+8613666666604", "+8613666666605"] {
         let start = Instant::now();
         let answer = server.switch_call(caller, X).await;
         let took = start.elapsed();
@@ -53,5 +55,7 @@ async fn hostile_scripts_are_stopped_and_the_call_still_gets_an_answer() {
     let normal = server.switch_call("+8613800000001", X).await;
     assert_eq!(normal.body["callee"], "+8613900000002", "other calls are decided as before: {normal:?}");
     let status = server.admin(reqwest::Method::GET, "/scripts", None).await;
-    assert_eq!(status.body["scripts"]["runtime_errors"], 4, "{status:?}");
+    assert_eq!(status.body["scripts"]["runtime_errors"], 5, "{status:?}");
+    let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("privnum_switch_decisions_total{action=\"fallback\"} 5"), "{metrics}");
 }
