@@ -26,25 +26,11 @@ fn setup(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
             status: NumberStatus::Normal,
         })
         .collect();
-    let app = AppConfig {
-        app_key: "bench-app".into(),
-        app_secret: "s".into(),
-        mode: Mode::Axb,
-        scenario: String::new(),
-        recording: true,
-        record_hint_tone: "notice.wav".into(),
-        close_hint_tone: "close.wav".into(),
-        extension_digits: 4,
-        extension_prompt: String::new(),
-        sms: false,
-        sms_scenario: String::new(),
-        call_event_url: String::new(),
-        cdr_url: String::new(),
-        sms_url: String::new(),
-        sms_control_url: String::new(),
-        callin_url: String::new(),
-        numbers,
-    };
+    let mut app = AppConfig::new("bench-app", "s", Mode::Axb);
+    app.recording = true;
+    app.record_hint_tone = "notice.wav".into();
+    app.close_hint_tone = "close.wav".into();
+    app.numbers = numbers;
     let (app, numbers) = app.into_parts();
     store.upsert_app(&app, &numbers).expect("app saved");
     for i in 0..BINDINGS {

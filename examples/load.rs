@@ -302,25 +302,10 @@ fn axb_app(numbers: u64) -> AppConfig {
             status: NumberStatus::Normal,
         })
         .collect();
-    AppConfig {
-        app_key: APP_KEY.into(),
-        app_secret: APP_SECRET.into(),
-        mode: Mode::Axb,
-        scenario: "load".into(),
-        recording: false,
-        record_hint_tone: String::new(),
-        close_hint_tone: String::new(),
-        extension_digits: 4,
-        extension_prompt: String::new(),
-        sms: false,
-        sms_scenario: String::new(),
-        call_event_url: String::new(),
-        cdr_url: String::new(),
-        sms_url: String::new(),
-        sms_control_url: String::new(),
-        callin_url: String::new(),
-        numbers: pool,
-    }
+    let mut app = AppConfig::new(APP_KEY, APP_SECRET, Mode::Axb);
+    app.scenario = "load".into();
+    app.numbers = pool;
+    app
 }
 
 /// What one request ended in: `Err` says why the server did not accept it.

@@ -204,6 +204,29 @@ fn yes() -> bool {
 }
 
 impl AppConfig {
+    /// An app with the given key, secret and mode and every other setting at its default.
+    pub fn new(app_key: &str, app_secret: &str, mode: Mode) -> Self {
+        AppConfig {
+            app_key: app_key.to_owned(),
+            app_secret: app_secret.to_owned(),
+            mode,
+            scenario: String::new(),
+            recording: false,
+            record_hint_tone: String::new(),
+            close_hint_tone: String::new(),
+            extension_digits: default_extension_digits(),
+            extension_prompt: String::new(),
+            sms: false,
+            sms_scenario: String::new(),
+            call_event_url: String::new(),
+            cdr_url: String::new(),
+            sms_url: String::new(),
+            sms_control_url: String::new(),
+            callin_url: String::new(),
+            numbers: Vec::new(),
+        }
+    }
+
     /// Checks one app; the error is `(key within the app, reason)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         fn at(key: &str) -> impl FnOnce(String) -> (String, String) + '_ {

@@ -24,8 +24,9 @@ use super::api::Call;
 use super::run::call_handler;
 use super::set::ScriptSet;
 use super::Limits;
+use crate::config::AppConfig;
 use crate::domain::axb::{AxbBinding, CallDirection, PreVoice};
-use crate::domain::{App, Mode};
+use crate::domain::Mode;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,24 +167,11 @@ fn run_case(
         Ok(case) => case,
         Err(err) => return (String::new(), Err(format!("{}: not a valid case: {err}", path.display()))),
     };
-    let app = App {
-        app_key: "case-app".into(),
-        app_secret: String::new(),
-        mode: Mode::Axb,
-        scenario: String::new(),
-        recording: case.app.recording,
-        record_hint_tone: case.app.record_hint_tone,
-        close_hint_tone: case.app.close_hint_tone,
-        extension_digits: 4,
-        extension_prompt: String::new(),
-        sms: false,
-        sms_scenario: String::new(),
-        call_event_url: String::new(),
-        cdr_url: String::new(),
-        sms_url: String::new(),
-        sms_control_url: String::new(),
-        callin_url: String::new(),
-    };
+    let mut app = AppConfig::new("case-app", "", Mode::Axb);
+    app.recording = case.app.recording;
+    app.record_hint_tone = case.app.record_hint_tone;
+    app.close_hint_tone = case.app.close_hint_tone;
+    let (app, _) = app.into_parts();
     let binding = case.binding.map(|binding| Arc::new(binding.into_binding(&case.call.called)));
     let call = Call {
         caller: case.call.caller.into(),

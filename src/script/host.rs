@@ -60,6 +60,9 @@ pub struct ScriptHost {
     limits: Limits,
     dir: PathBuf,
     active: ArcSwap<ScriptSet>,
+    /// Serializes reloads and rollbacks; held while a set compiles and runs its cases.
+    changing: Mutex<()>,
+    /// Held only for moments: `status()` (from async handlers) never waits on a compile.
     bookkeeping: Mutex<Bookkeeping>,
     /// Runtime errors already logged, by version and location: each is logged once.
     reported: Mutex<HashSet<String>>,
@@ -87,6 +90,7 @@ impl ScriptHost {
             limits,
             dir: dir.to_owned(),
             active: ArcSwap::from_pointee(set),
+            changing: Mutex::new(()),
             bookkeeping: Mutex::new(Bookkeeping { next_number: 2, ..Bookkeeping::default() }),
             reported: Mutex::default(),
             attempts: AtomicU64::new(0),
@@ -134,11 +138,13 @@ impl ScriptHost {
     /// Loads the directory again; swaps only a set that compiled, has its handlers and passed
     /// its cases.
     pub fn reload(&self) -> ReloadOutcome {
-        let mut books = self.bookkeeping();
+        let _changing = self.changing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        let number = books.next_number;
+        let number = self.bookkeeping().next_number;
         let current = self.active.load_full();
-        match ScriptSet::load(&self.engine, &self.dir, number, &self.limits) {
+        let loaded = ScriptSet::load(&self.engine, &self.dir, number, &self.limits);
+        let mut books = self.bookkeeping();
+        match loaded {
             Ok(set) if set.version.hash == current.version.hash => {
                 books.last_error = None;
                 ReloadOutcome::Unchanged { version: current.version.clone() }
@@ -166,8 +172,10 @@ impl ScriptHost {
         }
     }
 
-    /// Makes the previous version active again; `None` when there is none.
+    /// Makes the previous version active again; `None` when there is none. It stays active until
+    /// the next reload, which loads the files on disk again.
     pub fn rollback(&self) -> Option<Version> {
+        let _changing = self.changing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut books = self.bookkeeping();
         let previous = books.previous.pop()?;
         let version = previous.version.clone();

@@ -91,7 +91,8 @@ impl ScriptSet {
     pub fn compile(engine: &Engine, dir: &Path, number: u64) -> Result<ScriptSet, LoadError> {
         let mut problems = Vec::new();
         let mut sources = Vec::new();
-        collect_sources(dir, dir, &mut sources, &mut problems);
+        let mut case_files = Vec::new();
+        collect_sources(dir, dir, &mut sources, &mut case_files, &mut problems);
         if sources.is_empty() && problems.is_empty() {
             problems.push(format!("{}: no .rhai scripts found", dir.display()));
         }
@@ -127,14 +128,27 @@ impl ScriptSet {
         if !problems.is_empty() {
             return Err(LoadError(problems));
         }
+        // The cases are part of a version: an edit to a case alone is a change to reload.
+        for (name, text) in &case_files {
+            hash.update(name.as_bytes());
+            hash.update([0]);
+            hash.update(text.as_bytes());
+        }
         let digest = hash.finalize();
         let hash = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
         Ok(ScriptSet { version: Version { number, hash }, dir: dir.to_owned(), scripts, cases_passed: 0 })
     }
 }
 
-/// Every `.rhai` file under `dir`, as `(relative path with '/', text)`, in path order.
-fn collect_sources(root: &Path, dir: &Path, sources: &mut Vec<(String, String)>, problems: &mut Vec<String>) {
+/// Every `.rhai` file under `dir` into `sources`, every `.json` into `cases`, as
+/// `(relative path with '/', text)`, in path order.
+fn collect_sources(
+    root: &Path,
+    dir: &Path,
+    sources: &mut Vec<(String, String)>,
+    cases: &mut Vec<(String, String)>,
+    problems: &mut Vec<String>,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) => {
@@ -145,9 +159,10 @@ fn collect_sources(root: &Path, dir: &Path, sources: &mut Vec<(String, String)>,
     let mut paths: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
+        let extension = path.extension().and_then(|ext| ext.to_str()).unwrap_or_default();
         if path.is_dir() {
-            collect_sources(root, &path, sources, problems);
-        } else if path.extension().is_some_and(|ext| ext == "rhai") {
+            collect_sources(root, &path, sources, cases, problems);
+        } else if extension == "rhai" || extension == "json" {
             let name = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
@@ -155,8 +170,9 @@ fn collect_sources(root: &Path, dir: &Path, sources: &mut Vec<(String, String)>,
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
+            let into = if extension == "rhai" { &mut *sources } else { &mut *cases };
             match std::fs::read_to_string(&path) {
-                Ok(text) => sources.push((name, text)),
+                Ok(text) => into.push((name, text)),
                 Err(err) => problems.push(format!("{}: cannot read: {err}", path.display())),
             }
         }

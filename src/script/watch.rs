@@ -45,10 +45,8 @@ pub fn spawn(host: Arc<ScriptHost>, mut stop: watch::Receiver<bool>) -> notify::
                     Err(_) => break,
                 }
             }
-            changed.retain(|path| path.extension().is_some_and(|ext| ext == "rhai" || ext == "json") || !path.exists());
-            if changed.is_empty() {
-                continue;
-            }
+            // Any edit reloads (a directory renamed into place has no extension); reloading
+            // unchanged files is cheap and answers "unchanged".
             changed.sort();
             changed.dedup();
             let paths: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();

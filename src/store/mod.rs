@@ -199,7 +199,10 @@ impl Store {
             }
             Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
         });
-        result.map_err(|err| Error::Transaction(format!("{err:?}")))
+        result.map_err(|err| {
+            let trees: Vec<&str> = used.iter().map(|tree| tree.name()).collect();
+            Error::Transaction(format!("writing {} keys to {}: {err:?}", writes.ops.len(), trees.join(", ")))
+        })
     }
 
     /// Waits until every change committed before this call is on disk.

@@ -16,17 +16,17 @@ impl Store {
     /// Records a nonce; `false` when it was already seen (a replay).
     pub fn remember_nonce(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
         let key = keys::join(&[app_key, nonce]);
+        // The sweep entry first: a crash between the two writes leaves an entry whose nonce is
+        // missing (the sweep drops it), never a nonce no sweep will find. A replay carries the
+        // same Created, so writing its entry again changes nothing.
+        let mut expiry = keys::expiry(created_at, "").to_vec();
+        expiry.extend_from_slice(&key);
+        self.nonce_expiry.insert(expiry, &[]).map_err(sled_error)?;
         let inserted = self
             .nonces
             .compare_and_swap(&key, None as Option<&[u8]>, Some(&created_at.to_be_bytes()[..]))
             .map_err(sled_error)?;
-        if inserted.is_err() {
-            return Ok(false);
-        }
-        let mut expiry = keys::expiry(created_at, "").to_vec();
-        expiry.extend_from_slice(&key);
-        self.nonce_expiry.insert(expiry, &[]).map_err(sled_error)?;
-        Ok(true)
+        Ok(inserted.is_ok())
     }
 
     /// Drops nonces created before `before`; returns how many.

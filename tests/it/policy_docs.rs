@@ -2,31 +2,19 @@
 
 use std::sync::Arc;
 
+use privnum::config::AppConfig;
 use privnum::domain::axb::{AxbBinding, CallDirection, PreVoice};
-use privnum::domain::{App, Mode};
+use privnum::domain::Mode;
 use privnum::script::api::Call;
 use privnum::script::{engine, Limits};
 use rhai::{Dynamic, Scope};
 
 fn sample_call() -> Call {
-    let app = App {
-        app_key: "demo-app".into(),
-        app_secret: String::new(),
-        mode: Mode::Axb,
-        scenario: "ride-hailing".into(),
-        recording: true,
-        record_hint_tone: String::new(),
-        close_hint_tone: "close.wav".into(),
-        extension_digits: 4,
-        extension_prompt: String::new(),
-        sms: false,
-        sms_scenario: String::new(),
-        call_event_url: String::new(),
-        cdr_url: String::new(),
-        sms_url: String::new(),
-        sms_control_url: String::new(),
-        callin_url: String::new(),
-    };
+    let mut app = AppConfig::new("demo-app", "", Mode::Axb);
+    app.scenario = "ride-hailing".into();
+    app.recording = true;
+    app.close_hint_tone = "close.wav".into();
+    let (app, _) = app.into_parts();
     let binding = AxbBinding {
         subscription_id: "sub-1".into(),
         app_key: "demo-app".into(),

@@ -31,25 +31,11 @@ pub fn number(number: &str, area_code: &str) -> NumberConfig {
 }
 
 pub fn app(key_secret: (&str, &str), mode: Mode, numbers: Vec<NumberConfig>) -> AppConfig {
-    AppConfig {
-        app_key: key_secret.0.into(),
-        app_secret: key_secret.1.into(),
-        mode,
-        scenario: "test".into(),
-        recording: true,
-        record_hint_tone: String::new(),
-        close_hint_tone: String::new(),
-        extension_digits: 4,
-        extension_prompt: String::new(),
-        sms: false,
-        sms_scenario: String::new(),
-        call_event_url: String::new(),
-        cdr_url: String::new(),
-        sms_url: String::new(),
-        sms_control_url: String::new(),
-        callin_url: String::new(),
-        numbers,
-    }
+    let mut app = AppConfig::new(key_secret.0, key_secret.1, mode);
+    app.scenario = "test".into();
+    app.recording = true;
+    app.numbers = numbers;
+    app
 }
 
 /// The production scripts of this repository.
