@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::domain::{state, App, AxbBinding, Decision, Mode, NumberStatus};
-use crate::script::api::Call;
+use crate::script::api::{Call, Release};
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
 use crate::telemetry::{CallRecordedWithoutNotice, Metrics};
@@ -85,7 +85,7 @@ pub fn decide_callin(
         binding: binding.clone(),
     };
     let (file, function) = AXB_SCRIPT;
-    let decision = match scripts.run(&set, file, function, script_call) {
+    let decision = match scripts.run::<_, Decision>(&set, file, function, script_call) {
         Ok(decision) => match decision.check(&allowance) {
             Ok(()) => Some(decision),
             Err(reason) => {
@@ -113,5 +113,34 @@ fn apply_recording_notice(decision: &mut Decision, app: &App, binding: Option<&A
         CallRecordedWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
     } else {
         decision.record_hint_tone = Some(app.record_hint_tone.clone());
+    }
+}
+
+/// The script that names a release's `stateCode` when the switch gives only causes.
+const RELEASE_SCRIPT: (&str, &str) = ("release.rhai", "on_release");
+
+/// The `stateCode` of a release the switch reported without one, from `scripts/release.rhai`.
+/// If the script fails or names a code the reference does not list, the failure is reported
+/// and the call gets `0` when it was answered (it was released after talking) or `8020`
+/// (service exception) when it was not.
+pub fn state_code_for_release(scripts: &ScriptHost, release: Release) -> state::StateCode {
+    let answered = release.answered;
+    let set = scripts.active();
+    let (file, function) = RELEASE_SCRIPT;
+    // A failed run was reported by the host; a code outside the table is reported here.
+    if let Ok(code) = scripts.run::<_, i64>(&set, file, function, release) {
+        match state::StateCode::try_from(code).ok().filter(|code| state::describe(*code).is_some()) {
+            Some(code) => return code,
+            None => scripts.report_failure(
+                &set,
+                &set.path_of(file).display().to_string(),
+                &format!("{function} returned {code}, which is not a reference state code"),
+            ),
+        }
+    }
+    if answered {
+        state::NORMAL
+    } else {
+        state::SERVICE_EXCEPTION
     }
 }

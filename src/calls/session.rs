@@ -130,6 +130,14 @@ impl Sessions {
         self.len() == 0
     }
 
+    /// Whether the callee rang and whether it answered, by the events so far.
+    pub fn progress(&self, session_id: &str) -> Option<(bool, bool)> {
+        let shard = self.shard(session_id);
+        let session = shard.get(session_id)?;
+        let seen = |kind| session.events.iter().any(|event| event.kind == kind);
+        Some((seen(EventKind::Alerting) || seen(EventKind::Answer), seen(EventKind::Answer)))
+    }
+
     pub fn get(&self, session_id: &str) -> Option<Session> {
         self.shard(session_id).get(session_id).cloned()
     }

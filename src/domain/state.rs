@@ -26,6 +26,16 @@ pub const X_UNAVAILABLE: StateCode = 8055;
 /// Maximum call duration reached.
 pub const MAX_DURATION_REACHED: StateCode = 8010;
 
+pub const CALLER_HUNG_UP_BEFORE_RINGING: StateCode = 7501;
+pub const CALLER_HUNG_UP_AFTER_RINGING: StateCode = 7502;
+pub const CALL_REFUSED: StateCode = 7504;
+pub const ROUTING_FAILURE: StateCode = 7508;
+pub const CALLEE_NOT_EXIST: StateCode = 8100;
+pub const CALLEE_NO_ANSWER: StateCode = 8101;
+pub const CALLEE_BUSY: StateCode = 8102;
+pub const CALLEE_UNREACHABLE: StateCode = 8103;
+pub const CALLEE_POWERED_OFF: StateCode = 8104;
+
 /// Every code of reference §14.1 with its meaning, in code order.
 const TABLE: &[(StateCode, &str)] = &[
     (0, "The user releases the call."),
@@ -112,6 +122,15 @@ pub const SCRIPT_NAMES: &[(&str, StateCode)] = &[
     ("SERVICE_EXCEPTION", SERVICE_EXCEPTION),
     ("X_UNAVAILABLE", X_UNAVAILABLE),
     ("MAX_DURATION_REACHED", MAX_DURATION_REACHED),
+    ("CALLER_HUNG_UP_BEFORE_RINGING", CALLER_HUNG_UP_BEFORE_RINGING),
+    ("CALLER_HUNG_UP_AFTER_RINGING", CALLER_HUNG_UP_AFTER_RINGING),
+    ("CALL_REFUSED", CALL_REFUSED),
+    ("ROUTING_FAILURE", ROUTING_FAILURE),
+    ("CALLEE_NOT_EXIST", CALLEE_NOT_EXIST),
+    ("CALLEE_NO_ANSWER", CALLEE_NO_ANSWER),
+    ("CALLEE_BUSY", CALLEE_BUSY),
+    ("CALLEE_UNREACHABLE", CALLEE_UNREACHABLE),
+    ("CALLEE_POWERED_OFF", CALLEE_POWERED_OFF),
 ];
 
 #[cfg(test)]

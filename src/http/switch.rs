@@ -24,10 +24,11 @@ use super::auth::has_bearer;
 use super::error::AppError;
 use super::request::{describe_json_error, read_body, PathParams};
 use super::AppState;
-use crate::calls::route::{decide_callin, CallIn, Routed};
+use crate::calls::route::{decide_callin, state_code_for_release, CallIn, Routed};
 use crate::calls::session::{Event, EventKind, Session};
 use crate::domain::number::check_e164;
 use crate::domain::{codes, Action};
+use crate::script::api::Release;
 use crate::telemetry::CallinDecided;
 
 pub fn router() -> Router<AppState> {
@@ -251,11 +252,23 @@ async fn calls_event(
         ReleaseSide::Callee => "callee",
         ReleaseSide::Platform => "platform",
     });
+    let mut state_code = request.state_code;
+    if request.event == EventKind::Disconnect && state_code.is_none() {
+        let (alerted, answered) = state.sessions.progress(&session_id).ok_or_else(|| unknown_session(&session_id))?;
+        let release = Release {
+            q850: request.q850.map(i64::from),
+            sip_status: request.sip_status.map(i64::from),
+            release_side: release_side.unwrap_or_default().to_owned(),
+            alerted,
+            answered,
+        };
+        state_code = Some(state_code_for_release(&state.scripts, release));
+    }
     let event = Event {
         kind: request.event,
         time,
         release_side: release_side.map(str::to_owned),
-        state_code: request.state_code,
+        state_code,
         q850: request.q850,
         sip_status: request.sip_status,
     };

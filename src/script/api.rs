@@ -12,6 +12,22 @@ use rhai::{Dynamic, Engine, ImmutableString, Module};
 
 use crate::domain::{state, App, AxbBinding, Decision};
 
+/// A call's release as the switch reported it, for `on_release` to name its `stateCode`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Release {
+    /// The Q.850 cause, when the switch gave one.
+    pub q850: Option<i64>,
+    /// The SIP final status, when the switch gave one.
+    pub sip_status: Option<i64>,
+    /// `"caller"`, `"callee"`, `"platform"` or `""`.
+    pub release_side: String,
+    /// The callee rang.
+    pub alerted: bool,
+    /// The callee answered.
+    pub answered: bool,
+}
+
 /// The call a handler decides, as scripts see it.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -44,6 +60,7 @@ pub(crate) fn register(engine: &mut Engine) {
     register_app(engine);
     register_axb_binding(engine);
     register_decision(engine);
+    register_release(engine);
     let mut codes = Module::new();
     for (name, code) in state::SCRIPT_NAMES {
         codes.set_var(*name, i64::from(*code));
@@ -133,6 +150,19 @@ fn register_decision(engine: &mut Engine) {
             |d: &mut D| optional(&d.last_min_voice),
             |d: &mut D, tone: ImmutableString| d.last_min_voice = from_script(tone),
         );
+}
+
+fn register_release(engine: &mut Engine) {
+    fn optional_int(value: Option<i64>) -> Dynamic {
+        value.map_or(Dynamic::UNIT, Dynamic::from)
+    }
+    engine
+        .register_type_with_name::<Release>("Release")
+        .register_get("q850", |r: &mut Release| optional_int(r.q850))
+        .register_get("sip_status", |r: &mut Release| optional_int(r.sip_status))
+        .register_get("release_side", |r: &mut Release| text(&r.release_side))
+        .register_get("alerted", |r: &mut Release| r.alerted)
+        .register_get("answered", |r: &mut Release| r.answered);
 }
 
 /// Out-of-range codes become one no table lists, so the host's check names them.

@@ -20,8 +20,8 @@ use rhai::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::api::Call;
-use super::run::call_handler;
+use super::api::{Call, Release};
+use super::run::{call_handler, RunError};
 use super::set::ScriptSet;
 use super::Limits;
 use crate::config::AppConfig;
@@ -35,7 +35,10 @@ struct Case {
     description: String,
     #[serde(default = "default_handler")]
     handler: String,
-    call: CaseCall,
+    /// The input of call handlers (`on_callin`).
+    call: Option<CaseCall>,
+    /// The input of `on_release`.
+    release: Option<Release>,
     #[serde(default)]
     app: CaseApp,
     binding: Option<CaseBinding>,
@@ -167,40 +170,59 @@ fn run_case(
         Ok(case) => case,
         Err(err) => return (String::new(), Err(format!("{}: not a valid case: {err}", path.display()))),
     };
+    let description = case.description.clone();
+    let outcome = match (case.call, case.release) {
+        (Some(call), None) => run_call_case(engine, set, script, &case.handler, call, case.app, case.binding, limits),
+        (None, Some(release)) => call_handler::<_, i64>(engine, set, script, &case.handler, release, limits)
+            .map(|code| Map::from_iter([("stateCode".to_owned(), Value::from(code))])),
+        _ => Err(RunError {
+            location: path.display().to_string(),
+            message: "give exactly one of \"call\" and \"release\"".into(),
+        }),
+    };
+    let outcome = outcome.map_err(|err| format!("{err} (in case {})", path.display())).and_then(|actual| {
+        let wrong: Vec<String> = case
+            .expect
+            .iter()
+            .filter(|(field, want)| actual.get(*field).unwrap_or(&Value::Null) != *want)
+            .map(|(field, want)| format!("{field}: expected {want}, got {}", actual.get(field).unwrap_or(&Value::Null)))
+            .collect();
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{}: {}", path.display(), wrong.join("; ")))
+        }
+    });
+    (description, outcome)
+}
+
+/// Runs a call handler on a case's call, app and binding; the decision as JSON.
+#[allow(clippy::too_many_arguments)] // the parts of one case
+fn run_call_case(
+    engine: &Engine,
+    set: &ScriptSet,
+    script: &str,
+    handler: &str,
+    call: CaseCall,
+    case_app: CaseApp,
+    binding: Option<CaseBinding>,
+    limits: &Limits,
+) -> Result<Map<String, Value>, RunError> {
     let mut app = AppConfig::new("case-app", "", Mode::Axb);
-    app.recording = case.app.recording;
-    app.record_hint_tone = case.app.record_hint_tone;
-    app.close_hint_tone = case.app.close_hint_tone;
+    app.recording = case_app.recording;
+    app.record_hint_tone = case_app.record_hint_tone;
+    app.close_hint_tone = case_app.close_hint_tone;
     let (app, _) = app.into_parts();
-    let binding = case.binding.map(|binding| Arc::new(binding.into_binding(&case.call.called)));
+    let binding = binding.map(|binding| Arc::new(binding.into_binding(&call.called)));
     let call = Call {
-        caller: case.call.caller.into(),
-        called: case.call.called.into(),
-        session_id: case.call.session_id.into(),
-        now: case.call.now,
+        caller: call.caller.into(),
+        called: call.called.into(),
+        session_id: call.session_id.into(),
+        now: call.now,
         app: Arc::new(app),
         binding,
     };
-    let description = case.description.clone();
-    let outcome = call_handler(engine, set, script, &case.handler, call, limits)
-        .map_err(|err| format!("{err} (in case {})", path.display()))
-        .and_then(|decision| {
-            let actual = full_json(&decision);
-            let wrong: Vec<String> = case
-                .expect
-                .iter()
-                .filter(|(field, want)| actual.get(*field).unwrap_or(&Value::Null) != *want)
-                .map(|(field, want)| {
-                    format!("{field}: expected {want}, got {}", actual.get(field).unwrap_or(&Value::Null))
-                })
-                .collect();
-            if wrong.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{}: {}", path.display(), wrong.join("; ")))
-            }
-        });
-    (description, outcome)
+    call_handler::<_, crate::domain::Decision>(engine, set, script, handler, call, limits).map(|d| full_json(&d))
 }
 
 /// The decision as JSON with defaults filled in, so `expect` can name a field that is at its default.

@@ -13,11 +13,9 @@ use arc_swap::ArcSwap;
 use rhai::Engine;
 use serde::Serialize;
 
-use super::api::Call;
-use super::run::{call_handler, RunError};
+use super::run::{call_handler, HandlerOutput, RunError};
 use super::set::{LoadError, ScriptSet, Version};
 use super::{engine, Limits};
-use crate::domain::Decision;
 
 /// How many earlier versions are kept for rollback.
 const HISTORY: usize = 10;
@@ -111,8 +109,14 @@ impl ScriptHost {
 
     /// Runs a handler of `set` (which the caller took from [`ScriptHost::active`]). A failure is
     /// reported through [`ScriptHost::report_failure`].
-    pub fn run(&self, set: &ScriptSet, file: &str, function: &str, call: Call) -> Result<Decision, RunError> {
-        let result = call_handler(&self.engine, set, file, function, call, &self.limits);
+    pub fn run<I: Clone + Send + Sync + 'static, O: HandlerOutput>(
+        &self,
+        set: &ScriptSet,
+        file: &str,
+        function: &str,
+        input: I,
+    ) -> Result<O, RunError> {
+        let result = call_handler(&self.engine, set, file, function, input, &self.limits);
         if let Err(err) = &result {
             self.report_failure(set, &err.location, &err.message);
         }

@@ -3,7 +3,6 @@
 
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Scope};
 
-use super::api::Call;
 use super::engine::with_deadline;
 use super::set::{locate, ScriptSet};
 use super::Limits;
@@ -17,15 +16,29 @@ pub struct RunError {
     pub message: String,
 }
 
-/// Runs `function(call)` from `file` of `set` within the limits' deadline.
-pub fn call_handler(
+/// What a handler must return, and how to say so when it does not.
+pub trait HandlerOutput: Clone + Send + Sync + 'static {
+    const EXPECTED: &'static str;
+}
+
+impl HandlerOutput for Decision {
+    const EXPECTED: &'static str = "a Decision (use connect(…) or release(…))";
+}
+
+/// A release handler returns a `stateCode`.
+impl HandlerOutput for i64 {
+    const EXPECTED: &'static str = "a state code (an integer such as state::INVALID_AXB_CALL)";
+}
+
+/// Runs `function(input)` from `file` of `set` within the limits' deadline.
+pub fn call_handler<I: Clone + Send + Sync + 'static, O: HandlerOutput>(
     engine: &Engine,
     set: &ScriptSet,
     file: &str,
     function: &str,
-    call: Call,
+    input: I,
     limits: &Limits,
-) -> Result<Decision, RunError> {
+) -> Result<O, RunError> {
     let path = set.path_of(file);
     let Some(ast) = set.script(file) else {
         return Err(RunError {
@@ -36,14 +49,14 @@ pub fn call_handler(
     // Handlers are functions: the top level of the file does not run per call.
     let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
     let result = with_deadline(limits.deadline, || {
-        engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, function, (call,))
+        engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, function, (input,))
     });
     match result {
         Ok(value) => {
             let type_name = value.type_name().to_owned();
-            value.try_cast::<Decision>().ok_or_else(|| RunError {
+            value.try_cast::<O>().ok_or_else(|| RunError {
                 location: path.display().to_string(),
-                message: format!("{function} returned {type_name}, not a Decision (use connect(…) or release(…))"),
+                message: format!("{function} returned {type_name}, not {}", O::EXPECTED),
             })
         }
         Err(err) => Err(RunError { location: locate(&path, err.position()), message: describe(&err, limits) }),

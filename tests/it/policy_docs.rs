@@ -5,7 +5,7 @@ use std::sync::Arc;
 use privnum::config::AppConfig;
 use privnum::domain::axb::{AxbBinding, CallDirection, PreVoice};
 use privnum::domain::Mode;
-use privnum::script::api::Call;
+use privnum::script::api::{Call, Release};
 use privnum::script::{engine, Limits};
 use rhai::{Dynamic, Scope};
 
@@ -54,6 +54,8 @@ fn every_script_api_example_runs_and_holds() {
         let code = block.split("```").next().unwrap();
         let mut scope = Scope::new();
         scope.push("callin", sample_call());
+        let busy = Release { q850: Some(17), release_side: "callee".into(), ..Release::default() };
+        scope.push("release", busy);
         let result = engine.eval_with_scope::<Dynamic>(&mut scope, code);
         match result {
             Ok(value) => assert_eq!(value.as_bool().ok(), Some(true), "example {} is not true:\n{code}", index + 1),

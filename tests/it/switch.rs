@@ -122,3 +122,29 @@ async fn the_switch_api_checks_its_token_bodies_and_sessions() {
     assert_eq!(session.events.len(), 2);
     assert!(session.script_version.is_some());
 }
+
+#[tokio::test]
+async fn a_release_reported_by_cause_gets_its_state_code_from_the_script() {
+    let server = TestServer::start().await;
+    bind(&server, json!({})).await;
+    let cases = [
+        (json!({"event": "disconnect", "q850": 17, "releaseSide": "callee"}), false, 8102),
+        (json!({"event": "disconnect", "sipStatus": 404}), false, 8100),
+        (json!({"event": "disconnect", "q850": 19}), true, 8101),
+        (json!({"event": "disconnect", "releaseSide": "caller"}), true, 7502),
+        (json!({"event": "disconnect", "q850": 17, "stateCode": 7503}), false, 7503),
+    ];
+    for (index, (disconnect, rang, expected)) in cases.into_iter().enumerate() {
+        let session = format!("s-{index}");
+        let call = json!({"caller": A, "called": X, "sessionId": session});
+        server.switch(Method::POST, "/calls", &call).await;
+        if rang {
+            server.switch(Method::POST, &format!("/calls/{session}/events"), &json!({"event": "alerting"})).await;
+        }
+        let answer = server.switch(Method::POST, &format!("/calls/{session}/events"), &disconnect).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let recorded = server.state().sessions.get(&session).unwrap();
+        let code = recorded.events.last().unwrap().state_code;
+        assert_eq!(code, Some(expected), "{disconnect} after ringing: {rang}");
+    }
+}
