@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod push;
 pub mod script;
 pub mod server;
 pub mod store;

@@ -12,10 +12,12 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::calls::session::Sessions;
+use crate::calls::ledger::Ledger;
+use crate::calls::session::{Session, Sessions};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::push::Pusher;
 use crate::script::{Limits, ScriptHost};
 use crate::store::Store;
 use crate::telemetry::{BindingsExpired, Metrics};
@@ -27,8 +29,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How many expired bindings one sweep removes at most, so a sweep never holds the writer lock long.
 const SWEEP_BATCH: usize = 1000;
 
-/// Opens the store and upserts the configured apps.
-pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+/// Opens the store, upserts the configured apps, restores the calls under way and resumes the
+/// pushes waiting in the outbox. Background work stops when `stop` changes.
+pub async fn prepare(config: Config, clock: Arc<dyn Clock>, stop: watch::Receiver<bool>) -> anyhow::Result<AppState> {
     let store =
         Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     for app_config in &config.apps {
@@ -40,17 +43,21 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ap
     store.durable().await.context("flushing the configured apps")?;
     let scripts = ScriptHost::load(&config.scripts_dir, Limits::default())
         .with_context(|| format!("loading the scripts in {}", config.scripts_dir.display()))?;
-    Ok(AppState {
-        store: Arc::new(store),
-        config: Arc::new(config),
-        clock,
-        metrics: Arc::new(Metrics::default()),
-        scripts: Arc::new(scripts),
-        sessions: Arc::new(Sessions::default()),
-    })
+    let store = Arc::new(store);
+    let config = Arc::new(config);
+    let sessions = Arc::new(Sessions::default());
+    let saved: Vec<Session> = store.sessions().context("reading the sessions of calls under way")?;
+    if !saved.is_empty() {
+        tracing::info!(calls = saved.len(), "calls under way restored from the store");
+    }
+    sessions.restore(saved);
+    let pusher = Pusher::new(store.clone(), config.clone(), stop);
+    pusher.resume().context("resuming the pushes waiting in the outbox")?;
+    let ledger = Ledger { store: store.clone(), sessions, pusher, node_name: config.node_name.clone() };
+    Ok(AppState { store, config, clock, metrics: Arc::new(Metrics::default()), scripts: Arc::new(scripts), ledger })
 }
 
-/// Expired bindings and stale nonces, swept until `stop` changes.
+/// Ended and stale sessions, expired bindings and old nonces, swept until `stop` changes.
 async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
     loop {
@@ -60,14 +67,14 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         let now = state.clock.now();
         let timeout = i64::try_from(state.config.session_timeout_secs).unwrap_or(i64::MAX);
-        let dropped = state.sessions.prune(now, timeout);
-        if dropped > 0 {
-            tracing::debug!(dropped, "ended and stale sessions dropped");
-        }
         let skew = i64::try_from(state.config.auth_max_skew_secs).unwrap_or(i64::MAX);
         let store = state.store.clone();
-        // The sweep takes the writer lock: keep it off the async workers.
+        let ledger = state.ledger.clone();
+        // The sweep takes the writer lock and writes sessions: keep it off the async workers.
         let swept = tokio::task::spawn_blocking(move || {
+            if let Err(err) = ledger.sweep(now, timeout) {
+                tracing::error!(error = %err, "sweeping ended and stale sessions failed; will retry");
+            }
             (
                 store.axb_sweep_expired(now, SWEEP_BATCH),
                 store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))),
@@ -123,8 +130,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the listening address")?;
-    let state = prepare(config, clock).await?;
     let (stop, stopped) = watch::channel(false);
+    let state = prepare(config, clock, stopped.clone()).await?;
     let router = http::app(state.clone());
     let mut server_stop = stopped.clone();
     let server = tokio::spawn(async move {

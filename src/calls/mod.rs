@@ -3,5 +3,7 @@
 //! `route` turns a switch's callin into a decision (store lookup → script → platform checks);
 //! `session` keeps what privnum knows of each call while it lasts.
 
+pub mod ledger;
+pub mod report;
 pub mod route;
 pub mod session;

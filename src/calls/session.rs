@@ -34,14 +34,30 @@ pub struct Event {
     pub sip_status: Option<u32>,
 }
 
+/// The recording the switch made of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recording {
+    pub object_name: String,
+    /// As the switch reported it (`yyyy-MM-dd HH:mm:ss` or RFC 3339).
+    pub start_time: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub session_id: String,
+    /// The CDR's unique id.
+    pub icid: String,
     pub app_key: Option<String>,
+    pub mode: Option<crate::domain::Mode>,
     pub caller: String,
     pub x_number: String,
+    /// The number the call was connected to, for connect decisions.
+    pub callee: Option<String>,
     pub subscription_id: Option<String>,
+    /// The binding's A, to tell the CDR's direction.
+    pub binding_caller_num: Option<String>,
     pub user_data: Option<String>,
+    pub recording: Option<Recording>,
     pub decision: Decision,
     pub script_version: Option<String>,
     pub started_at: i64,
@@ -81,6 +97,13 @@ impl Sessions {
         self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Puts back sessions saved before a restart.
+    pub fn restore(&self, sessions: Vec<Session>) {
+        for session in sessions {
+            self.shard(&session.session_id).insert(session.session_id.clone(), session);
+        }
+    }
+
     /// Adds a session; `false` if one with that id exists already.
     pub fn insert(&self, session: Session) -> bool {
         let mut shard = self.shard(&session.session_id);
@@ -91,33 +114,47 @@ impl Sessions {
         true
     }
 
-    /// Records an event at `now` (privnum's clock); `None` for an unknown session. Events past
-    /// [`MAX_EVENTS`] are counted as news but not kept.
-    pub fn record(&self, session_id: &str, event: Event, now: i64) -> Option<()> {
+    /// Records an event at `now` (privnum's clock) and returns the session as it is now, and
+    /// whether this event ended it; `None` for an unknown session. Events past [`MAX_EVENTS`] are
+    /// counted as news but not kept.
+    pub fn record(
+        &self,
+        session_id: &str,
+        event: Event,
+        recording: Option<Recording>,
+        now: i64,
+    ) -> Option<(Session, bool)> {
         let mut shard = self.shard(session_id);
         let session = shard.get_mut(session_id)?;
         session.last_seen = now;
-        if event.kind == EventKind::Disconnect {
-            session.ended_at.get_or_insert(now);
+        let ends = event.kind == EventKind::Disconnect && session.ended_at.is_none();
+        if ends {
+            session.ended_at = Some(now);
+        }
+        if recording.is_some() {
+            session.recording = recording;
         }
         if session.events.len() < MAX_EVENTS {
             session.events.push(event);
         }
-        Some(())
+        Some((session.clone(), ends))
     }
 
-    /// Drops sessions that ended more than [`ENDED_GRACE_SECS`] ago, and those with no news for
-    /// `timeout_secs`; returns how many.
-    pub fn prune(&self, now: i64, timeout_secs: i64) -> usize {
-        let mut dropped = 0;
+    /// Removes sessions that ended more than [`ENDED_GRACE_SECS`] ago, and those with no news for
+    /// `timeout_secs`; returns them (the stale ones still need their CDR).
+    pub fn prune(&self, now: i64, timeout_secs: i64) -> Vec<Session> {
+        let mut dropped = Vec::new();
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let before = shard.len();
-            shard.retain(|_, session| match session.ended_at {
-                Some(ended_at) => now - ended_at < ENDED_GRACE_SECS,
-                None => now - session.last_seen < timeout_secs,
-            });
-            dropped += before - shard.len();
+            let done: Vec<String> = shard
+                .values()
+                .filter(|session| match session.ended_at {
+                    Some(ended_at) => now - ended_at >= ENDED_GRACE_SECS,
+                    None => now - session.last_seen >= timeout_secs,
+                })
+                .map(|session| session.session_id.clone())
+                .collect();
+            dropped.extend(done.iter().filter_map(|id| shard.remove(id)));
         }
         dropped
     }
@@ -150,11 +187,16 @@ mod tests {
     fn session(id: &str, now: i64, ended: bool) -> Session {
         Session {
             session_id: id.into(),
+            icid: id.into(),
             app_key: None,
+            mode: None,
             caller: "+1".into(),
             x_number: "+2".into(),
+            callee: None,
             subscription_id: None,
+            binding_caller_num: None,
             user_data: None,
+            recording: None,
             decision: Decision::release(8014, None),
             script_version: None,
             started_at: now,
@@ -175,13 +217,15 @@ mod tests {
         assert!(sessions.insert(session("talking", 0, false)));
         assert!(sessions.insert(session("forgotten", 0, false)));
         assert!(!sessions.insert(session("talking", 0, false)), "ids are unique");
-        sessions.record("talking", event(EventKind::Answer), 500).unwrap();
-        assert_eq!(sessions.prune(59, 1000), 0);
-        assert_eq!(sessions.prune(60, 1000), 1, "the released call's grace is over");
-        assert_eq!(sessions.prune(1000, 1000), 1, "no news from 'forgotten' for the whole timeout");
+        sessions.record("talking", event(EventKind::Answer), None, 500).unwrap();
+        assert_eq!(sessions.prune(59, 1000).len(), 0);
+        assert_eq!(sessions.prune(60, 1000).len(), 1, "the released call's grace is over");
+        let stale = sessions.prune(1000, 1000);
+        assert_eq!(stale[0].session_id, "forgotten", "no news for the whole timeout");
         assert!(sessions.get("talking").is_some());
-        sessions.record("talking", event(EventKind::Disconnect), 1200).unwrap();
-        assert_eq!(sessions.prune(1260, 1000), 1);
+        let (_, ended) = sessions.record("talking", event(EventKind::Disconnect), None, 1200).unwrap();
+        assert!(ended);
+        assert_eq!(sessions.prune(1260, 1000).len(), 1);
         assert!(sessions.is_empty());
     }
 
@@ -190,7 +234,7 @@ mod tests {
         let sessions = Sessions::default();
         sessions.insert(session("s", 0, false));
         for _ in 0..1000 {
-            sessions.record("s", event(EventKind::Alerting), 1).unwrap();
+            sessions.record("s", event(EventKind::Alerting), None, 1).unwrap();
         }
         assert_eq!(sessions.get("s").unwrap().events.len(), MAX_EVENTS);
     }

@@ -12,6 +12,7 @@ pub mod fields;
 pub mod number;
 pub mod rejection;
 pub mod state;
+pub mod time;
 pub mod tone;
 
 pub use app::{App, Mode};

@@ -13,6 +13,7 @@ use super::error::{success, AppError};
 use super::request::{query_object, JsonBody};
 use super::AppState;
 use crate::domain::axb::{AxbQuery, AxbUnbind, BindRequest, ModifyRequest};
+use crate::domain::time::reference_time;
 use crate::domain::{AxbBinding, Fields};
 use crate::telemetry::RecordWithoutNotice;
 
@@ -127,11 +128,4 @@ pub fn binding_fields(binding: &AxbBinding) -> Map<String, Value> {
         put("preVoice", pre_voice.into());
     }
     fields
-}
-
-/// `yyyy-MM-dd HH:mm:ss` in UTC, the reference's time format for events, CDRs and queries.
-pub fn reference_time(unix_secs: i64) -> String {
-    chrono::DateTime::from_timestamp(unix_secs, 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
 }

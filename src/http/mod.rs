@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::calls::session::Sessions;
+use crate::calls::ledger::Ledger;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::codes;
@@ -37,7 +37,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub scripts: Arc<ScriptHost>,
-    pub sessions: Arc<Sessions>,
+    pub ledger: Ledger,
 }
 
 impl AppState {

@@ -25,7 +25,7 @@ use super::error::AppError;
 use super::request::{describe_json_error, read_body, PathParams};
 use super::AppState;
 use crate::calls::route::{decide_callin, state_code_for_release, CallIn, Routed};
-use crate::calls::session::{Event, EventKind, Session};
+use crate::calls::session::{Event, EventKind, Recording, Session};
 use crate::domain::number::check_e164;
 use crate::domain::{codes, Action};
 use crate::script::api::Release;
@@ -120,11 +120,16 @@ async fn calls_create(
     let released = routed.decision.action == Action::Release;
     let session = Session {
         session_id: call.session_id,
+        icid: uuid::Uuid::new_v4().simple().to_string(),
         app_key: routed.app.as_ref().map(|app| app.app_key.clone()),
+        mode: routed.app.as_ref().map(|app| app.mode),
         caller: call.caller,
         x_number: call.called,
+        callee: routed.decision.callee.clone().filter(|_| !released),
         subscription_id: routed.binding.as_ref().map(|b| b.subscription_id.clone()),
+        binding_caller_num: routed.binding.as_ref().map(|b| b.caller_num.clone()),
         user_data: routed.binding.as_ref().and_then(|b| b.user_data.clone()),
+        recording: None,
         decision: routed.decision,
         script_version: routed.script_version,
         started_at: time,
@@ -132,7 +137,10 @@ async fn calls_create(
         last_seen: now,
         ended_at: released.then_some(now),
     };
-    if !state.sessions.insert(session) {
+    let ledger = state.ledger.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || ledger.open(session)).await.map_err(|err| AppError::internal(&err))??;
+    if !opened {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             codes::INVALID_REQUEST,
@@ -195,7 +203,7 @@ async fn calls_digits(
     PathParams(session_id): PathParams<String>,
     Body(request): Body<DigitsRequest>,
 ) -> Result<Response, AppError> {
-    let session = state.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
+    let session = state.ledger.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
     if session.decision.action != Action::Collect {
         return Err(AppError::new(
             StatusCode::CONFLICT,
@@ -220,7 +228,7 @@ struct EventRequest {
     state_code: Option<u32>,
     q850: Option<u32>,
     sip_status: Option<u32>,
-    recording: Option<Recording>,
+    recording: Option<RecordingReport>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -233,10 +241,8 @@ enum ReleaseSide {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Recording {
-    #[allow(dead_code)] // kept for the CDR milestone
+struct RecordingReport {
     object_name: String,
-    #[allow(dead_code)]
     start_time: String,
 }
 
@@ -254,7 +260,8 @@ async fn calls_event(
     });
     let mut state_code = request.state_code;
     if request.event == EventKind::Disconnect && state_code.is_none() {
-        let (alerted, answered) = state.sessions.progress(&session_id).ok_or_else(|| unknown_session(&session_id))?;
+        let (alerted, answered) =
+            state.ledger.sessions.progress(&session_id).ok_or_else(|| unknown_session(&session_id))?;
         let release = Release {
             q850: request.q850.map(i64::from),
             sip_status: request.sip_status.map(i64::from),
@@ -272,7 +279,13 @@ async fn calls_event(
         q850: request.q850,
         sip_status: request.sip_status,
     };
-    let _ = request.recording;
-    state.sessions.record(&session_id, event, state.clock.now()).ok_or_else(|| unknown_session(&session_id))?;
+    let recording = request.recording.map(|r| Recording { object_name: r.object_name, start_time: r.start_time });
+    let (ledger, now, id) = (state.ledger.clone(), state.clock.now(), session_id.clone());
+    let recorded = tokio::task::spawn_blocking(move || ledger.record(&id, event, recording, now))
+        .await
+        .map_err(|err| AppError::internal(&err))??;
+    recorded.ok_or_else(|| unknown_session(&session_id))?;
+    // The event is acknowledged only once its pushes are on disk.
+    state.store.durable().await?;
     Ok(Json(json!({})).into_response())
 }

@@ -15,6 +15,10 @@
 //! | `axb_pairs`  | X                                     | pair count, u32 big-endian    |
 //! | `axb_expiry` | expiry (8 bytes, ordered), sub. id    | empty (the expiry queue)      |
 //! | `nonces`     | app key, nonce                        | `Created`, i64 big-endian     |
+//! | `nonce_expiry` | `Created` (8 bytes, ordered), app key, nonce | empty (the sweep queue) |
+//! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |
+//! | `outbox_dead`| push id (8 bytes BE)                  | record `Push` (retries used up) |
+//! | `sessions`   | session id                            | record `Session` (calls under way) |
 
 const SEPARATOR: u8 = 0;
 

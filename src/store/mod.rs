@@ -12,6 +12,7 @@ mod axb;
 mod flush;
 pub(crate) mod keys;
 mod nonce;
+pub mod outbox;
 mod pools;
 mod record;
 
@@ -62,10 +63,25 @@ pub(crate) enum T {
     AxbX,
     AxbPairs,
     AxbExpiry,
+    Outbox,
+    OutboxDead,
+    Sessions,
 }
 
 impl T {
-    const ALL: [T; 8] = [T::Apps, T::Numbers, T::AppArea, T::Axb, T::AxbUser, T::AxbX, T::AxbPairs, T::AxbExpiry];
+    const ALL: [T; 11] = [
+        T::Apps,
+        T::Numbers,
+        T::AppArea,
+        T::Axb,
+        T::AxbUser,
+        T::AxbX,
+        T::AxbPairs,
+        T::AxbExpiry,
+        T::Outbox,
+        T::OutboxDead,
+        T::Sessions,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -77,6 +93,9 @@ impl T {
             T::AxbX => "axb_x",
             T::AxbPairs => "axb_pairs",
             T::AxbExpiry => "axb_expiry",
+            T::Outbox => "outbox",
+            T::OutboxDead => "outbox_dead",
+            T::Sessions => "sessions",
         }
     }
 }
@@ -208,6 +227,11 @@ impl Store {
     /// Waits until every change committed before this call is on disk.
     pub async fn durable(&self) -> Result<(), Error> {
         self.flush.wait().await
+    }
+
+    /// A new id, unique in this store across restarts.
+    pub(crate) fn next_id(&self) -> Result<u64, Error> {
+        self.db.generate_id().map_err(|source| Error::Sled { tree: "(ids)", source })
     }
 
     /// Flushes synchronously (for shutdown).

@@ -118,7 +118,7 @@ async fn the_switch_api_checks_its_token_bodies_and_sessions() {
     assert_eq!(server.switch(Method::POST, "/calls/s-1/events", &early).await.status, 200);
     server.switch(Method::POST, "/calls/nope/events", &json!({"event": "answer"})).await.expect(404, "1010002");
     server.switch(Method::POST, "/calls/s-1/events", &json!({"event": "ringing"})).await.expect(400, "1010002");
-    let session = server.state().sessions.get("s-1").unwrap();
+    let session = server.state().ledger.sessions.get("s-1").unwrap();
     assert_eq!(session.events.len(), 2);
     assert!(session.script_version.is_some());
 }
@@ -143,7 +143,7 @@ async fn a_release_reported_by_cause_gets_its_state_code_from_the_script() {
         }
         let answer = server.switch(Method::POST, &format!("/calls/{session}/events"), &disconnect).await;
         assert_eq!(answer.status, 200, "{answer:?}");
-        let recorded = server.state().sessions.get(&session).unwrap();
+        let recorded = server.state().ledger.sessions.get(&session).unwrap();
         let code = recorded.events.last().unwrap().state_code;
         assert_eq!(code, Some(expected), "{disconnect} after ringing: {rang}");
     }

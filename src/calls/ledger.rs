@@ -1,0 +1,127 @@
+//! The call ledger: every change to a call's session is saved together with the pushes it causes
+//! (call events, and the CDR when the call ends), in one store transaction, and the delivery
+//! lanes are woken. Exactly one CDR per session: it is made when the session ends (a release
+//! decision, the switch's `disconnect`, or the stale-session timeout), and a session ends once.
+
+use std::sync::Arc;
+
+use super::report::{callin_event, cdr, leg_event};
+use super::session::{Event, EventKind, Session, Sessions};
+use crate::push::Pusher;
+use crate::store::outbox::{Lane, Push};
+use crate::store::{self, Store};
+
+/// What a stale session's CDR says about its end.
+pub const CLOSED_BY_TIMEOUT: &str = "privnum: the switch sent no disconnect within session_timeout_secs";
+
+#[derive(Clone)]
+pub struct Ledger {
+    pub store: Arc<Store>,
+    pub sessions: Arc<Sessions>,
+    pub pusher: Arc<Pusher>,
+    pub node_name: String,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("node_name", &self.node_name).finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    fn push(
+        &self,
+        session: &Session,
+        lane: Lane,
+        body: serde_json::Value,
+        out: &mut Vec<Push>,
+    ) -> Result<(), store::Error> {
+        if let Some(app_key) = &session.app_key {
+            out.push(self.store.new_push(app_key, lane, body, self.pusher.now_ms())?);
+        }
+        Ok(())
+    }
+
+    fn wake(&self, pushes: &[Push]) {
+        for push in pushes {
+            self.pusher.wake(&push.app_key, push.lane);
+        }
+    }
+
+    /// A decided call: saves the session with its `callin` event; a call released at routing
+    /// ends here, with its `disconnect` and CDR. Returns `false` if the session id is taken.
+    pub fn open(&self, session: Session) -> Result<bool, store::Error> {
+        let mut pushes = Vec::new();
+        self.push(&session, Lane::Events, callin_event(&session), &mut pushes)?;
+        if session.ended_at.is_some() {
+            let disconnect = Event {
+                kind: EventKind::Disconnect,
+                time: session.started_at,
+                release_side: Some("platform".into()),
+                state_code: session.decision.state_code,
+                q850: None,
+                sip_status: None,
+            };
+            self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
+            self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
+        }
+        if !self.sessions.insert(session.clone()) {
+            return Ok(false);
+        }
+        self.store.save_session(&session.session_id, &session, &pushes)?;
+        self.wake(&pushes);
+        Ok(true)
+    }
+
+    /// Records an event the switch reported; `None` for an unknown session. An event after the
+    /// end is kept in the session but not pushed.
+    pub fn record(
+        &self,
+        session_id: &str,
+        event: Event,
+        recording: Option<super::session::Recording>,
+        now: i64,
+    ) -> Result<Option<()>, store::Error> {
+        let was_ended = self.sessions.get(session_id).map(|session| session.ended_at.is_some());
+        let Some((session, ended_now)) = self.sessions.record(session_id, event.clone(), recording, now) else {
+            return Ok(None);
+        };
+        let mut pushes = Vec::new();
+        if was_ended == Some(false) {
+            self.push(&session, Lane::Events, leg_event(&session, &event), &mut pushes)?;
+            if ended_now {
+                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
+            }
+        }
+        self.store.save_session(session_id, &session, &pushes)?;
+        self.wake(&pushes);
+        Ok(Some(()))
+    }
+
+    /// Drops ended sessions after their grace, and ends stale ones with a `disconnect` (8020)
+    /// and a CDR that says privnum closed them.
+    pub fn sweep(&self, now: i64, timeout_secs: i64) -> Result<usize, store::Error> {
+        let dropped = self.sessions.prune(now, timeout_secs);
+        for mut session in dropped.iter().cloned() {
+            let mut pushes = Vec::new();
+            if session.ended_at.is_none() {
+                let disconnect = Event {
+                    kind: EventKind::Disconnect,
+                    time: now,
+                    release_side: Some("platform".into()),
+                    state_code: Some(crate::domain::state::SERVICE_EXCEPTION),
+                    q850: None,
+                    sip_status: None,
+                };
+                session.events.push(disconnect.clone());
+                session.ended_at = Some(now);
+                tracing::warn!(session_id = %session.session_id, "closing a session the switch never ended");
+                self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
+                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_TIMEOUT)), &mut pushes)?;
+            }
+            self.store.forget_session(&session.session_id, &pushes)?;
+            self.wake(&pushes);
+        }
+        Ok(dropped.len())
+    }
+}

@@ -1,0 +1,201 @@
+//! Delivering pushes to customers: call events and merged CDRs, signed with the app's key, retried
+//! on `push_retry_schedule`, and kept in the store's outbox until acknowledged (any 2xx).
+//!
+//! One task per lane (app and kind) delivers that lane in order; a lane waits while its oldest
+//! push waits for a retry, so one call's events never arrive out of order, and a slow or dead
+//! customer holds up only its own lanes. Routing never waits for a push: it only writes to the
+//! outbox and wakes the lane.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+
+use crate::auth::{self, Scheme};
+use crate::config::Config;
+use crate::store::outbox::{Lane, Push};
+use crate::store::Store;
+
+/// How long one POST may take. A customer that hangs holds up its own lane this long per try.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a storage error in a lane, wait this long before looking again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+pub struct Pusher {
+    store: Arc<Store>,
+    config: Arc<Config>,
+    client: reqwest::Client,
+    lanes: Mutex<HashMap<(String, Lane), Arc<Notify>>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Pusher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pusher").finish_non_exhaustive()
+    }
+}
+
+impl Pusher {
+    pub fn new(store: Arc<Store>, config: Arc<Config>, stop: watch::Receiver<bool>) -> Arc<Self> {
+        let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).no_proxy().build().unwrap_or_default();
+        Arc::new(Pusher { store, config, client, lanes: Mutex::default(), stop })
+    }
+
+    /// Pushes are scheduled in milliseconds of real time (not the injectable clock), so retries
+    /// and CDR merging behave the same whatever a test does with binding expiry.
+    pub fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    /// Resumes every lane with pushes waiting (after a restart).
+    pub fn resume(self: &Arc<Self>) -> Result<(), crate::store::Error> {
+        for (app_key, lane) in self.store.waiting_lanes()? {
+            self.wake(&app_key, lane);
+        }
+        Ok(())
+    }
+
+    /// Tells a lane it has new pushes, starting its task the first time.
+    pub fn wake(self: &Arc<Self>, app_key: &str, lane: Lane) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (app_key.to_owned(), lane);
+        if let Some(notify) = lanes.get(&key) {
+            notify.notify_one();
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        lanes.insert(key, notify.clone());
+        drop(lanes);
+        let pusher = self.clone();
+        let app_key = app_key.to_owned();
+        tokio::spawn(async move { pusher.run_lane(app_key, lane, notify).await });
+    }
+
+    async fn run_lane(self: Arc<Self>, app_key: String, lane: Lane, notify: Arc<Notify>) {
+        let mut stop = self.stop.clone();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let wait = match self.step(&app_key, lane).await {
+                Ok(Step::Again) => continue,
+                Ok(Step::Idle) => None,
+                Ok(Step::WaitUntil(at_ms)) => {
+                    Some(Duration::from_millis(u64::try_from(at_ms - self.now_ms()).unwrap_or(0)))
+                }
+                Err(err) => {
+                    tracing::error!(app_key, lane = lane.name(), error = %err, "push lane cannot read the outbox; will retry");
+                    Some(STORE_RETRY)
+                }
+            };
+            let sleep = async {
+                match wait {
+                    Some(duration) => tokio::time::sleep(duration).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = sleep => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One look at the lane: deliver what is due, or say how long to wait.
+    async fn step(&self, app_key: &str, lane: Lane) -> Result<Step, crate::store::Error> {
+        let max = if lane == Lane::Cdrs { self.config.cdr_batch_max } else { 1 };
+        let heads = self.store.lane_head(app_key, lane, max)?;
+        let Some(first) = heads.first() else { return Ok(Step::Idle) };
+        let now = self.now_ms();
+        if first.next_attempt_at_ms > now {
+            return Ok(Step::WaitUntil(first.next_attempt_at_ms));
+        }
+        let flush_ms = i64::try_from(self.config.cdr_flush_ms).unwrap_or(i64::MAX);
+        if lane == Lane::Cdrs && heads.len() < max && first.attempts == 0 && now < first.created_at_ms + flush_ms {
+            // Merge: wait for more CDRs, at most cdr_flush_ms after the oldest.
+            return Ok(Step::WaitUntil(first.created_at_ms + flush_ms));
+        }
+        let batch: Vec<Push> = heads.into_iter().filter(|push| push.next_attempt_at_ms <= now).collect();
+        let outcome = self.send(app_key, lane, &batch).await;
+        self.settle(batch, outcome, now)?;
+        Ok(Step::Again)
+    }
+
+    /// POSTs one batch; `Err` says why it was not acknowledged.
+    async fn send(&self, app_key: &str, lane: Lane, batch: &[Push]) -> Result<(), String> {
+        let app = self.store.app(app_key).map_err(|err| err.to_string())?.ok_or("the app no longer exists")?;
+        let url = match lane {
+            Lane::Events => &app.call_event_url,
+            Lane::Cdrs => &app.cdr_url,
+        };
+        if url.is_empty() {
+            return Err(format!(
+                "app {app_key} has no {} URL",
+                if lane == Lane::Events { "call_event" } else { "cdr" }
+            ));
+        }
+        let body = match lane {
+            Lane::Events => batch.first().map(|push| push.body.clone()).unwrap_or(Value::Null),
+            Lane::Cdrs => {
+                json!({"eventType": "fee", "feeLst": batch.iter().map(|push| &push.body).collect::<Vec<_>>()})
+            }
+        };
+        let signed = auth::sign(Scheme::Aksk, app_key, &app.app_secret, &auth::new_nonce(), chrono::Utc::now());
+        let response = self
+            .client
+            .post(url)
+            .header("Authorization", signed.authorization)
+            .header(signed.token_name, signed.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|err| format!("POST {url}: {err}"))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("POST {url}: HTTP {}", response.status()))
+        }
+    }
+
+    /// Removes an acknowledged batch, or schedules its retry, or buries it after the last retry.
+    fn settle(&self, mut batch: Vec<Push>, outcome: Result<(), String>, now: i64) -> Result<(), crate::store::Error> {
+        let error = match outcome {
+            Ok(()) => return self.store.delivered(&batch),
+            Err(error) => error,
+        };
+        let schedule = &self.config.push_retry_schedule;
+        for push in &mut batch {
+            push.attempts += 1;
+            push.last_error = Some(error.clone());
+        }
+        let attempts = batch.first().map_or(1, |push| push.attempts) as usize;
+        let (app_key, lane) = batch.first().map(|push| (push.app_key.clone(), push.lane.name())).unwrap_or_default();
+        match schedule.get(attempts.saturating_sub(1)) {
+            Some(delay) => {
+                let at = now + i64::try_from(delay.0.as_millis()).unwrap_or(i64::MAX);
+                for push in &mut batch {
+                    push.next_attempt_at_ms = at;
+                }
+                tracing::warn!(app_key, lane, attempts, "push failed, retrying in {:?}: {error}", delay.0);
+                self.store.retry_later(&batch)
+            }
+            None => {
+                tracing::error!(app_key, lane, attempts, "push failed for the last time; kept for redelivery: {error}");
+                self.store.bury(&batch)
+            }
+        }
+    }
+}
+
+enum Step {
+    /// Something was sent (or settled): look again at once.
+    Again,
+    /// Nothing waits.
+    Idle,
+    /// The oldest push is due at this instant (ms).
+    WaitUntil(i64),
+}

@@ -1,0 +1,195 @@
+//! The outbox: every push to a customer is kept here until the customer acknowledges it.
+//!
+//! Pushes wait in lanes, one per app and kind (call events, CDRs), first in first out, so a
+//! customer sees one call's events in order and one app's outage never holds up another's. A push
+//! whose retries are used up moves to `outbox_dead`, where the admin API lists it and can put it
+//! back. Pushes are written in the same transaction as the session change that caused them, so
+//! an acknowledged event always has its push on disk.
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{decode, encode};
+use super::{keys, Error, Store, WriteSet, T};
+
+/// What a push carries, and so which URL and how it is batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    /// One call event per POST to `call_event_url`.
+    Events,
+    /// CDRs merged, at most `cdr_batch_max` per POST to `cdr_url`.
+    Cdrs,
+}
+
+impl Lane {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Events => "events",
+            Lane::Cdrs => "cdrs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Push {
+    pub id: u64,
+    pub app_key: String,
+    pub lane: Lane,
+    /// Events: the whole body. CDRs: one `feeLst` item.
+    pub body: serde_json::Value,
+    pub attempts: u32,
+    /// Milliseconds since the epoch.
+    pub created_at_ms: i64,
+    pub next_attempt_at_ms: i64,
+    pub last_error: Option<String>,
+}
+
+fn lane_prefix(app_key: &str, lane: Lane) -> Vec<u8> {
+    keys::prefix(&[app_key, lane.name()])
+}
+
+fn lane_key(push: &Push) -> Vec<u8> {
+    let mut key = lane_prefix(&push.app_key, push.lane);
+    key.extend_from_slice(&push.id.to_be_bytes());
+    key
+}
+
+impl Store {
+    /// A new push for `app_key`, due now.
+    pub fn new_push(&self, app_key: &str, lane: Lane, body: serde_json::Value, now_ms: i64) -> Result<Push, Error> {
+        Ok(Push {
+            id: self.next_id()?,
+            app_key: app_key.to_owned(),
+            lane,
+            body,
+            attempts: 0,
+            created_at_ms: now_ms,
+            next_attempt_at_ms: now_ms,
+            last_error: None,
+        })
+    }
+
+    /// Adds a push to a change being staged.
+    pub(crate) fn stage_push(writes: &mut WriteSet, push: &Push) {
+        writes.put(T::Outbox, lane_key(push), encode(push));
+    }
+
+    /// Queues pushes in one transaction.
+    pub fn enqueue(&self, pushes: &[Push]) -> Result<(), Error> {
+        let mut writes = WriteSet::default();
+        for push in pushes {
+            Store::stage_push(&mut writes, push);
+        }
+        self.commit(writes)
+    }
+
+    /// The first `max` pushes of a lane, oldest first.
+    pub fn lane_head(&self, app_key: &str, lane: Lane, max: usize) -> Result<Vec<Push>, Error> {
+        self.tree(T::Outbox)
+            .scan_prefix(lane_prefix(app_key, lane))
+            .take(max)
+            .map(|item| {
+                let (key, value) = item.map_err(|source| Error::Sled { tree: T::Outbox.name(), source })?;
+                decode(T::Outbox.name(), &key, &value)
+            })
+            .collect()
+    }
+
+    /// Every lane that has pushes waiting (at start-up, to resume them).
+    pub fn waiting_lanes(&self) -> Result<Vec<(String, Lane)>, Error> {
+        let mut lanes: Vec<(String, Lane)> = Vec::new();
+        for item in self.tree(T::Outbox).iter() {
+            let (key, value) = item.map_err(|source| Error::Sled { tree: T::Outbox.name(), source })?;
+            let push: Push = decode(T::Outbox.name(), &key, &value)?;
+            if !lanes.iter().any(|(app, lane)| *app == push.app_key && *lane == push.lane) {
+                lanes.push((push.app_key, push.lane));
+            }
+        }
+        Ok(lanes)
+    }
+
+    /// The customer acknowledged these.
+    pub fn delivered(&self, pushes: &[Push]) -> Result<(), Error> {
+        let mut writes = WriteSet::default();
+        for push in pushes {
+            writes.remove(T::Outbox, lane_key(push));
+        }
+        self.commit(writes)
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub fn retry_later(&self, pushes: &[Push]) -> Result<(), Error> {
+        let mut writes = WriteSet::default();
+        for push in pushes {
+            writes.put(T::Outbox, lane_key(push), encode(push));
+        }
+        self.commit(writes)
+    }
+
+    /// Moves pushes whose retries are used up to the dead letters.
+    pub fn bury(&self, pushes: &[Push]) -> Result<(), Error> {
+        let mut writes = WriteSet::default();
+        for push in pushes {
+            writes.remove(T::Outbox, lane_key(push));
+            writes.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode(push));
+        }
+        self.commit(writes)
+    }
+
+    /// The dead letters, oldest first.
+    pub fn dead_pushes(&self) -> Result<Vec<Push>, Error> {
+        self.tree(T::OutboxDead)
+            .iter()
+            .map(|item| {
+                let (key, value) = item.map_err(|source| Error::Sled { tree: T::OutboxDead.name(), source })?;
+                decode(T::OutboxDead.name(), &key, &value)
+            })
+            .collect()
+    }
+
+    /// Puts a dead push back at the end of its lane with fresh retries; `None` if no such push.
+    pub fn revive(&self, id: u64, now_ms: i64) -> Result<Option<Push>, Error> {
+        let key = id.to_be_bytes();
+        let Some(push) = self.get_record::<Push>(T::OutboxDead, &key)? else { return Ok(None) };
+        // A new id puts it behind what is waiting now, keeping the lane in order from here on.
+        let revived = Push { id: self.next_id()?, attempts: 0, next_attempt_at_ms: now_ms, last_error: None, ..push };
+        let mut writes = WriteSet::default();
+        writes.remove(T::OutboxDead, key.to_vec());
+        Store::stage_push(&mut writes, &revived);
+        self.commit(writes)?;
+        Ok(Some(revived))
+    }
+}
+
+impl Store {
+    /// Saves a call's session together with the pushes its change caused, in one transaction.
+    pub fn save_session<S: Serialize>(&self, session_id: &str, session: &S, pushes: &[Push]) -> Result<(), Error> {
+        let mut writes = WriteSet::default();
+        writes.put(T::Sessions, session_id.as_bytes(), encode(session));
+        for push in pushes {
+            Store::stage_push(&mut writes, push);
+        }
+        self.commit(writes)
+    }
+
+    /// Forgets a finished session, with the pushes its end caused (a stale session's CDR).
+    pub fn forget_session(&self, session_id: &str, pushes: &[Push]) -> Result<(), Error> {
+        let mut writes = WriteSet::default();
+        writes.remove(T::Sessions, session_id.as_bytes());
+        for push in pushes {
+            Store::stage_push(&mut writes, push);
+        }
+        self.commit(writes)
+    }
+
+    /// Every saved session (at start-up).
+    pub fn sessions<S: serde::de::DeserializeOwned>(&self) -> Result<Vec<S>, Error> {
+        self.tree(T::Sessions)
+            .iter()
+            .map(|item| {
+                let (key, value) = item.map_err(|source| Error::Sled { tree: T::Sessions.name(), source })?;
+                decode(T::Sessions.name(), &key, &value)
+            })
+            .collect()
+    }
+}
