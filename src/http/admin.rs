@@ -12,6 +12,8 @@
 //! | `GET /v1/admin/scripts` | | `scripts`: active version, files, earlier versions, last error |
 //! | `POST /v1/admin/scripts/reload` | | `outcome`: `reloaded`, `unchanged` or `rolled_back` (with `error`) |
 //! | `POST /v1/admin/scripts/rollback` | | `version` now active; 409 when there is no earlier version |
+//! | `GET /v1/admin/pushes/dead` | | `pushes` whose retries are used up, oldest first |
+//! | `POST /v1/admin/pushes/dead/{id}/redeliver` | | puts one back at the end of its lane with fresh retries |
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,6 +39,29 @@ pub fn router() -> Router<AppState> {
         .route("/scripts", get(scripts_show))
         .route("/scripts/reload", post(scripts_reload))
         .route("/scripts/rollback", post(scripts_rollback))
+        .route("/pushes/dead", get(pushes_dead))
+        .route("/pushes/dead/{id}/redeliver", post(pushes_redeliver))
+}
+
+async fn pushes_dead(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
+    let pushes = state.store.dead_pushes()?;
+    let list = serde_json::to_value(pushes).map_err(|err| AppError::internal(&err))?;
+    Ok(success(one("pushes", list)))
+}
+
+async fn pushes_redeliver(
+    _: Admin,
+    State(state): State<AppState>,
+    PathParams(id): PathParams<u64>,
+) -> Result<Response, AppError> {
+    let revived = state.store.revive(id, state.ledger.pusher.now_ms())?;
+    let Some(push) = revived else {
+        return Err(admin_error(Rejection::NotFound { what: format!("dead push {id}") }));
+    };
+    state.store.durable().await?;
+    state.ledger.pusher.wake(&push.app_key, push.lane);
+    tracing::info!(old_id = id, new_id = push.id, app_key = %push.app_key, "push put back for redelivery");
+    Ok(success(one("id", push.id.into())))
 }
 
 async fn scripts_show(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {

@@ -12,6 +12,8 @@ mod concurrency;
 mod layering;
 mod persistence;
 mod policy_docs;
+mod push;
+mod receiver;
 mod reference_client;
 mod reload;
 mod sandbox;

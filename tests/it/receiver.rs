@@ -1,0 +1,107 @@
+//! A real webhook receiver on loopback, standing in for a customer's server: it records every
+//! push (path, body, whether its X-AKSK signature verifies) and can be told to fail or to hang.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::Json;
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub body: Value,
+    pub signed_by: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Mutex<Vec<Received>>,
+    /// Answer 500 to this many more pushes.
+    fail_next: AtomicUsize,
+    /// 0 answer, 1 hang.
+    hang: AtomicUsize,
+    secrets: Mutex<Vec<(String, String)>>,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    inner: Arc<Inner>,
+    pub base: String,
+}
+
+async fn receive(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, Json(body): Json<Value>) -> StatusCode {
+    if inner.hang.load(Ordering::SeqCst) == 1 {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if inner.fail_next.load(Ordering::SeqCst) > 0 {
+        inner.fail_next.fetch_sub(1, Ordering::SeqCst);
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signed_by = privnum::auth::parse(text("authorization"), text).ok().and_then(|credentials| {
+        let secrets = inner.secrets.lock().unwrap();
+        let secret = secrets.iter().find(|(app, _)| *app == credentials.app_key).map(|(_, s)| s.clone())?;
+        credentials.verify(&secret).then_some(credentials.app_key)
+    });
+    inner.received.lock().unwrap().push(Received { path: uri.path().to_owned(), body, signed_by });
+    StatusCode::OK
+}
+
+impl Receiver {
+    /// Starts on a free loopback port; `secrets` are the apps whose signatures it checks.
+    pub async fn start(secrets: &[(&str, &str)]) -> Receiver {
+        let inner = Arc::new(Inner::default());
+        *inner.secrets.lock().unwrap() = secrets.iter().map(|(a, s)| ((*a).to_owned(), (*s).to_owned())).collect();
+        let router = axum::Router::new().fallback(axum::routing::post(receive)).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Receiver { inner, base }
+    }
+
+    pub fn fail_next(&self, count: usize) {
+        self.inner.fail_next.store(count, Ordering::SeqCst);
+    }
+
+    pub fn hang(&self, on: bool) {
+        self.inner.hang.store(usize::from(on), Ordering::SeqCst);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.received.lock().unwrap().clone()
+    }
+
+    /// Waits (polling, at most `limit`) until `done` holds for what was received.
+    pub async fn wait_for(&self, limit: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let start = Instant::now();
+        loop {
+            let received = self.received();
+            if done(&received) || start.elapsed() > limit {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The event types pushed for one session, in arrival order.
+pub fn events_of(received: &[Received], session_id: &str) -> Vec<String> {
+    received
+        .iter()
+        .filter(|r| r.path == "/events" && r.body["statusInfo"]["sessionId"] == session_id)
+        .map(|r| r.body["eventType"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// Every CDR item received, in arrival order.
+pub fn cdrs(received: &[Received]) -> Vec<Value> {
+    received
+        .iter()
+        .filter(|r| r.path == "/cdr")
+        .flat_map(|r| r.body["feeLst"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
