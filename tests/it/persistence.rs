@@ -129,3 +129,78 @@ async fn acknowledged_binds_survive_kill_9() {
         assert_eq!(answer["resultcode"], "0", "binding {id} was acknowledged but lost: {answer}");
     }
 }
+
+/// The release binary with its config pointing pushes at `receiver`, in `dir`.
+fn spawn_pushing_server(dir: &std::path::Path, receiver: &crate::receiver::Receiver) -> (Process, String) {
+    let config = format!(
+        "scripts_dir = {:?}\npush_retry_schedule = [\"300ms\", \"500ms\", \"1s\", \"2s\", \"3s\", \"5s\"]\ncdr_flush_ms = 100\n{}\ncall_event_url = \"{}/events\"\ncdr_url = \"{}/cdr\"\n",
+        crate::support::scripts_dir().display().to_string(),
+        CONFIG.trim_end(),
+        receiver.base,
+        receiver.base
+    );
+    std::fs::write(dir.join("privnum.toml"), config).unwrap();
+    spawn_server(dir)
+}
+
+async fn switch_post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    let response = client.post(url).bearer_auth("dev-switch-token").json(&body).send().await.expect("switch request");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cdr_arrives_through_failures_an_outage_and_kill_9() {
+    let receiver = crate::receiver::Receiver::start(&[("demo-app", "demo-secret")]).await;
+    receiver.fail_next(3);
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (process, base) = spawn_pushing_server(dir.path(), &receiver);
+    let body = json!({"relationNum": "+8617000000001", "callerNum": "+8613800000001", "calleeNum": "+8613900000001"});
+    let bound = signed_request(&client, Method::POST, format!("{base}{AXB_PATH}"), Some(&body)).await;
+    assert_eq!(bound["resultcode"], "0", "{bound}");
+
+    let calls = 10;
+    for i in 0..calls {
+        let session = format!("k-{i}");
+        let call = json!({"caller": "+8613800000001", "called": "+8617000000001", "sessionId": session});
+        let decision = switch_post(&client, format!("{base}/v1/switch/calls"), call).await;
+        assert_eq!(decision["action"], "connect", "{decision}");
+        for event in ["callout", "alerting", "answer", "disconnect"] {
+            let body = json!({"event": event, "stateCode": 0, "releaseSide": "caller"});
+            switch_post(&client, format!("{base}/v1/switch/calls/{session}/events"), body).await;
+        }
+        if i == calls / 2 {
+            // The customer goes down for a while.
+            receiver.fail_next(1_000_000);
+        }
+    }
+    // Killed while pushes wait for their retries; started again; the customer comes back.
+    drop(process);
+    let (_process, _base) = spawn_pushing_server(dir.path(), &receiver);
+    receiver.fail_next(0);
+    let received = receiver
+        .wait_for(Duration::from_secs(20), |r| {
+            let ids: std::collections::HashSet<_> =
+                crate::receiver::cdrs(r).iter().map(|c| c["sessionId"].to_string()).collect();
+            ids.len() == calls
+        })
+        .await;
+    let cdrs = crate::receiver::cdrs(&received);
+    let mut icids = std::collections::HashMap::new();
+    for cdr in &cdrs {
+        let previous = icids.insert(cdr["sessionId"].to_string(), cdr["icid"].clone());
+        if let Some(previous) = previous {
+            assert_eq!(previous, cdr["icid"], "a duplicate CDR must carry the same icid");
+        }
+    }
+    assert_eq!(icids.len(), calls, "every call's CDR arrived: {cdrs:?}");
+    for i in 0..calls {
+        let events = crate::receiver::events_of(&received, &format!("k-{i}"));
+        let first_of_each: Vec<_> = ["callin", "callout", "alerting", "answer", "disconnect"]
+            .iter()
+            .map(|kind| events.iter().position(|e| e == kind).unwrap_or(usize::MAX))
+            .collect();
+        assert!(first_of_each.windows(2).all(|w| w[0] < w[1]), "k-{i} events out of order or missing: {events:?}");
+    }
+}
