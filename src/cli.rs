@@ -99,7 +99,7 @@ pub async fn call(plan: CallPlan) -> anyhow::Result<()> {
     }
     if decision["action"] != "connect" {
         println!("released: stateCode {}", decision["stateCode"]);
-        return Ok(());
+        return print_cdr(&client, &base, &plan.switch_token, &session).await;
     }
     let events = format!("/v1/switch/calls/{session}/events");
     post(events.clone(), json!({"event": "callout", "time": at(0)})).await?;
@@ -122,5 +122,18 @@ pub async fn call(plan: CallPlan) -> anyhow::Result<()> {
         }
     };
     println!("call over after {end} s (session {session})");
+    print_cdr(&client, &base, &plan.switch_token, &session).await
+}
+
+/// Prints the CDR privnum made of the call (the one pushed to the customer's `cdr_url`).
+async fn print_cdr(client: &reqwest::Client, base: &str, token: &str, session: &str) -> anyhow::Result<()> {
+    let url = format!("{base}/v1/switch/calls/{session}/cdr");
+    let response = client.get(&url).bearer_auth(token).send().await.with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let cdr: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("no CDR for session {session}: {status} {cdr}");
+    }
+    println!("CDR:\n{}", serde_json::to_string_pretty(&cdr).unwrap_or_default());
     Ok(())
 }

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod axb;
+pub mod calls;
 pub mod error;
 pub mod request;
 pub mod switch;
@@ -64,6 +65,8 @@ pub fn app(state: AppState) -> Router {
             AXB_PATH,
             get(axb::bindings_query).post(axb::bindings_create).put(axb::bindings_modify).delete(axb::bindings_delete),
         )
+        .route(calls::STOP_PATH, axum::routing::post(calls::calls_stop))
+        .route(calls::RECORD_PATH, get(calls::record_link))
         .layer(middleware::from_fn_with_state(("provisioning", state.clone()), count_results));
     let admin = admin::router().layer(middleware::from_fn_with_state(("admin", state.clone()), count_results));
     Router::new()

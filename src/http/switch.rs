@@ -6,6 +6,7 @@
 //! | `POST /v1/switch/calls` | `{"caller","called","sessionId"?,"time"?}` | a decision |
 //! | `POST /v1/switch/calls/{sessionId}/digits` | `{"digits"}` | a decision (AXE; not routed yet) |
 //! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?}` | `{}` |
+//! | `GET /v1/switch/calls/{sessionId}/cdr` | | the CDR of an ended call (kept a minute after the end) |
 //!
 //! Errors use the provisioning envelope: 400 for a bad body, 401 for a bad token, 404 for an
 //! unknown session, 409 for a sessionId that is already in use.
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/calls", post(calls_create))
         .route("/calls/{session_id}/digits", post(calls_digits))
         .route("/calls/{session_id}/events", post(calls_event))
+        .route("/calls/{session_id}/cdr", axum::routing::get(calls_cdr))
 }
 
 /// A request carrying `Authorization: Bearer <switch_token>`.
@@ -288,4 +290,20 @@ async fn calls_event(
     // The event is acknowledged only once its pushes are on disk.
     state.store.durable().await?;
     Ok(Json(json!({})).into_response())
+}
+
+async fn calls_cdr(
+    _: Switch,
+    State(state): State<AppState>,
+    PathParams(session_id): PathParams<String>,
+) -> Result<Response, AppError> {
+    let session = state.ledger.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
+    if session.ended_at.is_none() {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            codes::INVALID_REQUEST,
+            format!("Invalid request.session {session_id} has not ended"),
+        ));
+    }
+    Ok(Json(crate::calls::report::cdr(&session, &state.config.node_name, None)).into_response())
 }

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod axb;
 mod concurrency;
+mod controls;
 mod layering;
 mod persistence;
 mod policy_docs;

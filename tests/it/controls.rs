@@ -1,0 +1,98 @@
+//! The customer's call controls: stopping a live call through the switch, recording links, and
+//! the CDR the virtual switch prints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::receiver::Receiver;
+use crate::support::{self, TestServer, AXB_APP, QUIET_APP};
+
+const A: &str = "+8613800000001";
+const X: &str = "+8617000000001";
+
+async fn server_with_switch_control(receiver: &Receiver) -> TestServer {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = support::test_config(dir.path().join("data"));
+    config.switch_control_url = format!("{}/control", receiver.base);
+    TestServer::start_with(config, dir).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_call_is_stopped_through_the_switch() {
+    let receiver = Receiver::start(&[]).await;
+    let server = server_with_switch_control(&receiver).await;
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "live"})).await;
+
+    let stop = json!({"sessionid": "live", "signal": "call_stop"});
+    server.call(AXB_APP, Method::POST, "/rest/httpsessions/callStop/v2.0", Some(&stop)).await.expect(200, "0");
+    let received = receiver.wait_for(Duration::from_secs(3), |r| !r.is_empty()).await;
+    assert_eq!(
+        (received[0].path.as_str(), &received[0].body),
+        ("/control", &json!({"sessionId": "live", "command": "stop"}))
+    );
+
+    // Another app's call, an unknown one, and an ended one are refused.
+    let other = server.call(QUIET_APP, Method::POST, "/rest/httpsessions/callStop/v2.0", Some(&stop)).await;
+    other.expect(403, "1010002");
+    let unknown = json!({"sessionid": "nope", "signal": "call_stop"});
+    server.call(AXB_APP, Method::POST, "/rest/httpsessions/callStop/v2.0", Some(&unknown)).await.expect(403, "1010002");
+    server.switch(Method::POST, "/calls/live/events", &json!({"event": "disconnect", "stateCode": 0})).await;
+    server.call(AXB_APP, Method::POST, "/rest/httpsessions/callStop/v2.0", Some(&stop)).await.expect(403, "1010002");
+    let wrong_signal = json!({"sessionid": "live", "signal": "hangup"});
+    let answer = server.call(AXB_APP, Method::POST, "/rest/httpsessions/callStop/v2.0", Some(&wrong_signal)).await;
+    answer.expect(403, "1010002");
+    assert!(answer.desc().contains("signal"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn without_a_switch_control_url_a_stop_is_an_internal_error() {
+    let server = TestServer::start().await;
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "live"})).await;
+    let stop = json!({"sessionid": "live", "signal": "call_stop"});
+    server.call(AXB_APP, Method::POST, "/rest/httpsessions/callStop/v2.0", Some(&stop)).await.expect(500, "1010001");
+}
+
+#[tokio::test]
+async fn a_recording_link_is_a_signed_expiring_redirect() {
+    let server = TestServer::start().await;
+    let headers = server.signed(AXB_APP, privnum::auth::Scheme::Aksk);
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut request = client.get(format!(
+        "{}/rest/provision/voice/record/v1.0?recordDomain=rec.example.com&fileName=call-1.wav",
+        server.base
+    ));
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 301);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("https://rec.example.com/call-1.wav?appKey=axb-app&expires="), "{location}");
+    let expires: i64 = location.split("expires=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
+    assert_eq!(expires, server.clock_now() + 3 * 24 * 3600);
+    let signature = location.split("signature=").nth(1).unwrap();
+    let expected = privnum::http::calls::record_signature(AXB_APP.1, "rec.example.com", "call-1.wav", expires);
+    assert_eq!(signature, expected);
+
+    let missing =
+        server.call(AXB_APP, Method::GET, "/rest/provision/voice/record/v1.0?recordDomain=rec.example.com", None).await;
+    missing.expect(403, "1010002");
+    let bad_host = "/rest/provision/voice/record/v1.0?recordDomain=evil/path&fileName=a.wav";
+    server.call(AXB_APP, Method::GET, bad_host, None).await.expect(403, "1010002");
+}
+
+#[tokio::test]
+async fn the_cdr_of_an_ended_call_can_be_read_by_the_switch() {
+    let server = TestServer::start().await;
+    server.switch(Method::POST, "/calls", &json!({"caller": "+8613700000001", "called": X, "sessionId": "gone"})).await;
+    let cdr = server.switch(Method::GET, "/calls/gone/cdr", &json!({})).await;
+    assert_eq!((cdr.status.as_u16(), cdr.body["ulFailReason"].as_u64()), (200, Some(8014)), "{cdr:?}");
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "on"})).await;
+    server.switch(Method::GET, "/calls/on/cdr", &json!({})).await.expect(409, "1010002");
+}
