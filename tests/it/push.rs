@@ -67,8 +67,19 @@ async fn each_outcome_gets_its_events_in_order_and_one_cdr() {
     event(&server, "busy", json!({"event": "disconnect", "q850": 17, "releaseSide": "callee"})).await;
     // Rejected at routing: a stranger gets 8014.
     call(&server, "+8613700000009", "stranger").await;
+    // No answer after ringing (Q.850 19): 8101. The caller gives up while it rings: 7502.
+    call(&server, A, "no-answer").await;
+    event(&server, "no-answer", json!({"event": "alerting"})).await;
+    event(&server, "no-answer", json!({"event": "disconnect", "q850": 19})).await;
+    call(&server, A, "gave-up").await;
+    event(&server, "gave-up", json!({"event": "alerting"})).await;
+    event(&server, "gave-up", json!({"event": "disconnect", "releaseSide": "caller"})).await;
+    // The switch ends a call at its maximum duration: 8010.
+    call(&server, A, "too-long").await;
+    event(&server, "too-long", json!({"event": "answer"})).await;
+    event(&server, "too-long", json!({"event": "disconnect", "stateCode": 8010, "releaseSide": "platform"})).await;
 
-    let received = receiver.wait_for(Duration::from_secs(5), |r| cdrs(r).len() >= 3).await;
+    let received = receiver.wait_for(Duration::from_secs(5), |r| cdrs(r).len() >= 6).await;
     assert_eq!(events_of(&received, "answered"), ["callin", "callout", "alerting", "answer", "disconnect"]);
     assert_eq!(events_of(&received, "busy"), ["callin", "callout", "disconnect"]);
     assert_eq!(events_of(&received, "stranger"), ["callin", "disconnect"]);
@@ -97,7 +108,7 @@ async fn each_outcome_gets_its_events_in_order_and_one_cdr() {
     );
 
     let all = cdrs(&received);
-    assert_eq!(all.len(), 3, "one CDR per call: {all:?}");
+    assert_eq!(all.len(), 6, "one CDR per call: {all:?}");
     let by_session = |id: &str| all.iter().find(|c| c["sessionId"] == id).unwrap().clone();
     let answered = by_session("answered");
     for (field, value) in [
@@ -125,6 +136,9 @@ async fn each_outcome_gets_its_events_in_order_and_one_cdr() {
         (busy["direction"].clone(), busy["ulFailReason"].clone(), busy["fwdUnaswRsn"].clone()),
         (json!(0), json!(8102), json!(17))
     );
+    for (session, code) in [("no-answer", 8101), ("gave-up", 7502), ("too-long", 8010)] {
+        assert_eq!(by_session(session)["ulFailReason"], code, "{session}");
+    }
     let stranger = by_session("stranger");
     assert_eq!(
         (stranger["direction"].clone(), stranger["ulFailReason"].clone(), stranger["subscriptionId"].clone()),
@@ -201,4 +215,57 @@ async fn a_hanging_receiver_does_not_delay_decisions() {
         call(&server, "+8613700000003", &format!("h-{i}")).await;
         assert!(start.elapsed() < Duration::from_millis(200), "decision {i} waited {:?}", start.elapsed());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_direction_is_rejected_at_routing_with_its_cdr() {
+    let receiver = Receiver::start(&[AXB_APP]).await;
+    let server = server_pushing_to(&receiver, &["100ms"], 50).await;
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "callDirection": 1})).await.expect(200, "0");
+    let decision = call(&server, B, "blocked").await;
+    assert_eq!(decision["stateCode"], 8016);
+    let received = receiver.wait_for(Duration::from_secs(5), |r| cdrs(r).len() == 1).await;
+    assert_eq!(events_of(&received, "blocked"), ["callin", "disconnect"]);
+    let cdr = &cdrs(&received)[0];
+    assert_eq!((cdr["ulFailReason"].clone(), cdr["direction"].clone()), (json!(8016), json!(0)), "{cdr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_call_loses_nothing() {
+    let receiver = Receiver::start(&[AXB_APP]).await;
+    let server = server_pushing_to(&receiver, &["100ms"], 50).await;
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    call(&server, A, "across").await;
+    event(&server, "across", json!({"event": "answer"})).await;
+    let server = server.restart().await;
+    event(&server, "across", json!({"event": "disconnect", "stateCode": 0})).await;
+    let received = receiver.wait_for(Duration::from_secs(5), |r| cdrs(r).len() == 1).await;
+    assert_eq!(events_of(&received, "across"), ["callin", "answer", "disconnect"]);
+    assert!(
+        !cdrs(&received)[0]["fwdAnswerTime"].as_str().unwrap().is_empty(),
+        "the answer before the restart is in the CDR"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_switch_never_ends_is_closed_with_a_cdr_that_says_so() {
+    let receiver = Receiver::start(&[AXB_APP]).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = support::test_config(dir.path().join("data"));
+    config.session_timeout_secs = 600;
+    for app in &mut config.apps {
+        app.call_event_url = format!("{}/events", receiver.base);
+        app.cdr_url = format!("{}/cdr", receiver.base);
+    }
+    let server = TestServer::start_with(config, dir).await;
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    call(&server, A, "forgotten").await;
+    event(&server, "forgotten", json!({"event": "answer"})).await;
+    server.clock.advance(600);
+    // The sweeper runs every second.
+    let received = receiver.wait_for(Duration::from_secs(5), |r| cdrs(r).len() == 1).await;
+    let cdr = &cdrs(&received)[0];
+    assert_eq!(cdr["ulFailReason"], 8020, "{cdr}");
+    assert!(cdr["closedBy"].as_str().is_some_and(|reason| reason.contains("session_timeout_secs")), "{cdr}");
+    assert_eq!(events_of(&received, "forgotten").last().map(String::as_str), Some("disconnect"));
 }
