@@ -18,8 +18,13 @@
 //! - `calls`: AXB callin decisions (`POST /v1/switch/calls`) from callers with a binding, after
 //!   loading `--bindings` bindings straight into the store. Each answer must be a connect.
 //!
+//! - `complete`: whole calls — callin, callout, alerting, answer, disconnect — each event durable
+//!   before its answer, with call events and CDRs pushed to a receiver in this process; after each
+//!   level it waits until every CDR has arrived and reports calls per second up to the last one.
+//!
 //! Run: `cargo run --release --example load -- binds --clients 1,16,64 --seconds 5`
 //! and  `cargo run --release --example load -- calls --bindings 100000 --clients 4,64 --seconds 5`
+//! and  `cargo run --release --example load -- complete --clients 16,64 --seconds 5`
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -56,6 +61,8 @@ enum Command {
     Binds(BindsArgs),
     /// AXB callin decisions from bound callers.
     Calls(CallsArgs),
+    /// Whole calls with their events and CDRs delivered to a local receiver.
+    Complete(CallsArgs),
 }
 
 #[derive(Args)]
@@ -129,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Binds(args) => run_binds(args).await,
         Command::Calls(args) => run_calls(args).await,
+        Command::Complete(args) => run_complete(args).await,
     }
 }
 
@@ -147,6 +155,90 @@ async fn run_calls(args: CallsArgs) -> anyhow::Result<()> {
     let result = run_levels(call, &plan, "calls/s").await;
     server.stop().await?;
     result
+}
+
+async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
+    let plan = args.levels.plan()?;
+    let receiver = CdrReceiver::start().await?;
+    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
+    let numbers = args.bindings.div_ceil(per_x).max(1);
+    let mut app = axb_app(numbers);
+    app.call_event_url = format!("{}/events", receiver.base);
+    app.cdr_url = format!("{}/cdr", receiver.base);
+    let server = Server::start(vec![app], args.levels.data_parent.as_deref()).await?;
+    let pairs = preload(&server, args.bindings).await?;
+    print_header(
+        &server,
+        &format!("complete AXB calls (callin + 4 events, CDR delivered); {} bindings", args.bindings),
+    );
+    let caller = Arc::new(Caller::new(&server.base, pairs)?);
+    let table = Table::new("calls/s");
+    table.print_header();
+    for &clients in &plan.clients {
+        let before = receiver.cdrs();
+        let started = Instant::now();
+        let caller_op = caller.clone();
+        let op = move || {
+            let caller = caller_op.clone();
+            async move { caller.complete().await }
+        };
+        let sample = drive(op, clients, plan.measured).await?;
+        table.print_row(&sample, rss_kib());
+        let completed = sample.log.latencies_us.len() as u64 - sample.log.errors;
+        let expected = before + completed;
+        let delivered = receiver.wait_for(expected, Duration::from_secs(60)).await;
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "           {} of {} CDRs delivered, the last {:.1} s after the level began: {:.0} complete calls/s",
+            delivered - before,
+            expected - before,
+            took,
+            (delivered - before) as f64 / took
+        );
+        if let Some(error) = &sample.log.first_error {
+            println!("           first error: {error}");
+        }
+    }
+    server.stop().await
+}
+
+/// A customer endpoint in this process: counts CDR items and acknowledges every push.
+struct CdrReceiver {
+    base: String,
+    cdrs: Arc<AtomicU64>,
+}
+
+impl CdrReceiver {
+    async fn start() -> anyhow::Result<CdrReceiver> {
+        let cdrs = Arc::new(AtomicU64::new(0));
+        let counter = cdrs.clone();
+        let router = axum::Router::new().fallback(axum::routing::post(move |body: axum::Json<Value>| {
+            let counter = counter.clone();
+            async move {
+                if let Some(items) = body.0["feeLst"].as_array() {
+                    counter.fetch_add(items.len() as u64, Ordering::Relaxed);
+                }
+                axum::http::StatusCode::OK
+            }
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the receiver")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(CdrReceiver { base, cdrs })
+    }
+
+    fn cdrs(&self) -> u64 {
+        self.cdrs.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `limit`) until `count` CDRs have arrived; returns how many did.
+    async fn wait_for(&self, count: u64, limit: Duration) -> u64 {
+        let start = Instant::now();
+        while self.cdrs() < count && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.cdrs()
+    }
 }
 
 /// Binds `count` pairs directly in the store (not over HTTP), printing progress; returns each
@@ -211,6 +303,29 @@ impl Caller {
         let body: Value = response.json().await.map_err(|err| format!("HTTP {status}: {err}"))?;
         if status != reqwest::StatusCode::OK || body["action"] != "connect" {
             return Err(format!("HTTP {status}: {body}"));
+        }
+        Ok(())
+    }
+
+    /// A whole call: the callin, then the four events of an answered call.
+    async fn complete(&self) -> Outcome {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        let (caller, x) = &self.pairs[n % self.pairs.len()];
+        let session = format!("load-{n}-{}", std::process::id());
+        let body = json!({"caller": caller, "called": x, "sessionId": session});
+        let response = self.client.post(&self.url).bearer_auth(&self.token).json(&body).send().await;
+        let response = response.map_err(|err| err.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("callin: HTTP {}", response.status()));
+        }
+        for event in ["callout", "alerting", "answer", "disconnect"] {
+            let url = format!("{}/{session}/events", self.url);
+            let body = json!({"event": event, "stateCode": 0, "releaseSide": "caller"});
+            let response = self.client.post(url).bearer_auth(&self.token).json(&body).send().await;
+            let status = response.map_err(|err| err.to_string())?.status();
+            if !status.is_success() {
+                return Err(format!("{event}: HTTP {status}"));
+            }
         }
         Ok(())
     }
