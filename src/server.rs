@@ -112,6 +112,7 @@ impl Running {
         for task in tasks {
             task.await.context("a server task panicked")?;
         }
+        state.ledger.pusher.stopped().await;
         state.store.flush_now().context("flushing the store at shutdown")?;
         Ok(())
     }

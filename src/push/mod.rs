@@ -29,6 +29,8 @@ pub struct Pusher {
     config: Arc<Config>,
     client: reqwest::Client,
     lanes: Mutex<HashMap<(String, Lane), Arc<Notify>>>,
+    /// The lane tasks, so a shutdown can wait for them to let go of the store.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -41,7 +43,7 @@ impl std::fmt::Debug for Pusher {
 impl Pusher {
     pub fn new(store: Arc<Store>, config: Arc<Config>, stop: watch::Receiver<bool>) -> Arc<Self> {
         let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).no_proxy().build().unwrap_or_default();
-        Arc::new(Pusher { store, config, client, lanes: Mutex::default(), stop })
+        Arc::new(Pusher { store, config, client, lanes: Mutex::default(), tasks: Mutex::default(), stop })
     }
 
     /// Pushes are scheduled in milliseconds of real time (not the injectable clock), so retries
@@ -71,7 +73,17 @@ impl Pusher {
         drop(lanes);
         let pusher = self.clone();
         let app_key = app_key.to_owned();
-        tokio::spawn(async move { pusher.run_lane(app_key, lane, notify).await });
+        let task = tokio::spawn(async move { pusher.run_lane(app_key, lane, notify).await });
+        self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(task);
+    }
+
+    /// Waits until every lane has stopped (after `stop` changed). A push being sent is abandoned;
+    /// it stays in the outbox and is sent again after the restart.
+    pub async fn stopped(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 
     async fn run_lane(self: Arc<Self>, app_key: String, lane: Lane, notify: Arc<Notify>) {
@@ -80,7 +92,11 @@ impl Pusher {
             if *stop.borrow() {
                 return;
             }
-            let wait = match self.step(&app_key, lane).await {
+            let step = tokio::select! {
+                step = self.step(&app_key, lane) => step,
+                _ = stop.changed() => return,
+            };
+            let wait = match step {
                 Ok(Step::Again) => continue,
                 Ok(Step::Idle) => None,
                 Ok(Step::WaitUntil(at_ms)) => {

@@ -180,10 +180,12 @@ async fn every_cdr_arrives_through_failures_an_outage_and_kill_9() {
     let (_process, _base) = spawn_pushing_server(dir.path(), &receiver);
     receiver.fail_next(0);
     let received = receiver
-        .wait_for(Duration::from_secs(20), |r| {
+        .wait_for(Duration::from_secs(30), |r| {
             let ids: std::collections::HashSet<_> =
                 crate::receiver::cdrs(r).iter().map(|c| c["sessionId"].to_string()).collect();
-            ids.len() == calls
+            let ended =
+                (0..calls).all(|i| crate::receiver::events_of(r, &format!("k-{i}")).iter().any(|e| e == "disconnect"));
+            ids.len() == calls && ended
         })
         .await;
     let cdrs = crate::receiver::cdrs(&received);
