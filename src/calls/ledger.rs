@@ -65,16 +65,18 @@ impl Ledger {
             self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
             self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
         }
-        if !self.sessions.insert(session.clone()) {
-            return Ok(false);
+        let opened = self
+            .sessions
+            .insert_with(session, |session| self.store.save_session(&session.session_id, session, &pushes))?;
+        if opened {
+            self.wake(&pushes);
         }
-        self.store.save_session(&session.session_id, &session, &pushes)?;
-        self.wake(&pushes);
-        Ok(true)
+        Ok(opened)
     }
 
-    /// Records an event the switch reported; `None` for an unknown session. An event after the
-    /// end is kept in the session but not pushed.
+    /// Records an event the switch reported; `None` for an unknown session. Changes to one
+    /// session are serialized, and saved (with their pushes) before the session in memory
+    /// changes. An event after the end is kept in the session but not pushed.
     pub fn record(
         &self,
         session_id: &str,
@@ -82,27 +84,47 @@ impl Ledger {
         recording: Option<super::session::Recording>,
         now: i64,
     ) -> Result<Option<()>, store::Error> {
-        let was_ended = self.sessions.get(session_id).map(|session| session.ended_at.is_some());
-        let Some((session, ended_now)) = self.sessions.record(session_id, event.clone(), recording, now) else {
-            return Ok(None);
-        };
-        let mut pushes = Vec::new();
-        if was_ended == Some(false) {
-            self.push(&session, Lane::Events, leg_event(&session, &event), &mut pushes)?;
-            if ended_now {
-                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
+        let outcome = self.sessions.update(session_id, |mut session| {
+            let was_ended = session.ended_at.is_some();
+            let (kept, ended_now) = session.apply(event.clone(), recording, now);
+            let mut pushes = Vec::new();
+            if kept && !was_ended {
+                self.push(&session, Lane::Events, leg_event(&session, &event), &mut pushes)?;
+                if ended_now {
+                    self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
+                }
+            }
+            self.store.save_session(session_id, &session, &pushes)?;
+            Ok((session, pushes))
+        });
+        match outcome {
+            None => Ok(None),
+            Some(Err(err)) => Err(err),
+            Some(Ok(pushes)) => {
+                self.wake(&pushes);
+                Ok(Some(()))
             }
         }
-        self.store.save_session(session_id, &session, &pushes)?;
-        self.wake(&pushes);
-        Ok(Some(()))
     }
 
     /// Drops ended sessions after their grace, and ends stale ones with a `disconnect` (8020)
     /// and a CDR that says privnum closed them.
-    pub fn sweep(&self, now: i64, timeout_secs: i64) -> Result<usize, store::Error> {
+    pub fn sweep(&self, now: i64, timeout_secs: i64) -> usize {
         let dropped = self.sessions.prune(now, timeout_secs);
-        for mut session in dropped.iter().cloned() {
+        let count = dropped.len();
+        for session in dropped {
+            // One session that cannot be closed must not stop the others; it goes back into
+            // memory and is tried again at the next sweep.
+            if let Err(err) = self.close(session.clone(), now) {
+                tracing::error!(session_id = %session.session_id, error = %err, "closing a session failed; will retry");
+                self.sessions.restore(vec![session]);
+            }
+        }
+        count
+    }
+
+    fn close(&self, mut session: Session, now: i64) -> Result<(), store::Error> {
+        {
             let mut pushes = Vec::new();
             if session.ended_at.is_none() {
                 let disconnect = Event {
@@ -122,6 +144,6 @@ impl Ledger {
             self.store.forget_session(&session.session_id, &pushes)?;
             self.wake(&pushes);
         }
-        Ok(dropped.len())
+        Ok(())
     }
 }

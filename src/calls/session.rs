@@ -71,9 +71,30 @@ pub struct Session {
 /// How long an ended session is kept for late events.
 pub const ENDED_GRACE_SECS: i64 = 60;
 
-/// Events one session keeps at most: a real call has five; a switch that repeats itself must not
-/// grow a session without bound.
-const MAX_EVENTS: usize = 32;
+/// Events one session keeps (and pushes) at most, besides its `disconnect`: a real call has five;
+/// a switch that repeats itself must not grow a session or a customer's traffic without bound.
+pub const MAX_EVENTS: usize = 32;
+
+impl Session {
+    /// Applies a reported event at `now` (privnum's clock). Returns whether the event was kept
+    /// (and so should be pushed) and whether it ended the call. A `disconnect` is always kept;
+    /// other events past [`MAX_EVENTS`] count as news but are dropped.
+    pub fn apply(&mut self, event: Event, recording: Option<Recording>, now: i64) -> (bool, bool) {
+        self.last_seen = now;
+        if recording.is_some() {
+            self.recording = recording;
+        }
+        let ends = event.kind == EventKind::Disconnect && self.ended_at.is_none();
+        if ends {
+            self.ended_at = Some(now);
+        }
+        let kept = ends || self.events.len() < MAX_EVENTS;
+        if kept {
+            self.events.push(event);
+        }
+        (kept, ends)
+    }
+}
 
 /// Enough shards that two cores' worth of concurrent calls rarely share one.
 const SHARDS: usize = 64;
@@ -106,38 +127,35 @@ impl Sessions {
 
     /// Adds a session; `false` if one with that id exists already.
     pub fn insert(&self, session: Session) -> bool {
-        let mut shard = self.shard(&session.session_id);
-        if shard.contains_key(&session.session_id) {
-            return false;
-        }
-        shard.insert(session.session_id.clone(), session);
-        true
+        self.insert_with(session, |_| Ok::<(), ()>(())).unwrap_or(false)
     }
 
-    /// Records an event at `now` (privnum's clock) and returns the session as it is now, and
-    /// whether this event ended it; `None` for an unknown session. Events past [`MAX_EVENTS`] are
-    /// counted as news but not kept.
-    pub fn record(
+    /// Changes one session under its shard's lock: `change` gets a copy of the session and returns
+    /// the new state with a result; the map takes the new state only if `change` succeeded. So
+    /// changes to one session are serialized, and a change that failed to be saved leaves the
+    /// session as it was. `None` for an unknown session.
+    pub fn update<R, E>(
         &self,
         session_id: &str,
-        event: Event,
-        recording: Option<Recording>,
-        now: i64,
-    ) -> Option<(Session, bool)> {
+        change: impl FnOnce(Session) -> Result<(Session, R), E>,
+    ) -> Option<Result<R, E>> {
         let mut shard = self.shard(session_id);
-        let session = shard.get_mut(session_id)?;
-        session.last_seen = now;
-        let ends = event.kind == EventKind::Disconnect && session.ended_at.is_none();
-        if ends {
-            session.ended_at = Some(now);
+        let current = shard.get(session_id)?.clone();
+        Some(change(current).map(|(session, result)| {
+            shard.insert(session.session_id.clone(), session);
+            result
+        }))
+    }
+
+    /// Adds a session saved by `save` under its shard's lock; `Ok(false)` if the id is taken.
+    pub fn insert_with<E>(&self, session: Session, save: impl FnOnce(&Session) -> Result<(), E>) -> Result<bool, E> {
+        let mut shard = self.shard(&session.session_id);
+        if shard.contains_key(&session.session_id) {
+            return Ok(false);
         }
-        if recording.is_some() {
-            session.recording = recording;
-        }
-        if session.events.len() < MAX_EVENTS {
-            session.events.push(event);
-        }
-        Some((session.clone(), ends))
+        save(&session)?;
+        shard.insert(session.session_id.clone(), session);
+        Ok(true)
     }
 
     /// Removes sessions that ended more than [`ENDED_GRACE_SECS`] ago, and those with no news for
@@ -210,6 +228,14 @@ mod tests {
         Event { kind, time: 0, release_side: None, state_code: None, q850: None, sip_status: None }
     }
 
+    fn apply(sessions: &Sessions, id: &str, kind: EventKind, now: i64) -> (bool, bool) {
+        let outcome = sessions.update(id, |mut session| {
+            let applied = session.apply(event(kind), None, now);
+            Ok::<_, ()>((session, applied))
+        });
+        outcome.unwrap().unwrap()
+    }
+
     #[test]
     fn ended_and_stale_sessions_are_dropped_and_live_ones_kept() {
         let sessions = Sessions::default();
@@ -217,13 +243,13 @@ mod tests {
         assert!(sessions.insert(session("talking", 0, false)));
         assert!(sessions.insert(session("forgotten", 0, false)));
         assert!(!sessions.insert(session("talking", 0, false)), "ids are unique");
-        sessions.record("talking", event(EventKind::Answer), None, 500).unwrap();
+        apply(&sessions, "talking", EventKind::Answer, 500);
         assert_eq!(sessions.prune(59, 1000).len(), 0);
         assert_eq!(sessions.prune(60, 1000).len(), 1, "the released call's grace is over");
         let stale = sessions.prune(1000, 1000);
         assert_eq!(stale[0].session_id, "forgotten", "no news for the whole timeout");
         assert!(sessions.get("talking").is_some());
-        let (_, ended) = sessions.record("talking", event(EventKind::Disconnect), None, 1200).unwrap();
+        let (_, ended) = apply(&sessions, "talking", EventKind::Disconnect, 1200);
         assert!(ended);
         assert_eq!(sessions.prune(1260, 1000).len(), 1);
         assert!(sessions.is_empty());
@@ -234,8 +260,10 @@ mod tests {
         let sessions = Sessions::default();
         sessions.insert(session("s", 0, false));
         for _ in 0..1000 {
-            sessions.record("s", event(EventKind::Alerting), None, 1).unwrap();
+            apply(&sessions, "s", EventKind::Alerting, 1);
         }
         assert_eq!(sessions.get("s").unwrap().events.len(), MAX_EVENTS);
+        let (kept, ended) = apply(&sessions, "s", EventKind::Disconnect, 2);
+        assert!(kept && ended, "the end of a call is always kept");
     }
 }

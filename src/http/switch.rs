@@ -149,6 +149,12 @@ async fn calls_create(
             "Invalid request.sessionId is already in use",
         ));
     }
+    // A call released at routing has its CDR now: it is on disk before the answer. A connect is
+    // answered at once (the switch is waiting to ring); its session and callin push become
+    // durable with the next flush (README, "Durability").
+    if released {
+        state.store.durable().await?;
+    }
     Ok(Json(answer).into_response())
 }
 
