@@ -67,7 +67,7 @@ impl Ledger {
         }
         let opened = self
             .sessions
-            .insert_with(session, |session| self.store.save_session(&session.session_id, session, &pushes))?;
+            .insert_with(session, |session| self.store.save_session(&session.session_id, session, &pushes, None))?;
         if opened {
             self.wake(&pushes);
         }
@@ -86,6 +86,7 @@ impl Ledger {
     ) -> Result<Option<()>, store::Error> {
         let outcome = self.sessions.update(session_id, |mut session| {
             let was_ended = session.ended_at.is_some();
+            let object_name = recording.as_ref().map(|r| r.object_name.clone());
             let (kept, ended_now) = session.apply(event.clone(), recording, now);
             let mut pushes = Vec::new();
             if kept && !was_ended {
@@ -94,7 +95,8 @@ impl Ledger {
                     self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
                 }
             }
-            self.store.save_session(session_id, &session, &pushes)?;
+            let owner = object_name.as_deref().zip(session.app_key.as_deref());
+            self.store.save_session(session_id, &session, &pushes, owner)?;
             Ok((session, pushes))
         });
         match outcome {

@@ -5,7 +5,8 @@
 //! `{"sessionId","command":"stop"}`. The recording link is a 301 to
 //! `https://{recordDomain}/{fileName}?appKey=…&expires=…&signature=…`, where `signature` is
 //! base64url(HMAC-SHA256(app secret, "{recordDomain}/{fileName}\n{expires}")) and `expires` is Unix
-//! seconds three days ahead: the storage in front of the recordings checks both.
+//! seconds three days ahead: the storage in front of the recordings checks both. Only recordings
+//! that the switch reported for one of the app's calls get a link.
 
 use std::time::Duration;
 
@@ -96,6 +97,11 @@ pub async fn record_link(
     let host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':');
     if !domain.chars().all(host_char) {
         return Err(AppError::invalid("recordDomain", format!("{domain:?} is not a host name")));
+    }
+    // Only a recording that one of this app's calls reported: a signed link to another app's
+    // recording would hand it over.
+    if state.store.recording_owner(file_name)?.as_deref() != Some(auth.app.app_key.as_str()) {
+        return Err(AppError::invalid("fileName", format!("{file_name} is not a recording of this app's calls")));
     }
     let expires = state.clock.now() + RECORD_LINK_SECS;
     let signature = record_signature(&auth.app.app_secret, domain, file_name, expires);

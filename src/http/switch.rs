@@ -261,6 +261,23 @@ async fn calls_event(
     Body(request): Body<EventRequest>,
 ) -> Result<Response, AppError> {
     let time = parse_time("time", request.time.as_deref(), state.clock.now())?;
+    if let Some(code) = request.state_code {
+        if crate::domain::state::describe(code).is_none() {
+            return Err(bad_request("stateCode", format!("{code} is not a reference state code (reference §14.1)")));
+        }
+    }
+    if request.q850.is_some_and(|cause| cause > 127) {
+        return Err(bad_request("q850", "must be a Q.850 cause, 0 to 127"));
+    }
+    if request.sip_status.is_some_and(|status| !(100..=699).contains(&status)) {
+        return Err(bad_request("sipStatus", "must be a SIP status, 100 to 699"));
+    }
+    let recording = match request.recording {
+        Some(report) => {
+            Some(Recording { start_time: reference_start_time(&report.start_time)?, object_name: report.object_name })
+        }
+        None => None,
+    };
     let release_side = request.release_side.map(|side| match side {
         ReleaseSide::Caller => "caller",
         ReleaseSide::Callee => "callee",
@@ -287,7 +304,6 @@ async fn calls_event(
         q850: request.q850,
         sip_status: request.sip_status,
     };
-    let recording = request.recording.map(|r| Recording { object_name: r.object_name, start_time: r.start_time });
     let (ledger, now, id) = (state.ledger.clone(), state.clock.now(), session_id.clone());
     let recorded = tokio::task::spawn_blocking(move || ledger.record(&id, event, recording, now))
         .await
@@ -312,4 +328,15 @@ async fn calls_cdr(
         ));
     }
     Ok(Json(crate::calls::report::cdr(&session, &state.config.node_name, None)).into_response())
+}
+
+/// A recording's start as the reference writes it (`yyyy-MM-dd HH:mm:ss` UTC), from RFC 3339 or
+/// that format.
+fn reference_start_time(text: &str) -> Result<String, AppError> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(crate::domain::time::reference_time(time.timestamp()));
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .map(|_| text.to_owned())
+        .map_err(|_| bad_request("recording.startTime", format!("{text:?} must be RFC 3339 or yyyy-MM-dd HH:mm:ss")))
 }

@@ -24,13 +24,15 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a storage error in a lane, wait this long before looking again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// A lane's wake-up and the task that delivers it.
+type LaneTask = (Arc<Notify>, tokio::task::JoinHandle<()>);
+
 pub struct Pusher {
     store: Arc<Store>,
     config: Arc<Config>,
     client: reqwest::Client,
-    lanes: Mutex<HashMap<(String, Lane), Arc<Notify>>>,
-    /// The lane tasks, so a shutdown can wait for them to let go of the store.
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Each lane's wake-up and task; a shutdown waits for the tasks to let go of the store.
+    lanes: Mutex<HashMap<(String, Lane), LaneTask>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -43,7 +45,7 @@ impl std::fmt::Debug for Pusher {
 impl Pusher {
     pub fn new(store: Arc<Store>, config: Arc<Config>, stop: watch::Receiver<bool>) -> Arc<Self> {
         let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).no_proxy().build().unwrap_or_default();
-        Arc::new(Pusher { store, config, client, lanes: Mutex::default(), tasks: Mutex::default(), stop })
+        Arc::new(Pusher { store, config, client, lanes: Mutex::default(), stop })
     }
 
     /// Pushes are scheduled in milliseconds of real time (not the injectable clock), so retries
@@ -60,28 +62,28 @@ impl Pusher {
         Ok(())
     }
 
-    /// Tells a lane it has new pushes, starting its task the first time.
+    /// Tells a lane it has new pushes, starting its task the first time (or again, if it ended).
     pub fn wake(self: &Arc<Self>, app_key: &str, lane: Lane) {
         let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (app_key.to_owned(), lane);
-        if let Some(notify) = lanes.get(&key) {
-            notify.notify_one();
-            return;
+        if let Some((notify, task)) = lanes.get(&key) {
+            if !task.is_finished() {
+                notify.notify_one();
+                return;
+            }
         }
         let notify = Arc::new(Notify::new());
-        lanes.insert(key, notify.clone());
-        drop(lanes);
         let pusher = self.clone();
-        let app_key = app_key.to_owned();
-        let task = tokio::spawn(async move { pusher.run_lane(app_key, lane, notify).await });
-        self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(task);
+        let (app, wake) = (app_key.to_owned(), notify.clone());
+        let task = tokio::spawn(async move { pusher.run_lane(app, lane, wake).await });
+        lanes.insert(key, (notify, task));
     }
 
     /// Waits until every lane has stopped (after `stop` changed). A push being sent is abandoned;
     /// it stays in the outbox and is sent again after the restart.
     pub async fn stopped(&self) {
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        for task in tasks {
+        let lanes = std::mem::take(&mut *self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for (_, (_, task)) in lanes {
             let _ = task.await;
         }
     }
@@ -131,9 +133,10 @@ impl Pusher {
             return Ok(Step::WaitUntil(first.next_attempt_at_ms));
         }
         let flush_ms = i64::try_from(self.config.cdr_flush_ms).unwrap_or(i64::MAX);
-        if lane == Lane::Cdrs && heads.len() < max && first.attempts == 0 && now < first.created_at_ms + flush_ms {
+        let merge_until = first.created_at_ms.saturating_add(flush_ms);
+        if lane == Lane::Cdrs && heads.len() < max && first.attempts == 0 && now < merge_until {
             // Merge: wait for more CDRs, at most cdr_flush_ms after the oldest.
-            return Ok(Step::WaitUntil(first.created_at_ms + flush_ms));
+            return Ok(Step::WaitUntil(merge_until));
         }
         let batch: Vec<Push> = heads.into_iter().filter(|push| push.next_attempt_at_ms <= now).collect();
         let outcome = self.send(app_key, lane, &batch).await;
@@ -141,18 +144,18 @@ impl Pusher {
         Ok(Step::Again)
     }
 
-    /// POSTs one batch; `Err` says why it was not acknowledged.
-    async fn send(&self, app_key: &str, lane: Lane, batch: &[Push]) -> Result<(), String> {
-        let app = self.store.app(app_key).map_err(|err| err.to_string())?.ok_or("the app no longer exists")?;
+    /// POSTs one batch; `Err` says why it was not acknowledged and whether trying again can help.
+    async fn send(&self, app_key: &str, lane: Lane, batch: &[Push]) -> Result<(), Failure> {
+        let retry = |reason: String| Failure { reason, retry: true };
+        let app = self.store.app(app_key).map_err(|err| retry(err.to_string()))?;
+        let app = app.ok_or_else(|| Failure { reason: "the app no longer exists".into(), retry: false })?;
         let url = match lane {
             Lane::Events => &app.call_event_url,
             Lane::Cdrs => &app.cdr_url,
         };
         if url.is_empty() {
-            return Err(format!(
-                "app {app_key} has no {} URL",
-                if lane == Lane::Events { "call_event" } else { "cdr" }
-            ));
+            let kind = if lane == Lane::Events { "call_event" } else { "cdr" };
+            return Err(retry(format!("app {app_key} has no {kind} URL")));
         }
         let body = match lane {
             Lane::Events => batch.first().map(|push| push.body.clone()).unwrap_or(Value::Null),
@@ -169,42 +172,56 @@ impl Pusher {
             .json(&body)
             .send()
             .await
-            .map_err(|err| format!("POST {url}: {err}"))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("POST {url}: HTTP {}", response.status()))
+            .map_err(|err| retry(format!("POST {url}: {err}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
         }
+        // A 4xx other than a timeout or rate limit refuses this payload: sending the same bytes
+        // again cannot help, and the lane behind it should not wait hours for it.
+        let retryable = !status.is_client_error() || matches!(status.as_u16(), 408 | 429);
+        Err(Failure { reason: format!("POST {url}: HTTP {status}"), retry: retryable })
     }
 
-    /// Removes an acknowledged batch, or schedules its retry, or buries it after the last retry.
-    fn settle(&self, mut batch: Vec<Push>, outcome: Result<(), String>, now: i64) -> Result<(), crate::store::Error> {
-        let error = match outcome {
+    /// Removes an acknowledged batch; otherwise schedules each push's next try by its own count
+    /// of attempts, and buries those whose retries are used up (or that the customer refused).
+    fn settle(&self, batch: Vec<Push>, outcome: Result<(), Failure>, now: i64) -> Result<(), crate::store::Error> {
+        let failure = match outcome {
             Ok(()) => return self.store.delivered(&batch),
-            Err(error) => error,
+            Err(failure) => failure,
         };
         let schedule = &self.config.push_retry_schedule;
-        for push in &mut batch {
+        let (mut again, mut buried) = (Vec::new(), Vec::new());
+        for mut push in batch {
             push.attempts += 1;
-            push.last_error = Some(error.clone());
-        }
-        let attempts = batch.first().map_or(1, |push| push.attempts) as usize;
-        let (app_key, lane) = batch.first().map(|push| (push.app_key.clone(), push.lane.name())).unwrap_or_default();
-        match schedule.get(attempts.saturating_sub(1)) {
-            Some(delay) => {
-                let at = now + i64::try_from(delay.0.as_millis()).unwrap_or(i64::MAX);
-                for push in &mut batch {
-                    push.next_attempt_at_ms = at;
+            push.last_error = Some(failure.reason.clone());
+            let delay = schedule.get(push.attempts as usize - 1).filter(|_| failure.retry);
+            match delay {
+                Some(delay) => {
+                    push.next_attempt_at_ms =
+                        now.saturating_add(i64::try_from(delay.0.as_millis()).unwrap_or(i64::MAX));
+                    again.push(push);
                 }
-                tracing::warn!(app_key, lane, attempts, "push failed, retrying in {:?}: {error}", delay.0);
-                self.store.retry_later(&batch)
-            }
-            None => {
-                tracing::error!(app_key, lane, attempts, "push failed for the last time; kept for redelivery: {error}");
-                self.store.bury(&batch)
+                None => buried.push(push),
             }
         }
+        if let Some(push) = again.first() {
+            tracing::warn!(app_key = %push.app_key, lane = push.lane.name(), attempts = push.attempts, "push failed, will retry: {}", failure.reason);
+            self.store.retry_later(&again)?;
+        }
+        if let Some(push) = buried.first() {
+            tracing::error!(app_key = %push.app_key, lane = push.lane.name(), count = buried.len(), "push failed for the last time; kept for redelivery: {}", failure.reason);
+            self.store.bury(&buried)?;
+        }
+        Ok(())
     }
+}
+
+/// Why a push was not acknowledged.
+struct Failure {
+    reason: String,
+    /// Whether the same push may succeed later.
+    retry: bool,
 }
 
 enum Step {

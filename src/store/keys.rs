@@ -19,6 +19,7 @@
 //! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |
 //! | `outbox_dead`| push id (8 bytes BE)                  | record `Push` (retries used up) |
 //! | `sessions`   | session id                            | record `Session` (calls under way) |
+//! | `recordings` | recording object name                 | app key (whose recording it is) |
 
 const SEPARATOR: u8 = 0;
 

@@ -66,10 +66,11 @@ pub(crate) enum T {
     Outbox,
     OutboxDead,
     Sessions,
+    Recordings,
 }
 
 impl T {
-    const ALL: [T; 11] = [
+    const ALL: [T; 12] = [
         T::Apps,
         T::Numbers,
         T::AppArea,
@@ -81,6 +82,7 @@ impl T {
         T::Outbox,
         T::OutboxDead,
         T::Sessions,
+        T::Recordings,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -96,6 +98,7 @@ impl T {
             T::Outbox => "outbox",
             T::OutboxDead => "outbox_dead",
             T::Sessions => "sessions",
+            T::Recordings => "recordings",
         }
     }
 }

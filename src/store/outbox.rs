@@ -162,10 +162,20 @@ impl Store {
 }
 
 impl Store {
-    /// Saves a call's session together with the pushes its change caused, in one transaction.
-    pub fn save_session<S: Serialize>(&self, session_id: &str, session: &S, pushes: &[Push]) -> Result<(), Error> {
+    /// Saves a call's session together with the pushes its change caused, in one transaction;
+    /// `recording` = `(object name, app key)` files a recording the switch reported as the app's.
+    pub fn save_session<S: Serialize>(
+        &self,
+        session_id: &str,
+        session: &S,
+        pushes: &[Push],
+        recording: Option<(&str, &str)>,
+    ) -> Result<(), Error> {
         let mut writes = WriteSet::default();
         writes.put(T::Sessions, session_id.as_bytes(), encode(session));
+        if let Some((object_name, app_key)) = recording {
+            writes.put(T::Recordings, object_name.as_bytes(), app_key.as_bytes());
+        }
         for push in pushes {
             Store::stage_push(&mut writes, push);
         }
@@ -180,6 +190,11 @@ impl Store {
             Store::stage_push(&mut writes, push);
         }
         self.commit(writes)
+    }
+
+    /// The app a recording belongs to, if a call of that app reported it.
+    pub fn recording_owner(&self, object_name: &str) -> Result<Option<String>, Error> {
+        Ok(self.get(T::Recordings, object_name.as_bytes())?.map(|app| String::from_utf8_lossy(&app).into_owned()))
     }
 
     /// Every saved session (at start-up).

@@ -60,6 +60,12 @@ async fn without_a_switch_control_url_a_stop_is_an_internal_error() {
 #[tokio::test]
 async fn a_recording_link_is_a_signed_expiring_redirect() {
     let server = TestServer::start().await;
+    // The switch reports a recording of one of the app's calls.
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "recorded"})).await;
+    let recording = json!({"objectName": "call-1.wav", "startTime": "2026-11-24T08:00:05Z"});
+    let end = json!({"event": "disconnect", "stateCode": 0, "recording": recording});
+    assert_eq!(server.switch(Method::POST, "/calls/recorded/events", &end).await.status, 200);
     let headers = server.signed(AXB_APP, privnum::auth::Scheme::Aksk);
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let mut request = client.get(format!(

@@ -79,7 +79,12 @@ async fn each_outcome_gets_its_events_in_order_and_one_cdr() {
     event(&server, "too-long", json!({"event": "answer"})).await;
     event(&server, "too-long", json!({"event": "disconnect", "stateCode": 8010, "releaseSide": "platform"})).await;
 
-    let received = receiver.wait_for(Duration::from_secs(5), |r| cdrs(r).len() >= 6).await;
+    let sessions = ["answered", "busy", "stranger", "no-answer", "gave-up", "too-long"];
+    let received = receiver
+        .wait_for(Duration::from_secs(10), |r| {
+            cdrs(r).len() >= 6 && sessions.iter().all(|s| events_of(r, s).last().is_some_and(|e| e == "disconnect"))
+        })
+        .await;
     assert_eq!(events_of(&received, "answered"), ["callin", "callout", "alerting", "answer", "disconnect"]);
     assert_eq!(events_of(&received, "busy"), ["callin", "callout", "disconnect"]);
     assert_eq!(events_of(&received, "stranger"), ["callin", "disconnect"]);
@@ -149,14 +154,15 @@ async fn each_outcome_gets_its_events_in_order_and_one_cdr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hundred_twenty_calls_ending_together_push_cdrs_in_fifties() {
     let receiver = Receiver::start(&[AXB_APP]).await;
-    let server = Arc::new(server_pushing_to(&receiver, &["100ms"], 3000).await);
+    // A merge window long enough for 120 calls on a busy 2-core machine.
+    let server = Arc::new(server_pushing_to(&receiver, &["100ms"], 5000).await);
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..120 {
         let server = server.clone();
         calls.spawn(async move { call(&server, &format!("+86137{i:08}"), &format!("c-{i}")).await });
     }
     while calls.join_next().await.is_some() {}
-    let received = receiver.wait_for(Duration::from_secs(8), |r| cdrs(r).len() >= 120).await;
+    let received = receiver.wait_for(Duration::from_secs(15), |r| cdrs(r).len() >= 120).await;
     let sizes: Vec<usize> =
         received.iter().filter(|r| r.path == "/cdr").map(|r| r.body["feeLst"].as_array().unwrap().len()).collect();
     assert_eq!(sizes, [50, 50, 20], "CDR pushes");
@@ -176,11 +182,13 @@ async fn failed_pushes_are_retried_then_kept_for_redelivery() {
     call(&server, "+8613700000002", "buried").await;
     let listed = loop_until(Duration::from_secs(5), || async {
         let dead = server.admin(Method::GET, "/pushes/dead", None).await;
-        (dead.body["pushes"].as_array().map_or(0, Vec::len) > 0).then_some(dead)
+        let events =
+            dead.body["pushes"].as_array().and_then(|p| p.iter().find(|push| push["lane"] == "events").cloned());
+        events
     })
     .await
     .expect("a push is listed after its last retry");
-    let first = &listed.body["pushes"][0];
+    let first = &listed;
     assert_eq!((first["lane"].as_str(), first["attempts"].as_u64()), (Some("events"), Some(3)), "{listed:?}");
     receiver.fail_next(0);
     let id = first["id"].as_u64().unwrap();
@@ -213,7 +221,8 @@ async fn a_hanging_receiver_does_not_delay_decisions() {
     for i in 0..20 {
         let start = Instant::now();
         call(&server, "+8613700000003", &format!("h-{i}")).await;
-        assert!(start.elapsed() < Duration::from_millis(200), "decision {i} waited {:?}", start.elapsed());
+        // The receiver never answers (pushes time out after 10 s); decisions must not wait for it.
+        assert!(start.elapsed() < Duration::from_millis(500), "decision {i} waited {:?}", start.elapsed());
     }
 }
 

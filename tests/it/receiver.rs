@@ -37,8 +37,8 @@ async fn receive(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, 
     if inner.hang.load(Ordering::SeqCst) == 1 {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-    if inner.fail_next.load(Ordering::SeqCst) > 0 {
-        inner.fail_next.fetch_sub(1, Ordering::SeqCst);
+    // Take one failure, atomically: concurrent lanes must not both take the last one.
+    if inner.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

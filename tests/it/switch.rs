@@ -118,6 +118,16 @@ async fn the_switch_api_checks_its_token_bodies_and_sessions() {
     assert_eq!(server.switch(Method::POST, "/calls/s-1/events", &early).await.status, 200);
     server.switch(Method::POST, "/calls/nope/events", &json!({"event": "answer"})).await.expect(404, "1010002");
     server.switch(Method::POST, "/calls/s-1/events", &json!({"event": "ringing"})).await.expect(400, "1010002");
+    for (bad, field) in [
+        (json!({"event": "disconnect", "stateCode": 1234}), "stateCode"),
+        (json!({"event": "disconnect", "q850": 300}), "q850"),
+        (json!({"event": "disconnect", "sipStatus": 99}), "sipStatus"),
+        (json!({"event": "answer", "recording": {"objectName": "r.wav", "startTime": "noon"}}), "recording.startTime"),
+    ] {
+        let answer = server.switch(Method::POST, "/calls/s-1/events", &bad).await;
+        answer.expect(400, "1010002");
+        assert!(answer.desc().contains(field), "{field}: {answer:?}");
+    }
     let session = server.state().ledger.sessions.get("s-1").unwrap();
     assert_eq!(session.events.len(), 2);
     assert!(session.script_version.is_some());
