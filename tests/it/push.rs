@@ -278,3 +278,45 @@ async fn a_call_the_switch_never_ends_is_closed_with_a_cdr_that_says_so() {
     assert!(cdr["closedBy"].as_str().is_some_and(|reason| reason.contains("session_timeout_secs")), "{cdr}");
     assert_eq!(events_of(&received, "forgotten").last().map(String::as_str), Some("disconnect"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_payload_is_set_aside_at_once() {
+    let receiver = Receiver::start(&[AXB_APP]).await;
+    let server = server_pushing_to(&receiver, &["1h", "1h"], 50).await;
+    receiver.reject_next(1);
+    call(&server, "+8613700000001", "refused").await;
+    let listed = loop_until(Duration::from_secs(5), || async {
+        let dead = server.admin(Method::GET, "/pushes/dead", None).await;
+        dead.body["pushes"].as_array().and_then(|p| p.first().cloned())
+    })
+    .await
+    .expect("a 400 answer sets the push aside without waiting an hour for a retry");
+    assert_eq!(listed["attempts"], 1, "{listed}");
+    assert!(listed["last_error"].as_str().unwrap().contains("400"), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reports_of_one_call_end_it_once() {
+    let receiver = Receiver::start(&[AXB_APP]).await;
+    let server = Arc::new(server_pushing_to(&receiver, &["100ms"], 50).await);
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    call(&server, A, "racy").await;
+    let mut reports = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let server = server.clone();
+        // A switch that repeats its disconnect while also reporting alerting.
+        let body =
+            if i % 3 == 0 { json!({"event": "disconnect", "stateCode": 0}) } else { json!({"event": "alerting"}) };
+        reports.spawn(async move { event(&server, "racy", body).await });
+    }
+    while reports.join_next().await.is_some() {}
+    let received = receiver
+        .wait_for(Duration::from_secs(5), |r| {
+            cdrs(r).len() == 1 && events_of(r, "racy").contains(&"disconnect".to_owned())
+        })
+        .await;
+    let events = events_of(&received, "racy");
+    assert_eq!(events.iter().filter(|e| *e == "disconnect").count(), 1, "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("disconnect"), "nothing is pushed after the end: {events:?}");
+    assert_eq!(cdrs(&received).len(), 1);
+}

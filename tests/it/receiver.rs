@@ -24,6 +24,8 @@ struct Inner {
     fail_next: AtomicUsize,
     /// 0 answer, 1 hang.
     hang: AtomicUsize,
+    /// Answer 400 to this many more pushes.
+    reject_next: AtomicUsize,
     secrets: Mutex<Vec<(String, String)>>,
 }
 
@@ -36,6 +38,9 @@ pub struct Receiver {
 async fn receive(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, Json(body): Json<Value>) -> StatusCode {
     if inner.hang.load(Ordering::SeqCst) == 1 {
         tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if inner.reject_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+        return StatusCode::BAD_REQUEST;
     }
     // Take one failure, atomically: concurrent lanes must not both take the last one.
     if inner.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
@@ -65,6 +70,10 @@ impl Receiver {
 
     pub fn fail_next(&self, count: usize) {
         self.inner.fail_next.store(count, Ordering::SeqCst);
+    }
+
+    pub fn reject_next(&self, count: usize) {
+        self.inner.reject_next.store(count, Ordering::SeqCst);
     }
 
     pub fn hang(&self, on: bool) {
