@@ -7,7 +7,7 @@ use crate::domain::number::normalize_area_code;
 use crate::domain::{App, Rejection, XNumber};
 
 use super::keys;
-use super::record::{decode, encode};
+use super::record::encode;
 use super::{Error, OpError, Store, WriteSet, T};
 
 impl Store {
@@ -16,13 +16,7 @@ impl Store {
     }
 
     pub fn apps(&self) -> Result<Vec<App>, Error> {
-        self.tree(T::Apps)
-            .iter()
-            .map(|item| {
-                let (key, value) = item.map_err(|source| Error::Sled { tree: T::Apps.name(), source })?;
-                decode(T::Apps.name(), &key, &value)
-            })
-            .collect()
+        Store::decode_all(T::Apps, self.tree(T::Apps).iter())
     }
 
     /// Creates or replaces an app and adds or updates the given numbers of its pool. Numbers it

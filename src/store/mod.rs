@@ -181,6 +181,19 @@ impl Store {
         }
     }
 
+    /// Decodes every record an iterator over `tree` yields, in order.
+    pub(crate) fn decode_all<R: serde::de::DeserializeOwned>(
+        tree: T,
+        items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<Vec<R>, Error> {
+        items
+            .map(|item| {
+                let (key, value) = item.map_err(|source| Error::Sled { tree: tree.name(), source })?;
+                record::decode(tree.name(), &key, &value)
+            })
+            .collect()
+    }
+
     /// The keys under `prefix`, in order.
     pub(crate) fn keys_with_prefix(&self, tree: T, prefix: &[u8]) -> Result<Vec<sled::IVec>, Error> {
         self.tree(tree)

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{decode, encode};
+use super::record::encode;
 use super::{keys, Error, Store, WriteSet, T};
 
 /// What a push carries, and so which URL and how it is batched.
@@ -85,22 +85,13 @@ impl Store {
 
     /// The first `max` pushes of a lane, oldest first.
     pub fn lane_head(&self, app_key: &str, lane: Lane, max: usize) -> Result<Vec<Push>, Error> {
-        self.tree(T::Outbox)
-            .scan_prefix(lane_prefix(app_key, lane))
-            .take(max)
-            .map(|item| {
-                let (key, value) = item.map_err(|source| Error::Sled { tree: T::Outbox.name(), source })?;
-                decode(T::Outbox.name(), &key, &value)
-            })
-            .collect()
+        Store::decode_all(T::Outbox, self.tree(T::Outbox).scan_prefix(lane_prefix(app_key, lane)).take(max))
     }
 
     /// Every lane that has pushes waiting (at start-up, to resume them).
     pub fn waiting_lanes(&self) -> Result<Vec<(String, Lane)>, Error> {
         let mut lanes: Vec<(String, Lane)> = Vec::new();
-        for item in self.tree(T::Outbox).iter() {
-            let (key, value) = item.map_err(|source| Error::Sled { tree: T::Outbox.name(), source })?;
-            let push: Push = decode(T::Outbox.name(), &key, &value)?;
+        for push in Store::decode_all::<Push>(T::Outbox, self.tree(T::Outbox).iter())? {
             if !lanes.iter().any(|(app, lane)| *app == push.app_key && *lane == push.lane) {
                 lanes.push((push.app_key, push.lane));
             }
@@ -138,13 +129,7 @@ impl Store {
 
     /// The dead letters, oldest first.
     pub fn dead_pushes(&self) -> Result<Vec<Push>, Error> {
-        self.tree(T::OutboxDead)
-            .iter()
-            .map(|item| {
-                let (key, value) = item.map_err(|source| Error::Sled { tree: T::OutboxDead.name(), source })?;
-                decode(T::OutboxDead.name(), &key, &value)
-            })
-            .collect()
+        Store::decode_all(T::OutboxDead, self.tree(T::OutboxDead).iter())
     }
 
     /// Puts a dead push back at the end of its lane with fresh retries; `None` if no such push.
@@ -199,12 +184,6 @@ impl Store {
 
     /// Every saved session (at start-up).
     pub fn sessions<S: serde::de::DeserializeOwned>(&self) -> Result<Vec<S>, Error> {
-        self.tree(T::Sessions)
-            .iter()
-            .map(|item| {
-                let (key, value) = item.map_err(|source| Error::Sled { tree: T::Sessions.name(), source })?;
-                decode(T::Sessions.name(), &key, &value)
-            })
-            .collect()
+        Store::decode_all(T::Sessions, self.tree(T::Sessions).iter())
     }
 }
