@@ -1,5 +1,5 @@
-//! The command-line tools besides `serve`: checking and testing scripts, signing requests, and a
-//! virtual switch that drives one call through a running server.
+//! The command-line tools besides `serve`: checking and testing scripts, a virtual switch that
+//! drives one call through a running server, and inspecting and converting tones.
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,6 +52,27 @@ pub fn test(dir: &Path) -> anyhow::Result<()> {
     println!("cases: {} passed, {failed} failed", report.passed);
     if failed > 0 {
         bail!("{failed} case(s) failed");
+    }
+    Ok(())
+}
+
+/// `privnum tone inspect FILE`.
+pub fn tone_inspect(file: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let inspection = crate::tone::inspect(&bytes).with_context(|| file.display().to_string())?;
+    println!("{}\n{inspection}", file.display());
+    Ok(())
+}
+
+/// `privnum tone convert IN OUT`.
+pub fn tone_convert(input: &Path, output: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let converted = crate::tone::to_carrier_format(&bytes).with_context(|| input.display().to_string())?;
+    std::fs::write(output, &converted.bytes).with_context(|| format!("writing {}", output.display()))?;
+    if converted.unchanged {
+        println!("{} is already A-law, 8000 Hz, mono: copied unchanged to {}", input.display(), output.display());
+    } else {
+        println!("{} → {} (A-law, 8000 Hz, mono, {} bytes)", input.display(), output.display(), converted.bytes.len());
     }
     Ok(())
 }

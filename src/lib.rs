@@ -9,6 +9,7 @@
 //! - [`calls`]: deciding calls (store lookup → script → platform checks) and their sessions.
 //! - [`store`]: sled behind privnum's own API; atomic multi-key changes and group commit.
 //! - [`telemetry`]: counters behind `/metrics`.
+//! - [`tone`]: hint-tone WAVs: checking the carrier format, converting to A-law 8000 Hz mono.
 //! - [`http`]: the axum router: provisioning (Huawei-compatible), admin, health.
 //! - [`cli`]: `privnum check`, `test` and `call` (a virtual switch).
 //! - [`server`]: wiring: open the store, load apps, start background tasks, serve.
@@ -25,3 +26,4 @@ pub mod script;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tone;

@@ -58,6 +58,11 @@ enum Command {
         #[arg(long, default_value = "dev-switch-token")]
         switch_token: String,
     },
+    /// Check a WAV against the carrier's tone format, or convert one into it.
+    Tone {
+        #[command(subcommand)]
+        command: ToneCommand,
+    },
     /// Print freshly signed authentication headers for one provisioning request.
     ///
     /// Each run makes a new Nonce, so run it once per request, e.g.
@@ -80,6 +85,14 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ToneCommand {
+    /// Show a WAV's format, rate, channels and duration, and whether it meets the carrier format.
+    Inspect { file: PathBuf },
+    /// Convert a WAV to A-law, 8000 Hz, mono (a file already in that format is copied unchanged).
+    Convert { input: PathBuf, output: PathBuf },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Headers,
@@ -99,6 +112,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config } => serve(config),
         Command::Sign { app, secret, config, wsse, format } => sign(&app, secret, &config, wsse, format),
         Command::Check { dir } => privnum::cli::check(&dir),
+        Command::Tone { command: ToneCommand::Inspect { file } } => privnum::cli::tone_inspect(&file),
+        Command::Tone { command: ToneCommand::Convert { input, output } } => {
+            privnum::cli::tone_convert(&input, &output)
+        }
         Command::Test { dir } => privnum::cli::test(&dir),
         Command::Call { from, to, digits, answer_after, talk, server, switch_token } => {
             let plan = privnum::cli::CallPlan { server, switch_token, from, to, digits, answer_after, talk };

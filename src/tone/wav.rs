@@ -1,0 +1,148 @@
+//! Reading WAVs (PCM and float through `hound`, A-law by hand) and writing A-law WAVs.
+//!
+//! `hound` reads integer PCM of 8 to 32 bits and 32-bit float, but not A-law (format tag 6), and
+//! cannot write A-law either: the small RIFF reader and writer for A-law here are privnum's own.
+
+use std::io::Cursor;
+
+use super::alaw;
+use super::ToneError;
+
+/// Samples as -1.0..=1.0, interleaved.
+#[derive(Debug, Clone)]
+pub struct Audio {
+    pub format: String,
+    pub is_alaw: bool,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub bits_per_sample: u16,
+    /// Frames (one sample per channel).
+    pub frames: usize,
+    pub samples: Vec<f32>,
+}
+
+/// The header this module writes: RIFF + fmt (18) + fact + data headers.
+pub const ALAW_HEADER_BYTES: usize = 12 + 8 + 18 + 8 + 4 + 8;
+
+const WAVE_FORMAT_ALAW: u16 = 6;
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// One RIFF chunk: its four-character id and its body.
+type Chunk<'a> = ([u8; 4], &'a [u8]);
+
+/// The chunks of a RIFF/WAVE file.
+fn chunks(bytes: &[u8]) -> Result<Vec<Chunk<'_>>, ToneError> {
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return Err(ToneError::NotWav("it does not start with a RIFF/WAVE header".into()));
+    }
+    let mut found = Vec::new();
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        let size = u32_at(bytes, at + 4).unwrap_or(0) as usize;
+        let body = bytes.get(at + 8..at + 8 + size).ok_or_else(|| {
+            ToneError::Truncated(format!(
+                "the {:?} chunk says {size} bytes but the file ends first",
+                String::from_utf8_lossy(&id)
+            ))
+        })?;
+        found.push((id, body));
+        at += 8 + size + (size & 1);
+    }
+    Ok(found)
+}
+
+/// Reads a WAV of any supported encoding.
+pub fn read(bytes: &[u8]) -> Result<Audio, ToneError> {
+    let chunks = chunks(bytes)?;
+    let fmt = chunks.iter().find(|(id, _)| id == b"fmt ").map(|(_, body)| *body);
+    let fmt = fmt.ok_or_else(|| ToneError::Truncated("there is no fmt chunk".into()))?;
+    let tag = u16_at(fmt, 0).ok_or_else(|| ToneError::Truncated("the fmt chunk is too short".into()))?;
+    if tag == WAVE_FORMAT_ALAW {
+        return read_alaw(fmt, &chunks);
+    }
+    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|err| match err {
+        hound::Error::Unsupported => ToneError::Unsupported(format!("format tag {tag}")),
+        hound::Error::FormatError(what) => ToneError::Truncated(what.to_owned()),
+        other => ToneError::Truncated(other.to_string()),
+    })?;
+    let spec = reader.spec();
+    let samples: Result<Vec<f32>, hound::Error> = match spec.sample_format {
+        hound::SampleFormat::Float => reader.into_samples::<f32>().collect(),
+        hound::SampleFormat::Int => {
+            let scale = 2f32.powi(i32::from(spec.bits_per_sample) - 1);
+            reader.into_samples::<i32>().map(|s| s.map(|s| s as f32 / scale)).collect()
+        }
+    };
+    let samples = samples.map_err(|err| ToneError::Truncated(format!("reading the samples: {err}")))?;
+    let format = match spec.sample_format {
+        hound::SampleFormat::Float => format!("{}-bit float PCM", spec.bits_per_sample),
+        hound::SampleFormat::Int => format!("{}-bit PCM", spec.bits_per_sample),
+    };
+    Ok(Audio {
+        format,
+        is_alaw: false,
+        sample_rate: spec.sample_rate,
+        channels: spec.channels,
+        bits_per_sample: spec.bits_per_sample,
+        frames: samples.len() / usize::from(spec.channels.max(1)),
+        samples,
+    })
+}
+
+fn read_alaw(fmt: &[u8], chunks: &[Chunk<'_>]) -> Result<Audio, ToneError> {
+    let short = || ToneError::Truncated("the fmt chunk is too short".into());
+    let channels = u16_at(fmt, 2).ok_or_else(short)?;
+    let sample_rate = u32_at(fmt, 4).ok_or_else(short)?;
+    let bits_per_sample = u16_at(fmt, 14).ok_or_else(short)?;
+    if channels == 0 || bits_per_sample != 8 {
+        return Err(ToneError::Unsupported(format!("A-law with {channels} channels of {bits_per_sample} bits")));
+    }
+    let data = chunks.iter().find(|(id, _)| id == b"data").map(|(_, body)| *body);
+    let data = data.ok_or_else(|| ToneError::Truncated("there is no data chunk".into()))?;
+    Ok(Audio {
+        format: "A-law".into(),
+        is_alaw: true,
+        sample_rate,
+        channels,
+        bits_per_sample,
+        frames: data.len() / usize::from(channels),
+        samples: data.iter().map(|code| alaw::decode(*code)).collect(),
+    })
+}
+
+/// A mono, 8000 Hz A-law WAV of `codes`, with the fmt extension size and fact chunk that
+/// non-PCM WAVs carry.
+pub fn write_alaw(codes: &[u8]) -> Vec<u8> {
+    let data_len = codes.len() as u32;
+    let pad = (codes.len() & 1) as u32;
+    let mut out = Vec::with_capacity(ALAW_HEADER_BYTES + codes.len() + 1);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(4 + (8 + 18) + (8 + 4) + (8 + data_len + pad)).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&18u32.to_le_bytes());
+    out.extend_from_slice(&WAVE_FORMAT_ALAW.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8000u32.to_le_bytes()); // samples per second
+    out.extend_from_slice(&8000u32.to_le_bytes()); // bytes per second: 64 kbit/s
+    out.extend_from_slice(&1u16.to_le_bytes()); // block align
+    out.extend_from_slice(&8u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(&0u16.to_le_bytes()); // no extension bytes
+    out.extend_from_slice(b"fact");
+    out.extend_from_slice(&4u32.to_le_bytes());
+    out.extend_from_slice(&data_len.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    out.extend_from_slice(codes);
+    if pad == 1 {
+        out.push(0);
+    }
+    out
+}
