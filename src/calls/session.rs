@@ -126,6 +126,7 @@ impl Sessions {
     }
 
     /// Adds a session; `false` if one with that id exists already.
+    #[cfg(test)]
     pub fn insert(&self, session: Session) -> bool {
         self.insert_with(session, |_| Ok::<(), ()>(())).unwrap_or(false)
     }
@@ -177,10 +178,12 @@ impl Sessions {
         dropped
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shards.iter().map(|shard| shard.lock().map_or(0, |shard| shard.len())).sum()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -68,16 +68,6 @@ impl NumberStatus {
     pub fn allows_new_bindings(self) -> bool {
         self == NumberStatus::Normal
     }
-
-    /// The status value of the reference's `numStatus` notification.
-    pub fn reference_code(self) -> &'static str {
-        match self {
-            NumberStatus::Normal => "5",
-            NumberStatus::Paused => "9",
-            NumberStatus::Unavailable => "10",
-            NumberStatus::Frozen => "11",
-        }
-    }
 }
 
 /// One X number in an app's pool.

@@ -74,15 +74,6 @@ impl Store {
         writes.put(T::Outbox, lane_key(push), encode(push));
     }
 
-    /// Queues pushes in one transaction.
-    pub fn enqueue(&self, pushes: &[Push]) -> Result<(), Error> {
-        let mut writes = WriteSet::default();
-        for push in pushes {
-            Store::stage_push(&mut writes, push);
-        }
-        self.commit(writes)
-    }
-
     /// The first `max` pushes of a lane, oldest first.
     pub fn lane_head(&self, app_key: &str, lane: Lane, max: usize) -> Result<Vec<Push>, Error> {
         Store::decode_all(T::Outbox, self.tree(T::Outbox).scan_prefix(lane_prefix(app_key, lane)).take(max))
