@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use privnum::config::AppConfig;
-use privnum::domain::axb::{AxbBinding, CallDirection, PreVoice};
+use privnum::domain::axb::BindRequest;
+use privnum::domain::Fields;
 use privnum::domain::Mode;
 use privnum::script::api::{Call, Release};
 use privnum::script::{engine, Limits};
 use rhai::{Dynamic, Scope};
+use serde_json::json;
 
 fn sample_call() -> Call {
     let mut app = AppConfig::new("demo-app", "", Mode::Axb);
@@ -15,25 +17,11 @@ fn sample_call() -> Call {
     app.recording = true;
     app.close_hint_tone = "close.wav".into();
     let (app, _) = app.into_parts();
-    let binding = AxbBinding {
-        subscription_id: "sub-1".into(),
-        app_key: "demo-app".into(),
-        x_number: "+8617000000001".into(),
-        caller_num: "+8613800000001".into(),
-        callee_num: "+8613900000002".into(),
-        call_direction: CallDirection::Both,
-        duration_secs: 0,
-        created_at: 0,
-        clock_start: 0,
-        expires_at: None,
-        record: false,
-        record_hint_tone: None,
-        max_duration_min: 0,
-        last_min_voice: None,
-        private_sms: true,
-        pre_voice: PreVoice { caller_hint_tone: Some("to-b.wav".into()), callee_hint_tone: Some("to-a.wav".into()) },
-        user_data: None,
-    };
+    // The binding as a bind request makes it: A to B through X, with both pre-answer tones.
+    let request = json!({"relationNum": "+8617000000001", "callerNum": "+8613800000001", "calleeNum": "+8613900000002",
+        "preVoice": {"callerHintTone": "to-b.wav", "calleeHintTone": "to-a.wav"}});
+    let request = BindRequest::parse(&Fields::new(request.as_object().unwrap())).unwrap();
+    let binding = request.to_binding("sub-1".into(), "demo-app", "+8617000000001", 0);
     Call {
         caller: "+8613800000001".into(),
         called: "+8617000000001".into(),
