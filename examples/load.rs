@@ -142,12 +142,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_calls(args: CallsArgs) -> anyhow::Result<()> {
     let plan = args.levels.plan()?;
-    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
-    let numbers = args.bindings.div_ceil(per_x).max(1);
-    let server = Server::start(vec![axb_app(numbers)], args.levels.data_parent.as_deref()).await?;
-    let pairs = preload(&server, args.bindings).await?;
-    print_header(&server, &format!("AXB callin decisions; {} bindings on {numbers} X numbers", args.bindings));
-    let caller = Arc::new(Caller::new(&server.base, pairs)?);
+    let (server, caller) = start_with_bindings(&args, None).await?;
+    print_header(&server, &format!("AXB callin decisions; {} bindings", args.bindings));
     let call = move || {
         let caller = caller.clone();
         async move { caller.call().await }
@@ -160,18 +156,11 @@ async fn run_calls(args: CallsArgs) -> anyhow::Result<()> {
 async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
     let plan = args.levels.plan()?;
     let receiver = CdrReceiver::start().await?;
-    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
-    let numbers = args.bindings.div_ceil(per_x).max(1);
-    let mut app = axb_app(numbers);
-    app.call_event_url = format!("{}/events", receiver.base);
-    app.cdr_url = format!("{}/cdr", receiver.base);
-    let server = Server::start(vec![app], args.levels.data_parent.as_deref()).await?;
-    let pairs = preload(&server, args.bindings).await?;
+    let (server, caller) = start_with_bindings(&args, Some(&receiver.base)).await?;
     print_header(
         &server,
         &format!("complete AXB calls (callin + 4 events, CDR delivered); {} bindings", args.bindings),
     );
-    let caller = Arc::new(Caller::new(&server.base, pairs)?);
     let table = Table::new("calls/s");
     table.print_header();
     for &clients in &plan.clients {
@@ -239,6 +228,21 @@ impl CdrReceiver {
         }
         self.cdrs()
     }
+}
+
+/// A server whose app has room for `--bindings` pairs, all loaded, pushing to `receiver` (its
+/// `/events` and `/cdr`) when given; and a caller that dials from the bound numbers.
+async fn start_with_bindings(args: &CallsArgs, receiver: Option<&str>) -> anyhow::Result<(Server, Arc<Caller>)> {
+    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
+    let mut app = axb_app(args.bindings.div_ceil(per_x).max(1));
+    if let Some(base) = receiver {
+        app.call_event_url = format!("{base}/events");
+        app.cdr_url = format!("{base}/cdr");
+    }
+    let server = Server::start(vec![app], args.levels.data_parent.as_deref()).await?;
+    let pairs = preload(&server, args.bindings).await?;
+    let caller = Arc::new(Caller::new(&server.base, pairs)?);
+    Ok((server, caller))
 }
 
 /// Binds `count` pairs directly in the store (not over HTTP), printing progress; returns each

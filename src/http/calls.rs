@@ -62,8 +62,8 @@ pub async fn calls_stop(
         tracing::error!("a call stop was asked for, but switch_control_url is not configured");
         return Err(AppError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL_ERROR, "Internal system error."));
     }
-    let client = reqwest::Client::builder().timeout(STOP_TIMEOUT).no_proxy().build().unwrap_or_default();
-    let sent = client.post(url).json(&json!({"sessionId": session_id, "command": "stop"})).send().await;
+    let stop = json!({"sessionId": session_id, "command": "stop"});
+    let sent = state.ledger.pusher.http().post(url).timeout(STOP_TIMEOUT).json(&stop).send().await;
     match sent {
         Ok(response) if response.status().is_success() => Ok(success(Map::new())),
         Ok(response) => Err(switch_failed(&format!("HTTP {}", response.status()))),

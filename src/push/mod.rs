@@ -48,6 +48,12 @@ impl Pusher {
         Arc::new(Pusher { store, config, client, lanes: Mutex::default(), stop })
     }
 
+    /// The HTTP client pushes use (keep-alive per customer host), for other calls to customers'
+    /// and switches too.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Pushes are scheduled in milliseconds of real time (not the injectable clock), so retries
     /// and CDR merging behave the same whatever a test does with binding expiry.
     pub fn now_ms(&self) -> i64 {
