@@ -39,6 +39,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>, stop: watch::Receive
         store
             .upsert_app(&app, &numbers)
             .with_context(|| format!("loading app {} from the configuration", app.app_key))?;
+        crate::calls::route::warn_unapproved_app_tones(&store, &app);
     }
     store.durable().await.context("flushing the configured apps")?;
     let scripts = ScriptHost::load(&config.scripts_dir, Limits::default())

@@ -23,6 +23,8 @@ pub struct Metrics {
     decisions_connect: AtomicU64,
     decisions_release: AtomicU64,
     decisions_fallback: AtomicU64,
+    app_tones_skipped_record: AtomicU64,
+    app_tones_skipped_close: AtomicU64,
 }
 
 impl Metrics {
@@ -40,7 +42,7 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let families: [Family<'_>; 3] = [
+        let families: [Family<'_>; 4] = [
             (
                 "privnum_compliance_warnings_total",
                 "Recording with no notice at all (no recordHintTone and no app record_hint_tone): bindings made, calls decided.",
@@ -57,6 +59,14 @@ impl Metrics {
                     ("{action=\"connect\"}", &self.decisions_connect),
                     ("{action=\"release\"}", &self.decisions_release),
                     ("{action=\"fallback\"}", &self.decisions_fallback),
+                ],
+            ),
+            (
+                "privnum_app_tones_skipped_total",
+                "Calls where the app's record_hint_tone or close_hint_tone was not played because it is not an approved tone.",
+                &[
+                    ("{setting=\"record_hint_tone\"}", &self.app_tones_skipped_record),
+                    ("{setting=\"close_hint_tone\"}", &self.app_tones_skipped_close),
                 ],
             ),
         ];
@@ -114,6 +124,72 @@ impl CallRecordedWithoutNotice<'_> {
             app_key = self.app_key,
             subscription_id = self.subscription_id,
             "call recorded without a notice"
+        );
+    }
+}
+
+/// The app settings that name a tone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppToneSetting {
+    RecordHint,
+    CloseHint,
+}
+
+impl AppToneSetting {
+    pub fn name(self) -> &'static str {
+        match self {
+            AppToneSetting::RecordHint => "record_hint_tone",
+            AppToneSetting::CloseHint => "close_hint_tone",
+        }
+    }
+
+    pub fn of(self, app: &crate::domain::App) -> &str {
+        match self {
+            AppToneSetting::RecordHint => &app.record_hint_tone,
+            AppToneSetting::CloseHint => &app.close_hint_tone,
+        }
+    }
+}
+
+/// An app names a tone that is not approved (yet), so a call went without it. Counted every
+/// time; logged at debug level here, and as a warning when the app is saved
+/// ([`AppToneNotApproved`]).
+pub struct AppToneSkipped<'a> {
+    pub app_key: &'a str,
+    pub setting: AppToneSetting,
+    pub file_name: &'a str,
+}
+
+impl AppToneSkipped<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let counter = match self.setting {
+            AppToneSetting::RecordHint => &metrics.app_tones_skipped_record,
+            AppToneSetting::CloseHint => &metrics.app_tones_skipped_close,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            app_key = self.app_key,
+            setting = self.setting.name(),
+            file_name = self.file_name,
+            "app tone not played: not an approved tone"
+        );
+    }
+}
+
+/// An app was saved naming a tone that is not approved: its calls will go without it until it is.
+pub struct AppToneNotApproved<'a> {
+    pub app_key: &'a str,
+    pub setting: AppToneSetting,
+    pub file_name: &'a str,
+}
+
+impl AppToneNotApproved<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            app_key = self.app_key,
+            setting = self.setting.name(),
+            file_name = self.file_name,
+            "the app names a tone that is not approved; calls play none until it is uploaded and approved"
         );
     }
 }

@@ -4,7 +4,9 @@
 //! This is the switch's hot path: two or three sled point reads, one script call, no lock, no
 //! engine construction, no compilation. A script that fails or breaks an invariant does not fail
 //! the call: it gets the documented fallback, release with 8020 (service exception) after the
-//! app's close-hint tone, and the failure is counted and logged once per location.
+//! app's close-hint tone, and the failure is counted and logged once per location. Naming a tone
+//! that is not an approved tone of the app is such a violation; the app's own tones are played
+//! only once approved.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use crate::domain::{state, App, AxbBinding, Decision, Mode, NumberStatus};
 use crate::script::api::{Call, Release};
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
-use crate::telemetry::{CallRecordedWithoutNotice, Metrics};
+use crate::telemetry::{AppToneNotApproved, AppToneSetting, AppToneSkipped, CallRecordedWithoutNotice, Metrics};
 
 /// The script and handler that decide an AXB callin.
 const AXB_SCRIPT: (&str, &str) = ("modes/axb.rhai", "on_callin");
@@ -45,8 +47,18 @@ impl Routed {
     }
 }
 
-fn close_tone(app: &App) -> Option<String> {
-    (!app.close_hint_tone.is_empty()).then(|| app.close_hint_tone.clone())
+/// The app's tone for `setting`, when it names one and that tone is approved. An unapproved one
+/// is not played (the switch could not fetch it) and is counted.
+fn app_tone(store: &Store, metrics: &Metrics, app: &App, setting: AppToneSetting) -> Option<String> {
+    let name = setting.of(app);
+    if name.is_empty() {
+        return None;
+    }
+    if store.tone_approved(&app.app_key, name) {
+        return Some(name.to_owned());
+    }
+    AppToneSkipped { app_key: &app.app_key, setting, file_name: name }.emit(metrics);
+    None
 }
 
 /// Decides a callin. `now` is privnum's clock: whether a binding is still active is privnum's
@@ -67,11 +79,11 @@ pub fn decide_callin(
         return Ok(Routed::by_host(Decision::release(state::APP_NOT_FOUND, None), None));
     };
     if matches!(number.status, NumberStatus::Paused | NumberStatus::Unavailable) {
-        return Ok(Routed::by_host(Decision::release(state::X_UNAVAILABLE, close_tone(&app)), Some(app)));
+        return Ok(Routed::by_host(Decision::release(state::X_UNAVAILABLE, app_tone(store, metrics, &app, AppToneSetting::CloseHint)), Some(app)));
     }
     if app.mode != Mode::Axb {
         // AX, AXE and X routing are not built yet; their calls are refused as a mode mismatch.
-        return Ok(Routed::by_host(Decision::release(state::SERVICE_TYPE_MISMATCH, close_tone(&app)), Some(app)));
+        return Ok(Routed::by_host(Decision::release(state::SERVICE_TYPE_MISMATCH, app_tone(store, metrics, &app, AppToneSetting::CloseHint)), Some(app)));
     }
     let binding = store.axb_for_call(&call.called, &call.caller, now)?.map(Arc::new);
     let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, &app)).unwrap_or_default();
@@ -86,7 +98,7 @@ pub fn decide_callin(
     };
     let (file, function) = AXB_SCRIPT;
     let decision = match scripts.run::<_, Decision>(&set, file, function, script_call) {
-        Ok(decision) => match decision.check(&allowance) {
+        Ok(decision) => match decision.check(&allowance).and_then(|()| approved_tones(store, &app, &decision)) {
             Ok(()) => Some(decision),
             Err(reason) => {
                 scripts.report_failure(&set, &set.path_of(file).display().to_string(), &reason);
@@ -97,22 +109,48 @@ pub fn decide_callin(
         Err(_) => None,
     };
     let fallback = decision.is_none();
-    let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, close_tone(&app)));
-    apply_recording_notice(&mut decision, &app, binding.as_deref(), metrics);
+    let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, app_tone(store, metrics, &app, AppToneSetting::CloseHint)));
+    apply_recording_notice(&mut decision, store, &app, binding.as_deref(), metrics);
     Ok(Routed { decision, app: Some(app), binding, script_version: Some(set.version.to_string()), fallback })
 }
 
-/// A recorded call plays a notice: the binding's, else the app's; with neither, it is recorded
-/// without one and counted as a compliance warning (CONTRACT §3).
-fn apply_recording_notice(decision: &mut Decision, app: &App, binding: Option<&AxbBinding>, metrics: &Metrics) {
+/// Warns when a saved app names a tone that is not approved: its calls will go without it.
+pub fn warn_unapproved_app_tones(store: &Store, app: &App) {
+    for setting in [AppToneSetting::RecordHint, AppToneSetting::CloseHint] {
+        let file_name = setting.of(app);
+        if !file_name.is_empty() && !store.tone_approved(&app.app_key, file_name) {
+            AppToneNotApproved { app_key: &app.app_key, setting, file_name }.emit();
+        }
+    }
+}
+
+/// Every tone a script's decision names must be an approved tone of the app: the switch can fetch
+/// no other. (A binding's tones were approved when it was made, and approval is never withdrawn.)
+fn approved_tones(store: &Store, app: &App, decision: &Decision) -> Result<(), String> {
+    match decision.tones().find(|(_, tone)| !store.tone_approved(&app.app_key, tone)) {
+        Some((field, tone)) => Err(format!("{field} names {tone}, which is not an approved tone of app {}", app.app_key)),
+        None => Ok(()),
+    }
+}
+
+/// A recorded call plays a notice: the binding's, else the app's (when approved); with neither, it
+/// is recorded without one and counted as a compliance warning (CONTRACT §3).
+fn apply_recording_notice(
+    decision: &mut Decision,
+    store: &Store,
+    app: &App,
+    binding: Option<&AxbBinding>,
+    metrics: &Metrics,
+) {
     if !decision.record || decision.record_hint_tone.is_some() {
         return;
     }
-    if app.record_hint_tone.is_empty() {
-        let subscription_id = binding.map_or("", |b| b.subscription_id.as_str());
-        CallRecordedWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
-    } else {
-        decision.record_hint_tone = Some(app.record_hint_tone.clone());
+    match app_tone(store, metrics, app, AppToneSetting::RecordHint) {
+        Some(tone) => decision.record_hint_tone = Some(tone),
+        None => {
+            let subscription_id = binding.map_or("", |b| b.subscription_id.as_str());
+            CallRecordedWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
+        }
     }
 }
 

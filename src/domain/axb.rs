@@ -203,6 +203,23 @@ pub struct AxbChanges {
 }
 
 impl AxbChanges {
+    /// Every tone these changes name, in the order the reference lists the fields: each must be an
+    /// approved tone of the app.
+    pub fn tones(&self) -> impl Iterator<Item = &str> {
+        fn named(tone: &Option<Option<String>>) -> Option<&str> {
+            tone.as_ref().and_then(Option::as_deref)
+        }
+        let pre_voice = self.pre_voice.as_ref();
+        [
+            named(&self.record_hint_tone),
+            named(&self.last_min_voice),
+            pre_voice.and_then(|p| p.caller_hint_tone.as_deref()),
+            pre_voice.and_then(|p| p.callee_hint_tone.as_deref()),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     fn parse(fields: &Fields<'_>) -> Result<Self, Invalid> {
         let call_direction =
             fields.integer("callDirection", 0..=2)?.map(|code| CallDirection::from_code(code).unwrap_or_default());

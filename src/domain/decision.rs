@@ -92,6 +92,19 @@ impl Decision {
         }
     }
 
+    /// Every tone the decision names, with its field.
+    pub fn tones(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("record_hint_tone", &self.record_hint_tone),
+            ("pre_voice", &self.pre_voice),
+            ("wait_voice", &self.wait_voice),
+            ("last_min_voice", &self.last_min_voice),
+            ("tone", &self.tone),
+        ]
+        .into_iter()
+        .filter_map(|(name, tone)| tone.as_deref().map(|tone| (name, tone)))
+    }
+
     /// The platform's invariants: what `allowance` permits this call, valid tones and codes.
     pub fn check(&self, allowance: &Allowance) -> Result<(), String> {
         match self.action {
@@ -117,16 +130,8 @@ impl Decision {
             }
             Action::Collect => {}
         }
-        for (name, tone) in [
-            ("record_hint_tone", &self.record_hint_tone),
-            ("pre_voice", &self.pre_voice),
-            ("wait_voice", &self.wait_voice),
-            ("last_min_voice", &self.last_min_voice),
-            ("tone", &self.tone),
-        ] {
-            if let Some(tone) = tone {
-                check_tone_name(tone).map_err(|reason| format!("{name}: {reason}"))?;
-            }
+        for (name, tone) in self.tones() {
+            check_tone_name(tone).map_err(|reason| format!("{name}: {reason}"))?;
         }
         Ok(())
     }

@@ -25,6 +25,9 @@ pub enum Rejection {
     RecordingDisabled { app_key: String },
     #[error("Abnormal number status: {x_number} is {status:?}")]
     NumberStatus { x_number: String, status: NumberStatus },
+    /// A tone that is not an approved tone of the app (the reference's wording, naming the file).
+    #[error("Invalid request.{file} does not exist")]
+    UnknownTone { file: String },
     #[error("Record does not exist: {what}")]
     NotFound { what: String },
     /// An admin change that would orphan or corrupt what depends on it (HTTP 409).
@@ -47,6 +50,7 @@ impl Rejection {
             Rejection::AlreadyBound { .. } => codes::NUMBER_ALREADY_BOUND,
             Rejection::RecordingDisabled { .. } => codes::RECORDING_NOT_ENABLED,
             Rejection::NumberStatus { .. } => codes::ABNORMAL_NUMBER_STATUS,
+            Rejection::UnknownTone { .. } => codes::INVALID_REQUEST,
             Rejection::NotFound { .. } => codes::RECORD_NOT_FOUND,
             Rejection::InUse { .. } => codes::INVALID_REQUEST,
         }

@@ -9,6 +9,7 @@
 //! | `GET /v1/admin/apps/{appKey}/numbers` | | `numbers` with their binding counts |
 //! | `PUT /v1/admin/apps/{appKey}/numbers/{number}` | `{"area_code","sms"?,"status"?}` | `number` |
 //! | `DELETE /v1/admin/apps/{appKey}/numbers/{number}` | | refused (409) while it holds bindings |
+//! | `…/apps/{appKey}/tones…` | | the tone registry: see `http::tones` |
 //! | `GET /v1/admin/scripts` | | `scripts`: active version, files, earlier versions, last error |
 //! | `POST /v1/admin/scripts/reload` | | `outcome`: `reloaded`, `unchanged` or `rolled_back` (with `error`) |
 //! | `POST /v1/admin/scripts/rollback` | | `version` now active; 409 when there is no earlier version |
@@ -25,6 +26,7 @@ use serde_json::{json, Map, Value};
 use super::auth::Admin;
 use super::error::{success, AppError};
 use super::request::{JsonBody, PathParams};
+use super::tones;
 use super::AppState;
 use crate::config::{AppConfig, NumberConfig};
 use crate::domain::{App, Rejection, XNumber};
@@ -36,6 +38,9 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app_key}", get(apps_show).put(apps_put).delete(apps_delete))
         .route("/apps/{app_key}/numbers", get(numbers_list))
         .route("/apps/{app_key}/numbers/{number}", put(numbers_put).delete(numbers_delete))
+        .route("/apps/{app_key}/tones", get(tones::list))
+        .route("/apps/{app_key}/tones/{file_name}", put(tones::upload).get(tones::latest_audio))
+        .route("/apps/{app_key}/tones/{file_name}/review", post(tones::review))
         .route("/scripts", get(scripts_show))
         .route("/scripts/reload", post(scripts_reload))
         .route("/scripts/rollback", post(scripts_rollback))
@@ -100,7 +105,7 @@ async fn scripts_rollback(_: Admin, State(state): State<AppState>) -> Result<Res
 }
 
 /// Admin lookups of a missing thing are 404, not the provisioning API's 403.
-fn admin_error(err: impl Into<AppError>) -> AppError {
+pub(super) fn admin_error(err: impl Into<AppError>) -> AppError {
     let err = err.into();
     if err.code == crate::domain::codes::RECORD_NOT_FOUND {
         err.with_status(StatusCode::NOT_FOUND)
@@ -109,7 +114,7 @@ fn admin_error(err: impl Into<AppError>) -> AppError {
     }
 }
 
-fn one(name: &str, value: Value) -> Map<String, Value> {
+pub(super) fn one(name: &str, value: Value) -> Map<String, Value> {
     let mut fields = Map::new();
     fields.insert(name.to_owned(), value);
     fields
@@ -120,7 +125,7 @@ async fn apps_list(_: Admin, State(state): State<AppState>) -> Result<Response, 
     Ok(success(one("apps", apps.into())))
 }
 
-fn load_app(state: &AppState, app_key: &str) -> Result<App, AppError> {
+pub(super) fn load_app(state: &AppState, app_key: &str) -> Result<App, AppError> {
     state.store.app(app_key)?.ok_or_else(|| admin_error(Rejection::NotFound { what: format!("app {app_key}") }))
 }
 
@@ -163,6 +168,7 @@ async fn apps_put(
         .map_err(admin_error)?;
     state.store.durable().await?;
     tracing::info!(app_key = %app.app_key, mode = %app.mode, numbers = numbers.len(), "app saved through the admin API");
+    crate::calls::route::warn_unapproved_app_tones(&state.store, &app);
     Ok(success(one("app", app_view(&app))))
 }
 

@@ -2,7 +2,8 @@
 //! modify (PUT), unbind (DELETE), query (GET).
 //!
 //! GET and DELETE read the query string; real clients also send it again as a JSON body, which is
-//! ignored. Every change is flushed to disk before it is acknowledged.
+//! ignored. Every change is flushed to disk before it is acknowledged. Every tone a request names
+//! must be an approved tone of the app (`1010002 Invalid request.<file> does not exist`).
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -23,6 +24,7 @@ pub async fn bindings_create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let request = BindRequest::parse(&Fields::new(&body))?;
+    state.store.check_tones(&app.app_key, request.settings.tones())?;
     let (now, max_pairs) = (state.clock.now(), state.config.axb_max_pairs_per_x);
     let (app, binding) = state
         .write(move |store| {
@@ -43,6 +45,7 @@ pub async fn bindings_modify(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let request = ModifyRequest::parse(&Fields::new(&body))?;
+    state.store.check_tones(&app.app_key, request.changes.tones())?;
     let now = state.clock.now();
     let (app, request, binding) = state
         .write(move |store| {

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod error;
 pub mod request;
 pub mod switch;
+pub mod tones;
 
 use std::sync::Arc;
 

@@ -21,11 +21,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct JsonBody(pub Map<String, Value>);
 
-fn too_large() -> AppError {
+fn too_large(limit: usize) -> AppError {
     AppError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         codes::INVALID_REQUEST,
-        format!("Invalid request.body is larger than {MAX_BODY_BYTES} bytes"),
+        format!("Invalid request.body is larger than {limit} bytes"),
     )
 }
 
@@ -37,22 +37,27 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// Reads a body of at most [`MAX_BODY_BYTES`]: refused at once when `Content-Length` says more,
-/// and cut off when a chunked body grows past it.
+/// Reads a body of at most [`MAX_BODY_BYTES`].
 pub async fn read_body(request: Request) -> Result<axum::body::Bytes, AppError> {
-    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
-        return Err(too_large());
-    }
-    read_limited(request.into_body()).await
+    read_body_up_to(request, MAX_BODY_BYTES).await
 }
 
-async fn read_limited(body: Body) -> Result<axum::body::Bytes, AppError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|err| {
+/// Reads a body of at most `limit` bytes: refused at once when `Content-Length` says more, and cut
+/// off when a chunked body grows past it.
+pub async fn read_body_up_to(request: Request, limit: usize) -> Result<axum::body::Bytes, AppError> {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large(limit));
+    }
+    read_limited(request.into_body(), limit).await
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, AppError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
         let length_limit =
             std::error::Error::source(&err).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
         if length_limit || err.to_string().contains("length limit") {
-            too_large()
+            too_large(limit)
         } else {
             AppError::invalid("body", format!("could not be read: {err}"))
         }

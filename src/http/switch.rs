@@ -7,6 +7,7 @@
 //! | `POST /v1/switch/calls/{sessionId}/digits` | `{"digits"}` | a decision (AXE; not routed yet) |
 //! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?}` | `{}` |
 //! | `GET /v1/switch/calls/{sessionId}/cdr` | | the CDR of an ended call (kept a minute after the end) |
+//! | `GET /v1/switch/tones/{appKey}/{fileName}` | | an approved tone's WAV (`http::tones`) |
 //!
 //! Errors use the provisioning envelope: 400 for a bad body, 401 for a bad token, 404 for an
 //! unknown session, 409 for a sessionId that is already in use.
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/calls/{session_id}/digits", post(calls_digits))
         .route("/calls/{session_id}/events", post(calls_event))
         .route("/calls/{session_id}/cdr", axum::routing::get(calls_cdr))
+        .route("/tones/{app_key}/{file_name}", axum::routing::get(super::tones::serve))
 }
 
 /// A request carrying `Authorization: Bearer <switch_token>`.

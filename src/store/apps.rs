@@ -49,7 +49,7 @@ impl Store {
         Ok(())
     }
 
-    /// Removes an app whose pool is empty.
+    /// Removes an app whose pool is empty, with its tones.
     pub fn delete_app(&self, app_key: &str) -> Result<(), OpError> {
         let _writer = self.lock_writer();
         if self.app(app_key)?.is_none() {
@@ -64,7 +64,9 @@ impl Store {
         }
         let mut writes = WriteSet::default();
         writes.remove(T::Apps, app_key.as_bytes());
+        self.stage_tones_removal(app_key, &mut writes)?;
         self.commit(writes)?;
+        self.forget_serving_tones(app_key);
         Ok(())
     }
 

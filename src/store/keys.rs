@@ -20,6 +20,8 @@
 //! | `outbox_dead`| push id (8 bytes BE)                  | record `Push` (retries used up) |
 //! | `sessions`   | session id                            | record `Session` (calls under way) |
 //! | `recordings` | recording object name                 | app key (whose recording it is) |
+//! | `tones`      | app key, file name                    | record `Tone` (state, review) |
+//! | `tone_audio` | app key, file name, `approved`/`pending` | the WAV, A-law 8000 Hz mono |
 
 const SEPARATOR: u8 = 0;
 

@@ -15,10 +15,12 @@ mod nonce;
 pub mod outbox;
 mod pools;
 mod record;
+mod tones;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use arc_swap::ArcSwap;
 use sled::Transactional as _;
 
 use crate::domain::Rejection;
@@ -67,10 +69,12 @@ pub(crate) enum T {
     OutboxDead,
     Sessions,
     Recordings,
+    Tones,
+    ToneAudio,
 }
 
 impl T {
-    const ALL: [T; 12] = [
+    const ALL: [T; 14] = [
         T::Apps,
         T::Numbers,
         T::AppArea,
@@ -83,6 +87,8 @@ impl T {
         T::OutboxDead,
         T::Sessions,
         T::Recordings,
+        T::Tones,
+        T::ToneAudio,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -99,6 +105,8 @@ impl T {
             T::OutboxDead => "outbox_dead",
             T::Sessions => "sessions",
             T::Recordings => "recordings",
+            T::Tones => "tones",
+            T::ToneAudio => "tone_audio",
         }
     }
 }
@@ -131,6 +139,8 @@ pub struct Store {
     nonces: sled::Tree,
     nonce_expiry: sled::Tree,
     writer: Mutex<pools::Pools>,
+    /// Approved tones per app, for lock-free checks on the call path (`tones.rs`).
+    serving_tones: ArcSwap<tones::Serving>,
     flush: Arc<flush::GroupFlush>,
 }
 
@@ -145,8 +155,17 @@ impl Store {
         let nonce_expiry = db.open_tree("nonce_expiry").map_err(open_error)?;
         let flush =
             flush::GroupFlush::start(db.clone(), dir).map_err(|source| Error::Io { path: dir.join("db"), source })?;
-        let mut store = Store { db, trees, nonces, nonce_expiry, writer: Mutex::default(), flush };
+        let mut store = Store {
+            db,
+            trees,
+            nonces,
+            nonce_expiry,
+            writer: Mutex::default(),
+            serving_tones: ArcSwap::default(),
+            flush,
+        };
         store.writer = Mutex::new(store.load_pools()?);
+        store.serving_tones = ArcSwap::from_pointee(store.load_serving_tones()?);
         Ok(store)
     }
 
