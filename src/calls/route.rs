@@ -5,12 +5,12 @@
 //! engine construction, no compilation. A script that fails or breaks an invariant does not fail
 //! the call: it gets the documented fallback, release with 8020 (service exception) after the
 //! app's close-hint tone, and the failure is counted and logged once per location. Naming a tone
-//! that is not an approved tone of the app is such a violation; the app's own tones are played
-//! only once approved.
+//! that is not an approved tone of the app is such a violation. The app's own tone settings count
+//! only once their tones are approved: until then the script and the host see them unset.
 
 use std::sync::Arc;
 
-use crate::domain::{state, App, AxbBinding, Decision, Mode, NumberStatus};
+use crate::domain::{state, Action, App, AxbBinding, Decision, Mode, NumberStatus};
 use crate::script::api::{Call, Release};
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
@@ -47,18 +47,38 @@ impl Routed {
     }
 }
 
-/// The app's tone for `setting`, when it names one and that tone is approved. An unapproved one
-/// is not played (the switch could not fetch it) and is counted.
-fn app_tone(store: &Store, metrics: &Metrics, app: &App, setting: AppToneSetting) -> Option<String> {
-    let name = setting.of(app);
-    if name.is_empty() {
-        return None;
+fn close_tone(app: &App) -> Option<String> {
+    (!app.close_hint_tone.is_empty()).then(|| app.close_hint_tone.clone())
+}
+
+/// The app as a call sees it: a tone setting that names a tone not approved (yet) reads as unset,
+/// since the switch could not fetch it. Returns the settings so cleared, with their tones.
+fn playable(store: &Store, mut app: App) -> (App, Vec<(AppToneSetting, String)>) {
+    let mut cleared = Vec::new();
+    for setting in [AppToneSetting::RecordHint, AppToneSetting::CloseHint] {
+        let name = setting.of(&app);
+        if !name.is_empty() && !store.tone_approved(&app.app_key, name) {
+            let slot = match setting {
+                AppToneSetting::RecordHint => &mut app.record_hint_tone,
+                AppToneSetting::CloseHint => &mut app.close_hint_tone,
+            };
+            cleared.push((setting, std::mem::take(slot)));
+        }
     }
-    if store.tone_approved(&app.app_key, name) {
-        return Some(name.to_owned());
+    (app, cleared)
+}
+
+/// Counts the calls that went without an app tone because it is not approved.
+fn count_skipped_tones(metrics: &Metrics, app: &App, cleared: &[(AppToneSetting, String)], decision: &Decision) {
+    for (setting, file_name) in cleared {
+        let wanted = match setting {
+            AppToneSetting::CloseHint => decision.action == Action::Release && decision.tone.is_none(),
+            AppToneSetting::RecordHint => decision.record && decision.record_hint_tone.is_none(),
+        };
+        if wanted {
+            AppToneSkipped { app_key: &app.app_key, setting: *setting, file_name }.emit(metrics);
+        }
     }
-    AppToneSkipped { app_key: &app.app_key, setting, file_name: name }.emit(metrics);
-    None
 }
 
 /// Decides a callin. `now` is privnum's clock: whether a binding is still active is privnum's
@@ -72,18 +92,25 @@ pub fn decide_callin(
 ) -> Result<Routed, store::Error> {
     let number = store.number(&call.called)?;
     let app = match &number {
-        Some(number) => store.app(&number.app_key)?.map(Arc::new),
+        Some(number) => store.app(&number.app_key)?,
         None => None,
     };
     let (Some(number), Some(app)) = (number, app) else {
         return Ok(Routed::by_host(Decision::release(state::APP_NOT_FOUND, None), None));
     };
+    let (app, cleared) = playable(store, app);
+    let app = Arc::new(app);
+    let by_host = |code| {
+        let decision = Decision::release(code, close_tone(&app));
+        count_skipped_tones(metrics, &app, &cleared, &decision);
+        Ok(Routed::by_host(decision, Some(app.clone())))
+    };
     if matches!(number.status, NumberStatus::Paused | NumberStatus::Unavailable) {
-        return Ok(Routed::by_host(Decision::release(state::X_UNAVAILABLE, app_tone(store, metrics, &app, AppToneSetting::CloseHint)), Some(app)));
+        return by_host(state::X_UNAVAILABLE);
     }
     if app.mode != Mode::Axb {
         // AX, AXE and X routing are not built yet; their calls are refused as a mode mismatch.
-        return Ok(Routed::by_host(Decision::release(state::SERVICE_TYPE_MISMATCH, app_tone(store, metrics, &app, AppToneSetting::CloseHint)), Some(app)));
+        return by_host(state::SERVICE_TYPE_MISMATCH);
     }
     let binding = store.axb_for_call(&call.called, &call.caller, now)?.map(Arc::new);
     let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, &app)).unwrap_or_default();
@@ -109,8 +136,9 @@ pub fn decide_callin(
         Err(_) => None,
     };
     let fallback = decision.is_none();
-    let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, app_tone(store, metrics, &app, AppToneSetting::CloseHint)));
-    apply_recording_notice(&mut decision, store, &app, binding.as_deref(), metrics);
+    let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, close_tone(&app)));
+    apply_recording_notice(&mut decision, &app, binding.as_deref(), metrics);
+    count_skipped_tones(metrics, &app, &cleared, &decision);
     Ok(Routed { decision, app: Some(app), binding, script_version: Some(set.version.to_string()), fallback })
 }
 
@@ -128,29 +156,24 @@ pub fn warn_unapproved_app_tones(store: &Store, app: &App) {
 /// no other. (A binding's tones were approved when it was made, and approval is never withdrawn.)
 fn approved_tones(store: &Store, app: &App, decision: &Decision) -> Result<(), String> {
     match decision.tones().find(|(_, tone)| !store.tone_approved(&app.app_key, tone)) {
-        Some((field, tone)) => Err(format!("{field} names {tone}, which is not an approved tone of app {}", app.app_key)),
+        Some((field, tone)) => {
+            Err(format!("{field} names {tone}, which is not an approved tone of app {}", app.app_key))
+        }
         None => Ok(()),
     }
 }
 
 /// A recorded call plays a notice: the binding's, else the app's (when approved); with neither, it
 /// is recorded without one and counted as a compliance warning (CONTRACT §3).
-fn apply_recording_notice(
-    decision: &mut Decision,
-    store: &Store,
-    app: &App,
-    binding: Option<&AxbBinding>,
-    metrics: &Metrics,
-) {
+fn apply_recording_notice(decision: &mut Decision, app: &App, binding: Option<&AxbBinding>, metrics: &Metrics) {
     if !decision.record || decision.record_hint_tone.is_some() {
         return;
     }
-    match app_tone(store, metrics, app, AppToneSetting::RecordHint) {
-        Some(tone) => decision.record_hint_tone = Some(tone),
-        None => {
-            let subscription_id = binding.map_or("", |b| b.subscription_id.as_str());
-            CallRecordedWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
-        }
+    if app.record_hint_tone.is_empty() {
+        let subscription_id = binding.map_or("", |b| b.subscription_id.as_str());
+        CallRecordedWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
+    } else {
+        decision.record_hint_tone = Some(app.record_hint_tone.clone());
     }
 }
 

@@ -62,7 +62,14 @@ pub struct Tone {
 
 impl Tone {
     /// A new upload: pending, serving whatever was approved before.
-    pub fn uploaded(file_name: &str, previous: Option<&Tone>, now: i64, bytes: usize, seconds: f64, converted: bool) -> Tone {
+    pub fn uploaded(
+        file_name: &str,
+        previous: Option<&Tone>,
+        now: i64,
+        bytes: usize,
+        seconds: f64,
+        converted: bool,
+    ) -> Tone {
         Tone {
             file_name: file_name.to_owned(),
             state: ToneState::Pending,
@@ -151,7 +158,10 @@ mod tests {
     fn a_review_approves_or_rejects_with_a_reason() {
         assert_eq!(review(json!({"approve": true})), Ok(Review::Approve));
         assert_eq!(review(json!({"approve": "true"})), Ok(Review::Approve));
-        assert_eq!(review(json!({"approve": false, "reason": " too loud "})), Ok(Review::Reject { reason: "too loud".into() }));
+        assert_eq!(
+            review(json!({"approve": false, "reason": " too loud "})),
+            Ok(Review::Reject { reason: "too loud".into() })
+        );
         assert_eq!(review(json!({"approve": false})), Err("reason".into()));
         assert_eq!(review(json!({"approve": false, "reason": "x".repeat(257)})), Err("reason".into()));
         assert_eq!(review(json!({"reason": "x"})), Err("approve".into()));
@@ -173,7 +183,8 @@ mod tests {
         assert_eq!(rejected.reason.as_deref(), Some("clipped"));
         assert!(rejected.reviewed(&Review::Approve, 22).unwrap_err().contains("rejected"));
 
-        let never = Tone::uploaded("new.wav", None, 30, 100, 0.1, false).reviewed(&Review::Reject { reason: "no".into() }, 31);
+        let never =
+            Tone::uploaded("new.wav", None, 30, 100, 0.1, false).reviewed(&Review::Reject { reason: "no".into() }, 31);
         assert!(!never.unwrap().serving);
     }
 }

@@ -66,13 +66,12 @@ pub async fn upload(
     let (now, name) = (state.clock.now(), file_name.clone());
     let tone = state
         .write(move |store| {
-            store.upload_tone(&app_key, &name, &converted.bytes, seconds, !converted.unchanged, now).map(|tone| {
-                tracing::info!(
-                    app_key = %app_key, file_name = %name, bytes = tone.bytes, converted = tone.converted,
-                    "tone uploaded, pending review"
-                );
-                tone
-            })
+            let tone = store.upload_tone(&app_key, &name, &converted.bytes, seconds, !converted.unchanged, now)?;
+            tracing::info!(
+                app_key = %app_key, file_name = %name, bytes = tone.bytes, converted = tone.converted,
+                "tone uploaded, pending review"
+            );
+            Ok(tone)
         })
         .await
         .map_err(admin_error)?;

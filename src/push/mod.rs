@@ -24,6 +24,10 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a storage error in a lane, wait this long before looking again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// On a graceful stop, a push being sent gets this long to be answered and settled, so that a
+/// restart does not send it again. (A crash still can: delivery is at least once.)
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// A lane's wake-up and the task that delivers it.
 type LaneTask = (Arc<Notify>, tokio::task::JoinHandle<()>);
 
@@ -85,8 +89,9 @@ impl Pusher {
         lanes.insert(key, (notify, task));
     }
 
-    /// Waits until every lane has stopped (after `stop` changed). A push being sent is abandoned;
-    /// it stays in the outbox and is sent again after the restart.
+    /// Waits until every lane has stopped (after `stop` changed). A push being sent gets
+    /// [`STOP_GRACE`] to finish; if it does not, it stays in the outbox and is sent again after
+    /// the restart.
     pub async fn stopped(&self) {
         let lanes = std::mem::take(&mut *self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         for (_, (_, task)) in lanes {
@@ -100,9 +105,14 @@ impl Pusher {
             if *stop.borrow() {
                 return;
             }
+            let step = self.step(&app_key, lane);
+            tokio::pin!(step);
             let step = tokio::select! {
-                step = self.step(&app_key, lane) => step,
-                _ = stop.changed() => return,
+                step = &mut step => step,
+                _ = stop.changed() => {
+                    let _ = tokio::time::timeout(STOP_GRACE, step).await;
+                    return;
+                }
             };
             let wait = match step {
                 Ok(Step::Again) => continue,

@@ -26,6 +26,7 @@ async fn query(server: &TestServer, params: &str) -> support::Answer {
 #[tokio::test]
 async fn bind_answers_with_the_x_and_a_subscription_id() {
     let server = TestServer::start().await;
+    server.approve_tones(AXB_APP.0, &["r.wav"]).await;
     let answer = server
         .bind(with(pair(1, 1), json!({"userData": "order-1", "recordFlag": true, "recordHintTone": "r.wav"})))
         .await;

@@ -20,4 +20,5 @@ mod reload;
 mod sandbox;
 mod support;
 mod switch;
+mod tone_registry;
 mod tones;

@@ -25,7 +25,9 @@ async fn server_pushing_to(receiver: &Receiver, retries: &[&str], flush_ms: u64)
         app.cdr_url = format!("{}/cdr", receiver.base);
         app.close_hint_tone = "close.wav".into();
     }
-    TestServer::start_with(config, dir).await
+    let server = TestServer::start_with(config, dir).await;
+    server.approve_tones(AXB_APP.0, &["close.wav"]).await;
+    server
 }
 
 async fn event(server: &TestServer, session: &str, body: Value) {

@@ -188,6 +188,7 @@ async fn lifecycle(scheme: Scheme) {
     // Tone names are syntax-checked only until the tone registry exists (issue "Tones"); then this
     // test uploads and approves them first, as a customer does in the console.
     let server = TestServer::start().await;
+    server.approve_tones(support::AXB_APP.0, &TONES).await;
     let client = HuaweiClient::new(&server, support::AXB_APP, scheme);
     let (a, b, new_b) = (fresh_number(), fresh_number(), fresh_number());
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::TestServer;
+use crate::support::{TestServer, AXB_APP};
 
 const A: &str = "+8613800000001";
 const B: &str = "+8613900000002";
@@ -27,7 +27,7 @@ fn axb_script(scripts: &Path) -> std::path::PathBuf {
 
 /// Rewrites axb.rhai so every connect also carries `wait_voice = tag` (which the cases do not
 /// check), the way an editor saves: write a temporary file, then rename it over the original.
-fn save_with_wait_voice(scripts: &Path, tag: &str) {
+pub fn save_with_wait_voice(scripts: &Path, tag: &str) {
     let path = axb_script(scripts);
     let original = std::fs::read_to_string(&path).unwrap();
     let marker = "    decision.record = binding.record;";
@@ -69,6 +69,7 @@ async fn scripts_status(server: &TestServer) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_edit_is_live_within_two_seconds_and_can_be_rolled_back() {
     let (server, scripts) = TestServer::start_with_script_copy().await;
+    server.approve_tones(AXB_APP.0, &["v2.wav"]).await;
     bind_pair(&server).await;
     assert_eq!(wait_voice(&server).await, Value::Null);
 
@@ -143,6 +144,8 @@ async fn bad_edits_are_refused_with_their_location_and_the_old_version_keeps_ans
 async fn twenty_reloads_under_load_fail_no_call_and_mix_no_versions() {
     let (server, scripts) = TestServer::start_with_script_copy().await;
     let server = Arc::new(server);
+    let tags: Vec<String> = (0..20).map(|round| format!("round-{round}.wav")).collect();
+    server.approve_tones(AXB_APP.0, &tags.iter().map(String::as_str).collect::<Vec<_>>()).await;
     bind_pair(&server).await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut callers = tokio::task::JoinSet::new();

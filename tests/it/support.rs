@@ -196,10 +196,46 @@ impl TestServer {
         self.send(method, &format!("/v1/switch{path}"), &headers, Some(body)).await
     }
 
+    /// Sends `bytes` as a raw body with the admin token; the answer as bytes.
+    pub async fn admin_bytes(&self, method: Method, path: &str, bytes: Vec<u8>) -> (StatusCode, Vec<u8>) {
+        let response = self
+            .client
+            .request(method, format!("{}/v1/admin{path}", self.base))
+            .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(bytes)
+            .send()
+            .await
+            .expect("request reaches the server");
+        (response.status(), response.bytes().await.expect("response body").to_vec())
+    }
+
+    /// Uploads a tone (the admin API) and returns the answer.
+    pub async fn upload_tone(&self, app_key: &str, file_name: &str, wav: Vec<u8>) -> Answer {
+        let (status, bytes) = self.admin_bytes(Method::PUT, &format!("/apps/{app_key}/tones/{file_name}"), wav).await;
+        Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    /// Uploads and approves a short tone under each name, as ops do before bindings, apps and
+    /// scripts may use it.
+    pub async fn approve_tones(&self, app_key: &str, names: &[&str]) {
+        for name in names {
+            self.upload_tone(app_key, name, silence_wav()).await.expect(200, "0");
+            let review = serde_json::json!({"approve": true});
+            self.admin(Method::POST, &format!("/apps/{app_key}/tones/{name}/review"), Some(&review))
+                .await
+                .expect(200, "0");
+        }
+    }
+
     /// Binds A and B on the AXB app and returns the answer body.
     pub async fn bind(&self, body: Value) -> Answer {
         self.call(AXB_APP, Method::POST, AXB_PATH, Some(&body)).await
     }
+}
+
+/// A tenth of a second of silence, already in the carrier format.
+pub fn silence_wav() -> Vec<u8> {
+    privnum::tone::wav::write_alaw(&[0xD5; 800])
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

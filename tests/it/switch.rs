@@ -20,6 +20,7 @@ async fn bind(server: &TestServer, extra: Value) -> String {
 }
 
 async fn set_close_tone(server: &TestServer, tone: &str) {
+    server.approve_tones(AXB_APP.0, &[tone]).await;
     let app = json!({"mode": "AXB", "app_secret": AXB_APP.1, "recording": true, "close_hint_tone": tone});
     server.admin(Method::PUT, "/apps/axb-app", Some(&app)).await.expect(200, "0");
 }
@@ -27,6 +28,7 @@ async fn set_close_tone(server: &TestServer, tone: &str) {
 #[tokio::test]
 async fn a_reaches_b_and_b_reaches_a_showing_x() {
     let server = TestServer::start().await;
+    server.approve_tones(AXB_APP.0, &["rec.wav", "last.wav", "to-b.wav", "to-a.wav"]).await;
     let id = bind(
         &server,
         json!({"userData": "order-7", "recordFlag": "true", "recordHintTone": "rec.wav", "maxDuration": 30,
@@ -87,6 +89,13 @@ async fn recording_without_its_own_notice_plays_the_apps() {
     let app = json!({"mode": "AXB", "app_secret": AXB_APP.1, "recording": true, "record_hint_tone": "notice.wav"});
     server.admin(Method::PUT, "/apps/axb-app", Some(&app)).await.expect(200, "0");
     bind(&server, json!({"recordFlag": true})).await;
+    let unapproved = server.switch_call(A, X).await;
+    assert_eq!(
+        (unapproved.body["record"].as_bool(), unapproved.body.get("recordHintTone")),
+        (Some(true), None),
+        "a notice the switch cannot fetch is not played"
+    );
+    server.approve_tones(AXB_APP.0, &["notice.wav"]).await;
     let call = server.switch_call(A, X).await;
     assert_eq!((call.body["record"].as_bool(), call.body["recordHintTone"].as_str()), (Some(true), Some("notice.wav")));
 }
