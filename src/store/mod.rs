@@ -9,6 +9,7 @@
 
 mod apps;
 mod axb;
+mod combine;
 mod flush;
 pub(crate) mod keys;
 mod nonce;
@@ -116,10 +117,13 @@ pub(crate) fn show_key(key: &[u8]) -> String {
     key.escape_ascii().to_string().replace("\\x00", "/")
 }
 
+/// One write: a tree, a key, and the new value (`None` removes the key).
+pub(crate) type Op = (T, Vec<u8>, Option<Vec<u8>>);
+
 /// Changes to commit together.
 #[derive(Debug, Default)]
 pub(crate) struct WriteSet {
-    ops: Vec<(T, Vec<u8>, Option<Vec<u8>>)>,
+    ops: Vec<Op>,
 }
 
 impl WriteSet {
@@ -141,6 +145,7 @@ pub struct Store {
     writer: Mutex<pools::Pools>,
     /// Approved tones per app, for lock-free checks on the call path (`tones.rs`).
     serving_tones: ArcSwap<tones::Serving>,
+    combiner: combine::Combiner,
     flush: Arc<flush::GroupFlush>,
 }
 
@@ -162,6 +167,7 @@ impl Store {
             nonce_expiry,
             writer: Mutex::default(),
             serving_tones: ArcSwap::default(),
+            combiner: combine::Combiner::default(),
             flush,
         };
         store.writer = Mutex::new(store.load_pools()?);
@@ -231,20 +237,27 @@ impl Store {
         self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Applies `writes` atomically.
+    /// Applies `writes` atomically, and returns once they are applied (visible to every read;
+    /// on disk after [`Store::durable`]). Concurrent commits are combined into one sled
+    /// transaction: see [`combine`].
     pub(crate) fn commit(&self, writes: WriteSet) -> Result<(), Error> {
         if writes.ops.is_empty() {
             return Ok(());
         }
+        self.combiner.commit(writes, |ops| self.apply(ops))
+    }
+
+    /// One sled transaction over the trees `ops` touch, applying them in order.
+    fn apply(&self, ops: &[Op]) -> Result<(), String> {
         // Only the trees this change touches take part: sled prepares every participant.
-        let mut used: Vec<T> = writes.ops.iter().map(|(tree, _, _)| *tree).collect();
+        let mut used: Vec<T> = ops.iter().map(|(tree, _, _)| *tree).collect();
         used.sort_by_key(|tree| *tree as usize);
         used.dedup();
         let participants: Vec<&sled::Tree> = used.iter().map(|tree| self.tree(*tree)).collect();
         let positions: Vec<usize> =
-            writes.ops.iter().map(|(tree, _, _)| used.iter().position(|t| t == tree).unwrap_or_default()).collect();
+            ops.iter().map(|(tree, _, _)| used.iter().position(|t| t == tree).unwrap_or_default()).collect();
         let result = participants.as_slice().transaction(|trees| {
-            for ((_, key, value), &position) in writes.ops.iter().zip(&positions) {
+            for ((_, key, value), &position) in ops.iter().zip(&positions) {
                 let tree = &trees[position];
                 match value {
                     Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
@@ -255,7 +268,7 @@ impl Store {
         });
         result.map_err(|err| {
             let trees: Vec<&str> = used.iter().map(|tree| tree.name()).collect();
-            Error::Transaction(format!("writing {} keys to {}: {err:?}", writes.ops.len(), trees.join(", ")))
+            format!("writing {} keys to {}: {err:?}", ops.len(), trees.join(", "))
         })
     }
 
