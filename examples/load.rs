@@ -39,6 +39,7 @@ use privnum::clock::SystemClock;
 use privnum::config::{AppConfig, Config, NumberConfig};
 use privnum::domain::{Mode, NumberStatus};
 use privnum::server::{self, Running};
+use privnum::store::FlushStats;
 use reqwest::RequestBuilder;
 use serde_json::{json, Value};
 
@@ -140,17 +141,46 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Callin decisions, each level measured against `POST /v1/switch/echo` on the same server in the
+/// same run: the ratio says how much of HTTP's own rate privnum's work leaves.
 async fn run_calls(args: CallsArgs) -> anyhow::Result<()> {
     let plan = args.levels.plan()?;
     let (server, caller) = start_with_bindings(&args, None).await?;
-    print_header(&server, &format!("AXB callin decisions; {} bindings", args.bindings));
-    let call = move || {
-        let caller = caller.clone();
-        async move { caller.call().await }
-    };
-    let result = run_levels(call, &plan, "calls/s").await;
-    server.stop().await?;
-    result
+    print_header(
+        &server,
+        &format!("AXB callin decisions; {} bindings; each level after a JSON echo baseline", args.bindings),
+    );
+    let table = Table::new("req/s");
+    print!("{:>5} ", "");
+    table.print_header();
+    for &clients in &plan.clients {
+        let mut rates = [0.0; 2];
+        for (index, echo) in [true, false].into_iter().enumerate() {
+            let caller = caller.clone();
+            let op = move || {
+                let caller = caller.clone();
+                async move {
+                    if echo {
+                        caller.echo().await
+                    } else {
+                        caller.call().await
+                    }
+                }
+            };
+            if !plan.warmup.duration.is_zero() {
+                drive(op.clone(), clients, plan.warmup).await?;
+            }
+            let sample = drive(op, clients, plan.measured).await?;
+            print!("{:>5} ", if echo { "echo" } else { "call" });
+            table.print_row(&sample, rss_kib());
+            if let Some(error) = &sample.log.first_error {
+                println!("           first error: {error}");
+            }
+            rates[index] = sample.rate();
+        }
+        println!("           callin / echo throughput: {:.2}", rates[1] / rates[0].max(1e-9));
+    }
+    server.stop().await
 }
 
 async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
@@ -171,8 +201,10 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
             let caller = caller_op.clone();
             async move { caller.complete().await }
         };
+        let disk = server.flush_stats();
         let sample = drive(op, clients, plan.measured).await?;
         table.print_row(&sample, rss_kib());
+        print_disk(disk, server.flush_stats(), sample.elapsed);
         let completed = sample.log.latencies_us.len() as u64 - sample.log.errors;
         let expected = before + completed;
         let delivered = receiver.wait_for(expected, Duration::from_secs(60)).await;
@@ -277,6 +309,7 @@ async fn preload(server: &Server, count: u64) -> anyhow::Result<Vec<(String, Str
 struct Caller {
     client: reqwest::Client,
     url: String,
+    echo_url: String,
     token: String,
     pairs: Vec<(String, String)>,
     next: AtomicU64,
@@ -291,6 +324,7 @@ impl Caller {
         Ok(Caller {
             client: http_client()?,
             url: format!("{base}/v1/switch/calls"),
+            echo_url: format!("{base}/v1/switch/echo"),
             token,
             pairs,
             next: AtomicU64::new(0),
@@ -307,6 +341,21 @@ impl Caller {
         let body: Value = response.json().await.map_err(|err| format!("HTTP {status}: {err}"))?;
         if status != reqwest::StatusCode::OK || body["action"] != "connect" {
             return Err(format!("HTTP {status}: {body}"));
+        }
+        Ok(())
+    }
+
+    /// The JSON echo route with a body the size of a callin's: HTTP and JSON, no privnum work.
+    async fn echo(&self) -> Outcome {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        let (caller, x) = &self.pairs[n % self.pairs.len()];
+        let body = json!({"caller": caller, "called": x});
+        let response = self.client.post(&self.echo_url).bearer_auth(&self.token).json(&body).send().await;
+        let response = response.map_err(|err| err.to_string())?;
+        let status = response.status();
+        let echoed: Value = response.json().await.map_err(|err| format!("HTTP {status}: {err}"))?;
+        if status != reqwest::StatusCode::OK || echoed != body {
+            return Err(format!("echo: HTTP {status}: {echoed}"));
         }
         Ok(())
     }
@@ -348,13 +397,13 @@ async fn run_binds(args: BindsArgs) -> anyhow::Result<()> {
         let binder = binder.clone();
         async move { binder.bind().await }
     };
-    let result = run_levels(bind, &plan, "binds/s").await;
+    let result = run_levels(bind, &plan, "binds/s", &server).await;
     server.stop().await?;
     result
 }
 
 /// Runs every level of `plan` with `op`, printing a row as each level ends.
-async fn run_levels<F, Fut>(op: F, plan: &Plan, rate_name: &'static str) -> anyhow::Result<()>
+async fn run_levels<F, Fut>(op: F, plan: &Plan, rate_name: &'static str, server: &Server) -> anyhow::Result<()>
 where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
@@ -366,8 +415,10 @@ where
         if !plan.warmup.duration.is_zero() {
             drive(op.clone(), clients, plan.warmup).await?;
         }
+        let disk = server.flush_stats();
         let sample = drive(op.clone(), clients, plan.measured).await?;
         table.print_row(&sample, rss_kib());
+        print_disk(disk, server.flush_stats(), sample.elapsed);
         if let Some(error) = &sample.log.first_error {
             failures.push(format!("{clients} clients, first error: {error}"));
         }
@@ -408,6 +459,10 @@ impl Server {
 
     async fn stop(self) -> anyhow::Result<()> {
         self.running.stop().await.context("stopping the server")
+    }
+
+    fn flush_stats(&self) -> FlushStats {
+        self.running.state.store.flush_stats()
     }
 }
 
@@ -630,6 +685,25 @@ fn show_latency(us: Option<u64>) -> String {
         Some(us) if us < 100_000 => format!("{:.2} ms", us as f64 / 1_000.0),
         Some(us) => format!("{:.0} ms", us as f64 / 1_000.0),
     }
+}
+
+/// What group commit did during a level: the disk's share of the story. Durable answers wait for
+/// a flush (sled flush + fdatasync); one flush serves every change waiting when it starts.
+fn print_disk(before: FlushStats, after: FlushStats, elapsed: Duration) {
+    let flushes = after.flushes - before.flushes;
+    let waits = after.waits - before.waits;
+    if flushes == 0 {
+        return;
+    }
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let busy = (after.flush_micros - before.flush_micros) as f64 / 1e6;
+    println!(
+        "           disk: {:.0} flushes/s, {:.2} ms each, {:.1} durable answers per flush, flushing {:.0}% of the time",
+        flushes as f64 / seconds,
+        busy * 1e3 / flushes as f64,
+        waits as f64 / flushes as f64,
+        100.0 * busy / seconds
+    );
 }
 
 /// What was run, where, and on what.

@@ -254,3 +254,19 @@ pub fn render_scripts(status: &crate::script::host::Status) -> String {
     );
     out
 }
+
+/// Group commit's counters, in the Prometheus text format: how many writers waited for the disk,
+/// and how many flushes served them, taking how long.
+pub fn render_flushes(stats: &crate::store::FlushStats) -> String {
+    format!(
+        "# HELP privnum_store_durable_waits_total Changes that waited to be on disk before their answer.\n\
+         # TYPE privnum_store_durable_waits_total counter\nprivnum_store_durable_waits_total {}\n\
+         # HELP privnum_store_flushes_total Flushes (sled flush plus fdatasync), each serving every waiting change.\n\
+         # TYPE privnum_store_flushes_total counter\nprivnum_store_flushes_total {}\n\
+         # HELP privnum_store_flush_seconds_total Time spent in those flushes.\n\
+         # TYPE privnum_store_flush_seconds_total counter\nprivnum_store_flush_seconds_total {:.6}\n",
+        stats.waits,
+        stats.flushes,
+        stats.flush_micros as f64 / 1e6
+    )
+}

@@ -109,6 +109,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     let scripts = state.scripts.status();
     text.push_str(&crate::telemetry::render_scripts(&scripts));
+    text.push_str(&crate::telemetry::render_flushes(&state.store.flush_stats()));
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -8,6 +8,7 @@
 //! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?}` | `{}` |
 //! | `GET /v1/switch/calls/{sessionId}/cdr` | | the CDR of an ended call (kept a minute after the end) |
 //! | `GET /v1/switch/tones/{appKey}/{fileName}` | | an approved tone's WAV (`http::tones`) |
+//! | `POST /v1/switch/echo` | any JSON | the same JSON (a probe, and the load harness's baseline) |
 //!
 //! Errors use the provisioning envelope: 400 for a bad body, 401 for a bad token, 404 for an
 //! unknown session, 409 for a sessionId that is already in use.
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/calls/{session_id}/events", post(calls_event))
         .route("/calls/{session_id}/cdr", axum::routing::get(calls_cdr))
         .route("/tones/{app_key}/{file_name}", axum::routing::get(super::tones::serve))
+        .route("/echo", post(echo))
 }
 
 /// A request carrying `Authorization: Bearer <switch_token>`.
@@ -314,6 +316,12 @@ async fn calls_event(
     // The event is acknowledged only once its pushes are on disk.
     state.store.durable().await?;
     Ok(Json(json!({})).into_response())
+}
+
+/// Answers with the JSON body it was sent: the switch's probe of the path (token, connection,
+/// round trip), and the load harness's baseline for what HTTP alone costs on this server.
+async fn echo(_: Switch, Body(body): Body<Value>) -> Response {
+    Json(body).into_response()
 }
 
 async fn calls_cdr(

@@ -22,7 +22,6 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::{Error, Op, WriteSet};
 
-
 /// The most writes one combined transaction takes; a change is never split, so one larger
 /// change still goes in alone.
 const MAX_BATCH_OPS: usize = 4096;

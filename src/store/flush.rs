@@ -40,6 +40,20 @@ pub(crate) struct GroupFlush {
     /// the store ends the task and releases the database.
     wake: Arc<Notify>,
     flushed: watch::Sender<u64>,
+    /// Completed flushes and the time they took, for `/metrics`.
+    flushes: AtomicU64,
+    flush_micros: AtomicU64,
+}
+
+/// What the flusher has done since the store opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Writers that waited for durability.
+    pub waits: u64,
+    /// Flushes (sled flush + `fdatasync`) that completed.
+    pub flushes: u64,
+    /// Their total duration, in microseconds.
+    pub flush_micros: u64,
 }
 
 impl Drop for GroupFlush {
@@ -55,8 +69,14 @@ impl GroupFlush {
         let log = Arc::new(File::open(dir.join("db"))?);
         File::open(dir)?.sync_all()?;
         let wake = Arc::new(Notify::new());
-        let group =
-            Arc::new(GroupFlush { db, tickets: AtomicU64::new(0), wake: wake.clone(), flushed: watch::Sender::new(0) });
+        let group = Arc::new(GroupFlush {
+            db,
+            tickets: AtomicU64::new(0),
+            wake: wake.clone(),
+            flushed: watch::Sender::new(0),
+            flushes: AtomicU64::new(0),
+            flush_micros: AtomicU64::new(0),
+        });
         let weak = Arc::downgrade(&group);
         tokio::spawn(async move {
             loop {
@@ -65,6 +85,7 @@ impl GroupFlush {
                 let target = group.tickets.load(Ordering::SeqCst);
                 let db = group.db.clone();
                 drop(group);
+                let started = std::time::Instant::now();
                 let flushed = match db.flush_async().await {
                     Ok(_) => sync_data(log.clone()).await,
                     Err(err) => Err(err.to_string()),
@@ -74,6 +95,9 @@ impl GroupFlush {
                 match flushed {
                     Ok(_) => {
                         group.flushed.send_replace(target);
+                        group.flushes.fetch_add(1, Ordering::Relaxed);
+                        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        group.flush_micros.fetch_add(micros, Ordering::Relaxed);
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "store flush failed; writers are waiting and it will be retried");
@@ -84,6 +108,14 @@ impl GroupFlush {
             }
         });
         Ok(group)
+    }
+
+    pub(crate) fn stats(&self) -> FlushStats {
+        FlushStats {
+            waits: self.tickets.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
+            flush_micros: self.flush_micros.load(Ordering::Relaxed),
+        }
     }
 
     /// Waits until everything written before this call is on disk.

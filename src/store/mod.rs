@@ -27,6 +27,7 @@ use sled::Transactional as _;
 use crate::domain::Rejection;
 
 pub use axb::AxbPage;
+pub use flush::FlushStats;
 
 /// A storage failure, naming the tree and key concerned. Shown to operators, never to clients.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +276,11 @@ impl Store {
     /// Waits until every change committed before this call is on disk.
     pub async fn durable(&self) -> Result<(), Error> {
         self.flush.wait().await
+    }
+
+    /// What group commit has done: waits, flushes and their time.
+    pub fn flush_stats(&self) -> FlushStats {
+        self.flush.stats()
     }
 
     /// A new id, unique in this store across restarts.
