@@ -149,6 +149,13 @@ impl AppToneSetting {
             AppToneSetting::CloseHint => &app.close_hint_tone,
         }
     }
+
+    pub fn of_mut(self, app: &mut crate::domain::App) -> &mut String {
+        match self {
+            AppToneSetting::RecordHint => &mut app.record_hint_tone,
+            AppToneSetting::CloseHint => &mut app.close_hint_tone,
+        }
+    }
 }
 
 /// An app names a tone that is not approved (yet), so a call went without it. Counted every

@@ -54,18 +54,17 @@ fn close_tone(app: &App) -> Option<String> {
 /// The app as a call sees it: a tone setting that names a tone not approved (yet) reads as unset,
 /// since the switch could not fetch it. Returns the settings so cleared, with their tones.
 fn playable(store: &Store, mut app: App) -> (App, Vec<(AppToneSetting, String)>) {
-    let mut cleared = Vec::new();
-    for setting in [AppToneSetting::RecordHint, AppToneSetting::CloseHint] {
-        let name = setting.of(&app);
-        if !name.is_empty() && !store.tone_approved(&app.app_key, name) {
-            let slot = match setting {
-                AppToneSetting::RecordHint => &mut app.record_hint_tone,
-                AppToneSetting::CloseHint => &mut app.close_hint_tone,
-            };
-            cleared.push((setting, std::mem::take(slot)));
-        }
-    }
+    let unapproved: Vec<AppToneSetting> = unapproved_app_tones(store, &app).map(|(setting, _)| setting).collect();
+    let cleared = unapproved.into_iter().map(|setting| (setting, std::mem::take(setting.of_mut(&mut app)))).collect();
     (app, cleared)
+}
+
+/// The app's tone settings that name a tone not approved (yet), with the tone.
+fn unapproved_app_tones<'a>(store: &'a Store, app: &'a App) -> impl Iterator<Item = (AppToneSetting, &'a str)> {
+    [AppToneSetting::RecordHint, AppToneSetting::CloseHint]
+        .into_iter()
+        .map(|setting| (setting, setting.of(app)))
+        .filter(|(_, name)| !name.is_empty() && !store.tone_approved(&app.app_key, name))
 }
 
 /// Counts the calls that went without an app tone because it is not approved.
@@ -144,16 +143,14 @@ pub fn decide_callin(
 
 /// Warns when a saved app names a tone that is not approved: its calls will go without it.
 pub fn warn_unapproved_app_tones(store: &Store, app: &App) {
-    for setting in [AppToneSetting::RecordHint, AppToneSetting::CloseHint] {
-        let file_name = setting.of(app);
-        if !file_name.is_empty() && !store.tone_approved(&app.app_key, file_name) {
-            AppToneNotApproved { app_key: &app.app_key, setting, file_name }.emit();
-        }
+    for (setting, file_name) in unapproved_app_tones(store, app) {
+        AppToneNotApproved { app_key: &app.app_key, setting, file_name }.emit();
     }
 }
 
 /// Every tone a script's decision names must be an approved tone of the app: the switch can fetch
-/// no other. (A binding's tones were approved when it was made, and approval is never withdrawn.)
+/// no other. (A binding's tones were approved when it was made, and approval is never withdrawn;
+/// only a store written by a privnum older than the tone registry holds bindings never checked.)
 fn approved_tones(store: &Store, app: &App, decision: &Decision) -> Result<(), String> {
     match decision.tones().find(|(_, tone)| !store.tone_approved(&app.app_key, tone)) {
         Some((field, tone)) => {

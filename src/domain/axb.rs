@@ -178,10 +178,11 @@ impl AxbBinding {
         Ok(())
     }
 
-    /// Recording with no notice at all: neither the binding nor the app names a recording tone.
-    /// Accepted (real clients omit the tone) but a compliance risk worth counting.
-    pub fn records_without_notice(&self, app: &App) -> bool {
-        self.record && self.record_hint_tone.is_none() && app.record_hint_tone.is_empty()
+    /// Recording with no notice at all: the binding names no recording tone and the app has no
+    /// notice it can play (none, or one not approved). Accepted (real clients omit the tone) but a
+    /// compliance risk worth counting.
+    pub fn records_without_notice(&self, app_has_notice: bool) -> bool {
+        self.record && self.record_hint_tone.is_none() && !app_has_notice
     }
 }
 

@@ -41,6 +41,9 @@ pub enum ToneState {
 #[serde(rename_all = "camelCase")]
 pub struct Tone {
     pub file_name: String,
+    /// The latest upload's number: 1 for the first, one more for each replacement. A review may
+    /// name the revision it judged, so that a replacement uploaded meanwhile is not approved unheard.
+    pub revision: u64,
     /// The latest upload's state.
     pub state: ToneState,
     /// Why the latest upload was rejected.
@@ -58,6 +61,9 @@ pub struct Tone {
     /// An approved version is what calls play: this upload's, or an earlier one's while this one
     /// waits for review or after it was rejected.
     pub serving: bool,
+    /// Which revision that is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_revision: Option<u64>,
 }
 
 impl Tone {
@@ -72,6 +78,7 @@ impl Tone {
     ) -> Tone {
         Tone {
             file_name: file_name.to_owned(),
+            revision: previous.map_or(1, |tone| tone.revision + 1),
             state: ToneState::Pending,
             reason: None,
             uploaded_at: now,
@@ -80,11 +87,19 @@ impl Tone {
             seconds,
             converted,
             serving: previous.is_some_and(|tone| tone.serving),
+            serving_revision: previous.and_then(|tone| tone.serving_revision),
         }
     }
 
-    /// Applies a review to the pending upload; refused (with the reason) when none is pending.
-    pub fn reviewed(&self, review: &Review, now: i64) -> Result<Tone, String> {
+    /// Applies a review to the pending upload; refused (with the reason) when none is pending, or
+    /// when the review names a revision that is no longer the latest.
+    pub fn reviewed(&self, review: &Review, revision: Option<u64>, now: i64) -> Result<Tone, String> {
+        if let Some(judged) = revision.filter(|judged| *judged != self.revision) {
+            return Err(format!(
+                "tone {} was uploaded again since revision {judged}: listen to revision {} and review that",
+                self.file_name, self.revision
+            ));
+        }
         if self.state != ToneState::Pending {
             let state = match self.state {
                 ToneState::Approved => "approved",
@@ -98,6 +113,7 @@ impl Tone {
             Review::Approve => {
                 tone.state = ToneState::Approved;
                 tone.serving = true;
+                tone.serving_revision = Some(self.revision);
             }
             Review::Reject { reason } => {
                 tone.state = ToneState::Rejected;
@@ -116,8 +132,14 @@ pub enum Review {
 }
 
 impl Review {
-    /// Reads `{"approve": true}` or `{"approve": false, "reason": "…"}`; a rejection needs a reason.
-    pub fn parse(fields: &super::Fields<'_>) -> Result<Review, super::fields::Invalid> {
+    /// Reads `{"approve": true}` or `{"approve": false, "reason": "…"}`, with an optional
+    /// `"revision"` (the upload judged); a rejection needs a reason.
+    pub fn parse(fields: &super::Fields<'_>) -> Result<(Review, Option<u64>), super::fields::Invalid> {
+        let revision = fields.integer("revision", 1..=i64::MAX)?.and_then(|n| u64::try_from(n).ok());
+        Ok((Review::parse_verdict(fields)?, revision))
+    }
+
+    fn parse_verdict(fields: &super::Fields<'_>) -> Result<Review, super::fields::Invalid> {
         use super::fields::Invalid;
         let approve = fields.flag("approve")?.ok_or_else(|| Invalid::new("approve", "is required (true or false)"))?;
         let reason = fields.string("reason")?.map_or("", str::trim);
@@ -151,7 +173,7 @@ mod tests {
 
     fn review(body: serde_json::Value) -> Result<Review, String> {
         let map = body.as_object().cloned().unwrap_or_default();
-        Review::parse(&Fields::new(&map)).map_err(|invalid| invalid.field)
+        Review::parse(&Fields::new(&map)).map(|(review, _)| review).map_err(|invalid| invalid.field)
     }
 
     #[test]
@@ -166,25 +188,32 @@ mod tests {
         assert_eq!(review(json!({"approve": false, "reason": "x".repeat(257)})), Err("reason".into()));
         assert_eq!(review(json!({"reason": "x"})), Err("approve".into()));
         assert_eq!(review(json!({"approve": 1})), Err("approve".into()));
+        assert_eq!(review(json!({"approve": true, "revision": 0})), Err("revision".into()));
     }
 
     #[test]
     fn an_approved_tone_keeps_serving_through_a_replacement() {
         let first = Tone::uploaded("hint.wav", None, 10, 8058, 1.0, true);
         assert_eq!((first.state, first.serving), (ToneState::Pending, false));
-        let approved = first.reviewed(&Review::Approve, 11).unwrap();
+        let approved = first.reviewed(&Review::Approve, Some(1), 11).unwrap();
         assert_eq!((approved.state, approved.serving, approved.reviewed_at), (ToneState::Approved, true, Some(11)));
-        assert!(approved.reviewed(&Review::Approve, 12).unwrap_err().contains("approved"));
+        assert!(approved.reviewed(&Review::Approve, None, 12).unwrap_err().contains("approved"));
 
         let replacement = Tone::uploaded("hint.wav", Some(&approved), 20, 9000, 1.1, false);
-        assert_eq!((replacement.state, replacement.serving), (ToneState::Pending, true));
-        let rejected = replacement.reviewed(&Review::Reject { reason: "clipped".into() }, 21).unwrap();
+        assert_eq!((replacement.state, replacement.serving, replacement.revision), (ToneState::Pending, true, 2));
+        assert_eq!(replacement.serving_revision, Some(1));
+        let stale = replacement.reviewed(&Review::Approve, Some(1), 21).unwrap_err();
+        assert!(stale.contains("revision 2"), "a review of what the reviewer heard, not of a later upload: {stale}");
+        let rejected = replacement.reviewed(&Review::Reject { reason: "clipped".into() }, None, 21).unwrap();
         assert_eq!((rejected.state, rejected.serving), (ToneState::Rejected, true), "the approved audio stays");
         assert_eq!(rejected.reason.as_deref(), Some("clipped"));
-        assert!(rejected.reviewed(&Review::Approve, 22).unwrap_err().contains("rejected"));
+        assert!(rejected.reviewed(&Review::Approve, None, 22).unwrap_err().contains("rejected"));
 
-        let never =
-            Tone::uploaded("new.wav", None, 30, 100, 0.1, false).reviewed(&Review::Reject { reason: "no".into() }, 31);
+        let never = Tone::uploaded("new.wav", None, 30, 100, 0.1, false).reviewed(
+            &Review::Reject { reason: "no".into() },
+            None,
+            31,
+        );
         assert!(!never.unwrap().serving);
     }
 }

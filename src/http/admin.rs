@@ -39,7 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app_key}/numbers", get(numbers_list))
         .route("/apps/{app_key}/numbers/{number}", put(numbers_put).delete(numbers_delete))
         .route("/apps/{app_key}/tones", get(tones::list))
-        .route("/apps/{app_key}/tones/{file_name}", put(tones::upload).get(tones::latest_audio))
+        .route("/apps/{app_key}/tones/{file_name}", put(tones::upload).get(tones::audio_for_review))
         .route("/apps/{app_key}/tones/{file_name}/review", post(tones::review))
         .route("/scripts", get(scripts_show))
         .route("/scripts/reload", post(scripts_reload))

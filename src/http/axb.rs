@@ -18,22 +18,27 @@ use crate::domain::time::reference_time;
 use crate::domain::{AxbBinding, Fields};
 use crate::telemetry::RecordWithoutNotice;
 
+/// Whether calls of `app` can fall back on its own recording notice: it names one, and approved.
+fn app_has_notice(state: &AppState, app: &crate::domain::App) -> bool {
+    !app.record_hint_tone.is_empty() && state.store.tone_approved(&app.app_key, &app.record_hint_tone)
+}
+
 pub async fn bindings_create(
     State(state): State<AppState>,
     AppOf(app, _): AppOf<AxbApi>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let request = BindRequest::parse(&Fields::new(&body))?;
-    state.store.check_tones(&app.app_key, request.settings.tones())?;
     let (now, max_pairs) = (state.clock.now(), state.config.axb_max_pairs_per_x);
     let (app, binding) = state
         .write(move |store| {
+            store.check_tones(&app.app_key, request.settings.tones())?;
             let binding = store.axb_bind(&app, &request, now, max_pairs)?;
             Ok((app, binding))
         })
         .await?;
     state.store.durable().await?;
-    if binding.records_without_notice(&app) {
+    if binding.records_without_notice(app_has_notice(&state, &app)) {
         RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
     }
     Ok(success(binding_fields(&binding)))
@@ -45,16 +50,16 @@ pub async fn bindings_modify(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let request = ModifyRequest::parse(&Fields::new(&body))?;
-    state.store.check_tones(&app.app_key, request.changes.tones())?;
     let now = state.clock.now();
     let (app, request, binding) = state
         .write(move |store| {
+            store.check_tones(&app.app_key, request.changes.tones())?;
             let binding = store.axb_modify(&app, &request, now)?;
             Ok((app, request, binding))
         })
         .await?;
     state.store.durable().await?;
-    if request.changes.record == Some(true) && binding.records_without_notice(&app) {
+    if request.changes.record == Some(true) && binding.records_without_notice(app_has_notice(&state, &app)) {
         RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
     }
     Ok(success(binding_fields(&binding)))

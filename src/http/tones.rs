@@ -4,9 +4,9 @@
 //! | call | body | answer |
 //! |---|---|---|
 //! | `PUT /v1/admin/apps/{appKey}/tones/{fileName}` | the WAV | `fileName`, `state` (`pending`), size, length, `converted`, `serving` |
-//! | `POST /v1/admin/apps/{appKey}/tones/{fileName}/review` | `{"approve":true}` or `{"approve":false,"reason":"…"}` | the tone |
+//! | `POST /v1/admin/apps/{appKey}/tones/{fileName}/review` | `{"approve":true}` or `{"approve":false,"reason":"…"}`, optionally with the `"revision"` judged | the tone; 409 if a newer upload came in |
 //! | `GET /v1/admin/apps/{appKey}/tones` | | `tones`: every tone of the app with its state |
-//! | `GET /v1/admin/apps/{appKey}/tones/{fileName}` | | the latest upload's audio (pending or approved), for reviewers |
+//! | `GET /v1/admin/apps/{appKey}/tones/{fileName}` | | for reviewers: the pending upload's audio, else the approved audio (`X-Tone-Revision`, `X-Tone-State`) |
 //! | `GET /v1/switch/tones/{appKey}/{fileName}` | | the approved audio (404 until approved) |
 //!
 //! An upload in any WAV format is converted to the carrier's (A-law, 8000 Hz, mono) on a blocking
@@ -27,9 +27,10 @@ use crate::domain::tone::{check_tone_name, Review, Tone};
 use crate::domain::{codes, Fields, Rejection};
 use crate::tone;
 
-/// The largest upload accepted before conversion: four and a half minutes of 16-bit 44.1 kHz
-/// stereo, more than the 2 MB carrier limit (about 4.4 minutes of A-law) can hold after conversion.
-pub const MAX_UPLOAD_BYTES: usize = 48 * 1024 * 1024;
+/// The largest upload accepted before conversion: 2 MB of A-law holds about 262 s, and 262 s of
+/// 24-bit 48 kHz stereo (the widest common recording) is about 75 MB. Conversion holds the samples
+/// as 32-bit floats, so one upload can take a few hundred MB while it converts.
+pub const MAX_UPLOAD_BYTES: usize = 96 * 1024 * 1024;
 
 const WAV: &str = "audio/wav";
 
@@ -86,11 +87,11 @@ pub async fn review(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     check_file_name(&file_name)?;
-    let review = Review::parse(&Fields::new(&body))?;
+    let (review, revision) = Review::parse(&Fields::new(&body))?;
     let now = state.clock.now();
     let tone = state
         .write(move |store| {
-            let tone = store.review_tone(&app_key, &file_name, &review, now)?;
+            let tone = store.review_tone(&app_key, &file_name, &review, revision, now)?;
             tracing::info!(app_key = %app_key, file_name = %file_name, state = ?tone.state, "tone reviewed");
             Ok(tone)
         })
@@ -110,15 +111,28 @@ pub async fn list(
     Ok(success(one("tones", tones)))
 }
 
-/// The latest upload, so a reviewer can listen before deciding.
-pub async fn latest_audio(
+/// What a reviewer should hear before deciding: the upload waiting for review, else the approved
+/// audio. `X-Tone-Revision` names the upload, for the review's `revision`; `X-Tone-State` says
+/// whether it is the `pending` or the `approved` one.
+pub async fn audio_for_review(
     _: Admin,
     State(state): State<AppState>,
     PathParams((app_key, file_name)): PathParams<(String, String)>,
 ) -> Result<Response, AppError> {
     check_file_name(&file_name)?;
-    match state.store.latest_tone_audio(&app_key, &file_name)? {
-        Some(audio) => Ok(([(header::CONTENT_TYPE, WAV)], audio).into_response()),
+    match state.store.audio_for_review(&app_key, &file_name)? {
+        Some((tone, pending, audio)) => {
+            let revision = if pending { Some(tone.revision) } else { tone.serving_revision };
+            let headers = [
+                (header::CONTENT_TYPE, WAV.to_owned()),
+                (header::HeaderName::from_static("x-tone-revision"), revision.unwrap_or_default().to_string()),
+                (
+                    header::HeaderName::from_static("x-tone-state"),
+                    if pending { "pending" } else { "approved" }.to_owned(),
+                ),
+            ];
+            Ok((headers, audio).into_response())
+        }
         None => Err(admin_error(Rejection::NotFound { what: format!("tone {file_name} of app {app_key}") })),
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! A tone's record (`tones`) and its audio (`tone_audio`, one key for the approved version and one
 //! for an upload waiting for review) change in one transaction. Uploads and reviews take the
-//! writer lock, so a review always sees the upload it judges.
+//! writer lock; a review that names the revision it judged is refused if another upload came in
+//! since.
 //!
 //! Calls ask "is this tone approved?" on the switch's hot path, so the answer comes from memory:
-//! the set of serving tones per app, rebuilt at open and replaced (one atomic swap) after every
-//! review. Nothing removes a tone from it but deleting its app: an approved tone stays playable
-//! through replacements (see `domain::tone`).
+//! the set of serving tones per app, rebuilt at open and replaced (one atomic swap) when a tone is
+//! first approved or its app is deleted. Nothing else removes a tone from it: an approved tone
+//! stays playable through replacements (see `domain::tone`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -83,13 +84,20 @@ impl Store {
     }
 
     /// Approves or rejects the upload waiting for review. Approving makes it the audio calls play.
-    pub fn review_tone(&self, app_key: &str, file_name: &str, review: &Review, now: i64) -> Result<Tone, OpError> {
+    pub fn review_tone(
+        &self,
+        app_key: &str,
+        file_name: &str,
+        review: &Review,
+        revision: Option<u64>,
+        now: i64,
+    ) -> Result<Tone, OpError> {
         let _writer = self.lock_writer();
         let key = keys::join(&[app_key, file_name]);
         let Some(tone) = self.get_record::<Tone>(T::Tones, &key)? else {
             return Err(Rejection::NotFound { what: format!("tone {file_name} of app {app_key}") }.into());
         };
-        let reviewed = tone.reviewed(review, now).map_err(|what| Rejection::InUse { what })?;
+        let reviewed = tone.reviewed(review, revision, now).map_err(|what| Rejection::InUse { what })?;
         let pending_key = keys::join(&[app_key, file_name, PENDING]);
         let mut writes = WriteSet::default();
         writes.put(T::Tones, key, encode(&reviewed));
@@ -121,11 +129,15 @@ impl Store {
         Ok(self.get(T::ToneAudio, &keys::join(&[app_key, file_name, APPROVED]))?.map(|audio| audio.to_vec()))
     }
 
-    /// The latest upload's audio: the pending one, else the approved one.
-    pub fn latest_tone_audio(&self, app_key: &str, file_name: &str) -> Result<Option<Vec<u8>>, Error> {
-        for which in [PENDING, APPROVED] {
+    /// The audio a reviewer should hear: the upload waiting for review, else the approved one,
+    /// with its record (whose `revision` or `serving_revision` says which upload it is).
+    pub fn audio_for_review(&self, app_key: &str, file_name: &str) -> Result<Option<(Tone, bool, Vec<u8>)>, Error> {
+        let Some(tone) = self.get_record::<Tone>(T::Tones, &keys::join(&[app_key, file_name]))? else {
+            return Ok(None);
+        };
+        for (which, pending) in [(PENDING, true), (APPROVED, false)] {
             if let Some(audio) = self.get(T::ToneAudio, &keys::join(&[app_key, file_name, which]))? {
-                return Ok(Some(audio.to_vec()));
+                return Ok(Some((tone, pending, audio.to_vec())));
             }
         }
         Ok(None)

@@ -179,8 +179,63 @@ async fn bad_uploads_and_reviews_are_refused_by_name_and_change_nothing() {
     assert!(no_reason.desc().contains("reason"), "{no_reason:?}");
     review(&server, "ok.wav", json!({"approve": "maybe"})).await.expect(403, "1010002");
     assert_eq!(tone_listed(&server, "ok.wav").await["state"], "pending", "a refused review changes nothing");
-    let (status, _) = fetch(&server, "../apps.wav").await;
-    assert!(status.is_client_error(), "{status}");
+    let (status, body) = fetch(&server, "a%20b.wav").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("fileName"), "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn a_review_names_the_revision_it_heard_so_a_later_upload_is_not_approved_unheard() {
+    let server = TestServer::start().await;
+    server.upload_tone(AXB_APP.0, "hold.wav", silence_wav()).await.expect(200, "0");
+    let path = format!("/apps/{}/tones/hold.wav", AXB_APP.0);
+    let response = server
+        .client
+        .get(format!("{}/v1/admin{path}", server.base))
+        .header("Authorization", format!("Bearer {}", crate::support::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    let heard = response.headers()["x-tone-revision"].to_str().unwrap().to_owned();
+    assert_eq!((heard.as_str(), response.headers()["x-tone-state"].to_str().unwrap()), ("1", "pending"));
+
+    let second = server.upload_tone(AXB_APP.0, "hold.wav", studio_wav()).await;
+    assert_eq!(second.body["revision"], 2);
+    let stale = review(&server, "hold.wav", json!({"approve": true, "revision": 1})).await;
+    stale.expect(409, "1010002");
+    assert!(stale.desc().contains("revision 2"), "{stale:?}");
+    assert_eq!(fetch(&server, "hold.wav").await.0, StatusCode::NOT_FOUND, "nothing was approved");
+    let approved = review(&server, "hold.wav", json!({"approve": true, "revision": 2})).await;
+    approved.expect(200, "0");
+    assert_eq!(approved.body["servingRevision"], 2);
+}
+
+#[tokio::test]
+async fn pre_voice_tones_are_checked_and_deleting_an_app_deletes_its_tones() {
+    let server = TestServer::start().await;
+    server.approve_tones(AXB_APP.0, &["to-b.wav"]).await;
+    let body = json!({"relationNum": X, "callerNum": A, "calleeNum": B,
+        "preVoice": {"callerHintTone": "to-b.wav", "calleeHintTone": "to-a.wav"}});
+    let refused = server.bind(body).await;
+    refused.expect(403, "1010002");
+    assert_eq!(refused.desc(), "Invalid request.to-a.wav does not exist");
+
+    let app = json!({"mode": "AXB", "app_secret": "s"});
+    server.admin(Method::PUT, "/apps/brief-app", Some(&app)).await.expect(200, "0");
+    server.approve_tones("brief-app", &["jingle.wav"]).await;
+    server.admin(Method::DELETE, "/apps/brief-app", None).await.expect(200, "0");
+    server.admin(Method::PUT, "/apps/brief-app", Some(&app)).await.expect(200, "0");
+    let server = server.restart().await;
+    let list = server.admin(Method::GET, "/apps/brief-app/tones", None).await;
+    assert_eq!(list.body["tones"], json!([]), "a new app of the same key starts without tones");
+    let response = server
+        .client
+        .get(format!("{}/v1/switch/tones/brief-app/jingle.wav", server.base))
+        .header("Authorization", format!("Bearer {}", crate::support::SWITCH_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,14 +265,24 @@ async fn a_script_naming_an_unapproved_tone_gets_the_fallback_and_is_counted() {
 }
 
 #[tokio::test]
-async fn an_apps_unapproved_close_tone_is_not_played_and_is_counted() {
+async fn an_apps_unapproved_tones_are_not_played_and_are_counted() {
     let server = TestServer::start().await;
-    let app = json!({"mode": "AXB", "app_secret": AXB_APP.1, "close_hint_tone": "sorry.wav"});
+    let app = json!({"mode": "AXB", "app_secret": AXB_APP.1, "recording": true,
+        "close_hint_tone": "sorry.wav", "record_hint_tone": "notice.wav"});
     server.admin(Method::PUT, &format!("/apps/{}", AXB_APP.0), Some(&app)).await.expect(200, "0");
     let stranger = server.switch_call(A, X).await;
     assert_eq!((stranger.body["stateCode"].as_u64(), stranger.body.get("tone")), (Some(8014), None), "{stranger:?}");
+    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "recordFlag": true})).await.expect(200, "0");
+    let recorded = server.switch_call(A, X).await;
+    assert_eq!((recorded.body["record"].as_bool(), recorded.body.get("recordHintTone")), (Some(true), None));
     let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("privnum_app_tones_skipped_total{setting=\"close_hint_tone\"} 1"), "{metrics}");
+    for expected in [
+        "privnum_app_tones_skipped_total{setting=\"close_hint_tone\"} 1",
+        "privnum_app_tones_skipped_total{setting=\"record_hint_tone\"} 1",
+        "privnum_compliance_warnings_total{kind=\"record_without_notice\",on=\"binding\"} 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in {metrics}");
+    }
     server.approve_tones(AXB_APP.0, &["sorry.wav"]).await;
-    assert_eq!(server.switch_call(A, X).await.body["tone"], "sorry.wav");
+    assert_eq!(server.switch_call("+8613700000009", X).await.body["tone"], "sorry.wav");
 }
