@@ -50,6 +50,11 @@ impl Ledger {
 
     /// A decided call: saves the session with its `callin` event; a call released at routing
     /// ends here, with its `disconnect` and CDR. Returns `false` if the session id is taken.
+    ///
+    /// A connected call's save is queued, not waited for: the switch is waiting to ring, and the
+    /// save needs no answer. The session's later saves queue behind it, and its lanes are woken
+    /// once it is applied. A call released here is saved before this returns (it has its CDR).
+    /// Does not block on the store for a connected call; may for a released one.
     pub fn open(&self, session: Session) -> Result<bool, store::Error> {
         let mut pushes = Vec::new();
         self.push(&session, Lane::Events, callin_event(&session), &mut pushes)?;
@@ -65,13 +70,26 @@ impl Ledger {
             self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
             self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
         }
-        let opened = self
-            .sessions
-            .insert_with(session, |session| self.store.save_session(&session.session_id, session, &pushes, None))?;
-        if opened {
-            self.wake(&pushes);
+        if session.ended_at.is_some() {
+            let opened = self
+                .sessions
+                .insert_with(session, |session| self.store.save_session(&session.session_id, session, &pushes, None))?;
+            if opened {
+                self.wake(&pushes);
+            }
+            return Ok(opened);
         }
-        Ok(opened)
+        self.sessions.insert_with(session, |session| {
+            let (pusher, lanes) = (self.pusher.clone(), pushes.iter().map(|p| (p.app_key.clone(), p.lane)).collect::<Vec<_>>());
+            let session_id = session.session_id.clone();
+            let done = Box::new(move |result: Result<(), String>| match result {
+                Ok(()) => lanes.iter().for_each(|(app_key, lane)| pusher.wake(app_key, *lane)),
+                // The session is in memory and its next save (the next event) writes it whole.
+                Err(err) => tracing::error!(session_id, error = %err, "saving a new call's session failed"),
+            });
+            self.store.queue_session(&session.session_id, session, &pushes, done);
+            Ok::<(), store::Error>(())
+        })
     }
 
     /// Records an event the switch reported; `None` for an unknown session. Changes to one

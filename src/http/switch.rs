@@ -143,9 +143,14 @@ async fn calls_create(
         last_seen: now,
         ended_at: released.then_some(now),
     };
-    let ledger = state.ledger.clone();
-    let opened =
-        tokio::task::spawn_blocking(move || ledger.open(session)).await.map_err(|err| AppError::internal(&err))??;
+    // A connected call's save is only queued, so it opens right here; a released call's save is
+    // waited for, on a blocking thread.
+    let opened = if released {
+        let ledger = state.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.open(session)).await.map_err(|err| AppError::internal(&err))??
+    } else {
+        state.ledger.open(session)?
+    };
     if !opened {
         return Err(AppError::new(
             StatusCode::CONFLICT,
@@ -154,8 +159,8 @@ async fn calls_create(
         ));
     }
     // A call released at routing has its CDR now: it is on disk before the answer. A connect is
-    // answered at once (the switch is waiting to ring); its session and callin push become
-    // durable with the next flush (README, "Durability").
+    // answered at once (the switch is waiting to ring); its session and callin push are applied
+    // by the store's committer right after, and durable with the next flush (README, "Durability").
     if released {
         state.store.durable().await?;
     }

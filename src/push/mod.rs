@@ -38,6 +38,9 @@ pub struct Pusher {
     /// Each lane's wake-up and task; a shutdown waits for the tasks to let go of the store.
     lanes: Mutex<HashMap<(String, Lane), LaneTask>>,
     stop: watch::Receiver<bool>,
+    /// Where lane tasks run: `wake` may be called from the store's committer thread, outside
+    /// the runtime.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -47,9 +50,11 @@ impl std::fmt::Debug for Pusher {
 }
 
 impl Pusher {
+    /// Must be called inside the tokio runtime that will run the lanes.
     pub fn new(store: Arc<Store>, config: Arc<Config>, stop: watch::Receiver<bool>) -> Arc<Self> {
         let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).no_proxy().build().unwrap_or_default();
-        Arc::new(Pusher { store, config, client, lanes: Mutex::default(), stop })
+        let runtime = tokio::runtime::Handle::current();
+        Arc::new(Pusher { store, config, client, lanes: Mutex::default(), stop, runtime })
     }
 
     /// The HTTP client pushes use (keep-alive per customer host), for other calls to customers'
@@ -85,7 +90,7 @@ impl Pusher {
         let notify = Arc::new(Notify::new());
         let pusher = self.clone();
         let (app, wake) = (app_key.to_owned(), notify.clone());
-        let task = tokio::spawn(async move { pusher.run_lane(app, lane, wake).await });
+        let task = self.runtime.spawn(async move { pusher.run_lane(app, lane, wake).await });
         lanes.insert(key, (notify, task));
     }
 

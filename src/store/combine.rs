@@ -1,24 +1,29 @@
-//! Combining commits: many concurrent changes share one sled transaction.
+//! The committer: every change to the store goes through one thread, which combines the changes
+//! waiting at each moment into one sled transaction.
 //!
 //! sled 0.34 writes its log buffer out at the start of every atomic multi-key change (a
 //! transaction or a batch), so one transaction per change caps the store at a few thousand
-//! changes a second however small they are. Instead, a change joins a queue; the first committer
-//! to find no transaction running becomes the leader, takes everything queued (up to
-//! [`MAX_BATCH_OPS`] writes), applies it as one transaction in arrival order, hands each change
-//! its result and wakes the others. A change that arrived while a transaction ran goes into the
-//! next one. With one committer at a time this is a plain transaction per change; with many, the
-//! cost of each transaction is shared.
+//! changes a second however small they are. Here a change joins a queue; the committer thread
+//! takes everything queued (up to [`MAX_BATCH_OPS`] writes), applies it as one transaction in
+//! arrival order, and reports each change's result. A change that arrives while a transaction
+//! runs goes into the next one.
+//!
+//! A change is either waited for ([`Combiner::commit`]: it returns once the change is applied,
+//! so whoever holds the writer lock sees it in every later read) or queued
+//! ([`Combiner::queue`]: it returns at once, and a callback hears the result). Both kinds share
+//! the one queue, so a waited-for change is applied after every change queued before it.
 //!
 //! Invariants:
-//! - a commit returns only after its own writes were applied (or failed), so whoever holds the
-//!   writer lock sees its change in every later read, exactly as with a direct transaction;
 //! - changes are applied in the order they joined the queue, and each change is all-or-nothing: a
-//!   failed transaction fails every change in it, and applies none of them;
-//! - at most one transaction runs at a time, and a leader that panics hands leadership back
-//!   (its drop guard), so no committer waits forever.
+//!   failed transaction fails every change in it and applies none of them;
+//! - at most one transaction runs at a time (one thread);
+//! - a transaction that panics fails its changes instead of stopping the thread;
+//! - dropping the combiner applies what is queued, then stops the thread.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use super::{Error, Op, WriteSet};
 
@@ -26,91 +31,155 @@ use super::{Error, Op, WriteSet};
 /// change still goes in alone.
 const MAX_BATCH_OPS: usize = 4096;
 
-#[derive(Debug, Default)]
+/// Applies writes in one transaction; `Err` says why nothing was applied.
+pub(crate) type Apply = Box<dyn Fn(&[Op]) -> Result<(), String> + Send>;
+
+/// Hears the result of a queued change, on the committer thread.
+pub(crate) type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 pub(crate) struct Combiner {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Combiner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Combiner").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
     state: Mutex<State>,
+    /// The committer waits here for work.
+    work: Condvar,
+    /// Committers of waited-for changes wait here for their results.
     done: Condvar,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
-    queue: VecDeque<(u64, WriteSet)>,
+    queue: VecDeque<Entry>,
     next_ticket: u64,
-    /// A transaction is being applied.
-    leading: bool,
-    /// The results of changes whose committers have not collected them yet.
+    /// Results of waited-for changes not yet collected.
     results: HashMap<u64, Result<(), String>>,
+    closing: bool,
 }
 
-impl Combiner {
+struct Entry {
+    writes: WriteSet,
+    reply: Reply,
+}
+
+enum Reply {
+    Waiting(u64),
+    Queued(Done),
+}
+
+impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state changes in steps that cannot panic halfway: recover from poisoning.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    /// Applies `writes` with `apply`, combined with whatever other changes are waiting.
-    pub(crate) fn commit(&self, writes: WriteSet, apply: impl Fn(&[Op]) -> Result<(), String>) -> Result<(), Error> {
-        let mut state = self.lock();
+impl Combiner {
+    /// Starts the committer thread, which applies batches with `apply`.
+    pub(crate) fn start(apply: Apply) -> std::io::Result<Combiner> {
+        let shared = Arc::new(Shared::default());
+        let worker = shared.clone();
+        let thread =
+            std::thread::Builder::new().name("privnum-commit".into()).spawn(move || run(&worker, &*apply))?;
+        Ok(Combiner { shared, thread: Some(thread) })
+    }
+
+    /// Applies `writes`, combined with whatever else is queued, and returns once they are.
+    pub(crate) fn commit(&self, writes: WriteSet) -> Result<(), Error> {
+        let mut state = self.shared.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.queue.push_back((ticket, writes));
+        state.queue.push_back(Entry { writes, reply: Reply::Waiting(ticket) });
+        self.shared.work.notify_one();
         loop {
             if let Some(result) = state.results.remove(&ticket) {
                 return result.map_err(Error::Transaction);
             }
-            if state.leading {
-                state = self.done.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-                continue;
-            }
-            state.leading = true;
-            let batch = take_batch(&mut state.queue);
-            drop(state);
-            let unfinished = || Err("the transaction did not finish (it panicked)".to_owned());
-            let mut leadership = Leadership {
-                combiner: self,
-                results: batch.iter().map(|(ticket, _)| (*ticket, unfinished())).collect(),
-            };
-            let ops: Vec<Op> = batch.into_iter().flat_map(|(_, writes)| writes.ops).collect();
-            let outcome = apply(&ops);
-            for (_, result) in &mut leadership.results {
-                result.clone_from(&outcome);
-            }
-            drop(leadership);
-            state = self.lock();
+            state = self.shared.done.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+    }
+
+    /// Queues `writes` and returns at once; `done` hears the result on the committer thread.
+    pub(crate) fn queue(&self, writes: WriteSet, done: Done) {
+        let mut state = self.shared.lock();
+        state.queue.push_back(Entry { writes, reply: Reply::Queued(done) });
+        self.shared.work.notify_one();
+    }
+}
+
+impl Drop for Combiner {
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.work.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The committer thread: waits for work, applies it in batches, reports results.
+fn run(shared: &Shared, apply: &dyn Fn(&[Op]) -> Result<(), String>) {
+    loop {
+        let batch = {
+            let mut state = shared.lock();
+            while state.queue.is_empty() && !state.closing {
+                state = shared.work.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if state.queue.is_empty() {
+                return;
+            }
+            take_batch(&mut state.queue)
+        };
+        let mut ops = Vec::with_capacity(batch.iter().map(|entry| entry.writes.ops.len()).sum());
+        let mut replies = Vec::with_capacity(batch.len());
+        for entry in batch {
+            ops.extend(entry.writes.ops);
+            replies.push(entry.reply);
+        }
+        let outcome = if ops.is_empty() {
+            Ok(())
+        } else {
+            catch_unwind(AssertUnwindSafe(|| apply(&ops)))
+                .unwrap_or_else(|_| Err("the transaction panicked; nothing was applied".to_owned()))
+        };
+        // Queued changes hear their results first, so that a waited-for change never returns
+        // before the callbacks of changes applied with or before it have run.
+        let mut waiting = Vec::new();
+        for reply in replies {
+            match reply {
+                Reply::Waiting(ticket) => waiting.push(ticket),
+                Reply::Queued(done) => done(outcome.clone()),
+            }
+        }
+        let mut state = shared.lock();
+        state.results.extend(waiting.into_iter().map(|ticket| (ticket, outcome.clone())));
+        drop(state);
+        shared.done.notify_all();
     }
 }
 
 /// Takes queued changes from the front until the batch would exceed [`MAX_BATCH_OPS`] writes;
 /// always at least one.
-fn take_batch(queue: &mut VecDeque<(u64, WriteSet)>) -> Vec<(u64, WriteSet)> {
+fn take_batch(queue: &mut VecDeque<Entry>) -> Vec<Entry> {
     let mut batch = Vec::new();
     let mut ops = 0;
-    while let Some((_, next)) = queue.front() {
-        if !batch.is_empty() && ops + next.ops.len() > MAX_BATCH_OPS {
+    while let Some(next) = queue.front() {
+        if !batch.is_empty() && ops + next.writes.ops.len() > MAX_BATCH_OPS {
             break;
         }
-        ops += next.ops.len();
+        ops += next.writes.ops.len();
         batch.extend(queue.pop_front());
     }
     batch
-}
-
-/// Publishes a leader's results and gives up leadership when dropped, also if applying panicked
-/// (its changes then fail, rather than leave their committers waiting).
-struct Leadership<'a> {
-    combiner: &'a Combiner,
-    results: Vec<(u64, Result<(), String>)>,
-}
-
-impl Drop for Leadership<'_> {
-    fn drop(&mut self) {
-        let mut state = self.combiner.lock();
-        state.results.extend(self.results.drain(..));
-        state.leading = false;
-        drop(state);
-        self.combiner.done.notify_all();
-    }
 }
 
 #[cfg(test)]
@@ -118,7 +187,7 @@ mod tests {
     use super::*;
     use crate::store::T;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::mpsc;
 
     fn one_write(n: u32) -> WriteSet {
         let mut writes = WriteSet::default();
@@ -126,29 +195,38 @@ mod tests {
         writes
     }
 
+    fn key_of(op: &Op) -> u32 {
+        u32::from_be_bytes(op.1.as_slice().try_into().unwrap())
+    }
+
+    /// A combiner over a log of applied keys, counting transactions; key 7777 fails its batch.
+    fn logging() -> (Combiner, Arc<Mutex<Vec<u32>>>, Arc<AtomicUsize>) {
+        let (applied, transactions) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicUsize::new(0)));
+        let (log, count) = (applied.clone(), transactions.clone());
+        let combiner = Combiner::start(Box::new(move |ops| {
+            count.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            if ops.iter().any(|op| key_of(op) == 7777) {
+                return Err("refused".into());
+            }
+            log.lock().unwrap().extend(ops.iter().map(key_of));
+            Ok(())
+        }))
+        .unwrap();
+        (combiner, applied, transactions)
+    }
+
     #[test]
-    fn concurrent_changes_share_transactions_and_each_gets_its_result() {
-        let combiner = Arc::new(Combiner::default());
-        let (transactions, applied) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
+    fn concurrent_changes_share_transactions_in_order_and_each_gets_its_result() {
+        let (combiner, applied, transactions) = logging();
+        let combiner = Arc::new(combiner);
         let threads: Vec<_> = (0..8u32)
             .map(|thread| {
-                let (combiner, transactions, applied) = (combiner.clone(), transactions.clone(), applied.clone());
+                let combiner = combiner.clone();
                 std::thread::spawn(move || {
                     for n in 0..200u32 {
                         let key = thread * 1000 + n;
-                        let result = combiner.commit(one_write(key), |ops| {
-                            transactions.fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(std::time::Duration::from_micros(50));
-                            let mut applied = applied.lock().unwrap();
-                            for (_, key, _) in ops {
-                                applied.push(u32::from_be_bytes(key.as_slice().try_into().unwrap()));
-                            }
-                            // One key in every batch that holds it fails the whole batch.
-                            if ops.iter().any(|(_, key, _)| key.as_slice() == 7777u32.to_be_bytes()) {
-                                return Err("refused".into());
-                            }
-                            Ok(())
-                        });
+                        let result = combiner.commit(one_write(key));
                         if key == 7777 {
                             assert!(result.is_err(), "the failing change sees its failure");
                         }
@@ -160,7 +238,7 @@ mod tests {
             thread.join().unwrap();
         }
         let applied = applied.lock().unwrap();
-        assert_eq!(applied.len(), 1600, "every change was applied exactly once");
+        assert!(!applied.contains(&7777));
         for thread in 0..8 {
             let own: Vec<u32> = applied.iter().copied().filter(|key| key / 1000 == thread).collect();
             assert!(own.windows(2).all(|pair| pair[0] < pair[1]), "one committer's changes stay in order");
@@ -170,12 +248,46 @@ mod tests {
     }
 
     #[test]
-    fn a_panicking_transaction_fails_its_changes_and_frees_the_next() {
-        let combiner = Combiner::default();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            combiner.commit(one_write(1), |_| panic!("boom"))
-        }));
-        assert!(outcome.is_err());
-        assert!(combiner.commit(one_write(2), |ops| if ops.len() == 1 { Ok(()) } else { Err("stale".into()) }).is_ok());
+    fn queued_changes_come_before_a_later_waited_one_and_report_their_results() {
+        let (combiner, applied, _) = logging();
+        let (sender, results) = mpsc::channel();
+        for key in [1, 2] {
+            let sender = sender.clone();
+            combiner.queue(one_write(key), Box::new(move |result| sender.send((key, result.is_ok())).unwrap()));
+        }
+        combiner.commit(one_write(3)).unwrap();
+        let heard: Vec<(u32, bool)> = results.try_iter().collect();
+        assert_eq!(heard, [(1, true), (2, true)], "queued changes heard their results before the later commit returned");
+        assert_eq!(*applied.lock().unwrap(), [1, 2, 3], "applied in the order they were queued");
+
+        let failing = sender.clone();
+        combiner.queue(one_write(7777), Box::new(move |result| failing.send((7777, result.is_ok())).unwrap()));
+        drop(combiner);
+        assert_eq!(results.try_iter().collect::<Vec<_>>(), [(7777, false)], "a failure reaches its callback");
+    }
+
+    #[test]
+    fn a_panicking_transaction_fails_its_changes_and_the_committer_goes_on() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let combiner = Combiner::start(Box::new(move |_| {
+            if seen.fetch_add(1, Ordering::Relaxed) == 0 {
+                panic!("boom");
+            }
+            Ok(())
+        }))
+        .unwrap();
+        assert!(combiner.commit(one_write(1)).is_err());
+        assert!(combiner.commit(one_write(2)).is_ok());
+    }
+
+    #[test]
+    fn dropping_the_combiner_applies_what_is_queued() {
+        let (combiner, applied, _) = logging();
+        for key in 0..50 {
+            combiner.queue(one_write(key), Box::new(|_| {}));
+        }
+        drop(combiner);
+        assert_eq!(applied.lock().unwrap().len(), 50);
     }
 }

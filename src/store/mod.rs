@@ -118,6 +118,31 @@ pub(crate) fn show_key(key: &[u8]) -> String {
     key.escape_ascii().to_string().replace("\\x00", "/")
 }
 
+/// One sled transaction over the trees `ops` touch, applying them in order.
+fn apply(trees: &[sled::Tree], ops: &[Op]) -> Result<(), String> {
+    // Only the trees this change touches take part: sled prepares every participant.
+    let mut used: Vec<T> = ops.iter().map(|(tree, _, _)| *tree).collect();
+    used.sort_by_key(|tree| *tree as usize);
+    used.dedup();
+    let participants: Vec<&sled::Tree> = used.iter().map(|tree| &trees[*tree as usize]).collect();
+    let positions: Vec<usize> =
+        ops.iter().map(|(tree, _, _)| used.iter().position(|t| t == tree).unwrap_or_default()).collect();
+    let result = participants.as_slice().transaction(|trees| {
+        for ((_, key, value), &position) in ops.iter().zip(&positions) {
+            let tree = &trees[position];
+            match value {
+                Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
+                None => tree.remove(key.as_slice())?,
+            };
+        }
+        Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+    });
+    result.map_err(|err| {
+        let trees: Vec<&str> = used.iter().map(|tree| tree.name()).collect();
+        format!("writing {} keys to {}: {err:?}", ops.len(), trees.join(", "))
+    })
+}
+
 /// One write: a tree, a key, and the new value (`None` removes the key).
 pub(crate) type Op = (T, Vec<u8>, Option<Vec<u8>>);
 
@@ -161,6 +186,9 @@ impl Store {
         let nonce_expiry = db.open_tree("nonce_expiry").map_err(open_error)?;
         let flush =
             flush::GroupFlush::start(db.clone(), dir).map_err(|source| Error::Io { path: dir.join("db"), source })?;
+        let committer_trees = trees.clone();
+        let combiner = combine::Combiner::start(Box::new(move |ops| apply(&committer_trees, ops)))
+            .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         let mut store = Store {
             db,
             trees,
@@ -168,7 +196,7 @@ impl Store {
             nonce_expiry,
             writer: Mutex::default(),
             serving_tones: ArcSwap::default(),
-            combiner: combine::Combiner::default(),
+            combiner,
             flush,
         };
         store.writer = Mutex::new(store.load_pools()?);
@@ -239,38 +267,20 @@ impl Store {
     }
 
     /// Applies `writes` atomically, and returns once they are applied (visible to every read;
-    /// on disk after [`Store::durable`]). Concurrent commits are combined into one sled
-    /// transaction: see [`combine`].
+    /// on disk after [`Store::durable`]). Concurrent changes share one sled transaction: see
+    /// [`combine`].
     pub(crate) fn commit(&self, writes: WriteSet) -> Result<(), Error> {
         if writes.ops.is_empty() {
             return Ok(());
         }
-        self.combiner.commit(writes, |ops| self.apply(ops))
+        self.combiner.commit(writes)
     }
 
-    /// One sled transaction over the trees `ops` touch, applying them in order.
-    fn apply(&self, ops: &[Op]) -> Result<(), String> {
-        // Only the trees this change touches take part: sled prepares every participant.
-        let mut used: Vec<T> = ops.iter().map(|(tree, _, _)| *tree).collect();
-        used.sort_by_key(|tree| *tree as usize);
-        used.dedup();
-        let participants: Vec<&sled::Tree> = used.iter().map(|tree| self.tree(*tree)).collect();
-        let positions: Vec<usize> =
-            ops.iter().map(|(tree, _, _)| used.iter().position(|t| t == tree).unwrap_or_default()).collect();
-        let result = participants.as_slice().transaction(|trees| {
-            for ((_, key, value), &position) in ops.iter().zip(&positions) {
-                let tree = &trees[position];
-                match value {
-                    Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
-                    None => tree.remove(key.as_slice())?,
-                };
-            }
-            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-        });
-        result.map_err(|err| {
-            let trees: Vec<&str> = used.iter().map(|tree| tree.name()).collect();
-            format!("writing {} keys to {}: {err:?}", ops.len(), trees.join(", "))
-        })
+    /// Queues `writes` to be applied atomically after every change queued or committed before,
+    /// and returns at once; `done` hears the result (on the committer thread). For changes whose
+    /// caller need not wait, such as a connected call's new session.
+    pub(crate) fn commit_queued(&self, writes: WriteSet, done: combine::Done) {
+        self.combiner.queue(writes, done);
     }
 
     /// Waits until every change committed before this call is on disk.
@@ -288,8 +298,9 @@ impl Store {
         self.db.generate_id().map_err(|source| Error::Sled { tree: "(ids)", source })
     }
 
-    /// Flushes synchronously (for shutdown).
+    /// Applies every queued change, then flushes synchronously (for shutdown).
     pub fn flush_now(&self) -> Result<(), Error> {
+        self.combiner.commit(WriteSet::default())?;
         self.db.flush().map(|_| ()).map_err(|source| Error::Sled { tree: "(all)", source })
     }
 }

@@ -147,6 +147,28 @@ impl Store {
         pushes: &[Push],
         recording: Option<(&str, &str)>,
     ) -> Result<(), Error> {
+        self.commit(Store::session_writes(session_id, session, pushes, recording))
+    }
+
+    /// Like [`Store::save_session`] without the wait: queued behind every change before it, so a
+    /// later save of the same session still lands after it. `done` hears the result on the store's
+    /// committer thread.
+    pub fn queue_session<S: Serialize>(
+        &self,
+        session_id: &str,
+        session: &S,
+        pushes: &[Push],
+        done: Box<dyn FnOnce(Result<(), String>) + Send>,
+    ) {
+        self.commit_queued(Store::session_writes(session_id, session, pushes, None), done);
+    }
+
+    fn session_writes<S: Serialize>(
+        session_id: &str,
+        session: &S,
+        pushes: &[Push],
+        recording: Option<(&str, &str)>,
+    ) -> WriteSet {
         let mut writes = WriteSet::default();
         writes.put(T::Sessions, session_id.as_bytes(), encode(session));
         if let Some((object_name, app_key)) = recording {
@@ -155,7 +177,7 @@ impl Store {
         for push in pushes {
             Store::stage_push(&mut writes, push);
         }
-        self.commit(writes)
+        writes
     }
 
     /// Forgets a finished session, with the pushes its end caused (a stale session's CDR).
