@@ -93,6 +93,13 @@ impl T {
         T::ToneAudio,
     ];
 
+    /// The trees the call path writes: they change only through the committer thread, in queue
+    /// order, so a call's queued save can never land after a later one. Every other tree changes
+    /// only through direct transactions. No change touches both kinds.
+    pub(crate) fn is_call_path(self) -> bool {
+        matches!(self, T::Outbox | T::OutboxDead | T::Sessions | T::Recordings)
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             T::Apps => "apps",
@@ -266,20 +273,33 @@ impl Store {
         self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Applies `writes` atomically, and returns once they are applied (visible to every read;
-    /// on disk after [`Store::durable`]). Concurrent changes share one sled transaction: see
-    /// [`combine`].
+    /// Applies `writes` atomically in a transaction of their own, on this thread, and returns once
+    /// they are applied (visible to every read; on disk after [`Store::durable`]). For the
+    /// writer-lock holders (bindings, pools, apps, tones), which are serialized anyway and must
+    /// not wait behind the call path's queue.
     pub(crate) fn commit(&self, writes: WriteSet) -> Result<(), Error> {
+        debug_assert!(writes.ops.iter().all(|(tree, _, _)| !tree.is_call_path()), "call-path trees go through the committer");
+        if writes.ops.is_empty() {
+            return Ok(());
+        }
+        apply(&self.trees, &writes.ops).map_err(Error::Transaction)
+    }
+
+    /// Like [`Store::commit`], for the call path's trees (sessions, outbox, recordings): through
+    /// the committer thread, which combines concurrent changes into one transaction ([`combine`]).
+    pub(crate) fn commit_combined(&self, writes: WriteSet) -> Result<(), Error> {
+        debug_assert!(writes.ops.iter().all(|(tree, _, _)| tree.is_call_path()), "only call-path trees are combined");
         if writes.ops.is_empty() {
             return Ok(());
         }
         self.combiner.commit(writes)
     }
 
-    /// Queues `writes` to be applied atomically after every change queued or committed before,
-    /// and returns at once; `done` hears the result (on the committer thread). For changes whose
-    /// caller need not wait, such as a connected call's new session.
+    /// Queues `writes` (call-path trees) behind every change queued or combined before, and
+    /// returns at once; `done` hears the result on the committer thread. For changes whose caller
+    /// need not wait, such as a connected call's new session.
     pub(crate) fn commit_queued(&self, writes: WriteSet, done: combine::Done) {
+        debug_assert!(writes.ops.iter().all(|(tree, _, _)| tree.is_call_path()), "only call-path trees are queued");
         self.combiner.queue(writes, done);
     }
 

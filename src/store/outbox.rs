@@ -96,7 +96,7 @@ impl Store {
         for push in pushes {
             writes.remove(T::Outbox, lane_key(push));
         }
-        self.commit(writes)
+        self.commit_combined(writes)
     }
 
     /// Records a failed attempt and when to try again.
@@ -105,7 +105,7 @@ impl Store {
         for push in pushes {
             writes.put(T::Outbox, lane_key(push), encode(push));
         }
-        self.commit(writes)
+        self.commit_combined(writes)
     }
 
     /// Moves pushes whose retries are used up to the dead letters.
@@ -115,7 +115,7 @@ impl Store {
             writes.remove(T::Outbox, lane_key(push));
             writes.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode(push));
         }
-        self.commit(writes)
+        self.commit_combined(writes)
     }
 
     /// The dead letters, oldest first.
@@ -132,7 +132,7 @@ impl Store {
         let mut writes = WriteSet::default();
         writes.remove(T::OutboxDead, key.to_vec());
         Store::stage_push(&mut writes, &revived);
-        self.commit(writes)?;
+        self.commit_combined(writes)?;
         Ok(Some(revived))
     }
 }
@@ -147,7 +147,7 @@ impl Store {
         pushes: &[Push],
         recording: Option<(&str, &str)>,
     ) -> Result<(), Error> {
-        self.commit(Store::session_writes(session_id, session, pushes, recording))
+        self.commit_combined(Store::session_writes(session_id, session, pushes, recording))
     }
 
     /// Like [`Store::save_session`] without the wait: queued behind every change before it, so a
@@ -187,7 +187,7 @@ impl Store {
         for push in pushes {
             Store::stage_push(&mut writes, push);
         }
-        self.commit(writes)
+        self.commit_combined(writes)
     }
 
     /// The app a recording belongs to, if a call of that app reported it.
