@@ -25,6 +25,14 @@ pub enum Rejection {
     RecordingDisabled { app_key: String },
     #[error("Abnormal number status: {x_number} is {status:?}")]
     NumberStatus { x_number: String, status: NumberStatus },
+    #[error("Insufficient number resources: no free X number {where_}")]
+    NoFreeAxNumber { where_: String },
+    #[error("Exceeded the upper limit: {orig_num} already holds {max} X numbers")]
+    XPerALimit { orig_num: String, max: usize },
+    #[error("Resource already allocated: {x_number} is already bound to an A number")]
+    XAlreadyAllocated { x_number: String },
+    #[error("No idle extend number: {what}")]
+    NoIdleExtension { what: String },
     #[error("Record does not exist: {what}")]
     NotFound { what: String },
     /// An admin change that would orphan or corrupt what depends on it (HTTP 409).
@@ -47,6 +55,10 @@ impl Rejection {
             Rejection::AlreadyBound { .. } => codes::NUMBER_ALREADY_BOUND,
             Rejection::RecordingDisabled { .. } => codes::RECORDING_NOT_ENABLED,
             Rejection::NumberStatus { .. } => codes::ABNORMAL_NUMBER_STATUS,
+            Rejection::NoFreeAxNumber { .. } => codes::INSUFFICIENT_NUMBER_RESOURCES,
+            Rejection::XPerALimit { .. } => codes::UPPER_LIMIT_EXCEEDED,
+            Rejection::XAlreadyAllocated { .. } => codes::RESOURCE_ALREADY_ALLOCATED,
+            Rejection::NoIdleExtension { .. } => codes::NO_IDLE_EXTENSION,
             Rejection::NotFound { .. } => codes::RECORD_NOT_FOUND,
             Rejection::InUse { .. } => codes::INVALID_REQUEST,
         }

@@ -8,7 +8,9 @@
 //! - a change is acknowledged only after [`Store::durable`] has seen it flushed to disk.
 
 mod apps;
+mod ax;
 mod axb;
+mod axe;
 mod flush;
 pub(crate) mod keys;
 mod nonce;
@@ -24,6 +26,7 @@ use sled::Transactional as _;
 use crate::domain::Rejection;
 
 pub use axb::AxbPage;
+pub use axe::{AxeCursorPage, AxePage};
 
 /// A storage failure, naming the tree and key concerned. Shown to operators, never to clients.
 #[derive(Debug, thiserror::Error)]
@@ -67,10 +70,19 @@ pub(crate) enum T {
     OutboxDead,
     Sessions,
     Recordings,
+    Ax,
+    AxX,
+    AxA,
+    Axe,
+    AxeExt,
+    AxeUser,
+    AxeExpiry,
+    AxeOrder,
+    AxeCallback,
 }
 
 impl T {
-    const ALL: [T; 12] = [
+    const ALL: [T; 21] = [
         T::Apps,
         T::Numbers,
         T::AppArea,
@@ -83,6 +95,15 @@ impl T {
         T::OutboxDead,
         T::Sessions,
         T::Recordings,
+        T::Ax,
+        T::AxX,
+        T::AxA,
+        T::Axe,
+        T::AxeExt,
+        T::AxeUser,
+        T::AxeExpiry,
+        T::AxeOrder,
+        T::AxeCallback,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -99,6 +120,15 @@ impl T {
             T::OutboxDead => "outbox_dead",
             T::Sessions => "sessions",
             T::Recordings => "recordings",
+            T::Ax => "ax",
+            T::AxX => "ax_x",
+            T::AxA => "ax_a",
+            T::Axe => "axe",
+            T::AxeExt => "axe_ext",
+            T::AxeUser => "axe_user",
+            T::AxeExpiry => "axe_expiry",
+            T::AxeOrder => "axe_order",
+            T::AxeCallback => "axe_callback",
         }
     }
 }
@@ -238,6 +268,25 @@ impl Store {
             let trees: Vec<&str> = used.iter().map(|tree| tree.name()).collect();
             Error::Transaction(format!("writing {} keys to {}: {err:?}", writes.ops.len(), trees.join(", ")))
         })
+    }
+
+    /// How many bindings X holds, of whatever mode its app has: the AXB pair counter, which
+    /// every mode keeps (an X belongs to one app, so it only ever holds one mode's bindings).
+    /// Allocation orders numbers by it, and the admin API refuses to remove a number it counts.
+    pub(crate) fn bindings_on(&self, pools: &pools::Pools, x_number: &str) -> Result<u32, Error> {
+        match pools.pairs(x_number) {
+            Some(count) => Ok(count),
+            None => self.axb_pairs_on(x_number),
+        }
+    }
+
+    /// Stages X's new binding count; [`pools::Pools::set_pairs`] follows after the commit.
+    pub(crate) fn stage_bindings_on(writes: &mut WriteSet, x_number: &str, count: u32) {
+        if count == 0 {
+            writes.remove(T::AxbPairs, x_number.as_bytes());
+        } else {
+            writes.put(T::AxbPairs, x_number.as_bytes(), keys::count(count));
+        }
     }
 
     /// Waits until every change committed before this call is on disk.

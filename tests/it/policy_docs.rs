@@ -5,7 +5,7 @@ use std::sync::Arc;
 use privnum::config::AppConfig;
 use privnum::domain::axb::BindRequest;
 use privnum::domain::Fields;
-use privnum::domain::Mode;
+use privnum::domain::{Binding, Mode};
 use privnum::script::api::{Call, Release};
 use privnum::script::{engine, Limits};
 use rhai::{Dynamic, Scope};
@@ -22,14 +22,9 @@ fn sample_call() -> Call {
         "preVoice": {"callerHintTone": "to-b.wav", "calleeHintTone": "to-a.wav"}});
     let request = BindRequest::parse(&Fields::new(request.as_object().unwrap())).unwrap();
     let binding = request.to_binding("sub-1".into(), "demo-app", "+8617000000001", 0);
-    Call {
-        caller: "+8613800000001".into(),
-        called: "+8617000000001".into(),
-        session_id: "doc-session".into(),
-        now: 1_700_000_000,
-        app: Arc::new(app),
-        binding: Some(Arc::new(binding)),
-    }
+    let mut call = Call::new("+8613800000001", "+8617000000001", "doc-session", 1_700_000_000, Arc::new(app));
+    call.binding = Some(Binding::Axb(Arc::new(binding)));
+    call
 }
 
 #[test]
