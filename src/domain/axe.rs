@@ -180,12 +180,13 @@ impl AxeBinding {
             }
         }
         if let Some(unit) = changes.time_unit {
-            if unit != self.time_unit
-                && (changes.bind_expired_time.is_none() || changes.callback_expired_time.is_none())
-            {
+            // A lifetime set in the old unit would silently change length: it must be restated.
+            let unsent_set = (changes.bind_expired_time.is_none() && self.bind_expired_time != 0)
+                || (changes.callback_expired_time.is_none() && self.callback_expired_time != 0);
+            if unit != self.time_unit && unsent_set {
                 return Err(Invalid::new(
                     "timeUnit",
-                    "changes the unit of both bindExpiredTime and callbackExpiredTime: send both with it",
+                    "changes the unit of bindExpiredTime and callbackExpiredTime: send both with it",
                 ));
             }
             self.time_unit = unit;
