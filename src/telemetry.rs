@@ -22,6 +22,7 @@ pub struct Metrics {
     bindings_expired: AtomicU64,
     decisions_connect: AtomicU64,
     decisions_release: AtomicU64,
+    decisions_collect: AtomicU64,
     decisions_fallback: AtomicU64,
 }
 
@@ -56,6 +57,7 @@ impl Metrics {
                 &[
                     ("{action=\"connect\"}", &self.decisions_connect),
                     ("{action=\"release\"}", &self.decisions_release),
+                    ("{action=\"collect\"}", &self.decisions_collect),
                     ("{action=\"fallback\"}", &self.decisions_fallback),
                 ],
             ),
@@ -129,7 +131,8 @@ impl CallinDecided {
         let counter = match (self.fallback, self.action) {
             (true, _) => &metrics.decisions_fallback,
             (false, crate::domain::Action::Release) => &metrics.decisions_release,
-            (false, _) => &metrics.decisions_connect,
+            (false, crate::domain::Action::Collect) => &metrics.decisions_collect,
+            (false, crate::domain::Action::Connect) => &metrics.decisions_connect,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
