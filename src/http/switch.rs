@@ -316,8 +316,8 @@ async fn calls_event(
         ReleaseSide::Platform => "platform",
     });
     let mut state_code = request.state_code;
-    let collecting = state.ledger.sessions.get(&session_id).is_some_and(|session| session.is_collecting());
-    if request.event == EventKind::Disconnect && state_code.is_none() && collecting {
+    let unnamed_end = request.event == EventKind::Disconnect && state_code.is_none();
+    if unnamed_end && state.ledger.sessions.get(&session_id).is_some_and(|session| session.is_collecting()) {
         // The caller hung up while asked for an extension: before the transfer (reference §5.1).
         state_code = Some(crate::domain::state::CALLER_HUNG_UP_BEFORE_TRANSFER);
     }

@@ -14,7 +14,7 @@ use crate::support::{self, Answer, TestServer, AXE1_APP, AXE_APP, AXE_CURSOR_PAT
 const A: &str = "+8613800000001";
 const A2: &str = "+8613800000002";
 const B: &str = "+8613700000009";
-const X: &str = "+8617300000001";
+const X: &str = "+8617600000001";
 
 async fn axe(server: &TestServer, method: Method, params: &str, body: Option<&Value>) -> Answer {
     let path = if params.is_empty() { AXE_PATH.to_owned() } else { format!("{AXE_PATH}?{params}") };
@@ -73,7 +73,7 @@ async fn extensions_are_assigned_requested_and_refused_when_taken() {
     by_area.expect(200, "0");
     assert_eq!(
         (by_area.body["virtualNum"].as_str(), by_area.body["extendNum"].as_str()),
-        (Some("+8617300000002"), Some("0001"))
+        (Some("+8617600000002"), Some("0001"))
     );
     bind(&server, json!({"bindNum": A, "areaCode": "0999"})).await.expect(403, "1020167");
 }
@@ -97,15 +97,15 @@ async fn an_x_holds_as_many_extensions_as_its_digits_allow() {
         .call(AXE1_APP, Method::POST, AXE_PATH, Some(&json!({"bindNum": "+8613800000010", "areaCode": "021"})))
         .await;
     tenth.expect(403, "1020167");
-    let on_x = json!({"bindNum": "+8613800000010", "virtualNum": "+8617400000001"});
+    let on_x = json!({"bindNum": "+8613800000010", "virtualNum": "+8617700000001"});
     server.call(AXE1_APP, Method::POST, AXE_PATH, Some(&on_x)).await.expect(403, "1020167");
     // A two-digit extension on a one-digit app is invalid.
-    let two = json!({"bindNum": "+8613800000010", "virtualNum": "+8617400000001", "extendNum": "10"});
+    let two = json!({"bindNum": "+8613800000010", "virtualNum": "+8617700000001", "extendNum": "10"});
     let answer = server.call(AXE1_APP, Method::POST, AXE_PATH, Some(&two)).await;
     answer.expect(403, "1010002");
     assert!(answer.desc().starts_with("Invalid request.extendNum "), "{answer:?}");
     // Unbinding one frees its extension.
-    let unbind = format!("{AXE_PATH}?virtualNum=%2B8617400000001&extendNum=5");
+    let unbind = format!("{AXE_PATH}?virtualNum=%2B8617700000001&extendNum=5");
     server.call(AXE1_APP, Method::DELETE, &unbind, None).await.expect(200, "0");
     let again = server
         .call(AXE1_APP, Method::POST, AXE_PATH, Some(&json!({"bindNum": "+8613800000010", "areaCode": "021"})))
@@ -138,8 +138,8 @@ async fn every_refusal_names_its_reason() {
     }
     bind(&server, json!({"bindNum": A, "virtualNum": "+8617200000001"})).await.expect(403, "1012001");
     let paused = json!({"area_code": "0755", "status": "paused"});
-    server.admin(Method::PUT, "/apps/axe-app/numbers/+8617300000002", Some(&paused)).await.expect(200, "0");
-    bind(&server, json!({"bindNum": A, "virtualNum": "+8617300000002"})).await.expect(403, "1012102");
+    server.admin(Method::PUT, "/apps/axe-app/numbers/+8617600000002", Some(&paused)).await.expect(200, "0");
+    bind(&server, json!({"bindNum": A, "virtualNum": "+8617600000002"})).await.expect(403, "1012102");
     server.call(AX_APP, Method::POST, AXE_PATH, Some(&json!({"bindNum": A}))).await.expect(403, "1010040");
     server.call(AX_APP, Method::GET, AXE_CURSOR_PATH, None).await.expect(403, "1010040");
     axe(&server, Method::DELETE, &format!("virtualNum={X}"), None).await.expect(403, "1010002");

@@ -59,10 +59,10 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     let mut axe = app(
         AXE_APP,
         Mode::Axe,
-        vec![number("+8617300000001", "0755"), number("+8617300000002", "0755"), number("+8617300000003", "0756")],
+        vec![number("+8617600000001", "0755"), number("+8617600000002", "0755"), number("+8617600000003", "0756")],
     );
     axe.extension_prompt = "ext.wav".into();
-    let mut axe1 = app(AXE1_APP, Mode::Axe, vec![number("+8617400000001", "021")]);
+    let mut axe1 = app(AXE1_APP, Mode::Axe, vec![number("+8617700000001", "021")]);
     axe1.extension_digits = 1;
     Config {
         listen: "127.0.0.1:0".parse().expect("loopback address"),
