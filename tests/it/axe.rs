@@ -391,3 +391,41 @@ async fn privnum_call_with_digits_drives_an_axe_call_end_to_end() {
     let hung_up = sessions.iter().find(|s| s.extend_num.is_none()).expect("the second call's session");
     assert_eq!(hung_up.events.last().and_then(|e| e.state_code), Some(7516), "{hung_up:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_asked_for_its_extension_survives_a_restart() {
+    let server = TestServer::start().await;
+    let ext = bind_on_x(&server, A, json!({})).await;
+    collect(&server, B, "across").await;
+    let server = server.restart().await;
+    let connected = digits(&server, "across", &ext).await;
+    assert_eq!((connected.body["action"].as_str(), connected.body["callee"].as_str()), (Some("connect"), Some(A)));
+    // The callback record is on disk too.
+    let server = server.restart().await;
+    assert_eq!(server.switch_call(A, X).await.body["callee"], B);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_breaks_the_collect_or_callee_rules_gets_the_fallback() {
+    let (server, scripts) = TestServer::start_with_script_copy().await;
+    let ext = bind_on_x(&server, A, json!({})).await;
+    // Without its cases, a script that asks for 3 digits and sends keyed calls elsewhere loads;
+    // the host's invariant checks must catch both.
+    std::fs::remove_dir_all(scripts.join("modes/axe.cases")).unwrap();
+    let script = "fn on_callin(callin) { collect(\"\", 3) }\nfn on_digits(callin) { connect(\"+8613300000000\") }\n";
+    std::fs::write(scripts.join("modes/axe.rhai"), script).unwrap();
+    let reload = server.admin(Method::POST, "/scripts/reload", None).await;
+    assert_eq!(reload.body["outcome"], "reloaded", "{reload:?}");
+    let asked = collect(&server, B, "bad-collect").await;
+    assert_eq!((asked["action"].as_str(), asked["stateCode"].as_u64()), (Some("release"), Some(8020)));
+    // A collect for A, who may not be asked, is refused as well.
+    let for_a = server.switch_call(A, X).await;
+    assert_eq!(for_a.body["stateCode"], 8020, "{for_a:?}");
+    // Put back a script whose collect is right, so that the digits step can be reached.
+    let script = "fn on_callin(callin) { collect(\"\", 4) }\nfn on_digits(callin) { connect(\"+8613300000000\") }\n";
+    std::fs::write(scripts.join("modes/axe.rhai"), script).unwrap();
+    server.admin(Method::POST, "/scripts/reload", None).await;
+    assert_eq!(collect(&server, B, "bad-digits").await["action"], "collect");
+    let connected = digits(&server, "bad-digits", &ext).await;
+    assert_eq!(connected.body["stateCode"], 8020, "only the extension's A may be reached: {connected:?}");
+}
