@@ -45,6 +45,14 @@ pub struct AxeCursorPage {
     pub next: Option<Cursor>,
 }
 
+/// A callback number that is X itself would have A's call loop back into X.
+fn check_callback_not_x(callback_num: &Option<String>, x_number: &str) -> Result<(), Rejection> {
+    if callback_num.as_deref() == Some(x_number) {
+        return Err(Rejection::invalid("callbackNum", "must differ from virtualNum"));
+    }
+    Ok(())
+}
+
 fn order_key(binding: &AxeBinding) -> Vec<u8> {
     let cursor = Cursor::of(binding);
     keys::order(&binding.app_key, cursor.created_ms, cursor.seq)
@@ -185,6 +193,7 @@ impl Store {
                 })?
             }
         };
+        check_callback_not_x(&binding.callback_num, &x_number)?;
         binding.x_number = x_number;
         binding.extend_num = extend_num;
         let mut writes = AxeWrites::new(self, &mut pools);
@@ -271,6 +280,7 @@ impl Store {
         if request.changes.record.is_some() {
             new.check_against(app)?;
         }
+        check_callback_not_x(&new.callback_num, &new.x_number)?;
         let new_a = new.bind_num != old.bind_num;
         if new_a {
             let (x_number, number) = (new.x_number.clone(), new.bind_num.clone());

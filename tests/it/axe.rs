@@ -124,6 +124,7 @@ async fn every_refusal_names_its_reason() {
         (json!({"bindNum": A, "virtualNum": X, "displayNumMode": "1"}), "displayNumMode"),
         (json!({"bindNum": A, "virtualNum": X, "callbackNum": B, "callbackTone": "cb.wav"}), "callbackTone"),
         (json!({"bindNum": A, "virtualNum": X, "callbackNum": A}), "callbackNum"),
+        (json!({"bindNum": A, "virtualNum": X, "callbackNum": X}), "callbackNum"),
         (json!({"bindNum": A, "virtualNum": X, "callbackTone": "bad tone.wav"}), "callbackTone"),
         (json!({"bindNum": A, "virtualNum": X, "timeUnit": "2"}), "timeUnit"),
         (json!({"bindNum": A, "virtualNum": X, "bindExpiredTime": 721}), "bindExpiredTime"),
