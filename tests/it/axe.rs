@@ -104,6 +104,9 @@ async fn an_x_holds_as_many_extensions_as_its_digits_allow() {
     let answer = server.call(AXE1_APP, Method::POST, AXE_PATH, Some(&two)).await;
     answer.expect(403, "1010002");
     assert!(answer.desc().starts_with("Invalid request.extendNum "), "{answer:?}");
+    // The digit count cannot change under existing extensions.
+    let four = json!({"mode": "AXE", "app_secret": AXE1_APP.1, "recording": true, "extension_digits": 4});
+    server.admin(Method::PUT, "/apps/axe1-app", Some(&four)).await.expect(409, "1010002");
     // Unbinding one frees its extension.
     let unbind = format!("{AXE_PATH}?virtualNum=%2B8617700000001&extendNum=5");
     server.call(AXE1_APP, Method::DELETE, &unbind, None).await.expect(200, "0");
