@@ -204,6 +204,11 @@ impl Sessions {
         Some((seen(EventKind::Alerting) || seen(EventKind::Answer), seen(EventKind::Answer)))
     }
 
+    /// Whether the call is waiting for the caller's digits (AXE), without copying the session.
+    pub fn collecting(&self, session_id: &str) -> Option<bool> {
+        self.shard(session_id).get(session_id).map(Session::is_collecting)
+    }
+
     pub fn get(&self, session_id: &str) -> Option<Session> {
         self.shard(session_id).get(session_id).cloned()
     }

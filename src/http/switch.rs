@@ -316,11 +316,6 @@ async fn calls_event(
         ReleaseSide::Platform => "platform",
     });
     let mut state_code = request.state_code;
-    let unnamed_end = request.event == EventKind::Disconnect && state_code.is_none();
-    if unnamed_end && state.ledger.sessions.get(&session_id).is_some_and(|session| session.is_collecting()) {
-        // The caller hung up while asked for an extension: before the transfer (reference §5.1).
-        state_code = Some(crate::domain::state::CALLER_HUNG_UP_BEFORE_TRANSFER);
-    }
     if request.event == EventKind::Disconnect && state_code.is_none() {
         let (alerted, answered) =
             state.ledger.sessions.progress(&session_id).ok_or_else(|| unknown_session(&session_id))?;
@@ -330,6 +325,7 @@ async fn calls_event(
             release_side: release_side.unwrap_or_default().to_owned(),
             alerted,
             answered,
+            collecting: state.ledger.sessions.collecting(&session_id).unwrap_or(false),
         };
         state_code = Some(state_code_for_release(&state.scripts, release));
     }

@@ -26,6 +26,8 @@ pub struct Release {
     pub alerted: bool,
     /// The callee answered.
     pub answered: bool,
+    /// The caller was still being asked for an AXE extension: there was no callee yet.
+    pub collecting: bool,
 }
 
 /// The call a handler decides, as scripts see it.
@@ -243,7 +245,8 @@ fn register_release(engine: &mut Engine) {
         .register_get("sip_status", |r: &mut Release| optional_int(r.sip_status))
         .register_get("release_side", |r: &mut Release| text(&r.release_side))
         .register_get("alerted", |r: &mut Release| r.alerted)
-        .register_get("answered", |r: &mut Release| r.answered);
+        .register_get("answered", |r: &mut Release| r.answered)
+        .register_get("collecting", |r: &mut Release| r.collecting);
 }
 
 /// Out-of-range codes become one no table lists, so the host's check names them.
