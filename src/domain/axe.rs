@@ -152,7 +152,8 @@ impl AxeBinding {
     }
 
     /// Applies a bind's or modify's settings at `now`. Absent fields keep their values; a new
-    /// `bindExpiredTime` restarts the lifetime clock.
+    /// `bindExpiredTime` restarts the lifetime clock. On an error the binding may be partly
+    /// changed: callers apply to a copy and drop it (the store and `to_binding` do).
     pub fn apply(&mut self, changes: &AxeChanges, now: i64) -> Result<(), Invalid> {
         fn patch(slot: &mut Option<String>, change: &Option<Option<String>>) {
             if let Some(value) = change {
@@ -558,6 +559,18 @@ mod tests {
         let never = never.to_binding("s".into(), "app", "+8617000000001", "0001", 1, 0).unwrap();
         assert!(never.is_active(i64::MAX));
         assert_eq!(never.callback_from("+861", 5).expires_at, None, "0: as long as the binding");
+    }
+
+    #[test]
+    fn a_new_time_unit_must_restate_the_lifetimes_it_would_change() {
+        let request = bind(json!({"bindNum": "+8613800000001", "areaCode": "0755", "bindExpiredTime": 2}), 4).unwrap();
+        let mut binding = request.to_binding("s".into(), "app", "+8617000000001", "0001", 1, 0).unwrap();
+        let change = |body: Value| AxeModifyRequest::parse(&fields(&body)).unwrap().changes;
+        let err = binding.apply(&change(json!({"subscriptionId": "s", "timeUnit": "1"})), 10).unwrap_err();
+        assert_eq!(err.field, "timeUnit");
+        assert_eq!(binding.expires_at, Some(7200), "a refused change leaves the lifetime as it was");
+        binding.apply(&change(json!({"subscriptionId": "s", "timeUnit": "1", "bindExpiredTime": 90})), 10).unwrap();
+        assert_eq!((binding.time_unit, binding.expires_at), (TimeUnit::Minutes, Some(10 + 5400)));
     }
 
     #[test]
