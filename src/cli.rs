@@ -115,7 +115,12 @@ pub async fn call(plan: CallPlan) -> anyhow::Result<()> {
         post("/v1/switch/calls".into(), json!({"caller": plan.from, "called": plan.to, "time": at(0)})).await?;
     let session = decision["sessionId"].as_str().unwrap_or_default().to_owned();
     if decision["action"] == "collect" {
-        let Some(digits) = &plan.digits else { bail!("the call collects an extension: pass --digits") };
+        let Some(digits) = &plan.digits else {
+            // The caller hangs up at the prompt, as a real one would: the call ends with 7516.
+            let events = format!("/v1/switch/calls/{session}/events");
+            post(events, json!({"event": "disconnect", "time": at(5), "releaseSide": "caller"})).await?;
+            bail!("the call collects an extension: pass --digits (this caller hung up at the prompt)")
+        };
         decision = post(format!("/v1/switch/calls/{session}/digits"), json!({"digits": digits})).await?;
     }
     if decision["action"] != "connect" {

@@ -354,7 +354,8 @@ mod tests {
     #[test]
     fn the_demo_config_parses() {
         let config = parse(include_str!("../privnum.toml")).unwrap();
-        assert_eq!(config.apps.len(), 1);
+        let modes: Vec<Mode> = config.apps.iter().map(|app| app.mode).collect();
+        assert_eq!(modes, [Mode::Axb, Mode::Ax, Mode::Axe], "one demo app per built mode");
         assert_eq!(config.push_retry_schedule[3], HumanDuration(Duration::from_secs(106 * 60)));
     }
 

@@ -74,10 +74,10 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
         // The sweep takes the writer lock and writes sessions: keep it off the async workers.
         let swept = tokio::task::spawn_blocking(move || {
             ledger.sweep(now, timeout);
-            (
-                store.axb_sweep_expired(now, SWEEP_BATCH),
-                store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))),
-            )
+            let axb = store.axb_sweep_expired(now, SWEEP_BATCH);
+            let axe = store.axe_sweep_expired(now, SWEEP_BATCH);
+            let bindings = axb.and_then(|axb| axe.map(|axe| axb + axe));
+            (bindings, store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))))
         })
         .await;
         match swept {

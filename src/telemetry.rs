@@ -22,9 +22,11 @@ pub struct Metrics {
     bindings_expired: AtomicU64,
     decisions_connect: AtomicU64,
     decisions_release: AtomicU64,
+    decisions_collect: AtomicU64,
     decisions_fallback: AtomicU64,
     app_tones_skipped_record: AtomicU64,
     app_tones_skipped_close: AtomicU64,
+    app_tones_skipped_prompt: AtomicU64,
 }
 
 impl Metrics {
@@ -58,15 +60,17 @@ impl Metrics {
                 &[
                     ("{action=\"connect\"}", &self.decisions_connect),
                     ("{action=\"release\"}", &self.decisions_release),
+                    ("{action=\"collect\"}", &self.decisions_collect),
                     ("{action=\"fallback\"}", &self.decisions_fallback),
                 ],
             ),
             (
                 "privnum_app_tones_skipped_total",
-                "Calls where the app's record_hint_tone or close_hint_tone was not played because it is not an approved tone.",
+                "Calls where the app's record_hint_tone, close_hint_tone or extension_prompt was not played because it is not an approved tone.",
                 &[
                     ("{setting=\"record_hint_tone\"}", &self.app_tones_skipped_record),
                     ("{setting=\"close_hint_tone\"}", &self.app_tones_skipped_close),
+                    ("{setting=\"extension_prompt\"}", &self.app_tones_skipped_prompt),
                 ],
             ),
         ];
@@ -133,6 +137,7 @@ impl CallRecordedWithoutNotice<'_> {
 pub enum AppToneSetting {
     RecordHint,
     CloseHint,
+    ExtensionPrompt,
 }
 
 impl AppToneSetting {
@@ -140,6 +145,7 @@ impl AppToneSetting {
         match self {
             AppToneSetting::RecordHint => "record_hint_tone",
             AppToneSetting::CloseHint => "close_hint_tone",
+            AppToneSetting::ExtensionPrompt => "extension_prompt",
         }
     }
 
@@ -147,6 +153,7 @@ impl AppToneSetting {
         match self {
             AppToneSetting::RecordHint => &app.record_hint_tone,
             AppToneSetting::CloseHint => &app.close_hint_tone,
+            AppToneSetting::ExtensionPrompt => &app.extension_prompt,
         }
     }
 
@@ -154,6 +161,7 @@ impl AppToneSetting {
         match self {
             AppToneSetting::RecordHint => &mut app.record_hint_tone,
             AppToneSetting::CloseHint => &mut app.close_hint_tone,
+            AppToneSetting::ExtensionPrompt => &mut app.extension_prompt,
         }
     }
 }
@@ -172,6 +180,7 @@ impl AppToneSkipped<'_> {
         let counter = match self.setting {
             AppToneSetting::RecordHint => &metrics.app_tones_skipped_record,
             AppToneSetting::CloseHint => &metrics.app_tones_skipped_close,
+            AppToneSetting::ExtensionPrompt => &metrics.app_tones_skipped_prompt,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
@@ -212,7 +221,8 @@ impl CallinDecided {
         let counter = match (self.fallback, self.action) {
             (true, _) => &metrics.decisions_fallback,
             (false, crate::domain::Action::Release) => &metrics.decisions_release,
-            (false, _) => &metrics.decisions_connect,
+            (false, crate::domain::Action::Collect) => &metrics.decisions_collect,
+            (false, crate::domain::Action::Connect) => &metrics.decisions_connect,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use super::report::{callin_event, cdr, leg_event};
+use super::report::{callin_event, cdr, collect_info_event, leg_event};
+use super::route::Routed;
 use super::session::{Event, EventKind, Session, Sessions};
 use crate::push::Pusher;
 use crate::store::outbox::{Lane, Push};
@@ -13,6 +14,15 @@ use crate::store::{self, Store};
 
 /// What a stale session's CDR says about its end.
 pub const CLOSED_BY_TIMEOUT: &str = "privnum: the switch sent no disconnect within session_timeout_secs";
+
+/// What became of digits the switch reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigitsOutcome {
+    UnknownSession,
+    /// The session is not waiting for digits (another mode, already decided, or ended).
+    NotCollecting,
+    Recorded,
+}
 
 #[derive(Clone)]
 pub struct Ledger {
@@ -80,7 +90,8 @@ impl Ledger {
             return Ok(opened);
         }
         self.sessions.insert_with(session, |session| {
-            let (pusher, lanes) = (self.pusher.clone(), pushes.iter().map(|p| (p.app_key.clone(), p.lane)).collect::<Vec<_>>());
+            let (pusher, lanes) =
+                (self.pusher.clone(), pushes.iter().map(|p| (p.app_key.clone(), p.lane)).collect::<Vec<_>>());
             let session_id = session.session_id.clone();
             let done = Box::new(move |result: Result<(), String>| match result {
                 Ok(()) => lanes.iter().for_each(|(app_key, lane)| pusher.wake(app_key, *lane)),
@@ -123,6 +134,65 @@ impl Ledger {
             Some(Ok(pushes)) => {
                 self.wake(&pushes);
                 Ok(Some(()))
+            }
+        }
+    }
+
+    /// Records an AXE call's digits and the decision they led to: the `collectInfo` event, and for
+    /// a release its `disconnect` and CDR; for a connect, the callback record (A ↔ the caller) in
+    /// the same transaction. Only a session that is still collecting takes digits.
+    pub fn digits(
+        &self,
+        session_id: &str,
+        digits: &str,
+        routed: &Routed,
+        now: i64,
+    ) -> Result<DigitsOutcome, store::Error> {
+        let outcome = self.sessions.update(session_id, |mut session| {
+            if !session.is_collecting() {
+                return Ok((session, (DigitsOutcome::NotCollecting, Vec::new())));
+            }
+            let decision = routed.decision.clone();
+            let released = decision.action == crate::domain::Action::Release;
+            session.last_seen = now;
+            session.callee = decision.callee.clone().filter(|_| !released);
+            session.subscription_id = routed.binding.as_ref().map(|b| b.subscription_id().to_owned());
+            session.binding_caller_num = routed.binding.as_ref().map(|b| b.a_number().to_owned());
+            session.user_data.clone_from(&routed.user_data);
+            session.extend_num = (!digits.is_empty()).then(|| digits.to_owned());
+            session.script_version.clone_from(&routed.script_version);
+            session.decision = decision;
+            let mut pushes = Vec::new();
+            self.push(&session, Lane::Events, collect_info_event(&session, digits, now), &mut pushes)?;
+            if released {
+                session.ended_at = Some(now);
+                let disconnect = Event {
+                    kind: EventKind::Disconnect,
+                    time: now,
+                    release_side: Some("platform".into()),
+                    state_code: session.decision.state_code,
+                    q850: None,
+                    sip_status: None,
+                };
+                self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
+                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
+            }
+            let callback = match &routed.binding {
+                Some(crate::domain::Binding::Axe(binding)) if !released => {
+                    Some((binding.as_ref(), binding.callback_from(&session.caller, now)))
+                }
+                _ => None,
+            };
+            let callback = callback.as_ref().map(|(binding, callback)| (*binding, callback));
+            self.store.axe_save_digits(session_id, &session, &pushes, callback)?;
+            Ok((session, (DigitsOutcome::Recorded, pushes)))
+        });
+        match outcome {
+            None => Ok(DigitsOutcome::UnknownSession),
+            Some(Err(err)) => Err(err),
+            Some(Ok((outcome, pushes))) => {
+                self.wake(&pushes);
+                Ok(outcome)
             }
         }
     }

@@ -40,6 +40,15 @@ pub fn callin_event(session: &Session) -> Value {
     json!({"eventType": "callin", "statusInfo": info})
 }
 
+/// `collectInfo` (AXE): the digits the caller keyed, on the first leg (caller → X).
+pub fn collect_info_event(session: &Session, digits: &str, time: i64) -> Value {
+    let mut info = status_info(session, time);
+    info.insert("caller".into(), session.caller.as_str().into());
+    info.insert("called".into(), session.x_number.as_str().into());
+    info.insert("digitInfo".into(), digits.into());
+    json!({"eventType": "collectInfo", "statusInfo": info})
+}
+
 /// `callout`, `alerting`, `answer` or `disconnect` of the forwarded leg.
 pub fn leg_event(session: &Session, event: &Event) -> Value {
     let mut info = status_info(session, event.time);
@@ -86,6 +95,7 @@ pub fn cdr(session: &Session, host_name: &str, closed_by: Option<&str>) -> Value
     let state_code = end.and_then(|event| event.state_code).or(session.decision.state_code).unwrap_or(state::NORMAL);
     let answered = at(EventKind::Answer);
     // AXB: 1 = A called X (to B), 0 = B called X (to A), 2 = no binding (abnormal).
+    // AX and AXE: 1 = A called out through X, 0 = someone called X (to A), 2 = no binding.
     let direction = match (&session.binding_caller_num, session.decision.action) {
         (Some(a), _) if *a == session.caller => 1,
         (Some(_), _) => 0,
@@ -128,6 +138,9 @@ pub fn cdr(session: &Session, host_name: &str, closed_by: Option<&str>) -> Value
     put("hostName", host_name.into());
     if let Some(data) = &session.user_data {
         put("userData", data.as_str().into());
+    }
+    if let Some(extend_num) = &session.extend_num {
+        put("extendNum", extend_num.as_str().into());
     }
     if let Some(version) = &session.script_version {
         put("scriptVersion", version.as_str().into());

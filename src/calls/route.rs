@@ -10,14 +10,18 @@
 
 use std::sync::Arc;
 
-use crate::domain::{state, Action, App, AxbBinding, Decision, Mode, NumberStatus};
+use super::session::Session;
+use crate::domain::{state, Action, Allowance, App, Binding, Decision, Mode, NumberStatus};
 use crate::script::api::{Call, Release};
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
 use crate::telemetry::{AppToneNotApproved, AppToneSetting, AppToneSkipped, CallRecordedWithoutNotice, Metrics};
 
-/// The script and handler that decide an AXB callin.
+/// The script and handler that decide each mode's callin, and AXE's digits.
 const AXB_SCRIPT: (&str, &str) = ("modes/axb.rhai", "on_callin");
+const AX_SCRIPT: (&str, &str) = ("modes/ax.rhai", "on_callin");
+const AXE_SCRIPT: (&str, &str) = ("modes/axe.rhai", "on_callin");
+const AXE_DIGITS_SCRIPT: (&str, &str) = ("modes/axe.rhai", "on_digits");
 
 /// A call as the switch reports it.
 #[derive(Debug, Clone)]
@@ -34,7 +38,9 @@ pub struct CallIn {
 pub struct Routed {
     pub decision: Decision,
     pub app: Option<Arc<App>>,
-    pub binding: Option<Arc<AxbBinding>>,
+    pub binding: Option<Binding>,
+    /// The `userData` this call's events and CDR carry.
+    pub user_data: Option<String>,
     /// The script version that decided, or `None` when the host decided without a script.
     pub script_version: Option<String>,
     /// The script failed or broke an invariant and the fallback was used.
@@ -43,7 +49,7 @@ pub struct Routed {
 
 impl Routed {
     fn by_host(decision: Decision, app: Option<Arc<App>>) -> Self {
-        Routed { decision, app, binding: None, script_version: None, fallback: false }
+        Routed { decision, app, binding: None, user_data: None, script_version: None, fallback: false }
     }
 }
 
@@ -61,7 +67,7 @@ fn playable(store: &Store, mut app: App) -> (App, Vec<(AppToneSetting, String)>)
 
 /// The app's tone settings that name a tone not approved (yet), with the tone.
 fn unapproved_app_tones<'a>(store: &'a Store, app: &'a App) -> impl Iterator<Item = (AppToneSetting, &'a str)> {
-    [AppToneSetting::RecordHint, AppToneSetting::CloseHint]
+    [AppToneSetting::RecordHint, AppToneSetting::CloseHint, AppToneSetting::ExtensionPrompt]
         .into_iter()
         .map(|setting| (setting, setting.of(app)))
         .filter(|(_, name)| !name.is_empty() && !store.tone_approved(&app.app_key, name))
@@ -73,11 +79,20 @@ fn count_skipped_tones(metrics: &Metrics, app: &App, cleared: &[(AppToneSetting,
         let wanted = match setting {
             AppToneSetting::CloseHint => decision.action == Action::Release && decision.tone.is_none(),
             AppToneSetting::RecordHint => decision.record && decision.record_hint_tone.is_none(),
+            AppToneSetting::ExtensionPrompt => decision.action == Action::Collect && decision.prompt.is_none(),
         };
         if wanted {
             AppToneSkipped { app_key: &app.app_key, setting: *setting, file_name }.emit(metrics);
         }
     }
+}
+
+/// What a mode's router hands to the script runner.
+struct Prepared {
+    script: (&'static str, &'static str),
+    call: Call,
+    allowance: Allowance,
+    user_data: Option<String>,
 }
 
 /// Decides a callin. `now` is privnum's clock: whether a binding is still active is privnum's
@@ -107,23 +122,105 @@ pub fn decide_callin(
     if matches!(number.status, NumberStatus::Paused | NumberStatus::Unavailable) {
         return by_host(state::X_UNAVAILABLE);
     }
-    if app.mode != Mode::Axb {
-        // AX, AXE and X routing are not built yet; their calls are refused as a mode mismatch.
-        return by_host(state::SERVICE_TYPE_MISMATCH);
-    }
-    let binding = store.axb_for_call(&call.called, &call.caller, now)?.map(Arc::new);
-    let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, &app)).unwrap_or_default();
-    let set = scripts.active();
-    let script_call = Call {
-        caller: call.caller.as_str().into(),
-        called: call.called.as_str().into(),
-        session_id: call.session_id.as_str().into(),
-        now,
-        app: app.clone(),
-        binding: binding.clone(),
+    let script_call = Call::new(&call.caller, &call.called, &call.session_id, now, app.clone());
+    let prepared = match app.mode {
+        Mode::Axb => prepare_axb(store, script_call, &app, now)?,
+        Mode::Ax => prepare_ax(store, script_call, &app, now)?,
+        Mode::Axe => prepare_axe(store, script_call, &app, now)?,
+        // X-mode routing is not built yet; its calls are refused as a mode mismatch.
+        Mode::X => return by_host(state::SERVICE_TYPE_MISMATCH),
     };
-    let (file, function) = AXB_SCRIPT;
-    let decision = match scripts.run::<_, Decision>(&set, file, function, script_call) {
+    Ok(run(store, scripts, metrics, (app, &cleared), prepared))
+}
+
+/// AXB: the active binding that has the caller as A or B on X.
+fn prepare_axb(store: &Store, mut call: Call, app: &App, now: i64) -> Result<Prepared, store::Error> {
+    let binding = store.axb_for_call(&call.called, &call.caller, now)?.map(Arc::new);
+    let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, app)).unwrap_or_default();
+    let user_data = binding.as_ref().and_then(|b| b.user_data.clone());
+    call.binding = binding.map(Binding::Axb);
+    Ok(Prepared { script: AXB_SCRIPT, call, allowance, user_data })
+}
+
+/// AX: the binding on X (of this app) and, for A, its valid temporary callee.
+fn prepare_ax(store: &Store, mut call: Call, app: &App, now: i64) -> Result<Prepared, store::Error> {
+    let binding = store.ax_for_call(&call.called)?.filter(|b| b.app_key == app.app_key).map(Arc::new);
+    let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, app, now)).unwrap_or_default();
+    let user_data = binding.as_deref().and_then(|b| b.user_data_for(&call.caller, now));
+    if let Some(callee) = binding.as_deref().and_then(|b| b.temporary_callee_at(now)) {
+        call.temporary_callee = callee.number.as_str().into();
+    }
+    call.binding = binding.map(Binding::Ax);
+    Ok(Prepared { script: AX_SCRIPT, call, allowance, user_data })
+}
+
+/// AXE callin: A's own binding on X and callback record; for anyone else, an extension to collect.
+fn prepare_axe(store: &Store, mut call: Call, app: &App, now: i64) -> Result<Prepared, store::Error> {
+    call.x_bindings = i64::from(store.axb_pairs_on(&call.called)?);
+    let binding = store.axe_for_a(&call.called, &call.caller, now)?.map(Arc::new);
+    let (allowance, user_data) = match binding.as_deref() {
+        Some(binding) => {
+            let callback = store.axe_callback(binding, now)?;
+            let party = callback.map(|callback| callback.party);
+            if let Some(party) = &party {
+                call.callback = party.as_str().into();
+            }
+            (binding.allowance_for_a(party.as_deref(), app), binding.user_data.clone())
+        }
+        None => (Allowance { collect_digits: Some(app.extension_digits), ..Allowance::default() }, None),
+    };
+    call.binding = binding.map(Binding::Axe);
+    Ok(Prepared { script: AXE_SCRIPT, call, allowance, user_data })
+}
+
+/// Decides an AXE call after the caller entered `digits` (the switch's collect). The session
+/// must be collecting; the caller checks that.
+pub fn decide_digits(
+    store: &Store,
+    scripts: &ScriptHost,
+    metrics: &Metrics,
+    session: &Session,
+    digits: &str,
+    now: i64,
+) -> Result<Routed, store::Error> {
+    let app = match &session.app_key {
+        Some(app_key) => store.app(app_key)?,
+        None => None,
+    };
+    // The app was removed while its caller keyed digits.
+    let Some(app) = app else {
+        return Ok(Routed::by_host(Decision::release(state::SERVICE_EXCEPTION, None), None));
+    };
+    let (app, cleared) = playable(store, app);
+    let app = Arc::new(app);
+    let mut call = Call::new(&session.caller, &session.x_number, &session.session_id, now, app.clone());
+    call.digits = digits.into();
+    call.x_bindings = i64::from(store.axb_pairs_on(&session.x_number)?);
+    let binding = match digits {
+        "" => None,
+        digits => store.axe_for_extension(&session.x_number, digits, now)?.map(Arc::new),
+    };
+    let allowance = binding.as_deref().map(|b| b.allowance_for_extension(&app)).unwrap_or_default();
+    let user_data = binding.as_deref().and_then(|b| b.user_data.clone());
+    call.binding = binding.map(Binding::Axe);
+    let prepared = Prepared { script: AXE_DIGITS_SCRIPT, call, allowance, user_data };
+    Ok(run(store, scripts, metrics, (app, &cleared), prepared))
+}
+
+/// Runs a mode's handler on the active version and enforces the invariants (the tones named
+/// included); a failure or a violation gets the fallback (8020 after the close tone). `app` is the
+/// app as the call sees it, with the tone settings `playable` cleared.
+fn run(
+    store: &Store,
+    scripts: &ScriptHost,
+    metrics: &Metrics,
+    (app, cleared): (Arc<App>, &[(AppToneSetting, String)]),
+    prepared: Prepared,
+) -> Routed {
+    let Prepared { script: (file, function), call, allowance, user_data } = prepared;
+    let binding = call.binding.clone();
+    let set = scripts.active();
+    let decision = match scripts.run::<_, Decision>(&set, file, function, call) {
         Ok(decision) => match decision.check(&allowance).and_then(|()| approved_tones(store, &app, &decision)) {
             Ok(()) => Some(decision),
             Err(reason) => {
@@ -136,9 +233,9 @@ pub fn decide_callin(
     };
     let fallback = decision.is_none();
     let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, close_tone(&app)));
-    apply_recording_notice(&mut decision, &app, binding.as_deref(), metrics);
-    count_skipped_tones(metrics, &app, &cleared, &decision);
-    Ok(Routed { decision, app: Some(app), binding, script_version: Some(set.version.to_string()), fallback })
+    apply_recording_notice(&mut decision, &app, binding.as_ref(), metrics);
+    count_skipped_tones(metrics, &app, cleared, &decision);
+    Routed { decision, app: Some(app), binding, user_data, script_version: Some(set.version.to_string()), fallback }
 }
 
 /// Warns when a saved app names a tone that is not approved: its calls will go without it.
@@ -162,12 +259,12 @@ fn approved_tones(store: &Store, app: &App, decision: &Decision) -> Result<(), S
 
 /// A recorded call plays a notice: the binding's, else the app's (when approved); with neither, it
 /// is recorded without one and counted as a compliance warning (CONTRACT §3).
-fn apply_recording_notice(decision: &mut Decision, app: &App, binding: Option<&AxbBinding>, metrics: &Metrics) {
+fn apply_recording_notice(decision: &mut Decision, app: &App, binding: Option<&Binding>, metrics: &Metrics) {
     if !decision.record || decision.record_hint_tone.is_some() {
         return;
     }
     if app.record_hint_tone.is_empty() {
-        let subscription_id = binding.map_or("", |b| b.subscription_id.as_str());
+        let subscription_id = binding.map_or("", Binding::subscription_id);
         CallRecordedWithoutNotice { app_key: &app.app_key, subscription_id }.emit(metrics);
     } else {
         decision.record_hint_tone = Some(app.record_hint_tone.clone());

@@ -3,8 +3,8 @@
 //! Kept in memory in shards, each behind its own short-held mutex, so concurrent calls rarely meet
 //! on a lock and never on a global one. A session ends at a release decision or a `disconnect`
 //! and is dropped a minute later (late events still land); one the switch never ends is dropped
-//! after `session_timeout_secs` without news. (Durable sessions, events and CDRs are the next
-//! milestone.)
+//! after `session_timeout_secs` without news. An AXE call's session is opened by its `collect`
+//! decision and changed once more by its digits.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -57,6 +57,9 @@ pub struct Session {
     /// The binding's A, to tell the CDR's direction.
     pub binding_caller_num: Option<String>,
     pub user_data: Option<String>,
+    /// AXE: the extension the caller entered (the CDR's `extendNum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extend_num: Option<String>,
     pub recording: Option<Recording>,
     pub decision: Decision,
     pub script_version: Option<String>,
@@ -76,6 +79,11 @@ pub const ENDED_GRACE_SECS: i64 = 60;
 pub const MAX_EVENTS: usize = 32;
 
 impl Session {
+    /// Waiting for the caller's digits (an AXE collect that has not ended).
+    pub fn is_collecting(&self) -> bool {
+        self.decision.action == crate::domain::Action::Collect && self.ended_at.is_none()
+    }
+
     /// Applies a reported event at `now` (privnum's clock). Returns whether the event was kept
     /// (and so should be pushed) and whether it ended the call. A `disconnect` is always kept;
     /// other events past [`MAX_EVENTS`] count as news but are dropped.
@@ -196,6 +204,11 @@ impl Sessions {
         Some((seen(EventKind::Alerting) || seen(EventKind::Answer), seen(EventKind::Answer)))
     }
 
+    /// Whether the call is waiting for the caller's digits (AXE), without copying the session.
+    pub fn collecting(&self, session_id: &str) -> Option<bool> {
+        self.shard(session_id).get(session_id).map(Session::is_collecting)
+    }
+
     pub fn get(&self, session_id: &str) -> Option<Session> {
         self.shard(session_id).get(session_id).cloned()
     }
@@ -217,6 +230,7 @@ mod tests {
             subscription_id: None,
             binding_caller_num: None,
             user_data: None,
+            extend_num: None,
             recording: None,
             decision: Decision::release(8014, None),
             script_version: None,

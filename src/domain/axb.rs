@@ -58,7 +58,7 @@ pub struct PreVoice {
 }
 
 impl PreVoice {
-    fn parse(fields: &Fields<'_>) -> Result<Option<Self>, Invalid> {
+    pub(crate) fn parse(fields: &Fields<'_>) -> Result<Option<Self>, Invalid> {
         let Some(inner) = fields.object("preVoice")? else { return Ok(None) };
         Ok(Some(PreVoice {
             caller_hint_tone: inner.tone("callerHintTone")?.map(str::to_owned),
@@ -167,6 +167,7 @@ impl AxbBinding {
             callee,
             may_record: app.recording && self.record,
             max_duration: (self.max_duration_min > 0).then_some(self.max_duration_min),
+            collect_digits: None,
         }
     }
 
@@ -241,7 +242,7 @@ impl AxbChanges {
 }
 
 /// Reads an optional string that a modify may clear with `""`.
-fn clearable<'a>(
+pub(crate) fn clearable<'a>(
     fields: &Fields<'a>,
     name: &str,
     read: impl Fn(&Fields<'a>, &str) -> Result<Option<&'a str>, Invalid>,
@@ -335,7 +336,7 @@ impl ModifyRequest {
     }
 }
 
-fn subscription_id<'a>(fields: &Fields<'a>) -> Result<Option<&'a str>, Invalid> {
+pub(crate) fn subscription_id<'a>(fields: &Fields<'a>) -> Result<Option<&'a str>, Invalid> {
     fields.bounded_string("subscriptionId", 64)
 }
 

@@ -18,6 +18,12 @@ pub const INVALID_DIGEST: ResultCode = "1010010";
 pub const TIME_OUT_LIMIT: ResultCode = "1010013";
 /// The app may not call this API (it belongs to another mode).
 pub const API_NOT_ALLOWED: ResultCode = "1010040";
+/// AX: no free X could be allocated (for the requested area code).
+pub const INSUFFICIENT_NUMBER_RESOURCES: ResultCode = "1011002";
+/// AX: A already holds the maximum number of X numbers (5).
+pub const UPPER_LIMIT_EXCEEDED: ResultCode = "1011003";
+/// AX: this X is already bound to an A.
+pub const RESOURCE_ALREADY_ALLOCATED: ResultCode = "1011005";
 /// The X number is not in this app's pool.
 pub const NUMBER_NOT_APPLIED: ResultCode = "1012001";
 /// No binding matched (unbind, modify, query).
@@ -32,6 +38,9 @@ pub const NUMBER_ALREADY_BOUND: ResultCode = "1012010";
 pub const RECORDING_NOT_ENABLED: ResultCode = "1012012";
 /// A number is blacklisted or the X is not in a status that allows binding.
 pub const ABNORMAL_NUMBER_STATUS: ResultCode = "1012102";
+
+/// AXE: no free extension on the X, or the requested `extendNum` is taken.
+pub const NO_IDLE_EXTENSION: ResultCode = "1020167";
 
 /// `Authorization` header missing.
 pub const AUTHORIZATION_MISSING: ResultCode = "1023006";

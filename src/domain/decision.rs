@@ -58,7 +58,26 @@ pub struct Decision {
     /// Release: played to the caller before the release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tone: Option<String>,
+    /// Collect: the prompt asking the caller for the extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Collect: how many digits to collect.
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    pub max_digits: u8,
+    /// Collect: how long the switch waits for the digits before it reports an empty input.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout_ms: i64,
 }
+
+fn is_zero_u8(value: &u8) -> bool {
+    *value == 0
+}
+
+/// How long the switch waits for an extension unless the script says otherwise.
+pub const DEFAULT_COLLECT_TIMEOUT_MS: i64 = 10_000;
+/// The shortest and longest digit wait a script may ask for: a caller needs a second or more to
+/// key one digit, and a minute of silence is a caller who has gone.
+pub const COLLECT_TIMEOUT_MS: std::ops::RangeInclusive<i64> = 1_000..=60_000;
 
 fn is_false(value: &bool) -> bool {
     !value
@@ -77,6 +96,11 @@ impl Decision {
         Decision { state_code: Some(state_code), tone, ..Decision::empty(Action::Release) }
     }
 
+    /// Ask the caller for `max_digits` digits after `prompt` (AXE extensions).
+    pub fn collect(prompt: Option<String>, max_digits: u8) -> Self {
+        Decision { prompt, max_digits, timeout_ms: DEFAULT_COLLECT_TIMEOUT_MS, ..Decision::empty(Action::Collect) }
+    }
+
     fn empty(action: Action) -> Self {
         Decision {
             action,
@@ -89,6 +113,9 @@ impl Decision {
             last_min_voice: None,
             state_code: None,
             tone: None,
+            prompt: None,
+            max_digits: 0,
+            timeout_ms: 0,
         }
     }
 
@@ -100,6 +127,7 @@ impl Decision {
             ("wait_voice", &self.wait_voice),
             ("last_min_voice", &self.last_min_voice),
             ("tone", &self.tone),
+            ("prompt", &self.prompt),
         ]
         .into_iter()
         .filter_map(|(name, tone)| tone.as_deref().map(|tone| (name, tone)))
@@ -128,7 +156,22 @@ impl Decision {
                     return Err(format!("state code {code} is not a reference release code"));
                 }
             }
-            Action::Collect => {}
+            Action::Collect => {
+                let Some(digits) = allowance.collect_digits else {
+                    return Err("this call may not collect digits: only a third party calling an AXE X may".to_owned());
+                };
+                if self.max_digits != digits {
+                    return Err(format!("max_digits {} is not the app's extension_digits {digits}", self.max_digits));
+                }
+                if !COLLECT_TIMEOUT_MS.contains(&self.timeout_ms) {
+                    return Err(format!(
+                        "timeout_ms {} is outside {}..={}",
+                        self.timeout_ms,
+                        COLLECT_TIMEOUT_MS.start(),
+                        COLLECT_TIMEOUT_MS.end()
+                    ));
+                }
+            }
         }
         for (name, tone) in self.tones() {
             check_tone_name(tone).map_err(|reason| format!("{name}: {reason}"))?;
@@ -146,6 +189,8 @@ pub struct Allowance {
     pub may_record: bool,
     /// The longest call in minutes, when the binding limits it.
     pub max_duration: Option<i64>,
+    /// AXE: the call may collect an extension of this many digits; `None`: no collect.
+    pub collect_digits: Option<u8>,
 }
 
 #[cfg(test)]
@@ -153,7 +198,7 @@ mod tests {
     use super::*;
 
     fn allow(callee: &str) -> Allowance {
-        Allowance { callee: Some(callee.into()), may_record: false, max_duration: None }
+        Allowance { callee: Some(callee.into()), ..Allowance::default() }
     }
 
     #[test]
@@ -174,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_script_may_tighten_but_not_loosen_the_binding() {
-        let limited = Allowance { callee: Some("+86139".into()), may_record: false, max_duration: Some(10) };
+        let limited = Allowance { callee: Some("+86139".into()), max_duration: Some(10), ..Allowance::default() };
         let mut decision = Decision::connect("+86139");
         assert!(decision.check(&limited).is_err(), "0 (unlimited) exceeds a 10-minute binding");
         decision.max_duration = 5;
@@ -184,5 +229,21 @@ mod tests {
         decision.max_duration = 5;
         decision.record = true;
         assert!(decision.check(&limited).unwrap_err().contains("record"));
+    }
+
+    #[test]
+    fn only_an_axe_third_party_call_collects_and_with_the_apps_digits() {
+        let collecting = Allowance { collect_digits: Some(4), ..Allowance::default() };
+        let mut collect = Decision::collect(Some("ext.wav".into()), 4);
+        assert!(collect.check(&collecting).is_ok());
+        assert!(collect.check(&Allowance::default()).unwrap_err().contains("collect"));
+        collect.max_digits = 3;
+        assert!(collect.check(&collecting).unwrap_err().contains("extension_digits"));
+        collect.max_digits = 4;
+        collect.timeout_ms = 500;
+        assert!(collect.check(&collecting).unwrap_err().contains("timeout_ms"));
+        collect.timeout_ms = 5_000;
+        collect.prompt = Some("bad prompt.wav".into());
+        assert!(collect.check(&collecting).unwrap_err().starts_with("prompt"));
     }
 }

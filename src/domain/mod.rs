@@ -5,7 +5,10 @@
 //! imports none of sled, axum, tokio or rhai.
 
 pub mod app;
+pub mod ax;
 pub mod axb;
+pub mod axe;
+pub mod binding;
 pub mod codes;
 pub mod decision;
 pub mod fields;
@@ -16,7 +19,10 @@ pub mod time;
 pub mod tone;
 
 pub use app::{App, Mode};
+pub use ax::AxBinding;
 pub use axb::AxbBinding;
+pub use axe::AxeBinding;
+pub use binding::Binding;
 pub use decision::{Action, Allowance, Decision};
 pub use fields::{Fields, Invalid};
 pub use number::{NumberStatus, XNumber};

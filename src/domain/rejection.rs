@@ -28,6 +28,14 @@ pub enum Rejection {
     /// A tone that is not an approved tone of the app (the reference's wording, naming the file).
     #[error("Invalid request.{file} does not exist")]
     UnknownTone { file: String },
+    #[error("Insufficient number resources: no free X number {where_}")]
+    NoFreeAxNumber { where_: String },
+    #[error("Exceeded the upper limit: {orig_num} already holds {max} X numbers")]
+    XPerALimit { orig_num: String, max: usize },
+    #[error("Resource already allocated: {x_number} is already bound to an A number")]
+    XAlreadyAllocated { x_number: String },
+    #[error("No idle extend number: {what}")]
+    NoIdleExtension { what: String },
     #[error("Record does not exist: {what}")]
     NotFound { what: String },
     /// An admin change that would orphan or corrupt what depends on it (HTTP 409).
@@ -51,6 +59,10 @@ impl Rejection {
             Rejection::RecordingDisabled { .. } => codes::RECORDING_NOT_ENABLED,
             Rejection::NumberStatus { .. } => codes::ABNORMAL_NUMBER_STATUS,
             Rejection::UnknownTone { .. } => codes::INVALID_REQUEST,
+            Rejection::NoFreeAxNumber { .. } => codes::INSUFFICIENT_NUMBER_RESOURCES,
+            Rejection::XPerALimit { .. } => codes::UPPER_LIMIT_EXCEEDED,
+            Rejection::XAlreadyAllocated { .. } => codes::RESOURCE_ALREADY_ALLOCATED,
+            Rejection::NoIdleExtension { .. } => codes::NO_IDLE_EXTENSION,
             Rejection::NotFound { .. } => codes::RECORD_NOT_FOUND,
             Rejection::InUse { .. } => codes::INVALID_REQUEST,
         }

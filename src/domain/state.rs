@@ -15,6 +15,16 @@ pub const INVALID_AXB_CALL: StateCode = 8014;
 pub const DIRECTION_NOT_ALLOWED: StateCode = 8016;
 /// No service permission (includes: no AX binding).
 pub const NO_PERMISSION: StateCode = 8018;
+/// AXE: A called X, but there is no callback record (and no `callbackNum`).
+pub const NO_CALLBACK_RECORD: StateCode = 8019;
+/// AXE: the extension entered is not bound on this X, or its binding expired.
+pub const EXTENSION_NOT_BOUND: StateCode = 8022;
+/// AXE: the dialled X holds no binding of the app.
+pub const X_NOT_FOUND: StateCode = 8025;
+/// AXE: the caller entered no extension.
+pub const EMPTY_EXTENSION: StateCode = 8033;
+/// AXE: the caller hung up before entering an extension (before the transfer).
+pub const CALLER_HUNG_UP_BEFORE_TRANSFER: StateCode = 7516;
 /// Service exception: privnum's fallback when a script fails (see policy-docs).
 pub const SERVICE_EXCEPTION: StateCode = 8020;
 /// The X belongs to no app.
@@ -119,6 +129,11 @@ pub const SCRIPT_NAMES: &[(&str, StateCode)] = &[
     ("INVALID_AXB_CALL", INVALID_AXB_CALL),
     ("DIRECTION_NOT_ALLOWED", DIRECTION_NOT_ALLOWED),
     ("NO_PERMISSION", NO_PERMISSION),
+    ("NO_CALLBACK_RECORD", NO_CALLBACK_RECORD),
+    ("EXTENSION_NOT_BOUND", EXTENSION_NOT_BOUND),
+    ("X_NOT_FOUND", X_NOT_FOUND),
+    ("EMPTY_EXTENSION", EMPTY_EXTENSION),
+    ("CALLER_HUNG_UP_BEFORE_TRANSFER", CALLER_HUNG_UP_BEFORE_TRANSFER),
     ("SERVICE_EXCEPTION", SERVICE_EXCEPTION),
     ("X_UNAVAILABLE", X_UNAVAILABLE),
     ("MAX_DURATION_REACHED", MAX_DURATION_REACHED),

@@ -32,6 +32,22 @@ impl ApiMode for AxbApi {
     const MODE: Mode = Mode::Axb;
 }
 
+/// The AX API (`/rest/provision/caas/privatenumber/v1.0`, `/rest/caas/privatenumber/calleenumber/v1.0`).
+#[derive(Debug)]
+pub struct AxApi;
+
+impl ApiMode for AxApi {
+    const MODE: Mode = Mode::Ax;
+}
+
+/// The AXE API (`/rest/caas/extendnumber/v1.0` and `v2.0`).
+#[derive(Debug)]
+pub struct AxeApi;
+
+impl ApiMode for AxeApi {
+    const MODE: Mode = Mode::Axe;
+}
+
 /// A request signed by a known app of the API's own mode (1010040 otherwise), checked before the
 /// body is read, so a wrong-mode app hears about its mode first.
 #[derive(Debug, Clone)]

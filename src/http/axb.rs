@@ -18,11 +18,6 @@ use crate::domain::time::reference_time;
 use crate::domain::{AxbBinding, Fields};
 use crate::telemetry::RecordWithoutNotice;
 
-/// Whether calls of `app` can fall back on its own recording notice: it names one, and approved.
-fn app_has_notice(state: &AppState, app: &crate::domain::App) -> bool {
-    !app.record_hint_tone.is_empty() && state.store.tone_approved(&app.app_key, &app.record_hint_tone)
-}
-
 pub async fn bindings_create(
     State(state): State<AppState>,
     AppOf(app, _): AppOf<AxbApi>,
@@ -38,7 +33,7 @@ pub async fn bindings_create(
         })
         .await?;
     state.store.durable().await?;
-    if binding.records_without_notice(app_has_notice(&state, &app)) {
+    if binding.records_without_notice(state.app_has_notice(&app)) {
         RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
     }
     Ok(success(binding_fields(&binding)))
@@ -59,7 +54,7 @@ pub async fn bindings_modify(
         })
         .await?;
     state.store.durable().await?;
-    if request.changes.record == Some(true) && binding.records_without_notice(app_has_notice(&state, &app)) {
+    if request.changes.record == Some(true) && binding.records_without_notice(state.app_has_notice(&app)) {
         RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
     }
     Ok(success(binding_fields(&binding)))

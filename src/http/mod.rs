@@ -6,7 +6,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod ax;
 pub mod axb;
+pub mod axe;
 pub mod calls;
 pub mod error;
 pub mod request;
@@ -43,6 +45,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Whether calls of `app` can fall back on its own recording notice: it names one, and it is
+    /// approved.
+    pub fn app_has_notice(&self, app: &crate::domain::App) -> bool {
+        !app.record_hint_tone.is_empty() && self.store.tone_approved(&app.app_key, &app.record_hint_tone)
+    }
+
     /// Runs a store change on a blocking thread. Changes queue on the store's writer lock, and a
     /// request waiting there must not hold up one of the few async workers serving everyone else.
     pub async fn write<T, F>(&self, change: F) -> Result<T, AppError>
@@ -59,6 +67,10 @@ impl AppState {
 }
 
 pub const AXB_PATH: &str = "/rest/caas/relationnumber/partners/v1.0";
+pub const AX_PATH: &str = "/rest/provision/caas/privatenumber/v1.0";
+pub const AX_CALLEE_PATH: &str = "/rest/caas/privatenumber/calleenumber/v1.0";
+pub const AXE_PATH: &str = "/rest/caas/extendnumber/v1.0";
+pub const AXE_CURSOR_PATH: &str = "/rest/caas/extendnumber/v2.0";
 
 pub fn app(state: AppState) -> Router {
     let provisioning = Router::new()
@@ -66,6 +78,16 @@ pub fn app(state: AppState) -> Router {
             AXB_PATH,
             get(axb::bindings_query).post(axb::bindings_create).put(axb::bindings_modify).delete(axb::bindings_delete),
         )
+        .route(
+            AX_PATH,
+            get(ax::bindings_query).post(ax::bindings_create).put(ax::bindings_modify).delete(ax::bindings_delete),
+        )
+        .route(AX_CALLEE_PATH, axum::routing::put(ax::temporary_callee_set))
+        .route(
+            AXE_PATH,
+            get(axe::bindings_query).post(axe::bindings_create).put(axe::bindings_modify).delete(axe::bindings_delete),
+        )
+        .route(AXE_CURSOR_PATH, get(axe::bindings_query_cursor))
         .route(calls::STOP_PATH, axum::routing::post(calls::calls_stop))
         .route(calls::RECORD_PATH, get(calls::record_link))
         .layer(middleware::from_fn_with_state(("provisioning", state.clone()), count_results));

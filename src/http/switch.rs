@@ -4,7 +4,7 @@
 //! | call | body | answer |
 //! |---|---|---|
 //! | `POST /v1/switch/calls` | `{"caller","called","sessionId"?,"time"?}` | a decision |
-//! | `POST /v1/switch/calls/{sessionId}/digits` | `{"digits"}` | a decision (AXE; not routed yet) |
+//! | `POST /v1/switch/calls/{sessionId}/digits` | `{"digits"}` | a decision (AXE, after a `collect`) |
 //! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?}` | `{}` |
 //! | `GET /v1/switch/calls/{sessionId}/cdr` | | the CDR of an ended call (kept a minute after the end) |
 //! | `GET /v1/switch/tones/{appKey}/{fileName}` | | an approved tone's WAV (`http::tones`) |
@@ -27,7 +27,8 @@ use super::auth::has_bearer;
 use super::error::AppError;
 use super::request::{describe_json_error, read_body, PathParams};
 use super::AppState;
-use crate::calls::route::{decide_callin, state_code_for_release, CallIn, Routed};
+use crate::calls::ledger::DigitsOutcome;
+use crate::calls::route::{decide_callin, decide_digits, state_code_for_release, CallIn, Routed};
 use crate::calls::session::{Event, EventKind, Recording, Session};
 use crate::domain::number::check_e164;
 use crate::domain::{codes, Action};
@@ -122,7 +123,7 @@ async fn calls_create(
     let call = CallIn { session_id, caller: request.caller, called: request.called, time };
     let routed = decide_callin(&state.store, &state.scripts, &state.metrics, &call, now)?;
     CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&state.metrics);
-    let answer = decision_json(&call, &routed);
+    let answer = decision_json(&call.session_id, &call.called, &routed);
     let released = routed.decision.action == Action::Release;
     let session = Session {
         session_id: call.session_id,
@@ -132,9 +133,10 @@ async fn calls_create(
         caller: call.caller,
         x_number: call.called,
         callee: routed.decision.callee.clone().filter(|_| !released),
-        subscription_id: routed.binding.as_ref().map(|b| b.subscription_id.clone()),
-        binding_caller_num: routed.binding.as_ref().map(|b| b.caller_num.clone()),
-        user_data: routed.binding.as_ref().and_then(|b| b.user_data.clone()),
+        subscription_id: routed.binding.as_ref().map(|b| b.subscription_id().to_owned()),
+        binding_caller_num: routed.binding.as_ref().map(|b| b.a_number().to_owned()),
+        user_data: routed.user_data.clone(),
+        extend_num: None,
         recording: None,
         decision: routed.decision,
         script_version: routed.script_version,
@@ -168,10 +170,10 @@ async fn calls_create(
 }
 
 /// The decision as the switch reads it (CONTRACT §4): camelCase, display always the X.
-fn decision_json(call: &CallIn, routed: &Routed) -> Value {
+fn decision_json(session_id: &str, x_number: &str, routed: &Routed) -> Value {
     let decision = &routed.decision;
     let mut fields = Map::new();
-    fields.insert("sessionId".into(), call.session_id.as_str().into());
+    fields.insert("sessionId".into(), session_id.into());
     fields.insert("action".into(), decision.action.as_str().into());
     let mut put = |name: &str, value: Option<Value>| {
         if let Some(value) = value {
@@ -181,9 +183,9 @@ fn decision_json(call: &CallIn, routed: &Routed) -> Value {
     match decision.action {
         Action::Connect => {
             put("callee", decision.callee.clone().map(Value::from));
-            put("display", Some(call.called.as_str().into()));
-            put("subscriptionId", routed.binding.as_ref().map(|b| b.subscription_id.as_str().into()));
-            put("userData", routed.binding.as_ref().and_then(|b| b.user_data.clone()).map(Value::from));
+            put("display", Some(x_number.into()));
+            put("subscriptionId", routed.binding.as_ref().map(|b| b.subscription_id().into()));
+            put("userData", routed.user_data.clone().map(Value::from));
             put("record", Some(decision.record.into()));
             put("recordHintTone", decision.record_hint_tone.clone().map(Value::from));
             put("preVoice", decision.pre_voice.clone().map(Value::from));
@@ -195,7 +197,11 @@ fn decision_json(call: &CallIn, routed: &Routed) -> Value {
             put("stateCode", decision.state_code.map(Value::from));
             put("tone", decision.tone.clone().map(Value::from));
         }
-        Action::Collect => {}
+        Action::Collect => {
+            put("prompt", decision.prompt.clone().map(Value::from));
+            put("maxDigits", Some(decision.max_digits.into()));
+            put("timeoutMs", Some(decision.timeout_ms.into()));
+        }
     }
     Value::Object(fields)
 }
@@ -214,26 +220,52 @@ struct DigitsRequest {
     digits: String,
 }
 
+/// Digits longer than any extension are a switch fault, not a caller's typo.
+const MAX_DIGITS_REPORTED: usize = 32;
+
+fn not_collecting(session_id: &str) -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        codes::INVALID_REQUEST,
+        format!("Invalid request.session {session_id} is not collecting digits"),
+    )
+}
+
+/// The caller's extension after a `collect`: decided by `modes/axe.rhai` `on_digits`. The switch
+/// reports an empty string when the caller entered nothing before the collect's timeout.
 async fn calls_digits(
     _: Switch,
     State(state): State<AppState>,
     PathParams(session_id): PathParams<String>,
     Body(request): Body<DigitsRequest>,
 ) -> Result<Response, AppError> {
-    let session = state.ledger.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
-    if session.decision.action != Action::Collect {
-        return Err(AppError::new(
-            StatusCode::CONFLICT,
-            codes::INVALID_REQUEST,
-            format!("Invalid request.session {session_id} is not collecting digits (got {:?})", request.digits),
-        ));
+    let digits = request.digits.trim();
+    if digits.len() > MAX_DIGITS_REPORTED || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') {
+        return Err(bad_request("digits", format!("must be at most {MAX_DIGITS_REPORTED} of 0-9, * and #")));
     }
-    // No mode collects digits yet (AXE routing comes with the AX/AXE milestone).
-    Err(AppError::new(
-        StatusCode::CONFLICT,
-        codes::INVALID_REQUEST,
-        "Invalid request.digits: no mode collects digits yet",
-    ))
+    // An extension is the digits before the caller's closing '#'.
+    let digits = digits.trim_end_matches('#').to_owned();
+    let session = state.ledger.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
+    if !session.is_collecting() {
+        return Err(not_collecting(&session_id));
+    }
+    let now = state.clock.now();
+    let routed = decide_digits(&state.store, &state.scripts, &state.metrics, &session, &digits, now)?;
+    CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&state.metrics);
+    let answer = decision_json(&session_id, &session.x_number, &routed);
+    let (ledger, id) = (state.ledger.clone(), session_id.clone());
+    let outcome = tokio::task::spawn_blocking(move || ledger.digits(&id, &digits, &routed, now))
+        .await
+        .map_err(|err| AppError::internal(&err))??;
+    match outcome {
+        DigitsOutcome::UnknownSession => return Err(unknown_session(&session_id)),
+        DigitsOutcome::NotCollecting => return Err(not_collecting(&session_id)),
+        DigitsOutcome::Recorded => {}
+    }
+    // The switch waited out a prompt already; the callback record or the CDR is on disk before
+    // the answer.
+    state.store.durable().await?;
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Deserialize)]
@@ -302,6 +334,7 @@ async fn calls_event(
             release_side: release_side.unwrap_or_default().to_owned(),
             alerted,
             answered,
+            collecting: state.ledger.sessions.collecting(&session_id).unwrap_or(false),
         };
         state_code = Some(state_code_for_release(&state.scripts, release));
     }

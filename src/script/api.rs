@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, ImmutableString, Module};
 
-use crate::domain::{state, App, AxbBinding, Decision};
+use crate::domain::{state, App, AxBinding, AxbBinding, AxeBinding, Binding, Decision};
 
 /// A call's release as the switch reported it, for `on_release` to name its `stateCode`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -26,6 +26,8 @@ pub struct Release {
     pub alerted: bool,
     /// The callee answered.
     pub answered: bool,
+    /// The caller was still being asked for an AXE extension: there was no callee yet.
+    pub collecting: bool,
 }
 
 /// The call a handler decides, as scripts see it.
@@ -38,8 +40,36 @@ pub struct Call {
     /// Seconds since the Unix epoch, from the host's clock.
     pub now: i64,
     pub app: Arc<App>,
-    /// AXB: the active binding that has the caller as A or B on this X.
-    pub binding: Option<Arc<AxbBinding>>,
+    /// AXB: the active binding that has the caller as A or B on this X. AX: the binding on X.
+    /// AXE `on_callin`: the active binding that has the caller as A on X; `on_digits`: the active
+    /// binding of the extension entered.
+    pub binding: Option<Binding>,
+    /// AX: the binding's temporary callee while it is valid; `""` otherwise.
+    pub temporary_callee: ImmutableString,
+    /// AXE, A calls X: the party of A's valid callback record; `""` otherwise.
+    pub callback: ImmutableString,
+    /// AXE `on_digits`: the digits the caller entered (`""`: none).
+    pub digits: ImmutableString,
+    /// How many bindings the dialled X holds (AXE: 0 means the X is not in service).
+    pub x_bindings: i64,
+}
+
+impl Call {
+    /// A call with no mode-specific parts yet; the router fills in what its mode needs.
+    pub fn new(caller: &str, called: &str, session_id: &str, now: i64, app: Arc<App>) -> Self {
+        Call {
+            caller: caller.into(),
+            called: called.into(),
+            session_id: session_id.into(),
+            now,
+            app,
+            binding: None,
+            temporary_callee: ImmutableString::new(),
+            callback: ImmutableString::new(),
+            digits: ImmutableString::new(),
+            x_bindings: 0,
+        }
+    }
 }
 
 fn text(value: &str) -> ImmutableString {
@@ -59,6 +89,8 @@ pub(crate) fn register(engine: &mut Engine) {
     register_call(engine);
     register_app(engine);
     register_axb_binding(engine);
+    register_ax_binding(engine);
+    register_axe_binding(engine);
     register_decision(engine);
     register_release(engine);
     let mut codes = Module::new();
@@ -76,7 +108,16 @@ fn register_call(engine: &mut Engine) {
         .register_get("session_id", |call: &mut Call| call.session_id.clone())
         .register_get("now", |call: &mut Call| call.now)
         .register_get("app", |call: &mut Call| call.app.clone())
-        .register_get("binding", |call: &mut Call| call.binding.clone().map_or(Dynamic::UNIT, Dynamic::from));
+        .register_get("binding", |call: &mut Call| match call.binding.clone() {
+            None => Dynamic::UNIT,
+            Some(Binding::Axb(binding)) => Dynamic::from(binding),
+            Some(Binding::Ax(binding)) => Dynamic::from(binding),
+            Some(Binding::Axe(binding)) => Dynamic::from(binding),
+        })
+        .register_get("temporary_callee", |call: &mut Call| call.temporary_callee.clone())
+        .register_get("callback", |call: &mut Call| call.callback.clone())
+        .register_get("digits", |call: &mut Call| call.digits.clone())
+        .register_get("x_bindings", |call: &mut Call| call.x_bindings);
 }
 
 fn register_app(engine: &mut Engine) {
@@ -87,7 +128,9 @@ fn register_app(engine: &mut Engine) {
         .register_get("scenario", |app: &mut Arc<App>| text(&app.scenario))
         .register_get("recording", |app: &mut Arc<App>| app.recording)
         .register_get("record_hint_tone", |app: &mut Arc<App>| text(&app.record_hint_tone))
-        .register_get("close_hint_tone", |app: &mut Arc<App>| text(&app.close_hint_tone));
+        .register_get("close_hint_tone", |app: &mut Arc<App>| text(&app.close_hint_tone))
+        .register_get("extension_digits", |app: &mut Arc<App>| i64::from(app.extension_digits))
+        .register_get("extension_prompt", |app: &mut Arc<App>| text(&app.extension_prompt));
 }
 
 fn register_axb_binding(engine: &mut Engine) {
@@ -109,6 +152,39 @@ fn register_axb_binding(engine: &mut Engine) {
         .register_get("expires_at", |b: &mut B| b.expires_at.map_or(Dynamic::UNIT, Dynamic::from));
 }
 
+fn register_ax_binding(engine: &mut Engine) {
+    type B = Arc<AxBinding>;
+    engine
+        .register_type_with_name::<B>("AxBinding")
+        .register_get("subscription_id", |b: &mut B| text(&b.subscription_id))
+        .register_get("x_number", |b: &mut B| text(&b.x_number))
+        .register_get("orig_num", |b: &mut B| text(&b.orig_num))
+        .register_get("record", |b: &mut B| b.record)
+        .register_get("record_hint_tone", |b: &mut B| optional(&b.record_hint_tone))
+        .register_get("max_duration", |b: &mut B| b.max_duration_min)
+        .register_get("last_min_voice", |b: &mut B| optional(&b.last_min_voice))
+        .register_get("caller_hint_tone", |b: &mut B| optional(&b.pre_voice.caller_hint_tone))
+        .register_get("callee_hint_tone", |b: &mut B| optional(&b.pre_voice.callee_hint_tone))
+        .register_get("private_sms", |b: &mut B| b.private_sms)
+        .register_get("user_data", |b: &mut B| optional(&b.user_data));
+}
+
+fn register_axe_binding(engine: &mut Engine) {
+    type B = Arc<AxeBinding>;
+    engine
+        .register_type_with_name::<B>("AxeBinding")
+        .register_get("subscription_id", |b: &mut B| text(&b.subscription_id))
+        .register_get("x_number", |b: &mut B| text(&b.x_number))
+        .register_get("bind_num", |b: &mut B| text(&b.bind_num))
+        .register_get("extend_num", |b: &mut B| text(&b.extend_num))
+        .register_get("record", |b: &mut B| b.record)
+        .register_get("record_hint_tone", |b: &mut B| optional(&b.record_hint_tone))
+        .register_get("callback_num", |b: &mut B| optional(&b.callback_num))
+        .register_get("callback_tone", |b: &mut B| optional(&b.callback_tone))
+        .register_get("user_data", |b: &mut B| optional(&b.user_data))
+        .register_get("expires_at", |b: &mut B| b.expires_at.map_or(Dynamic::UNIT, Dynamic::from));
+}
+
 fn register_decision(engine: &mut Engine) {
     type D = Decision;
     engine
@@ -118,7 +194,14 @@ fn register_decision(engine: &mut Engine) {
         .register_fn("release", |code: i64, tone: ImmutableString| {
             Decision::release(state_code(code), from_script(tone))
         })
+        .register_fn("collect", |prompt: ImmutableString, max_digits: i64| {
+            // Out-of-range digit counts become 0, which the host's check names.
+            Decision::collect(from_script(prompt), u8::try_from(max_digits).unwrap_or(0))
+        })
         .register_get("action", |d: &mut D| text(d.action.as_str()))
+        .register_get("prompt", |d: &mut D| optional(&d.prompt))
+        .register_get("max_digits", |d: &mut D| i64::from(d.max_digits))
+        .register_get_set("timeout_ms", |d: &mut D| d.timeout_ms, |d: &mut D, ms: i64| d.timeout_ms = ms)
         .register_get("callee", |d: &mut D| optional(&d.callee))
         .register_get("state_code", |d: &mut D| {
             d.state_code.map_or(Dynamic::UNIT, |code| Dynamic::from(i64::from(code)))
@@ -162,7 +245,8 @@ fn register_release(engine: &mut Engine) {
         .register_get("sip_status", |r: &mut Release| optional_int(r.sip_status))
         .register_get("release_side", |r: &mut Release| text(&r.release_side))
         .register_get("alerted", |r: &mut Release| r.alerted)
-        .register_get("answered", |r: &mut Release| r.answered);
+        .register_get("answered", |r: &mut Release| r.answered)
+        .register_get("collecting", |r: &mut Release| r.collecting);
 }
 
 /// Out-of-range codes become one no table lists, so the host's check names them.

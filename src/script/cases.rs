@@ -12,6 +12,10 @@
 //!
 //! `expect` lists only what matters: each field it names must equal the decision's (absent
 //! optional fields compare as `null`, `record` as `false`, `maxDuration` as `0`).
+//!
+//! `binding` is read in the vocabulary of the script's mode (`modes/axb.rhai`, `modes/ax.rhai`,
+//! `modes/axe.rhai`). AX cases may give `temporary_callee`, AXE cases `callback` and
+//! `x_bindings` (default 1), and `on_digits` cases `call.digits`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,8 +29,10 @@ use super::run::{call_handler, RunError};
 use super::set::ScriptSet;
 use super::Limits;
 use crate::config::AppConfig;
+use crate::domain::ax::AxBinding;
 use crate::domain::axb::{AxbBinding, CallDirection, PreVoice};
-use crate::domain::Mode;
+use crate::domain::axe::{AxeBinding, TimeUnit};
+use crate::domain::{Binding, Mode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,8 +47,20 @@ struct Case {
     release: Option<Release>,
     #[serde(default)]
     app: CaseApp,
-    binding: Option<CaseBinding>,
+    /// The binding, in the names the script's mode reads.
+    binding: Option<Value>,
+    /// AX: the binding's temporary callee, valid now.
+    temporary_callee: Option<String>,
+    /// AXE: the party of A's valid callback record.
+    callback: Option<String>,
+    /// AXE: how many bindings X holds.
+    #[serde(default = "one")]
+    x_bindings: i64,
     expect: Map<String, Value>,
+}
+
+fn one() -> i64 {
+    1
 }
 
 fn default_handler() -> String {
@@ -58,6 +76,9 @@ struct CaseCall {
     session_id: String,
     #[serde(default)]
     now: i64,
+    /// `on_digits`: what the caller keyed.
+    #[serde(default)]
+    digits: String,
 }
 
 fn case_session() -> String {
@@ -70,6 +91,8 @@ struct CaseApp {
     recording: bool,
     record_hint_tone: String,
     close_hint_tone: String,
+    extension_digits: Option<u8>,
+    extension_prompt: String,
 }
 
 /// A binding as a case writes it: the names scripts read.
@@ -115,6 +138,113 @@ impl CaseBinding {
             user_data: self.user_data,
         }
     }
+}
+
+/// An AX binding as a case writes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseAxBinding {
+    orig_num: String,
+    #[serde(default)]
+    record: bool,
+    record_hint_tone: Option<String>,
+    #[serde(default)]
+    max_duration: i64,
+    last_min_voice: Option<String>,
+    caller_hint_tone: Option<String>,
+    callee_hint_tone: Option<String>,
+    user_data: Option<String>,
+    subscription_id: Option<String>,
+}
+
+impl CaseAxBinding {
+    fn into_binding(self, x_number: &str) -> AxBinding {
+        AxBinding {
+            subscription_id: self.subscription_id.unwrap_or_else(|| "case-subscription".to_owned()),
+            app_key: "case-app".to_owned(),
+            x_number: x_number.to_owned(),
+            orig_num: self.orig_num,
+            created_at: 0,
+            record: self.record,
+            record_hint_tone: self.record_hint_tone,
+            private_sms: true,
+            pre_voice: PreVoice { caller_hint_tone: self.caller_hint_tone, callee_hint_tone: self.callee_hint_tone },
+            max_duration_min: self.max_duration,
+            last_min_voice: self.last_min_voice,
+            user_data: self.user_data,
+            temporary_callee: None,
+        }
+    }
+}
+
+/// An AXE binding as a case writes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseAxeBinding {
+    bind_num: String,
+    #[serde(default = "first_extension")]
+    extend_num: String,
+    #[serde(default)]
+    record: bool,
+    record_hint_tone: Option<String>,
+    callback_num: Option<String>,
+    callback_tone: Option<String>,
+    user_data: Option<String>,
+    subscription_id: Option<String>,
+    expires_at: Option<i64>,
+}
+
+fn first_extension() -> String {
+    "0001".to_owned()
+}
+
+impl CaseAxeBinding {
+    fn into_binding(self, x_number: &str) -> AxeBinding {
+        AxeBinding {
+            subscription_id: self.subscription_id.unwrap_or_else(|| "case-subscription".to_owned()),
+            app_key: "case-app".to_owned(),
+            x_number: x_number.to_owned(),
+            bind_num: self.bind_num,
+            extend_num: self.extend_num,
+            record: self.record,
+            record_hint_tone: self.record_hint_tone,
+            callback_num: self.callback_num,
+            callback_tone: self.callback_tone,
+            time_unit: TimeUnit::Hours,
+            bind_expired_time: 0,
+            callback_expired_time: 0,
+            created_at: 0,
+            clock_start: 0,
+            expires_at: self.expires_at,
+            user_data: self.user_data,
+            seq: 0,
+        }
+    }
+}
+
+/// The mode whose vocabulary a script's cases use.
+fn mode_of(script: &str) -> Mode {
+    match script {
+        "modes/ax.rhai" => Mode::Ax,
+        "modes/axe.rhai" => Mode::Axe,
+        _ => Mode::Axb,
+    }
+}
+
+/// A case's binding as the script's mode reads it.
+fn case_binding(mode: Mode, binding: Value, x_number: &str) -> Result<Binding, String> {
+    let wrong = |err: serde_json::Error| format!("binding is not a {mode} binding: {err}");
+    Ok(match mode {
+        Mode::Ax => Binding::Ax(Arc::new(
+            serde_json::from_value::<CaseAxBinding>(binding).map_err(wrong)?.into_binding(x_number),
+        )),
+        Mode::Axe => Binding::Axe(Arc::new(
+            serde_json::from_value::<CaseAxeBinding>(binding).map_err(wrong)?.into_binding(x_number),
+        )),
+        _ => Binding::Axb(Arc::new(
+            serde_json::from_value::<CaseBinding>(binding).map_err(wrong)?.into_binding(x_number),
+        )),
+    })
 }
 
 /// One case's outcome, for `privnum test`.
@@ -172,7 +302,16 @@ fn run_case(
     };
     let description = case.description.clone();
     let outcome = match (case.call, case.release) {
-        (Some(call), None) => run_call_case(engine, set, script, &case.handler, call, case.app, case.binding, limits),
+        (Some(call), None) => {
+            let parts = CaseParts {
+                app: case.app,
+                binding: case.binding,
+                temporary_callee: case.temporary_callee,
+                callback: case.callback,
+                x_bindings: case.x_bindings,
+            };
+            run_call_case(engine, set, script, &case.handler, call, parts, limits)
+        }
         (None, Some(release)) => call_handler::<_, i64>(engine, set, script, &case.handler, release, limits)
             .map(|code| Map::from_iter([("stateCode".to_owned(), Value::from(code))])),
         _ => Err(RunError {
@@ -196,33 +335,49 @@ fn run_case(
     (description, outcome)
 }
 
+/// The parts of a call case besides the call itself.
+struct CaseParts {
+    app: CaseApp,
+    binding: Option<Value>,
+    temporary_callee: Option<String>,
+    callback: Option<String>,
+    x_bindings: i64,
+}
+
 /// Runs a call handler on a case's call, app and binding; the decision as JSON.
-#[allow(clippy::too_many_arguments)] // the parts of one case
 fn run_call_case(
     engine: &Engine,
     set: &ScriptSet,
     script: &str,
     handler: &str,
     call: CaseCall,
-    case_app: CaseApp,
-    binding: Option<CaseBinding>,
+    parts: CaseParts,
     limits: &Limits,
 ) -> Result<Map<String, Value>, RunError> {
-    let mut app = AppConfig::new("case-app", "", Mode::Axb);
-    app.recording = case_app.recording;
-    app.record_hint_tone = case_app.record_hint_tone;
-    app.close_hint_tone = case_app.close_hint_tone;
+    let mode = mode_of(script);
+    let mut app = AppConfig::new("case-app", "", mode);
+    app.recording = parts.app.recording;
+    app.record_hint_tone = parts.app.record_hint_tone;
+    app.close_hint_tone = parts.app.close_hint_tone;
+    if let Some(digits) = parts.app.extension_digits {
+        app.extension_digits = digits;
+    }
+    app.extension_prompt = parts.app.extension_prompt;
     let (app, _) = app.into_parts();
-    let binding = binding.map(|binding| Arc::new(binding.into_binding(&call.called)));
-    let call = Call {
-        caller: call.caller.into(),
-        called: call.called.into(),
-        session_id: call.session_id.into(),
-        now: call.now,
-        app: Arc::new(app),
-        binding,
+    let binding = match parts.binding {
+        Some(binding) => Some(
+            case_binding(mode, binding, &call.called)
+                .map_err(|message| RunError { location: set.path_of(script).display().to_string(), message })?,
+        ),
+        None => None,
     };
-    call_handler::<_, crate::domain::Decision>(engine, set, script, handler, call, limits).map(|d| full_json(&d))
+    let mut script_call = Call::new(&call.caller, &call.called, &call.session_id, call.now, Arc::new(app));
+    script_call.binding = binding;
+    script_call.digits = call.digits.into();
+    script_call.temporary_callee = parts.temporary_callee.unwrap_or_default().into();
+    script_call.callback = parts.callback.unwrap_or_default().into();
+    script_call.x_bindings = parts.x_bindings;
+    call_handler::<_, crate::domain::Decision>(engine, set, script, handler, script_call, limits).map(|d| full_json(&d))
 }
 
 /// The decision as JSON with defaults filled in, so `expect` can name a field that is at its default.

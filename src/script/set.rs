@@ -16,7 +16,13 @@ use super::cases;
 
 /// The handlers privnum calls: `(file under the scripts directory, function, parameter count)`.
 /// A set without one of them is rejected.
-pub const HANDLERS: &[(&str, &str, usize)] = &[("modes/axb.rhai", "on_callin", 1), ("release.rhai", "on_release", 1)];
+pub const HANDLERS: &[(&str, &str, usize)] = &[
+    ("modes/axb.rhai", "on_callin", 1),
+    ("modes/ax.rhai", "on_callin", 1),
+    ("modes/axe.rhai", "on_callin", 1),
+    ("modes/axe.rhai", "on_digits", 1),
+    ("release.rhai", "on_release", 1),
+];
 
 /// Identifies one loaded set: a counter for this process, and a hash of the files' content.
 #[derive(Debug, Clone, PartialEq, Eq)]

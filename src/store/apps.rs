@@ -4,7 +4,7 @@
 //! is what allocation scans; it is written in the same transaction as the number itself.
 
 use crate::domain::number::normalize_area_code;
-use crate::domain::{App, Rejection, XNumber};
+use crate::domain::{App, Mode, Rejection, XNumber};
 
 use super::keys;
 use super::record::encode;
@@ -32,6 +32,19 @@ impl Store {
                         what: format!(
                             "app {} cannot change mode from {} to {} while {bound} of its numbers hold bindings",
                             app.app_key, existing.mode, app.mode
+                        ),
+                    }
+                    .into());
+                }
+            }
+            // Extensions keep the length they were bound with: a new length would strand them.
+            if app.mode == Mode::Axe && existing.extension_digits != app.extension_digits {
+                let bound = self.bound_numbers(&app.app_key)?;
+                if bound > 0 {
+                    return Err(Rejection::InUse {
+                        what: format!(
+                            "app {} cannot change extension_digits from {} to {} while {bound} of its numbers hold bindings",
+                            app.app_key, existing.extension_digits, app.extension_digits
                         ),
                     }
                     .into());

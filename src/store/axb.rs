@@ -371,6 +371,6 @@ impl Store {
 }
 
 /// Subscription ids are opaque (String(1-64)): 32 random hex digits.
-fn new_subscription_id() -> String {
+pub(super) fn new_subscription_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }

@@ -88,8 +88,7 @@ impl Combiner {
     pub(crate) fn start(apply: Apply) -> std::io::Result<Combiner> {
         let shared = Arc::new(Shared::default());
         let worker = shared.clone();
-        let thread =
-            std::thread::Builder::new().name("privnum-commit".into()).spawn(move || run(&worker, &*apply))?;
+        let thread = std::thread::Builder::new().name("privnum-commit".into()).spawn(move || run(&worker, &*apply))?;
         Ok(Combiner { shared, thread: Some(thread) })
     }
 
@@ -257,7 +256,11 @@ mod tests {
         }
         combiner.commit(one_write(3)).unwrap();
         let heard: Vec<(u32, bool)> = results.try_iter().collect();
-        assert_eq!(heard, [(1, true), (2, true)], "queued changes heard their results before the later commit returned");
+        assert_eq!(
+            heard,
+            [(1, true), (2, true)],
+            "queued changes heard their results before the later commit returned"
+        );
         assert_eq!(*applied.lock().unwrap(), [1, 2, 3], "applied in the order they were queued");
 
         let failing = sender.clone();

@@ -12,8 +12,17 @@
 //! | `axb`        | subscription id                       | record `AxbBinding`           |
 //! | `axb_user`   | X, user number (A or B)               | subscription id               |
 //! | `axb_x`      | X, subscription id                    | empty (list a X's bindings)   |
-//! | `axb_pairs`  | X                                     | pair count, u32 big-endian    |
+//! | `axb_pairs`  | X                                     | bindings on X, u32 big-endian (every mode: AXB pairs, the AX binding, AXE extensions) |
 //! | `axb_expiry` | expiry (8 bytes, ordered), sub. id    | empty (the expiry queue)      |
+//! | `ax`         | subscription id                       | record `AxBinding` (with its temporary callee) |
+//! | `ax_x`       | X                                     | subscription id (one A per X) |
+//! | `ax_a`       | app key, A, X                         | subscription id (at most 5 X per A in an app) |
+//! | `axe`        | subscription id                       | record `AxeBinding`           |
+//! | `axe_ext`    | X, extension                          | subscription id (one binding per E) |
+//! | `axe_user`   | X, A                                  | subscription id (one E per A on X) |
+//! | `axe_expiry` | expiry (8 bytes, ordered), sub. id    | empty (the expiry queue)      |
+//! | `axe_order`  | app key, created ms (8 bytes BE), seq (8 bytes BE) | subscription id (the v2.0 cursor order) |
+//! | `axe_callback` | X, A                                | record `Callback` (the latest party who reached A) |
 //! | `nonces`     | app key, nonce                        | `Created`, i64 big-endian     |
 //! | `nonce_expiry` | `Created` (8 bytes, ordered), app key, nonce | empty (the sweep queue) |
 //! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |
@@ -70,6 +79,14 @@ fn time_bytes(at: i64) -> [u8; 8] {
 /// The subscription id of an expiry key.
 pub(crate) fn expiry_subscription(key: &[u8]) -> String {
     String::from_utf8_lossy(key.get(8..).unwrap_or_default()).into_owned()
+}
+
+/// `app key NUL created-ms seq`: the app's AXE bindings in creation order, for cursors.
+pub(crate) fn order(app_key: &str, created_ms: i64, seq: u64) -> Vec<u8> {
+    let mut key = prefix(&[app_key]);
+    key.extend_from_slice(&time_bytes(created_ms));
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
 }
 
 pub(crate) fn count(value: u32) -> [u8; 4] {

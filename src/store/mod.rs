@@ -8,7 +8,9 @@
 //! - a change is acknowledged only after [`Store::durable`] has seen it flushed to disk.
 
 mod apps;
+mod ax;
 mod axb;
+mod axe;
 mod combine;
 mod flush;
 pub(crate) mod keys;
@@ -27,6 +29,7 @@ use sled::Transactional as _;
 use crate::domain::Rejection;
 
 pub use axb::AxbPage;
+pub use axe::{AxeCursorPage, AxePage};
 pub use flush::FlushStats;
 
 /// A storage failure, naming the tree and key concerned. Shown to operators, never to clients.
@@ -73,10 +76,19 @@ pub(crate) enum T {
     Recordings,
     Tones,
     ToneAudio,
+    Ax,
+    AxX,
+    AxA,
+    Axe,
+    AxeExt,
+    AxeUser,
+    AxeExpiry,
+    AxeOrder,
+    AxeCallback,
 }
 
 impl T {
-    const ALL: [T; 14] = [
+    const ALL: [T; 23] = [
         T::Apps,
         T::Numbers,
         T::AppArea,
@@ -91,11 +103,22 @@ impl T {
         T::Recordings,
         T::Tones,
         T::ToneAudio,
+        T::Ax,
+        T::AxX,
+        T::AxA,
+        T::Axe,
+        T::AxeExt,
+        T::AxeUser,
+        T::AxeExpiry,
+        T::AxeOrder,
+        T::AxeCallback,
     ];
 
     /// The trees the call path writes: they change only through the committer thread, in queue
-    /// order, so a call's queued save can never land after a later one. Every other tree changes
-    /// only through direct transactions. No change touches both kinds.
+    /// order, so a call's queued save can never land after a later one; direct transactions never
+    /// touch them. A call-path change may also write another tree (the digits step writes its AXE
+    /// callback record with the session); binding changes write that tree directly too, and sled
+    /// serializes the two, in an order that does not matter there.
     pub(crate) fn is_call_path(self) -> bool {
         matches!(self, T::Outbox | T::OutboxDead | T::Sessions | T::Recordings)
     }
@@ -116,6 +139,15 @@ impl T {
             T::Recordings => "recordings",
             T::Tones => "tones",
             T::ToneAudio => "tone_audio",
+            T::Ax => "ax",
+            T::AxX => "ax_x",
+            T::AxA => "ax_a",
+            T::Axe => "axe",
+            T::AxeExt => "axe_ext",
+            T::AxeUser => "axe_user",
+            T::AxeExpiry => "axe_expiry",
+            T::AxeOrder => "axe_order",
+            T::AxeCallback => "axe_callback",
         }
     }
 }
@@ -278,17 +310,21 @@ impl Store {
     /// writer-lock holders (bindings, pools, apps, tones), which are serialized anyway and must
     /// not wait behind the call path's queue.
     pub(crate) fn commit(&self, writes: WriteSet) -> Result<(), Error> {
-        debug_assert!(writes.ops.iter().all(|(tree, _, _)| !tree.is_call_path()), "call-path trees go through the committer");
+        debug_assert!(
+            writes.ops.iter().all(|(tree, _, _)| !tree.is_call_path()),
+            "call-path trees go through the committer"
+        );
         if writes.ops.is_empty() {
             return Ok(());
         }
         apply(&self.trees, &writes.ops).map_err(Error::Transaction)
     }
 
-    /// Like [`Store::commit`], for the call path's trees (sessions, outbox, recordings): through
-    /// the committer thread, which combines concurrent changes into one transaction ([`combine`]).
+    /// Like [`Store::commit`], for changes to the call path's trees (sessions, outbox,
+    /// recordings): through the committer thread, which combines concurrent changes into one
+    /// transaction ([`combine`]).
     pub(crate) fn commit_combined(&self, writes: WriteSet) -> Result<(), Error> {
-        debug_assert!(writes.ops.iter().all(|(tree, _, _)| tree.is_call_path()), "only call-path trees are combined");
+        debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are combined");
         if writes.ops.is_empty() {
             return Ok(());
         }
@@ -299,8 +335,27 @@ impl Store {
     /// returns at once; `done` hears the result on the committer thread. For changes whose caller
     /// need not wait, such as a connected call's new session.
     pub(crate) fn commit_queued(&self, writes: WriteSet, done: combine::Done) {
-        debug_assert!(writes.ops.iter().all(|(tree, _, _)| tree.is_call_path()), "only call-path trees are queued");
+        debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are queued");
         self.combiner.queue(writes, done);
+    }
+
+    /// How many bindings X holds, of whatever mode its app has: the AXB pair counter, which
+    /// every mode keeps (an X belongs to one app, so it only ever holds one mode's bindings).
+    /// Allocation orders numbers by it, and the admin API refuses to remove a number it counts.
+    pub(crate) fn bindings_on(&self, pools: &pools::Pools, x_number: &str) -> Result<u32, Error> {
+        match pools.pairs(x_number) {
+            Some(count) => Ok(count),
+            None => self.axb_pairs_on(x_number),
+        }
+    }
+
+    /// Stages X's new binding count; [`pools::Pools::set_pairs`] follows after the commit.
+    pub(crate) fn stage_bindings_on(writes: &mut WriteSet, x_number: &str, count: u32) {
+        if count == 0 {
+            writes.remove(T::AxbPairs, x_number.as_bytes());
+        } else {
+            writes.put(T::AxbPairs, x_number.as_bytes(), keys::count(count));
+        }
     }
 
     /// Waits until every change committed before this call is on disk.

@@ -7,7 +7,9 @@
 
 mod admin;
 mod auth;
+mod ax;
 mod axb;
+mod axe;
 mod concurrency;
 mod controls;
 mod layering;

@@ -16,13 +16,23 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub const AXB_PATH: &str = "/rest/caas/relationnumber/partners/v1.0";
+pub const AX_PATH: &str = "/rest/provision/caas/privatenumber/v1.0";
+pub const AX_CALLEE_PATH: &str = "/rest/caas/privatenumber/calleenumber/v1.0";
+pub const AXE_PATH: &str = "/rest/caas/extendnumber/v1.0";
+pub const AXE_CURSOR_PATH: &str = "/rest/caas/extendnumber/v2.0";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const SWITCH_TOKEN: &str = "test-switch-token";
 
 /// The AXB app of the test configuration: recording on, four numbers in 0755, one in 0756, one in 010.
 pub const AXB_APP: (&str, &str) = ("axb-app", "axb-secret");
-/// An AX app, to check that an app may only call its own mode's API.
+/// The AX app: three numbers in 0755, one in 0756, one in 010.
 pub const AX_APP: (&str, &str) = ("ax-app", "ax-secret");
+/// The AXE app: 4-digit extensions, two numbers in 0755, one in 0756.
+pub const AXE_APP: (&str, &str) = ("axe-app", "axe-secret");
+/// An AXE app with 1-digit extensions (nine per X), one number in 021.
+pub const AXE1_APP: (&str, &str) = ("axe1-app", "axe1-secret");
+/// An X-mode app, whose routing is not built.
+pub const X_APP: (&str, &str) = ("x-app", "x-secret");
 /// An AXB app with recording off.
 pub const QUIET_APP: (&str, &str) = ("quiet-app", "quiet-secret");
 
@@ -46,6 +56,14 @@ pub fn scripts_dir() -> PathBuf {
 pub fn test_config(data_dir: PathBuf) -> Config {
     let mut quiet = app(QUIET_APP, Mode::Axb, vec![number("+8617100000001", "0755")]);
     quiet.recording = false;
+    let mut axe = app(
+        AXE_APP,
+        Mode::Axe,
+        vec![number("+8617600000001", "0755"), number("+8617600000002", "0755"), number("+8617600000003", "0756")],
+    );
+    axe.extension_prompt = "ext.wav".into();
+    let mut axe1 = app(AXE1_APP, Mode::Axe, vec![number("+8617700000001", "021")]);
+    axe1.extension_digits = 1;
     Config {
         listen: "127.0.0.1:0".parse().expect("loopback address"),
         data_dir,
@@ -65,7 +83,20 @@ pub fn test_config(data_dir: PathBuf) -> Config {
                     number("+8617000000006", "010"),
                 ],
             ),
-            app(AX_APP, Mode::Ax, vec![number("+8617200000001", "0755")]),
+            app(
+                AX_APP,
+                Mode::Ax,
+                vec![
+                    number("+8617200000001", "0755"),
+                    number("+8617200000002", "0755"),
+                    number("+8617200000003", "0755"),
+                    number("+8617200000004", "0756"),
+                    number("+8617200000005", "010"),
+                ],
+            ),
+            axe,
+            axe1,
+            app(X_APP, Mode::X, vec![number("+8617500000001", "0755")]),
             quiet,
         ],
         ..Config::default()

@@ -286,3 +286,31 @@ async fn an_apps_unapproved_tones_are_not_played_and_are_counted() {
     server.approve_tones(AXB_APP.0, &["sorry.wav"]).await;
     assert_eq!(server.switch_call("+8613700000009", X).await.body["tone"], "sorry.wav");
 }
+
+#[tokio::test]
+async fn ax_and_axe_bindings_and_the_axe_prompt_need_approved_tones() {
+    use crate::support::{AXE_APP, AXE_PATH, AX_APP, AX_PATH};
+    let server = TestServer::start().await;
+    let (ax_x, axe_x) = ("+8617200000001", "+8617600000001");
+    let ax = json!({"origNum": A, "privateNum": ax_x, "recordFlag": "true", "recordHintTone": "shop.wav"});
+    let refused = server.call(AX_APP, Method::POST, AX_PATH, Some(&ax)).await;
+    refused.expect(403, "1010002");
+    assert_eq!(refused.desc(), "Invalid request.shop.wav does not exist");
+    let axe = json!({"bindNum": A, "virtualNum": axe_x, "callbackTone": "back.wav"});
+    let refused = server.call(AXE_APP, Method::POST, AXE_PATH, Some(&axe)).await;
+    refused.expect(403, "1010002");
+    assert_eq!(refused.desc(), "Invalid request.back.wav does not exist");
+    server.approve_tones(AX_APP.0, &["shop.wav"]).await;
+    server.approve_tones(AXE_APP.0, &["back.wav"]).await;
+    server.call(AX_APP, Method::POST, AX_PATH, Some(&ax)).await.expect(200, "0");
+    server.call(AXE_APP, Method::POST, AXE_PATH, Some(&axe)).await.expect(200, "0");
+
+    // The AXE app's extension prompt (ext.wav) is not approved: callers are asked without it.
+    let asked = server.switch(Method::POST, "/calls", &json!({"caller": B, "called": axe_x})).await;
+    assert_eq!((asked.body["action"].as_str(), asked.body.get("prompt")), (Some("collect"), None), "{asked:?}");
+    let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("privnum_app_tones_skipped_total{setting=\"extension_prompt\"} 1"), "{metrics}");
+    server.approve_tones(AXE_APP.0, &["ext.wav"]).await;
+    let asked = server.switch(Method::POST, "/calls", &json!({"caller": B, "called": axe_x})).await;
+    assert_eq!(asked.body["prompt"], "ext.wav");
+}

@@ -1,0 +1,152 @@
+//! AXE provisioning (reference §5) at `/rest/caas/extendnumber/v1.0`: bind (POST), modify (PUT),
+//! unbind (DELETE), query with paging (GET); and the cursor query (GET) at `…/v2.0`.
+//!
+//! The reference does not name the query's list; privnum answers `extendNumList`, after the
+//! AXB (`relationNumList`) and AX (`privateNumList`) pattern. Every change is on disk before it
+//! is acknowledged.
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use serde_json::{Map, Value};
+
+use super::auth::{AppOf, AxeApi};
+use super::error::{success, AppError};
+use super::request::{query_object, JsonBody};
+use super::AppState;
+use crate::domain::axe::{AxeBindRequest, AxeCursorQuery, AxeModifyRequest, AxeQuery, AxeTarget, Cursor};
+use crate::domain::time::reference_time;
+use crate::domain::{App, AxeBinding, Fields};
+use crate::telemetry::RecordWithoutNotice;
+
+fn warn_if_unannounced(state: &AppState, app: &App, binding: &AxeBinding) {
+    if binding.records_without_notice(state.app_has_notice(app)) {
+        RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
+    }
+}
+
+pub async fn bindings_create(
+    State(state): State<AppState>,
+    AppOf(app, _): AppOf<AxeApi>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
+    let request = AxeBindRequest::parse(&Fields::new(&body), app.extension_digits)?;
+    let now = state.clock.now();
+    let (app, binding) = state
+        .write(move |store| {
+            store.check_tones(&app.app_key, request.settings.tones().into_iter().map(|(_, tone)| tone))?;
+            let binding = store.axe_bind(&app, &request, now)?;
+            Ok((app, binding))
+        })
+        .await?;
+    state.store.durable().await?;
+    warn_if_unannounced(&state, &app, &binding);
+    Ok(success(binding_fields(&binding)))
+}
+
+pub async fn bindings_modify(
+    State(state): State<AppState>,
+    AppOf(app, _): AppOf<AxeApi>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
+    let request = AxeModifyRequest::parse(&Fields::new(&body))?;
+    let now = state.clock.now();
+    let records = request.changes.record == Some(true);
+    let (app, binding) = state
+        .write(move |store| {
+            store.check_tones(&app.app_key, request.changes.tones().into_iter().map(|(_, tone)| tone))?;
+            let binding = store.axe_modify(&app, &request, now)?;
+            Ok((app, binding))
+        })
+        .await?;
+    state.store.durable().await?;
+    if records {
+        warn_if_unannounced(&state, &app, &binding);
+    }
+    Ok(success(binding_fields(&binding)))
+}
+
+pub async fn bindings_delete(
+    State(state): State<AppState>,
+    AppOf(app, _): AppOf<AxeApi>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let params = query_object(query.as_deref())?;
+    let target = AxeTarget::parse(&Fields::new(&params))?;
+    let now = state.clock.now();
+    let removed = state.write(move |store| store.axe_unbind(&app, &target, now)).await?;
+    state.store.durable().await?;
+    let mut fields = Map::new();
+    fields.insert("subscriptionId".into(), removed.subscription_id.into());
+    fields.insert("virtualNum".into(), removed.x_number.into());
+    fields.insert("extendNum".into(), removed.extend_num.into());
+    Ok(success(fields))
+}
+
+pub async fn bindings_query(
+    State(state): State<AppState>,
+    AppOf(app, _): AppOf<AxeApi>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let params = query_object(query.as_deref())?;
+    let query = AxeQuery::parse(&Fields::new(&params))?;
+    let page = state.store.axe_query(&app, &query, state.clock.now())?;
+    let list: Vec<Value> = page.bindings.iter().map(|binding| Value::Object(binding_fields(binding))).collect();
+    let mut fields = Map::new();
+    fields.insert("totalCount".into(), page.total.into());
+    fields.insert("extendNumList".into(), list.into());
+    Ok(success(fields))
+}
+
+/// `GET …/v2.0?cursor=&limit=&virtualNum=`: the app's bindings in creation order. `cursor` in the
+/// answer is where the next page starts; it is absent on the last page. An empty page is a
+/// success (the end), unlike v1.0's `1012007`.
+pub async fn bindings_query_cursor(
+    State(state): State<AppState>,
+    AppOf(app, _): AppOf<AxeApi>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let params = query_object(query.as_deref())?;
+    let query = AxeCursorQuery::parse(&Fields::new(&params))?;
+    let page = state.store.axe_query_cursor(&app, &query, state.clock.now())?;
+    let list: Vec<Value> = page.bindings.iter().map(|binding| Value::Object(binding_fields(binding))).collect();
+    let mut fields = Map::new();
+    if let Some(next) = page.next {
+        fields.insert("cursor".into(), next.to_string().into());
+    }
+    fields.insert("extendNumList".into(), list.into());
+    Ok(success(fields))
+}
+
+/// A binding in the reference's vocabulary: booleans and switches as strings, times
+/// `yyyy-MM-dd HH:mm:ss` UTC; `cursor` is the binding's place in the v2.0 order.
+pub fn binding_fields(binding: &AxeBinding) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let mut put = |name: &str, value: Value| {
+        fields.insert(name.to_owned(), value);
+    };
+    put("subscriptionId", binding.subscription_id.as_str().into());
+    put("bindNum", binding.bind_num.as_str().into());
+    put("virtualNum", binding.x_number.as_str().into());
+    put("extendNum", binding.extend_num.as_str().into());
+    put("displayNumMode", "0".into());
+    put("recordFlag", binding.record.to_string().into());
+    put("timeUnit", binding.time_unit.code().into());
+    put("bindExpiredTime", binding.bind_expired_time.into());
+    put("callbackExpiredTime", binding.callback_expired_time.into());
+    put("createTime", reference_time(binding.created_at).into());
+    put("cursor", Cursor::of(binding).to_string().into());
+    if let Some(expires_at) = binding.expires_at {
+        put("expireTime", reference_time(expires_at).into());
+    }
+    for (name, value) in [
+        ("recordHintTone", &binding.record_hint_tone),
+        ("callbackNum", &binding.callback_num),
+        ("callbackTone", &binding.callback_tone),
+        ("userData", &binding.user_data),
+    ] {
+        if let Some(value) = value {
+            put(name, value.as_str().into());
+        }
+    }
+    fields
+}

@@ -1,0 +1,194 @@
+//! AX bindings: bind, modify, unbind, query, the temporary callee, and the lookup routing uses.
+//!
+//! Invariants kept here (and only here):
+//! - `ax_x[X]` exists iff a stored AX binding is on X: one X holds one A (reference §4.7);
+//! - `ax_a[app, A, X]` exists iff that binding exists, and an app's A has at most
+//!   [`MAX_X_PER_A`] of them when a bind is accepted;
+//! - X's binding count (`axb_pairs`, shared by every mode) is 1 while X is bound, so allocation
+//!   and the admin API see AX numbers as taken.
+//!
+//! AX bindings do not expire; a temporary callee carries its own expiry and is read on the
+//! injected clock by the call path.
+
+use crate::domain::ax::{AxBindRequest, AxModifyRequest, AxQuery, AxTarget, TemporaryCalleeRequest, MAX_X_PER_A};
+use crate::domain::axb::XSelection;
+use crate::domain::number::normalize_area_code;
+use crate::domain::{App, AxBinding, Rejection};
+
+use super::pools::{Cursor, Pools};
+use super::record::encode;
+use super::{keys, Error, OpError, Store, WriteSet, T};
+
+fn a_key(app_key: &str, orig_num: &str, x_number: &str) -> Vec<u8> {
+    keys::join(&[app_key, orig_num, x_number])
+}
+
+impl Store {
+    fn ax_stored(&self, subscription_id: &str) -> Result<Option<AxBinding>, Error> {
+        self.get_record(T::Ax, subscription_id.as_bytes())
+    }
+
+    /// The AX binding on X, whichever app it belongs to: the lookup of the call path.
+    pub fn ax_for_call(&self, x_number: &str) -> Result<Option<AxBinding>, Error> {
+        match self.get(T::AxX, x_number.as_bytes())? {
+            Some(id) => self.ax_stored(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// The app's X numbers bound to `orig_num`.
+    fn ax_of_a(&self, app_key: &str, orig_num: &str) -> Result<Vec<AxBinding>, Error> {
+        let mut bindings = Vec::new();
+        for key in self.keys_with_prefix(T::AxA, &keys::prefix(&[app_key, orig_num]))? {
+            if let Some(id) = self.get(T::AxA, &key)? {
+                bindings.extend(self.ax_stored(&String::from_utf8_lossy(&id))?);
+            }
+        }
+        Ok(bindings)
+    }
+
+    /// Binds A to an X given by number or chosen from the app's pool by area code.
+    pub fn ax_bind(&self, app: &App, request: &AxBindRequest, now: i64) -> Result<AxBinding, OpError> {
+        let mut binding = request.to_binding(super::axb::new_subscription_id(), &app.app_key, "", now);
+        binding.check_against(app)?;
+        let mut pools = self.lock_writer();
+        let held = self.ax_of_a(&app.app_key, &request.orig_num)?.len();
+        if held >= MAX_X_PER_A {
+            return Err(Rejection::XPerALimit { orig_num: request.orig_num.clone(), max: MAX_X_PER_A }.into());
+        }
+        binding.x_number = match &request.x {
+            XSelection::Number(x_number) => {
+                self.ax_check_x_free(app, x_number)?;
+                x_number.clone()
+            }
+            XSelection::Area { area_code, lenient } => self.ax_allocate(&pools, app, area_code, *lenient)?,
+        };
+        let mut writes = WriteSet::default();
+        stage_insert(&mut writes, &binding);
+        Store::stage_bindings_on(&mut writes, &binding.x_number, 1);
+        self.commit(writes)?;
+        pools.set_pairs(&binding.x_number, 1);
+        Ok(binding)
+    }
+
+    /// X is in the app's pool, may take a binding, and has no A yet.
+    fn ax_check_x_free(&self, app: &App, x_number: &str) -> Result<(), OpError> {
+        let Some(number) = self.number(x_number)?.filter(|number| number.app_key == app.app_key) else {
+            return Err(Rejection::NumberNotInPool { x_number: x_number.to_owned() }.into());
+        };
+        if !number.status.allows_new_bindings() {
+            return Err(Rejection::NumberStatus { x_number: x_number.to_owned(), status: number.status }.into());
+        }
+        if self.get(T::AxX, x_number.as_bytes())?.is_some() {
+            return Err(Rejection::XAlreadyAllocated { x_number: x_number.to_owned() }.into());
+        }
+        Ok(())
+    }
+
+    /// The first free X of the area (lenient: of the nearest areas), lowest number first.
+    fn ax_allocate(&self, pools: &Pools, app: &App, area_code: &str, lenient: bool) -> Result<String, OpError> {
+        let wanted = normalize_area_code(area_code);
+        for area in pools.areas_to_try(&app.app_key, wanted, lenient) {
+            let mut cursor: Option<Cursor> = None;
+            while let Some(next) = pools.next_in_area(&app.app_key, &area, cursor.as_ref()) {
+                // Ordered by binding count: after the free numbers come only bound ones.
+                if next.0 > 0 {
+                    break;
+                }
+                match self.ax_check_x_free(app, &next.1) {
+                    Ok(()) => return Ok(next.1),
+                    Err(OpError::Rejected(_)) => cursor = Some(next),
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        let where_ = if lenient {
+            format!("for area code {area_code} or elsewhere")
+        } else {
+            format!("in area code {area_code}")
+        };
+        Err(Rejection::NoFreeAxNumber { where_ }.into())
+    }
+
+    /// The app's binding a modify or unbind names, or `NotFound`.
+    fn ax_target(&self, app: &App, target: &AxTarget) -> Result<AxBinding, OpError> {
+        let found = match target {
+            AxTarget::Subscription(id) => self.ax_stored(id)?,
+            AxTarget::X { x_number, orig_num } => self
+                .ax_for_call(x_number)?
+                .filter(|binding| orig_num.as_ref().is_none_or(|orig_num| *orig_num == binding.orig_num)),
+        };
+        found
+            .filter(|binding| binding.app_key == app.app_key)
+            .ok_or_else(|| Rejection::NotFound { what: target.describe() }.into())
+    }
+
+    pub fn ax_modify(&self, app: &App, request: &AxModifyRequest) -> Result<AxBinding, OpError> {
+        let _writer = self.lock_writer();
+        let mut binding = self.ax_target(app, &request.target)?;
+        binding.apply(&request.changes);
+        if request.changes.record.is_some() {
+            binding.check_against(app)?;
+        }
+        let mut writes = WriteSet::default();
+        writes.put(T::Ax, binding.subscription_id.as_bytes(), encode(&binding));
+        self.commit(writes)?;
+        Ok(binding)
+    }
+
+    pub fn ax_unbind(&self, app: &App, target: &AxTarget) -> Result<AxBinding, OpError> {
+        let mut pools = self.lock_writer();
+        let binding = self.ax_target(app, target)?;
+        let mut writes = WriteSet::default();
+        writes.remove(T::Ax, binding.subscription_id.as_bytes());
+        writes.remove(T::AxX, binding.x_number.as_bytes());
+        writes.remove(T::AxA, a_key(&binding.app_key, &binding.orig_num, &binding.x_number));
+        Store::stage_bindings_on(&mut writes, &binding.x_number, 0);
+        self.commit(writes)?;
+        pools.set_pairs(&binding.x_number, 0);
+        Ok(binding)
+    }
+
+    /// The app's bindings a query names; none at all is `NotFound` (1012007).
+    pub fn ax_query(&self, app: &App, query: &AxQuery) -> Result<Vec<AxBinding>, OpError> {
+        let found = match query {
+            AxQuery::Subscription(id) => self.ax_stored(id)?.into_iter().collect(),
+            AxQuery::OrigNum(orig_num) => self.ax_of_a(&app.app_key, orig_num)?,
+            AxQuery::PrivateNum(x_number) => self.ax_for_call(x_number)?.into_iter().collect(),
+        };
+        let found: Vec<AxBinding> = found.into_iter().filter(|binding| binding.app_key == app.app_key).collect();
+        if found.is_empty() {
+            return Err(Rejection::NotFound { what: "no AX binding matches the query".to_owned() }.into());
+        }
+        Ok(found)
+    }
+
+    /// Sets (or replaces) the binding's temporary callee. `origNum` must be the A of `privateNum`.
+    pub fn ax_set_temporary_callee(
+        &self,
+        app: &App,
+        request: &TemporaryCalleeRequest,
+        now: i64,
+    ) -> Result<AxBinding, OpError> {
+        let _writer = self.lock_writer();
+        let target = AxTarget::X { x_number: request.x_number.clone(), orig_num: Some(request.orig_num.clone()) };
+        let mut binding = self.ax_target(app, &target).map_err(|err| match err {
+            OpError::Rejected(Rejection::NotFound { .. }) => OpError::Rejected(Rejection::NotFound {
+                what: format!("origNum {} is not bound to privateNum {}", request.orig_num, request.x_number),
+            }),
+            other => other,
+        })?;
+        binding.temporary_callee = Some(request.to_callee(now));
+        let mut writes = WriteSet::default();
+        writes.put(T::Ax, binding.subscription_id.as_bytes(), encode(&binding));
+        self.commit(writes)?;
+        Ok(binding)
+    }
+}
+
+fn stage_insert(writes: &mut WriteSet, binding: &AxBinding) {
+    let id = binding.subscription_id.as_bytes();
+    writes.put(T::Ax, id, encode(binding));
+    writes.put(T::AxX, binding.x_number.as_bytes(), id);
+    writes.put(T::AxA, a_key(&binding.app_key, &binding.orig_num, &binding.x_number), id);
+}
