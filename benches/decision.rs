@@ -1,12 +1,14 @@
 //! The in-process callin decision: store lookup (number, app, binding) plus the AXB script, on
-//! real sled with 10 000 bindings. Run: `cargo bench --bench decision`.
+//! real sled with 10 000 bindings; and the store operations behind provisioning and calls (a
+//! bind's transaction, a session save through the committer), without the disk flush their HTTP
+//! answers also wait for. Run: `cargo bench --bench decision`.
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use privnum::calls::route::{decide_callin, CallIn};
 use privnum::config::{AppConfig, NumberConfig};
-use privnum::domain::axb::{AxbChanges, BindRequest, XSelection};
+use privnum::domain::axb::{AxbChanges, AxbUnbind, BindRequest, XSelection};
 use privnum::domain::{Mode, NumberStatus};
 use privnum::script::{Limits, ScriptHost};
 use privnum::store::Store;
@@ -33,6 +35,12 @@ fn setup(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
     app.numbers = numbers;
     let (app, numbers) = app.into_parts();
     store.upsert_app(&app, &numbers).expect("app saved");
+    // The app's tones are approved, as in production, so calls see them.
+    for tone in ["notice.wav", "close.wav"] {
+        let audio = privnum::tone::wav::write_alaw(&[0xD5; 800]);
+        store.upload_tone("bench-app", tone, &audio, 0.1, false, 0).expect("tone uploaded");
+        store.review_tone("bench-app", tone, &privnum::domain::tone::Review::Approve, None, 0).expect("approved");
+    }
     for i in 0..BINDINGS {
         let request = BindRequest {
             x: XSelection::Area { area_code: "0755".into(), lenient: false },
@@ -79,5 +87,32 @@ fn decision(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decision);
+fn store_ops(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = setup(&runtime, dir.path());
+    let app = store.app("bench-app").expect("read").expect("the app exists");
+    let mut n = 0u64;
+    // Bind and unbind, so the pool never fills however many iterations criterion runs.
+    c.bench_function("store: AXB bind + unbind (two transactions, no flush)", |b| {
+        b.iter(|| {
+            n += 1;
+            let request = BindRequest {
+                x: XSelection::Area { area_code: "0755".into(), lenient: false },
+                caller_num: format!("+86136{n:08}"),
+                callee_num: format!("+86137{n:08}"),
+                settings: AxbChanges::default(),
+            };
+            let binding = store.axb_bind(&app, &request, 1_700_000_000, 5000).expect("bind");
+            let target = AxbUnbind::Subscription(binding.subscription_id);
+            store.axb_unbind(&app, &target, 1_700_000_000).expect("unbind")
+        })
+    });
+    let session = serde_json::json!({"sessionId": "bench", "caller": "+8613800000001", "events": []});
+    c.bench_function("store: session save through the committer (no flush)", |b| {
+        b.iter(|| store.save_session("bench", &session, &[], None).expect("saved"))
+    });
+}
+
+criterion_group!(benches, decision, store_ops);
 criterion_main!(benches);
