@@ -64,6 +64,33 @@ enum Command {
     Calls(CallsArgs),
     /// Whole calls with their events and CDRs delivered to a local receiver.
     Complete(CallsArgs),
+    /// Callin decisions with few bindings, then with many; start-up with the many.
+    Scale(ScaleArgs),
+    /// Callin decisions steady, then while the AXB script is edited and reloaded again and again.
+    Reloads(ReloadsArgs),
+}
+
+#[derive(Args)]
+struct ScaleArgs {
+    #[command(flatten)]
+    levels: LevelArgs,
+    /// Bindings of the first round.
+    #[arg(long, default_value_t = 10_000)]
+    small: u64,
+    /// Bindings of the second round (loaded directly in the store; about 75 µs each).
+    #[arg(long, default_value_t = 1_000_000)]
+    large: u64,
+}
+
+#[derive(Args)]
+struct ReloadsArgs {
+    #[command(flatten)]
+    levels: LevelArgs,
+    #[arg(long, default_value_t = 10_000)]
+    bindings: u64,
+    /// Reloads to make while the load runs (each waits until the edit is live).
+    #[arg(long, default_value_t = 100)]
+    reloads: usize,
 }
 
 #[derive(Args)]
@@ -138,6 +165,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Binds(args) => run_binds(args).await,
         Command::Calls(args) => run_calls(args).await,
         Command::Complete(args) => run_complete(args).await,
+        Command::Scale(args) => run_scale(args).await,
+        Command::Reloads(args) => run_reloads(args).await,
     }
 }
 
@@ -280,12 +309,18 @@ async fn start_with_bindings(args: &CallsArgs, receiver: Option<&str>) -> anyhow
 /// Binds `count` pairs directly in the store (not over HTTP), printing progress; returns each
 /// pair's caller and X.
 async fn preload(server: &Server, count: u64) -> anyhow::Result<Vec<(String, String)>> {
+    preload_range(server, 0, count).await
+}
+
+/// Binds the pairs numbered `from..to`, as [`preload`] does.
+async fn preload_range(server: &Server, from: u64, to: u64) -> anyhow::Result<Vec<(String, String)>> {
+    let count = to;
     let store = server.running.state.store.clone();
     let app = store.app(APP_KEY)?.context("the load app is configured")?;
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut pairs = Vec::new();
-        for n in 0..count {
+        for n in from..to {
             let request = privnum::domain::axb::BindRequest {
                 x: privnum::domain::axb::XSelection::Area { area_code: AREA_CODE.into(), lenient: false },
                 caller_num: format!("+86138{n:08}"),
@@ -294,7 +329,7 @@ async fn preload(server: &Server, count: u64) -> anyhow::Result<Vec<(String, Str
             };
             let binding = store.axb_bind(&app, &request, chrono::Utc::now().timestamp(), 5000)?;
             pairs.push((binding.caller_num, binding.x_number));
-            if (n + 1) % 20_000 == 0 || n + 1 == count {
+            if (n + 1) % 50_000 == 0 || n + 1 == count {
                 eprintln!("loaded {} of {count} bindings ({:.1} s)", n + 1, started.elapsed().as_secs_f64());
             }
         }
@@ -432,6 +467,7 @@ where
 /// The privnum server under test, in this process, with its temporary data directory.
 struct Server {
     running: Running,
+    config: Config,
     base: String,
     data_dir: PathBuf,
     /// Deleted on drop, after `stop` released the store.
@@ -440,6 +476,12 @@ struct Server {
 
 impl Server {
     async fn start(apps: Vec<AppConfig>, parent: Option<&Path>) -> anyhow::Result<Server> {
+        Server::start_with(apps, parent, false).await
+    }
+
+    /// With `own_scripts`, the server runs a copy of the repository's scripts (in its temporary
+    /// directory), which the harness may edit.
+    async fn start_with(apps: Vec<AppConfig>, parent: Option<&Path>, own_scripts: bool) -> anyhow::Result<Server> {
         let dir = match parent {
             Some(parent) => tempfile::tempdir_in(parent),
             None => tempfile::tempdir(),
@@ -447,14 +489,31 @@ impl Server {
         .context("creating the temporary data directory")?;
         let data_dir = dir.path().join("data");
         let listen = ([127, 0, 0, 1], 0).into();
-        let scripts_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts");
+        let mut scripts_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts");
+        if own_scripts {
+            let copy = dir.path().join("scripts");
+            copy_dir(&scripts_dir, &copy).context("copying the scripts")?;
+            scripts_dir = copy;
+        }
         let config = Config { listen, data_dir: data_dir.clone(), scripts_dir, apps, ..Config::default() };
         config
             .validate()
             .map_err(|(key, reason)| anyhow!("the load-test configuration is invalid: {key}: {reason}"))?;
-        let running = server::start(config, Arc::new(SystemClock)).await.context("starting the server")?;
+        let running = server::start(config.clone(), Arc::new(SystemClock)).await.context("starting the server")?;
         let base = format!("http://{}", running.addr);
-        Ok(Server { running, base, data_dir, _dir: dir })
+        Ok(Server { running, config, base, data_dir, _dir: dir })
+    }
+
+    /// Stops the server and starts it again on the same data; returns it and how long the start
+    /// took (opening the store, rebuilding the pools, restoring the calls under way).
+    async fn restart(self) -> anyhow::Result<(Server, Duration)> {
+        let Server { running, config, data_dir, _dir, .. } = self;
+        running.stop().await.context("stopping the server")?;
+        let started = Instant::now();
+        let running = server::start(config.clone(), Arc::new(SystemClock)).await.context("restarting the server")?;
+        let took = started.elapsed();
+        let base = format!("http://{}", running.addr);
+        Ok((Server { running, config, base, data_dir, _dir }, took))
     }
 
     async fn stop(self) -> anyhow::Result<()> {
@@ -464,6 +523,204 @@ impl Server {
     fn flush_stats(&self) -> FlushStats {
         self.running.state.store.flush_stats()
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let target = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copy_dir(&path, &target)?;
+        } else {
+            std::fs::copy(&path, &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Callin decisions at `--small` bindings, then at `--large`, after a restart that is timed.
+async fn run_scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let plan = args.levels.plan()?;
+    if args.large < args.small || args.small == 0 {
+        bail!("--large must be at least --small, and --small at least 1");
+    }
+    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
+    let app = axb_app(args.large.div_ceil(per_x).max(1));
+    let server = Server::start(vec![app], args.levels.data_parent.as_deref()).await?;
+    print_header(&server, &format!("AXB callin decisions with {} bindings, then {}", args.small, args.large));
+    let mut pairs = preload(&server, args.small).await?;
+    let small = measure_calls(&server, pairs.clone(), &plan, &format!("{}", args.small)).await?;
+    pairs.extend(preload_range(&server, args.small, args.large).await?);
+    let (server, start_up) = server.restart().await?;
+    println!(
+        "start-up with {} bindings: {:.2} s (store open, pools, {} calls under way restored); RSS {}",
+        args.large,
+        start_up.as_secs_f64(),
+        server.running.state.ledger.sessions.len(),
+        rss_kib().map_or_else(|| "n/a".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0)),
+    );
+    let large = measure_calls(&server, pairs, &plan, &format!("{}", args.large)).await?;
+    for ((clients, small_p99), (_, large_p99)) in small.iter().zip(&large) {
+        println!(
+            "{clients} clients: p99 {} with {} bindings, {} with {}: {:.2} ×",
+            show_latency(Some(*small_p99)),
+            args.small,
+            show_latency(Some(*large_p99)),
+            args.large,
+            *large_p99 as f64 / (*small_p99).max(1) as f64
+        );
+    }
+    server.stop().await
+}
+
+/// One table of callin decisions, a row per level; returns each level's p99 in µs.
+async fn measure_calls(
+    server: &Server,
+    pairs: Vec<(String, String)>,
+    plan: &Plan,
+    label: &str,
+) -> anyhow::Result<Vec<(usize, u64)>> {
+    let caller = Arc::new(Caller::new(&server.base, pairs)?);
+    let table = Table::new("calls/s");
+    println!("\n{label} bindings:");
+    table.print_header();
+    let mut p99s = Vec::new();
+    for &clients in &plan.clients {
+        let caller = caller.clone();
+        let op = move || {
+            let caller = caller.clone();
+            async move { caller.call().await }
+        };
+        if !plan.warmup.duration.is_zero() {
+            drive(op.clone(), clients, plan.warmup).await?;
+        }
+        let sample = drive(op, clients, plan.measured).await?;
+        table.print_row(&sample, rss_kib());
+        if let Some(error) = &sample.log.first_error {
+            println!("           first error: {error}");
+        }
+        p99s.push((clients, sample.percentile_us(0.99).unwrap_or_default()));
+    }
+    Ok(p99s)
+}
+
+/// Callin decisions steady, then while `modes/axb.rhai` is edited `--reloads` times, each edit
+/// waited for until it is live.
+async fn run_reloads(args: ReloadsArgs) -> anyhow::Result<()> {
+    let plan = args.levels.plan()?;
+    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
+    let app = axb_app(args.bindings.div_ceil(per_x).max(1));
+    let server = Server::start_with(vec![app], args.levels.data_parent.as_deref(), true).await?;
+    print_header(&server, &format!("AXB callin decisions, steady and during {} script reloads", args.reloads));
+    let pairs = preload(&server, args.bindings).await?;
+    let caller = Arc::new(Caller::new(&server.base, pairs)?);
+    let table = Table::new("calls/s");
+    print!("{:>9} ", "");
+    table.print_header();
+    for &clients in &plan.clients {
+        let caller_op = caller.clone();
+        let op = move || {
+            let caller = caller_op.clone();
+            async move { caller.call().await }
+        };
+        if !plan.warmup.duration.is_zero() {
+            drive(op.clone(), clients, plan.warmup).await?;
+        }
+        let steady = drive(op.clone(), clients, plan.measured).await?;
+        print!("{:>9} ", "steady");
+        table.print_row(&steady, rss_kib());
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let editor = tokio::spawn(edit_and_reload(
+            server.running.state.scripts.clone(),
+            server.config.scripts_dir.clone(),
+            args.reloads,
+            done.clone(),
+        ));
+        let during = drive(op, clients, plan.measured).await?;
+        done.store(true, Ordering::Relaxed);
+        let report = editor.await.context("the editing task")??;
+        print!("{:>9} ", "reloading");
+        table.print_row(&during, rss_kib());
+        let (steady_p99, during_p99) =
+            (steady.percentile_us(0.99).unwrap_or_default(), during.percentile_us(0.99).unwrap_or_default());
+        println!(
+            "          {} reloads during the level; failed requests {}; p99 {:.2} × steady",
+            report.save_to_live.len(),
+            during.log.errors,
+            during_p99 as f64 / steady_p99.max(1) as f64
+        );
+        println!("          save → live:  {}", report.summary(&report.save_to_live));
+        println!("          compile:      {}", report.summary(&report.compile));
+        println!("          swap:         {}", report.summary(&report.swap));
+        println!("          test cases:   {} (before the swap, off the request path)", report.summary(&report.cases));
+        if let Some(error) = &during.log.first_error {
+            println!("          first error: {error}");
+        }
+        if report.save_to_live.len() < args.reloads {
+            println!("          (the level ended before {} reloads; raise --seconds)", args.reloads);
+        }
+    }
+    server.stop().await
+}
+
+/// What the editing task saw, in microseconds per reload.
+#[derive(Default)]
+struct ReloadReport {
+    save_to_live: Vec<u64>,
+    compile: Vec<u64>,
+    cases: Vec<u64>,
+    swap: Vec<u64>,
+}
+
+impl ReloadReport {
+    fn summary(&self, values: &[u64]) -> String {
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable();
+        let at = |p: f64| sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied();
+        format!("p50 {}, max {}", show_latency(at(0.5)), show_latency(sorted.last().copied()))
+    }
+}
+
+/// Saves `modes/axb.rhai` with a new comment line, the way an editor does (write, then rename),
+/// and waits until the server runs the new version; `reloads` times, or until `done`.
+async fn edit_and_reload(
+    scripts: Arc<privnum::script::ScriptHost>,
+    dir: PathBuf,
+    reloads: usize,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<ReloadReport> {
+    let path = dir.join("modes/axb.rhai");
+    let original = std::fs::read_to_string(&path).context("reading axb.rhai")?;
+    let mut report = ReloadReport::default();
+    for round in 0..reloads {
+        if done.load(Ordering::Relaxed) {
+            break;
+        }
+        let before = scripts.status().active;
+        let temporary = path.with_extension("rhai.tmp~");
+        std::fs::write(&temporary, format!("{original}\n// load harness edit {round}\n"))?;
+        let saved = Instant::now();
+        std::fs::rename(&temporary, &path)?;
+        loop {
+            let status = scripts.status();
+            if status.active != before {
+                report.save_to_live.push(saved.elapsed().as_micros() as u64);
+                if let Some(times) = status.last_reload {
+                    report.compile.push(times.compile_us);
+                    report.cases.push(times.cases_us);
+                    report.swap.push(times.swap_us);
+                }
+                break;
+            }
+            if saved.elapsed() > Duration::from_secs(5) {
+                bail!("edit {round} was not live after 5 s (last error: {:?})", status.last_error);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    std::fs::write(&path, original)?;
+    Ok(report)
 }
 
 /// An AXB app with `numbers` X numbers in [`AREA_CODE`].

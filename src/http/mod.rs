@@ -132,6 +132,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let scripts = state.scripts.status();
     text.push_str(&crate::telemetry::render_scripts(&scripts));
     text.push_str(&crate::telemetry::render_flushes(&state.store.flush_stats()));
+    text.push_str(&format!(
+        "# HELP privnum_sessions Calls in memory: under way, or ended less than a minute ago.\n\
+         # TYPE privnum_sessions gauge\nprivnum_sessions {}\n",
+        state.ledger.sessions.len()
+    ));
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -64,6 +64,9 @@ pub struct ScriptSet {
     pub dir: PathBuf,
     /// Relative path (with `/`) → compiled script.
     scripts: BTreeMap<String, Arc<AST>>,
+    /// Relative path → the text it was compiled from, so that the next reload compiles only
+    /// the files that changed.
+    sources: BTreeMap<String, Arc<str>>,
     /// How many test cases the set passed when it was loaded.
     pub cases_passed: usize,
 }
@@ -84,17 +87,32 @@ impl ScriptSet {
 
     /// Reads, compiles and checks every script in `dir`, then runs the test cases.
     pub fn load(engine: &Engine, dir: &Path, number: u64, limits: &super::Limits) -> Result<ScriptSet, LoadError> {
-        let mut set = ScriptSet::compile(engine, dir, number)?;
-        let report = cases::run_all(engine, &set, limits);
+        ScriptSet::compile(engine, dir, number)?.pass_cases(engine, limits)
+    }
+
+    /// Runs the set's test cases: the set back if all pass, the failures otherwise.
+    pub fn pass_cases(mut self, engine: &Engine, limits: &super::Limits) -> Result<ScriptSet, LoadError> {
+        let report = cases::run_all(engine, &self, limits);
         if !report.failures.is_empty() {
             return Err(LoadError(report.failures));
         }
-        set.cases_passed = report.passed;
-        Ok(set)
+        self.cases_passed = report.passed;
+        Ok(self)
     }
 
     /// Reads, compiles and checks for handlers, without running the cases.
     pub fn compile(engine: &Engine, dir: &Path, number: u64) -> Result<ScriptSet, LoadError> {
+        ScriptSet::compile_after(engine, dir, number, None)
+    }
+
+    /// Like [`ScriptSet::compile`], reusing the compiled scripts of `previous` whose text has not
+    /// changed: an edit to one file compiles that file alone.
+    pub fn compile_after(
+        engine: &Engine,
+        dir: &Path,
+        number: u64,
+        previous: Option<&ScriptSet>,
+    ) -> Result<ScriptSet, LoadError> {
         let mut problems = Vec::new();
         let mut sources = Vec::new();
         let mut case_files = Vec::new();
@@ -104,14 +122,24 @@ impl ScriptSet {
         }
         let mut hash = Sha256::new();
         let mut scripts = BTreeMap::new();
+        let mut texts = BTreeMap::new();
         for (name, text) in &sources {
             hash.update(name.as_bytes());
             hash.update([0]);
             hash.update(text.as_bytes());
+            let unchanged = previous.and_then(|set| {
+                set.sources.get(name).filter(|old| ***old == **text).and_then(|_| set.scripts.get(name))
+            });
+            if let Some(ast) = unchanged {
+                scripts.insert(name.clone(), ast.clone());
+                texts.insert(name.clone(), Arc::from(text.as_str()));
+                continue;
+            }
             match engine.compile(text) {
                 Ok(mut ast) => {
                     ast.set_source(dir.join(name).display().to_string());
                     scripts.insert(name.clone(), Arc::new(ast));
+                    texts.insert(name.clone(), Arc::from(text.as_str()));
                 }
                 Err(err) => problems.push(format!("{}: {}", locate(&dir.join(name), err.position()), err.err_type())),
             }
@@ -142,7 +170,7 @@ impl ScriptSet {
         }
         let digest = hash.finalize();
         let hash = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-        Ok(ScriptSet { version: Version { number, hash }, dir: dir.to_owned(), scripts, cases_passed: 0 })
+        Ok(ScriptSet { version: Version { number, hash }, dir: dir.to_owned(), scripts, sources: texts, cases_passed: 0 })
     }
 }
 
@@ -182,5 +210,48 @@ fn collect_sources(
                 Err(err) => problems.push(format!("{}: cannot read: {err}", path.display())),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_scripts(to: &Path) {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+        for entry in walk(&from) {
+            let target = to.join(entry.strip_prefix(&from).unwrap());
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(&entry, &target).unwrap();
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn a_reload_compiles_only_the_files_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_scripts(dir.path());
+        let engine = super::super::engine::build(&super::super::Limits::default());
+        let first = ScriptSet::compile(&engine, dir.path(), 1).unwrap();
+        let release = dir.path().join("release.rhai");
+        let text = std::fs::read_to_string(&release).unwrap();
+        std::fs::write(&release, format!("{text}\n// edited\n")).unwrap();
+        let second = ScriptSet::compile_after(&engine, dir.path(), 2, Some(&first)).unwrap();
+        let same = |name: &str| Arc::ptr_eq(first.script(name).unwrap(), second.script(name).unwrap());
+        assert!(same("modes/axb.rhai"), "an unchanged file keeps its compiled script");
+        assert!(!same("release.rhai"), "the edited file is compiled again");
+        assert_ne!(first.version.hash, second.version.hash);
     }
 }
