@@ -20,7 +20,8 @@ echo "$answer"
 id=$(sed -E 's/.*"subscriptionId":"([^"]+)".*/\1/' <<<"$answer")
 ext=$(sed -E 's/.*"extendNum":"([^"]+)".*/\1/' <<<"$answer")
 
-echo "# a customer dials X and keys $ext"
+echo "# a customer dials X and keys \$ext (the prompt, ext.wav, is in the answer once it is an approved"
+echo "# tone of demo-axe: README, Tones)"
 "$privnum" call --server "$BASE" --from +8613700000009 --to "$X" --digits "$ext" --answer-after 3 --talk 20
 
 echo "# the courier dials X: back to the customer"

@@ -233,25 +233,25 @@ pub enum AxTarget {
 }
 
 impl AxTarget {
-    /// The unbind's target. The reference says `origNum` "is not parsed" there, so it is ignored.
+    /// The unbind's target. The reference says `origNum` "is not parsed" there: it is not read
+    /// at all, so even a malformed one is ignored.
     pub fn parse_unbind(fields: &Fields<'_>) -> Result<Self, Invalid> {
-        Ok(match AxTarget::parse_modify(fields)? {
-            AxTarget::X { x_number, .. } => AxTarget::X { x_number, orig_num: None },
-            target => target,
-        })
+        AxTarget::parse(fields, false)
     }
 
     pub fn parse_modify(fields: &Fields<'_>) -> Result<Self, Invalid> {
+        AxTarget::parse(fields, true)
+    }
+
+    fn parse(fields: &Fields<'_>, with_orig_num: bool) -> Result<Self, Invalid> {
         if let Some(id) = subscription_id(fields)? {
             return Ok(AxTarget::Subscription(id.to_owned()));
         }
-        match fields.number("privateNum")? {
-            Some(x_number) => Ok(AxTarget::X {
-                x_number: x_number.to_owned(),
-                orig_num: fields.number("origNum")?.map(str::to_owned),
-            }),
-            None => Err(Invalid::new("subscriptionId", "or privateNum is required")),
-        }
+        let Some(x_number) = fields.number("privateNum")? else {
+            return Err(Invalid::new("subscriptionId", "or privateNum is required"));
+        };
+        let orig_num = if with_orig_num { fields.number("origNum")?.map(str::to_owned) } else { None };
+        Ok(AxTarget::X { x_number: x_number.to_owned(), orig_num })
     }
 
     pub fn describe(&self) -> String {

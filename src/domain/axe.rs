@@ -99,8 +99,12 @@ pub struct Callback {
 
 impl Callback {
     /// Valid while it has not expired and the binding it was made under still stands.
+    /// A callback counts only under the binding it names, while that binding is active (with
+    /// whatever lifetime the binding has now) and its own lifetime has not run out.
     pub fn is_valid_for(&self, binding: &AxeBinding, now: i64) -> bool {
-        self.subscription_id == binding.subscription_id && self.expires_at.is_none_or(|at| now < at)
+        self.subscription_id == binding.subscription_id
+            && binding.is_active(now)
+            && self.expires_at.is_none_or(|at| now < at)
     }
 }
 
@@ -109,14 +113,12 @@ impl AxeBinding {
         self.expires_at.is_none_or(|expires_at| now < expires_at)
     }
 
-    /// The callback record a call from `party` through E leaves.
+    /// The callback record a call from `party` through E leaves: its own lifetime is
+    /// `callbackExpiredTime` (0: none of its own); the binding's is checked when it is used, so a
+    /// binding extended later extends its callbacks too.
     pub fn callback_from(&self, party: &str, now: i64) -> Callback {
         let lifetime = self.time_unit.secs(self.callback_expired_time);
-        let expires_at = match (lifetime > 0, self.expires_at) {
-            (true, Some(binding_end)) => Some((now + lifetime).min(binding_end)),
-            (true, None) => Some(now + lifetime),
-            (false, binding_end) => binding_end,
-        };
+        let expires_at = (lifetime > 0).then(|| now + lifetime);
         Callback { subscription_id: self.subscription_id.clone(), party: party.to_owned(), created_at: now, expires_at }
     }
 
@@ -420,7 +422,8 @@ impl AxeQuery {
     }
 }
 
-/// A position in the app's bindings, ordered by creation: `{13-digit ms}_{sequence}`.
+/// A position in the app's bindings: `{13-digit ms}_{sequence}`. Bindings are ordered by the
+/// sequence number, which follows the order they were committed; the time is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
     pub created_ms: i64,
@@ -584,8 +587,12 @@ mod tests {
         .to_binding("s".into(), "app", "+8617000000001", "0001", 1, 0)
         .unwrap();
         let callback = binding.callback_from("+8613700000009", 0);
-        assert_eq!(callback.expires_at, Some(600));
+        assert_eq!(callback.expires_at, Some(3600));
         assert!(callback.is_valid_for(&binding, 599));
+        assert!(!callback.is_valid_for(&binding, 600), "the binding ended, and its callbacks with it");
+        let extended = AxeBinding { expires_at: Some(10_000), ..binding.clone() };
+        assert!(callback.is_valid_for(&extended, 3599), "an extended binding keeps its callbacks");
+        assert!(!callback.is_valid_for(&extended, 3600), "until their own lifetime runs out");
         let other = AxeBinding { subscription_id: "t".into(), ..binding.clone() };
         assert!(!callback.is_valid_for(&other, 1));
     }

@@ -170,7 +170,13 @@ impl ScriptSet {
         }
         let digest = hash.finalize();
         let hash = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-        Ok(ScriptSet { version: Version { number, hash }, dir: dir.to_owned(), scripts, sources: texts, cases_passed: 0 })
+        Ok(ScriptSet {
+            version: Version { number, hash },
+            dir: dir.to_owned(),
+            scripts,
+            sources: texts,
+            cases_passed: 0,
+        })
     }
 }
 

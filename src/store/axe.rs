@@ -54,8 +54,7 @@ fn check_callback_not_x(callback_num: &Option<String>, x_number: &str) -> Result
 }
 
 fn order_key(binding: &AxeBinding) -> Vec<u8> {
-    let cursor = Cursor::of(binding);
-    keys::order(&binding.app_key, cursor.created_ms, cursor.seq)
+    keys::order(&binding.app_key, binding.seq)
 }
 
 /// Binding changes staged for one commit, keeping each X's count right.
@@ -156,11 +155,13 @@ impl Store {
     /// Creates a binding: X by number or from the pool by area code, E requested or the lowest free.
     pub fn axe_bind(&self, app: &App, request: &AxeBindRequest, now: i64) -> Result<AxeBinding, OpError> {
         let id = super::axb::new_subscription_id();
-        let seq = self.next_id()?;
         // Validate the settings before any allocation work.
-        let mut binding = request.to_binding(id, &app.app_key, "", "", seq, now).map_err(Rejection::Invalid)?;
+        let mut binding = request.to_binding(id, &app.app_key, "", "", 0, now).map_err(Rejection::Invalid)?;
         binding.check_against(app)?;
         let mut pools = self.lock_writer();
+        // Under the lock, so that the cursor order is the commit order; from 1, since the cursor
+        // `…_0` means "before every binding".
+        binding.seq = self.next_id()?.saturating_add(1);
         self.axe_sweep_due(&mut pools, now, SWEEP_BEFORE_BIND)?;
         let digits = app.extension_digits;
         let (x_number, extend_num) = match &request.x {
@@ -281,6 +282,9 @@ impl Store {
             new.check_against(app)?;
         }
         check_callback_not_x(&new.callback_num, &new.x_number)?;
+        if new.bind_num == new.x_number {
+            return Err(Rejection::invalid("bindNum", "must differ from virtualNum").into());
+        }
         let new_a = new.bind_num != old.bind_num;
         if new_a {
             let (x_number, number) = (new.x_number.clone(), new.bind_num.clone());
@@ -339,7 +343,7 @@ impl Store {
     /// A v2.0 query: the app's active bindings created after the cursor, oldest first.
     pub fn axe_query_cursor(&self, app: &App, query: &AxeCursorQuery, now: i64) -> Result<AxeCursorPage, Error> {
         let prefix = keys::prefix(&[&app.app_key]);
-        let start = keys::order(&app.app_key, query.cursor.created_ms, query.cursor.seq);
+        let start = keys::order(&app.app_key, query.cursor.seq);
         let mut bindings = Vec::new();
         let mut more = false;
         for item in self.tree(T::AxeOrder).range::<Vec<u8>, _>((Bound::Excluded(start), Bound::Unbounded)) {

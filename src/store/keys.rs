@@ -21,7 +21,7 @@
 //! | `axe_ext`    | X, extension                          | subscription id (one binding per E) |
 //! | `axe_user`   | X, A                                  | subscription id (one E per A on X) |
 //! | `axe_expiry` | expiry (8 bytes, ordered), sub. id    | empty (the expiry queue)      |
-//! | `axe_order`  | app key, created ms (8 bytes BE), seq (8 bytes BE) | subscription id (the v2.0 cursor order) |
+//! | `axe_order`  | app key, seq (8 bytes BE, taken under the writer lock) | subscription id (the v2.0 cursor order) |
 //! | `axe_callback` | X, A                                | record `Callback` (the latest party who reached A) |
 //! | `nonces`     | app key, nonce                        | `Created`, i64 big-endian     |
 //! | `nonce_expiry` | `Created` (8 bytes, ordered), app key, nonce | empty (the sweep queue) |
@@ -81,10 +81,11 @@ pub(crate) fn expiry_subscription(key: &[u8]) -> String {
     String::from_utf8_lossy(key.get(8..).unwrap_or_default()).into_owned()
 }
 
-/// `app key NUL created-ms seq`: the app's AXE bindings in creation order, for cursors.
-pub(crate) fn order(app_key: &str, created_ms: i64, seq: u64) -> Vec<u8> {
+/// `app key NUL seq`: the app's AXE bindings in the order they were committed, for cursors. The
+/// sequence number is taken under the writer lock, so a binding committed later always sorts
+/// later (a creation time read before the lock would not).
+pub(crate) fn order(app_key: &str, seq: u64) -> Vec<u8> {
     let mut key = prefix(&[app_key]);
-    key.extend_from_slice(&time_bytes(created_ms));
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }

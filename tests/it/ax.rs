@@ -293,3 +293,11 @@ async fn a_script_that_reaches_past_the_binding_gets_the_fallback() {
     let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("privnum_script_runtime_errors_total 1"), "{metrics}");
 }
+
+#[tokio::test]
+async fn an_unbind_does_not_read_orig_num() {
+    let server = TestServer::start().await;
+    bind_a_on_x(&server, json!({})).await;
+    let answer = ax(&server, Method::DELETE, &format!("privateNum=%2B{}&origNum=abc", &X[1..]), None).await;
+    answer.expect(200, "0");
+}

@@ -435,3 +435,25 @@ async fn a_script_that_breaks_the_collect_or_callee_rules_gets_the_fallback() {
     let connected = digits(&server, "bad-digits", &ext).await;
     assert_eq!(connected.body["stateCode"], 8020, "only the extension's A may be reached: {connected:?}");
 }
+
+#[tokio::test]
+async fn a_modify_cannot_make_x_its_own_a_and_the_cursor_follows_the_store_order() {
+    let server = TestServer::start().await;
+    let ext = bind_on_x(&server, A, json!({})).await;
+    let modify = json!({"virtualNum": X, "extendNum": ext, "bindNum": X});
+    let refused = axe(&server, Method::PUT, "", Some(&modify)).await;
+    refused.expect(403, "1010002");
+    assert!(refused.desc().contains("bindNum"), "{refused:?}");
+
+    // Bindings come back from the cursor query in the order they were stored, each exactly once,
+    // even when they share a creation second.
+    bind_on_x(&server, A2, json!({})).await;
+    let page = server.call(AXE_APP, Method::GET, &format!("{AXE_CURSOR_PATH}?limit=1"), None).await;
+    page.expect(200, "0");
+    let first = page.body["cursor"].as_str().unwrap_or_else(|| panic!("{page:?}")).to_owned();
+    let next = server.call(AXE_APP, Method::GET, &format!("{AXE_CURSOR_PATH}?cursor={first}&limit=5"), None).await;
+    next.expect(200, "0");
+    let items = next.body["extendNumList"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{next:?}");
+    assert_eq!(items[0]["bindNum"], A2);
+}
