@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::axb::{clearable, subscription_id, PreVoice, XSelection, MAX_CALL_MINUTES};
 use super::decision::Allowance;
 use super::fields::{Fields, Invalid};
-use super::{App, Rejection};
+use super::App;
 
 /// One A holds at most this many X numbers (reference §4.7, 1011003).
 pub const MAX_X_PER_A: usize = 5;
@@ -81,18 +81,6 @@ impl AxBinding {
     pub fn user_data_for(&self, caller: &str, now: i64) -> Option<String> {
         let temporary = self.temporary_callee_at(now).filter(|_| caller == self.orig_num);
         temporary.and_then(|callee| callee.user_data.clone()).or_else(|| self.user_data.clone())
-    }
-
-    pub fn check_against(&self, app: &App) -> Result<(), Rejection> {
-        if self.record && !app.recording {
-            return Err(Rejection::RecordingDisabled { app_key: app.app_key.clone() });
-        }
-        Ok(())
-    }
-
-    /// Recording with no notice from the binding or the app (accepted, counted).
-    pub fn records_without_notice(&self, app_has_notice: bool) -> bool {
-        self.record && self.record_hint_tone.is_none() && !app_has_notice
     }
 
     /// Applies the settings of a bind or a modify; absent fields keep their values.

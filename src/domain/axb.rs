@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decision::Allowance;
 use super::fields::{Fields, Invalid};
-use super::{App, Rejection};
+use super::App;
 
 /// Longest binding lifetime: 90 days, in seconds.
 pub const MAX_DURATION_SECS: i64 = 7_776_000;
@@ -169,21 +169,6 @@ impl AxbBinding {
             max_duration: (self.max_duration_min > 0).then_some(self.max_duration_min),
             collect_digits: None,
         }
-    }
-
-    /// The rules that depend on the app rather than on the request alone.
-    pub fn check_against(&self, app: &App) -> Result<(), Rejection> {
-        if self.record && !app.recording {
-            return Err(Rejection::RecordingDisabled { app_key: app.app_key.clone() });
-        }
-        Ok(())
-    }
-
-    /// Recording with no notice at all: the binding names no recording tone and the app has no
-    /// notice it can play (none, or one not approved). Accepted (real clients omit the tone) but a
-    /// compliance risk worth counting.
-    pub fn records_without_notice(&self, app_has_notice: bool) -> bool {
-        self.record && self.record_hint_tone.is_none() && !app_has_notice
     }
 }
 

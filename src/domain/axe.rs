@@ -11,7 +11,7 @@ use super::ax::check_display_is_x;
 use super::axb::{clearable, subscription_id, Page, XSelection};
 use super::decision::Allowance;
 use super::fields::{Fields, Invalid};
-use super::{App, Rejection};
+use super::App;
 
 /// The unit of `bindExpiredTime` and `callbackExpiredTime` (`timeUnit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -140,17 +140,6 @@ impl AxeBinding {
             max_duration: None,
             collect_digits: None,
         }
-    }
-
-    pub fn check_against(&self, app: &App) -> Result<(), Rejection> {
-        if self.record && !app.recording {
-            return Err(Rejection::RecordingDisabled { app_key: app.app_key.clone() });
-        }
-        Ok(())
-    }
-
-    pub fn records_without_notice(&self, app_has_notice: bool) -> bool {
-        self.record && self.record_hint_tone.is_none() && !app_has_notice
     }
 
     /// Applies a bind's or modify's settings at `now`. Absent fields keep their values; a new

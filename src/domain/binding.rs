@@ -2,7 +2,48 @@
 
 use std::sync::Arc;
 
-use super::{AxBinding, AxbBinding, AxeBinding};
+use super::{App, AxBinding, AxbBinding, AxeBinding, Rejection};
+
+/// What a binding of any mode says about recording, and the rules every mode shares about it.
+pub trait Recorded {
+    fn subscription_id(&self) -> &str;
+    /// `recordFlag`.
+    fn records(&self) -> bool;
+    fn record_hint_tone(&self) -> Option<&str>;
+
+    /// The rules that depend on the app rather than on the request alone.
+    fn check_against(&self, app: &App) -> Result<(), Rejection> {
+        if self.records() && !app.recording {
+            return Err(Rejection::RecordingDisabled { app_key: app.app_key.clone() });
+        }
+        Ok(())
+    }
+
+    /// Recording with no notice at all: the binding names no recording tone and the app has no
+    /// notice it can play (none, or one not approved). Accepted (real clients omit the tone) but
+    /// a compliance risk worth counting.
+    fn records_without_notice(&self, app_has_notice: bool) -> bool {
+        self.records() && self.record_hint_tone().is_none() && !app_has_notice
+    }
+}
+
+macro_rules! recorded {
+    ($($binding:ty),*) => {$(
+        impl Recorded for $binding {
+            fn subscription_id(&self) -> &str {
+                &self.subscription_id
+            }
+            fn records(&self) -> bool {
+                self.record
+            }
+            fn record_hint_tone(&self) -> Option<&str> {
+                self.record_hint_tone.as_deref()
+            }
+        }
+    )*};
+}
+
+recorded!(AxbBinding, AxBinding, AxeBinding);
 
 /// The binding a call was decided under.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,17 +12,10 @@ use serde_json::{Map, Value};
 use super::auth::{AppOf, AxApi};
 use super::error::{success, AppError};
 use super::request::{query_object, JsonBody};
-use super::AppState;
+use super::{warn_if_unannounced, AppState};
 use crate::domain::ax::{AxBindRequest, AxModifyRequest, AxQuery, AxTarget, TemporaryCalleeRequest};
 use crate::domain::time::reference_time;
-use crate::domain::{App, AxBinding, Fields};
-use crate::telemetry::RecordWithoutNotice;
-
-fn warn_if_unannounced(state: &AppState, app: &App, binding: &AxBinding) {
-    if binding.records_without_notice(state.app_has_notice(app)) {
-        RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
-    }
-}
+use crate::domain::{AxBinding, Fields};
 
 pub async fn bindings_create(
     State(state): State<AppState>,
@@ -131,25 +124,12 @@ pub fn binding_fields(binding: &AxBinding, now: i64) -> Map<String, Value> {
     put("privateSms", binding.private_sms.to_string().into());
     put("maxDuration", binding.max_duration_min.into());
     put("createTime", reference_time(binding.created_at).into());
-    for (name, value) in [
+    let optional = [
         ("recordHintTone", &binding.record_hint_tone),
         ("lastMinVoice", &binding.last_min_voice),
         ("userData", &binding.user_data),
-    ] {
-        if let Some(value) = value {
-            put(name, value.as_str().into());
-        }
-    }
-    let mut pre_voice = Map::new();
-    if let Some(tone) = &binding.pre_voice.caller_hint_tone {
-        pre_voice.insert("callerHintTone".into(), tone.as_str().into());
-    }
-    if let Some(tone) = &binding.pre_voice.callee_hint_tone {
-        pre_voice.insert("calleeHintTone".into(), tone.as_str().into());
-    }
-    if !pre_voice.is_empty() {
-        put("preVoice", pre_voice.into());
-    }
+    ];
+    super::axb::put_optional(&mut put, optional, &binding.pre_voice);
     if let Some(callee) = binding.temporary_callee_at(now) {
         put("calleeNum", callee.number.as_str().into());
         put("calleeExpireTime", reference_time(callee.expires_at).into());

@@ -12,11 +12,10 @@ use serde_json::{json, Map, Value};
 use super::auth::{AppOf, AxbApi};
 use super::error::{success, AppError};
 use super::request::{query_object, JsonBody};
-use super::AppState;
-use crate::domain::axb::{AxbQuery, AxbUnbind, BindRequest, ModifyRequest};
+use super::{warn_if_unannounced, AppState};
+use crate::domain::axb::{AxbQuery, AxbUnbind, BindRequest, ModifyRequest, PreVoice};
 use crate::domain::time::reference_time;
 use crate::domain::{AxbBinding, Fields};
-use crate::telemetry::RecordWithoutNotice;
 
 pub async fn bindings_create(
     State(state): State<AppState>,
@@ -33,9 +32,7 @@ pub async fn bindings_create(
         })
         .await?;
     state.store.durable().await?;
-    if binding.records_without_notice(state.app_has_notice(&app)) {
-        RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
-    }
+    warn_if_unannounced(&state, &app, &binding);
     Ok(success(binding_fields(&binding)))
 }
 
@@ -54,8 +51,8 @@ pub async fn bindings_modify(
         })
         .await?;
     state.store.durable().await?;
-    if request.changes.record == Some(true) && binding.records_without_notice(state.app_has_notice(&app)) {
-        RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
+    if request.changes.record == Some(true) {
+        warn_if_unannounced(&state, &app, &binding);
     }
     Ok(success(binding_fields(&binding)))
 }
@@ -93,6 +90,30 @@ pub async fn bindings_query(
 
 /// A binding in the reference's vocabulary: booleans as `"true"`/`"false"` strings, times as
 /// `yyyy-MM-dd HH:mm:ss` UTC. Absent optional values are left out rather than sent as null.
+/// Puts the optional settings AXB and AX bindings share: each string only when set, and
+/// `preVoice` only when it names a tone.
+pub(super) fn put_optional<'a>(
+    put: &mut impl FnMut(&str, Value),
+    strings: impl IntoIterator<Item = (&'a str, &'a Option<String>)>,
+    pre_voice: &PreVoice,
+) {
+    for (name, value) in strings {
+        if let Some(value) = value {
+            put(name, value.as_str().into());
+        }
+    }
+    let mut tones = Map::new();
+    if let Some(tone) = &pre_voice.caller_hint_tone {
+        tones.insert("callerHintTone".into(), tone.as_str().into());
+    }
+    if let Some(tone) = &pre_voice.callee_hint_tone {
+        tones.insert("calleeHintTone".into(), tone.as_str().into());
+    }
+    if !tones.is_empty() {
+        put("preVoice", tones.into());
+    }
+}
+
 pub fn binding_fields(binding: &AxbBinding) -> Map<String, Value> {
     let mut fields = Map::new();
     let mut put = |name: &str, value: Value| {
@@ -111,24 +132,11 @@ pub fn binding_fields(binding: &AxbBinding) -> Map<String, Value> {
     if let Some(expires_at) = binding.expires_at {
         put("expireTime", reference_time(expires_at).into());
     }
-    for (name, value) in [
+    let optional = [
         ("recordHintTone", &binding.record_hint_tone),
         ("lastMinVoice", &binding.last_min_voice),
         ("userData", &binding.user_data),
-    ] {
-        if let Some(value) = value {
-            put(name, value.as_str().into());
-        }
-    }
-    let mut pre_voice = Map::new();
-    if let Some(tone) = &binding.pre_voice.caller_hint_tone {
-        pre_voice.insert("callerHintTone".into(), tone.as_str().into());
-    }
-    if let Some(tone) = &binding.pre_voice.callee_hint_tone {
-        pre_voice.insert("calleeHintTone".into(), tone.as_str().into());
-    }
-    if !pre_voice.is_empty() {
-        put("preVoice", pre_voice.into());
-    }
+    ];
+    put_optional(&mut put, optional, &binding.pre_voice);
     fields
 }

@@ -12,17 +12,10 @@ use serde_json::{Map, Value};
 use super::auth::{AppOf, AxeApi};
 use super::error::{success, AppError};
 use super::request::{query_object, JsonBody};
-use super::AppState;
+use super::{warn_if_unannounced, AppState};
 use crate::domain::axe::{AxeBindRequest, AxeCursorQuery, AxeModifyRequest, AxeQuery, AxeTarget, Cursor};
 use crate::domain::time::reference_time;
-use crate::domain::{App, AxeBinding, Fields};
-use crate::telemetry::RecordWithoutNotice;
-
-fn warn_if_unannounced(state: &AppState, app: &App, binding: &AxeBinding) {
-    if binding.records_without_notice(state.app_has_notice(app)) {
-        RecordWithoutNotice { app_key: &app.app_key, subscription_id: &binding.subscription_id }.emit(&state.metrics);
-    }
-}
+use crate::domain::{AxeBinding, Fields};
 
 pub async fn bindings_create(
     State(state): State<AppState>,

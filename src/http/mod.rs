@@ -27,6 +27,7 @@ use axum::Router;
 use crate::calls::ledger::Ledger;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::binding::Recorded;
 use crate::domain::codes;
 use crate::script::ScriptHost;
 use crate::store::Store;
@@ -42,6 +43,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub scripts: Arc<ScriptHost>,
     pub ledger: Ledger,
+}
+
+/// Counts and logs a binding that records with no notice at all (CONTRACT §3).
+pub(crate) fn warn_if_unannounced(state: &AppState, app: &crate::domain::App, binding: &impl Recorded) {
+    if binding.records_without_notice(state.app_has_notice(app)) {
+        let subscription_id = binding.subscription_id();
+        crate::telemetry::RecordWithoutNotice { app_key: &app.app_key, subscription_id }.emit(&state.metrics);
+    }
 }
 
 impl AppState {

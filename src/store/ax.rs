@@ -18,6 +18,7 @@ use crate::domain::{App, AxBinding, Rejection};
 use super::pools::{Cursor, Pools};
 use super::record::encode;
 use super::{keys, Error, OpError, Store, WriteSet, T};
+use crate::domain::binding::Recorded as _;
 
 fn a_key(app_key: &str, orig_num: &str, x_number: &str) -> Vec<u8> {
     keys::join(&[app_key, orig_num, x_number])

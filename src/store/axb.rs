@@ -18,6 +18,7 @@ use super::keys;
 use super::pools::{Cursor, Pools};
 use super::record::encode;
 use super::{Error, OpError, Store, WriteSet, T};
+use crate::domain::binding::Recorded as _;
 
 /// How many due expiries a bind sweeps before it looks for room, so expired pairs free capacity
 /// at once while one request never does unbounded work.

@@ -27,6 +27,7 @@ use super::outbox::Push;
 use super::pools::{self, Pools};
 use super::record::encode;
 use super::{keys, Error, OpError, Store, WriteSet, T};
+use crate::domain::binding::Recorded as _;
 
 /// Due expiries a bind sweeps before it looks for room (as for AXB).
 const SWEEP_BEFORE_BIND: usize = 64;
