@@ -52,6 +52,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// A call privnum released by its decision (at routing, or after the digits): its
+    /// `disconnect` at `time`, released by the platform with the decision's code, and its CDR.
+    fn push_platform_release(&self, session: &Session, time: i64, pushes: &mut Vec<Push>) -> Result<(), store::Error> {
+        let disconnect = Event {
+            kind: EventKind::Disconnect,
+            time,
+            release_side: Some("platform".into()),
+            state_code: session.decision.state_code,
+            q850: None,
+            sip_status: None,
+        };
+        self.push(session, Lane::Events, leg_event(session, &disconnect), pushes)?;
+        self.push(session, Lane::Cdrs, cdr(session, &self.node_name, None), pushes)
+    }
+
     fn wake(&self, pushes: &[Push]) {
         for push in pushes {
             self.pusher.wake(&push.app_key, push.lane);
@@ -69,16 +84,7 @@ impl Ledger {
         let mut pushes = Vec::new();
         self.push(&session, Lane::Events, callin_event(&session), &mut pushes)?;
         if session.ended_at.is_some() {
-            let disconnect = Event {
-                kind: EventKind::Disconnect,
-                time: session.started_at,
-                release_side: Some("platform".into()),
-                state_code: session.decision.state_code,
-                q850: None,
-                sip_status: None,
-            };
-            self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
-            self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
+            self.push_platform_release(&session, session.started_at, &mut pushes)?;
         }
         if session.ended_at.is_some() {
             let opened = self
@@ -166,16 +172,7 @@ impl Ledger {
             self.push(&session, Lane::Events, collect_info_event(&session, digits, now), &mut pushes)?;
             if released {
                 session.ended_at = Some(now);
-                let disconnect = Event {
-                    kind: EventKind::Disconnect,
-                    time: now,
-                    release_side: Some("platform".into()),
-                    state_code: session.decision.state_code,
-                    q850: None,
-                    sip_status: None,
-                };
-                self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
-                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
+                self.push_platform_release(&session, now, &mut pushes)?;
             }
             let callback = match &routed.binding {
                 Some(crate::domain::Binding::Axe(binding)) if !released => {
