@@ -111,7 +111,11 @@ impl Running {
         for task in tasks {
             task.await.context("a server task panicked")?;
         }
+        // Queued call saves are applied (their callbacks may wake lanes) before the lanes are
+        // awaited, so no lane starts after the wait and holds the store open.
+        state.store.flush_now().context("flushing the store at shutdown")?;
         state.ledger.pusher.stopped().await;
+        // And what the lanes settled while they finished.
         state.store.flush_now().context("flushing the store at shutdown")?;
         Ok(())
     }

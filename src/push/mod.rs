@@ -78,7 +78,12 @@ impl Pusher {
     }
 
     /// Tells a lane it has new pushes, starting its task the first time (or again, if it ended).
+    /// After the stop, it starts nothing: the pushes wait in the outbox for the next start, and no
+    /// new task holds the store while it closes.
     pub fn wake(self: &Arc<Self>, app_key: &str, lane: Lane) {
+        if *self.stop.borrow() {
+            return;
+        }
         let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (app_key.to_owned(), lane);
         if let Some((notify, task)) = lanes.get(&key) {

@@ -7,6 +7,13 @@
 //!   capacity when a bind is accepted;
 //! - an expired binding is never returned; it is purged by the sweeper, or earlier when it stands
 //!   in the way of a new binding.
+//!
+//! Binds are combined: each joins a queue, and whoever next holds the writer lock binds everything
+//! queued, one request after another against the store as the batch has changed it so far (an
+//! overlay of the keys a bind reads), then commits them in one transaction and hands each its
+//! result before releasing the lock. A refused bind is rolled back out of the batch; a failed
+//! commit fails every bind in it. With one client this is one bind per transaction, as before;
+//! with many, the lock is held once per batch instead of once per bind.
 
 use std::collections::HashMap;
 
@@ -32,17 +39,66 @@ pub struct AxbPage {
 }
 
 /// Binding changes staged for one commit, keeping each X's pair count right across several
-/// inserts and deletes.
+/// inserts and deletes, and answering the lookups later changes in the same commit make.
 struct AxbWrites<'s> {
     store: &'s Store,
     pools: &'s mut Pools,
     writes: WriteSet,
     pairs: HashMap<String, u32>,
+    /// Staged `axb_user` keys: the subscription id, or `None` when removed.
+    users: HashMap<Vec<u8>, Option<String>>,
+    /// Staged binding records by subscription id (`None` when removed).
+    records: HashMap<String, Option<AxbBinding>>,
+}
+
+/// A state of an [`AxbWrites`] to go back to, when one bind of a batch is refused.
+struct Checkpoint {
+    ops: usize,
+    pairs: HashMap<String, u32>,
+    users: HashMap<Vec<u8>, Option<String>>,
+    records: HashMap<String, Option<AxbBinding>>,
 }
 
 impl<'s> AxbWrites<'s> {
     fn new(store: &'s Store, pools: &'s mut Pools) -> Self {
-        AxbWrites { store, pools, writes: WriteSet::default(), pairs: HashMap::new() }
+        AxbWrites {
+            store,
+            pools,
+            writes: WriteSet::default(),
+            pairs: HashMap::new(),
+            users: HashMap::new(),
+            records: HashMap::new(),
+        }
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            ops: self.writes.ops.len(),
+            pairs: self.pairs.clone(),
+            users: self.users.clone(),
+            records: self.records.clone(),
+        }
+    }
+
+    fn rollback(&mut self, checkpoint: Checkpoint) {
+        self.writes.ops.truncate(checkpoint.ops);
+        self.pairs = checkpoint.pairs;
+        self.users = checkpoint.users;
+        self.records = checkpoint.records;
+    }
+
+    /// The binding on X that has `number` as A or B, expired or not, as this commit leaves it.
+    fn by_party(&self, x_number: &str, number: &str) -> Result<Option<AxbBinding>, Error> {
+        let key = keys::join(&[x_number, number]);
+        let id = match self.users.get(&key) {
+            Some(staged) => staged.clone(),
+            None => self.store.get(T::AxbUser, &key)?.map(|id| String::from_utf8_lossy(&id).into_owned()),
+        };
+        let Some(id) = id else { return Ok(None) };
+        match self.records.get(&id) {
+            Some(staged) => Ok(staged.clone()),
+            None => self.store.axb_stored(&id),
+        }
     }
 
     fn pairs(&mut self, x_number: &str) -> Result<&mut u32, Error> {
@@ -59,8 +115,10 @@ impl<'s> AxbWrites<'s> {
     fn insert(&mut self, binding: &AxbBinding) -> Result<(), Error> {
         let (x, id) = (binding.x_number.as_str(), binding.subscription_id.as_str());
         self.writes.put(T::Axb, id.as_bytes(), encode(binding));
+        self.records.insert(id.to_owned(), Some(binding.clone()));
         for party in binding.parties() {
             self.writes.put(T::AxbUser, keys::join(&[x, party]), id.as_bytes());
+            self.users.insert(keys::join(&[x, party]), Some(id.to_owned()));
         }
         self.writes.put(T::AxbX, keys::join(&[x, id]), Vec::new());
         if let Some(expires_at) = binding.expires_at {
@@ -73,8 +131,10 @@ impl<'s> AxbWrites<'s> {
     fn delete(&mut self, binding: &AxbBinding) -> Result<(), Error> {
         let (x, id) = (binding.x_number.as_str(), binding.subscription_id.as_str());
         self.writes.remove(T::Axb, id.as_bytes());
+        self.records.insert(id.to_owned(), None);
         for party in binding.parties() {
             self.writes.remove(T::AxbUser, keys::join(&[x, party]));
+            self.users.insert(keys::join(&[x, party]), None);
         }
         self.writes.remove(T::AxbX, keys::join(&[x, id]));
         if let Some(expires_at) = binding.expires_at {
@@ -129,27 +189,91 @@ impl Store {
             .filter(|binding| binding.is_active(now) && binding.parties().contains(&caller)))
     }
 
-    /// Creates a binding, choosing X from the pool when the request gives an area code.
+    /// Creates a binding, choosing X from the pool when the request gives an area code. Binds
+    /// that arrive together are made together (see the module's notes).
     pub fn axb_bind(&self, app: &App, request: &BindRequest, now: i64, max_pairs: u32) -> Result<AxbBinding, OpError> {
+        let ticket = self.bind_queue.join(app, request, now, max_pairs);
+        let mut pools = self.lock_writer();
+        if let Some(result) = self.bind_queue.result(ticket) {
+            return result;
+        }
+        let mut mine = None;
+        for (done, result) in self.bind_batch(&mut pools, self.bind_queue.take_waiting()) {
+            if done == ticket {
+                mine = Some(result);
+            } else {
+                // Published before the lock is released: a waiting bind finds it there.
+                self.bind_queue.finish(done, result);
+            }
+        }
+        drop(pools);
+        mine.unwrap_or_else(|| {
+            Err(Error::Transaction("this bind was taken into a batch that did not finish".into()).into())
+        })
+    }
+
+    /// Binds each queued request in turn against the store as the batch leaves it, then commits
+    /// the accepted ones in one transaction.
+    fn bind_batch(&self, pools: &mut Pools, batch: Vec<QueuedBind>) -> Vec<(u64, Result<AxbBinding, OpError>)> {
+        let earliest = batch.iter().map(|bind| bind.now).min().unwrap_or_default();
+        let swept = match self.axb_expiry_due(earliest) {
+            Ok(true) => self.sweep_due(pools, earliest, SWEEP_BEFORE_BIND).map(|_| ()),
+            Ok(false) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = swept {
+            let message = err.to_string();
+            return batch
+                .into_iter()
+                .map(|bind| (bind.ticket, Err(Error::Transaction(message.clone()).into())))
+                .collect();
+        }
+        let mut writes = AxbWrites::new(self, pools);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for bind in batch {
+            let checkpoint = writes.checkpoint();
+            let outcome = self.bind_one(&mut writes, &bind.app, &bind.request, bind.now, bind.max_pairs);
+            if outcome.is_err() {
+                writes.rollback(checkpoint);
+            }
+            outcomes.push((bind.ticket, outcome));
+        }
+        match writes.commit() {
+            Ok(()) => outcomes,
+            Err(err) => {
+                let message = err.to_string();
+                outcomes
+                    .into_iter()
+                    .map(|(ticket, outcome)| {
+                        (ticket, outcome.and_then(|_| Err(Error::Transaction(message.clone()).into())))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// One bind of a batch, staged in `writes`.
+    fn bind_one(
+        &self,
+        writes: &mut AxbWrites<'_>,
+        app: &App,
+        request: &BindRequest,
+        now: i64,
+        max_pairs: u32,
+    ) -> Result<AxbBinding, OpError> {
         let mut binding = request.to_binding(new_subscription_id(), &app.app_key, "", now);
         binding.check_against(app)?;
         let parties = [request.caller_num.as_str(), request.callee_num.as_str()];
-        let mut pools = self.lock_writer();
-        if self.axb_expiry_due(now)? {
-            self.sweep_due(&mut pools, now, SWEEP_BEFORE_BIND)?;
-        }
         binding.x_number = match &request.x {
             XSelection::Number(x_number) => {
-                self.check_x_accepts(&mut pools, app, x_number, &parties, now, max_pairs)?;
+                self.check_x_accepts(writes, app, x_number, &parties, now, max_pairs)?;
                 x_number.clone()
             }
             XSelection::Area { area_code, lenient } => {
-                self.allocate_x(&mut pools, app, area_code, *lenient, &parties, now, max_pairs)?
+                self.allocate_x(writes, app, area_code, *lenient, &parties, now, max_pairs)?
             }
         };
-        let mut writes = AxbWrites::new(self, &mut pools);
         writes.insert(&binding)?;
-        writes.commit()?;
         Ok(binding)
     }
 
@@ -157,7 +281,7 @@ impl Store {
     /// holds one of the parties. (Expired pairs elsewhere on X were swept before allocation.)
     fn check_x_accepts(
         &self,
-        pools: &mut Pools,
+        writes: &mut AxbWrites<'_>,
         app: &App,
         x_number: &str,
         parties: &[&str],
@@ -171,23 +295,24 @@ impl Store {
         if !number.status.allows_new_bindings() {
             return Err(Rejection::NumberStatus { x_number: x_number.to_owned(), status: number.status }.into());
         }
-        if pools.pairs(x_number).unwrap_or_default() >= max_pairs {
+        if *writes.pairs(x_number)? >= max_pairs {
             return Err(Rejection::PairLimit { x_number: x_number.to_owned(), max: max_pairs }.into());
         }
-        self.check_parties_free(pools, x_number, parties, None, now)
+        self.check_parties_free(writes, x_number, parties, None, now)
     }
 
-    /// Refuses a party already on X (in a binding other than `except`); purges an expired one.
+    /// Refuses a party already on X (in a binding other than `except`); stages the purge of an
+    /// expired one.
     fn check_parties_free(
         &self,
-        pools: &mut Pools,
+        writes: &mut AxbWrites<'_>,
         x_number: &str,
         parties: &[&str],
         except: Option<&str>,
         now: i64,
     ) -> Result<(), OpError> {
         for party in parties {
-            let Some(existing) = self.axb_by_party(x_number, party)? else { continue };
+            let Some(existing) = writes.by_party(x_number, party)? else { continue };
             if Some(existing.subscription_id.as_str()) == except {
                 continue;
             }
@@ -196,9 +321,7 @@ impl Store {
                     Rejection::AlreadyBound { number: (*party).to_owned(), x_number: x_number.to_owned() }.into()
                 );
             }
-            let mut writes = AxbWrites::new(self, pools);
             writes.delete(&existing)?;
-            writes.commit()?;
         }
         Ok(())
     }
@@ -209,7 +332,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
     fn allocate_x(
         &self,
-        pools: &mut Pools,
+        writes: &mut AxbWrites<'_>,
         app: &App,
         area_code: &str,
         lenient: bool,
@@ -218,14 +341,15 @@ impl Store {
         max_pairs: u32,
     ) -> Result<String, OpError> {
         let wanted = normalize_area_code(area_code);
-        for area in pools.areas_to_try(&app.app_key, wanted, lenient) {
+        for area in writes.pools.areas_to_try(&app.app_key, wanted, lenient) {
             let mut cursor: Option<Cursor> = None;
-            while let Some(next) = pools.next_in_area(&app.app_key, &area, cursor.as_ref()) {
-                // Numbers are ordered by pair count, so the first full one means all the rest are.
+            while let Some(next) = writes.pools.next_in_area(&app.app_key, &area, cursor.as_ref()) {
+                // Numbers are ordered by pair count (as committed: a batch's own binds only add),
+                // so the first full one means all the rest are.
                 if next.0 >= max_pairs {
                     break;
                 }
-                match self.check_x_accepts(pools, app, &next.1, parties, now, max_pairs) {
+                match self.check_x_accepts(writes, app, &next.1, parties, now, max_pairs) {
                     Ok(()) => return Ok(next.1),
                     Err(OpError::Rejected(_)) => cursor = Some(next),
                     Err(err) => return Err(err),
@@ -253,8 +377,8 @@ impl Store {
             new.check_against(app)?;
         }
         let parties = new.parties();
-        self.check_parties_free(&mut pools, &new.x_number, &parties, Some(&new.subscription_id), now)?;
         let mut writes = AxbWrites::new(self, &mut pools);
+        self.check_parties_free(&mut writes, &new.x_number, &parties, Some(&new.subscription_id), now)?;
         writes.delete(&old)?;
         writes.insert(&new)?;
         writes.commit()?;
@@ -374,4 +498,153 @@ impl Store {
 /// Subscription ids are opaque (String(1-64)): 32 random hex digits.
 pub(super) fn new_subscription_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A bind waiting for the writer lock.
+struct QueuedBind {
+    ticket: u64,
+    app: App,
+    request: BindRequest,
+    now: i64,
+    max_pairs: u32,
+}
+
+/// Binds waiting to be made, and the results of binds made by another caller's batch.
+#[derive(Default)]
+pub(crate) struct BindQueue {
+    state: std::sync::Mutex<BindQueueState>,
+}
+
+#[derive(Default)]
+struct BindQueueState {
+    next_ticket: u64,
+    waiting: Vec<QueuedBind>,
+    done: HashMap<u64, Result<AxbBinding, OpError>>,
+}
+
+impl std::fmt::Debug for BindQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BindQueue").finish_non_exhaustive()
+    }
+}
+
+impl BindQueue {
+    fn state(&self) -> std::sync::MutexGuard<'_, BindQueueState> {
+        // Every step below leaves the state whole: recover from poisoning.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn join(&self, app: &App, request: &BindRequest, now: i64, max_pairs: u32) -> u64 {
+        let mut state = self.state();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push(QueuedBind { ticket, app: app.clone(), request: request.clone(), now, max_pairs });
+        ticket
+    }
+
+    fn result(&self, ticket: u64) -> Option<Result<AxbBinding, OpError>> {
+        self.state().done.remove(&ticket)
+    }
+
+    fn take_waiting(&self) -> Vec<QueuedBind> {
+        std::mem::take(&mut self.state().waiting)
+    }
+
+    fn finish(&self, ticket: u64, result: Result<AxbBinding, OpError>) {
+        self.state().done.insert(ticket, result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AppConfig, NumberConfig};
+    use crate::domain::axb::AxbChanges;
+    use crate::domain::{Mode, NumberStatus};
+
+    const X1: &str = "+8617000000001";
+    const X2: &str = "+8617000000002";
+
+    fn open(dir: &std::path::Path) -> (Store, App) {
+        let store = Store::open(dir).unwrap();
+        let mut config = AppConfig::new("app", "secret", Mode::Axb);
+        config.numbers = [X1, X2]
+            .iter()
+            .map(|x| NumberConfig {
+                number: (*x).into(),
+                area_code: "0755".into(),
+                sms: true,
+                status: NumberStatus::Normal,
+            })
+            .collect();
+        let (app, numbers) = config.into_parts();
+        store.upsert_app(&app, &numbers).unwrap();
+        (store, app)
+    }
+
+    fn queued(ticket: u64, app: &App, x: XSelection, a: &str, b: &str, duration: Option<i64>) -> QueuedBind {
+        let settings = AxbChanges { duration_secs: duration, ..AxbChanges::default() };
+        let request = BindRequest { x, caller_num: a.into(), callee_num: b.into(), settings };
+        QueuedBind { ticket, app: app.clone(), request, now: 1_000, max_pairs: 2 }
+    }
+
+    fn code(outcome: &Result<AxbBinding, OpError>) -> &'static str {
+        match outcome {
+            Ok(_) => "0",
+            Err(OpError::Rejected(rejection)) => rejection.result_code(),
+            Err(OpError::Store(_)) => "store",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_sees_its_own_binds_and_rolls_back_only_the_refused_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, app) = open(dir.path());
+        let on = |x: &str| XSelection::Number(x.into());
+        let area = XSelection::Area { area_code: "0755".into(), lenient: false };
+        let batch = vec![
+            queued(1, &app, on(X1), "+8613800000001", "+8613900000001", None),
+            // A is on X1 already, by the bind just before it in the same batch.
+            queued(2, &app, on(X1), "+8613800000001", "+8613900000002", None),
+            queued(3, &app, on(X1), "+8613800000003", "+8613900000003", None),
+            // X1 is full (2 pairs) within the batch.
+            queued(4, &app, on(X1), "+8613800000004", "+8613900000004", None),
+            // By area: X1 is full, so X2, although the pools still show X1 as emptier.
+            queued(5, &app, area, "+8613800000005", "+8613900000005", None),
+        ];
+        let mut pools = store.lock_writer();
+        let outcomes = store.bind_batch(&mut pools, batch);
+        drop(pools);
+        let codes: Vec<_> = outcomes.iter().map(|(ticket, outcome)| (*ticket, code(outcome))).collect();
+        assert_eq!(codes, [(1, "0"), (2, "1012010"), (3, "0"), (4, "1012009"), (5, "0")]);
+        let x_of =
+            |ticket: u64| outcomes.iter().find(|(t, _)| *t == ticket).unwrap().1.as_ref().unwrap().x_number.clone();
+        assert_eq!(x_of(5), X2);
+        assert_eq!((store.axb_pairs_on(X1).unwrap(), store.axb_pairs_on(X2).unwrap()), (2, 1));
+        assert!(store.axb_for_call(X1, "+8613900000002", 1_000).unwrap().is_none(), "the refused bind left nothing");
+        assert!(store.axb_for_call(X1, "+8613900000003", 1_000).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_batch_purges_an_expired_binding_in_its_way_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, app) = open(dir.path());
+        let on = |x: &str| XSelection::Number(x.into());
+        let mut pools = store.lock_writer();
+        let first =
+            store.bind_batch(&mut pools, vec![queued(1, &app, on(X1), "+8613800000001", "+8613900000001", Some(10))]);
+        assert_eq!(code(&first[0].1), "0");
+        // At 1_000 + 10 the binding has expired; two binds in one batch reuse its A and its B.
+        let mut later = vec![
+            queued(2, &app, on(X1), "+8613800000001", "+8613900000009", None),
+            queued(3, &app, on(X1), "+8613800000008", "+8613900000001", None),
+        ];
+        for bind in &mut later {
+            bind.now = 1_010;
+        }
+        let outcomes = store.bind_batch(&mut pools, later);
+        drop(pools);
+        assert_eq!(outcomes.iter().map(|(_, outcome)| code(outcome)).collect::<Vec<_>>(), ["0", "0"]);
+        assert_eq!(store.axb_pairs_on(X1).unwrap(), 2, "the expired pair was removed once, not twice");
+    }
 }

@@ -211,6 +211,8 @@ pub struct Store {
     /// Approved tones per app, for lock-free checks on the call path (`tones.rs`).
     serving_tones: ArcSwap<tones::Serving>,
     combiner: combine::Combiner,
+    /// AXB binds waiting for the writer lock, made together by whoever takes it (`axb.rs`).
+    bind_queue: axb::BindQueue,
     flush: Arc<flush::GroupFlush>,
 }
 
@@ -236,6 +238,7 @@ impl Store {
             writer: Mutex::default(),
             serving_tones: ArcSwap::default(),
             combiner,
+            bind_queue: axb::BindQueue::default(),
             flush,
         };
         store.writer = Mutex::new(store.load_pools()?);
