@@ -81,10 +81,12 @@ impl Pusher {
     /// After the stop, it starts nothing: the pushes wait in the outbox for the next start, and no
     /// new task holds the store while it closes.
     pub fn wake(self: &Arc<Self>, app_key: &str, lane: Lane) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Under the lock: `stopped` takes the lanes after the stop is signalled, so a lane started
+        // here is either among those it waits for, or not started at all.
         if *self.stop.borrow() {
             return;
         }
-        let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (app_key.to_owned(), lane);
         if let Some((notify, task)) = lanes.get(&key) {
             if !task.is_finished() {

@@ -215,9 +215,11 @@ impl Store {
     /// Binds each queued request in turn against the store as the batch leaves it, then commits
     /// the accepted ones in one transaction.
     fn bind_batch(&self, pools: &mut Pools, batch: Vec<QueuedBind>) -> Vec<(u64, Result<AxbBinding, OpError>)> {
-        let earliest = batch.iter().map(|bind| bind.now).min().unwrap_or_default();
-        let swept = match self.axb_expiry_due(earliest) {
-            Ok(true) => self.sweep_due(pools, earliest, SWEEP_BEFORE_BIND).map(|_| ()),
+        // Every request's `now` is at or before the clock now, so a binding expired at the latest
+        // of them has expired for all: sweep up to it, as much as the binds would one by one.
+        let latest = batch.iter().map(|bind| bind.now).max().unwrap_or_default();
+        let swept = match self.axb_expiry_due(latest) {
+            Ok(true) => self.sweep_due(pools, latest, SWEEP_BEFORE_BIND * batch.len()).map(|_| ()),
             Ok(false) => Ok(()),
             Err(err) => Err(err),
         };
@@ -232,7 +234,11 @@ impl Store {
         let mut outcomes = Vec::with_capacity(batch.len());
         for bind in batch {
             let checkpoint = writes.checkpoint();
-            let outcome = self.bind_one(&mut writes, &bind.app, &bind.request, bind.now, bind.max_pairs);
+            // A bind that panics is refused alone, like one that fails.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.bind_one(&mut writes, &bind.app, &bind.request, bind.now, bind.max_pairs)
+            }))
+            .unwrap_or_else(|_| Err(Error::Transaction("binding panicked; nothing was stored".into()).into()));
             if outcome.is_err() {
                 writes.rollback(checkpoint);
             }
@@ -240,13 +246,13 @@ impl Store {
         }
         match writes.commit() {
             Ok(()) => outcomes,
+            // Nothing was stored, so every bind fails alike: a refusal caused by another bind of
+            // the batch would name a binding that does not exist.
             Err(err) => {
                 let message = err.to_string();
                 outcomes
                     .into_iter()
-                    .map(|(ticket, outcome)| {
-                        (ticket, outcome.and_then(|_| Err(Error::Transaction(message.clone()).into())))
-                    })
+                    .map(|(ticket, _)| (ticket, Err(Error::Transaction(message.clone()).into())))
                     .collect()
             }
         }
@@ -342,16 +348,13 @@ impl Store {
     ) -> Result<String, OpError> {
         let wanted = normalize_area_code(area_code);
         for area in writes.pools.areas_to_try(&app.app_key, wanted, lenient) {
-            let mut cursor: Option<Cursor> = None;
-            while let Some(next) = writes.pools.next_in_area(&app.app_key, &area, cursor.as_ref()) {
-                // Numbers are ordered by pair count (as committed: a batch's own binds only add),
-                // so the first full one means all the rest are.
-                if next.0 >= max_pairs {
-                    break;
-                }
-                match self.check_x_accepts(writes, app, &next.1, parties, now, max_pairs) {
-                    Ok(()) => return Ok(next.1),
-                    Err(OpError::Rejected(_)) => cursor = Some(next),
+            let mut tried = std::collections::HashSet::new();
+            while let Some(x_number) = self.emptiest_in_area(writes, &app.app_key, &area, max_pairs, &tried)? {
+                match self.check_x_accepts(writes, app, &x_number, parties, now, max_pairs) {
+                    Ok(()) => return Ok(x_number),
+                    Err(OpError::Rejected(_)) => {
+                        tried.insert(x_number);
+                    }
                     Err(err) => return Err(err),
                 }
             }
@@ -362,6 +365,39 @@ impl Store {
             format!("in area code {area_code}")
         };
         Err(Rejection::NoFreeNumber { where_ }.into())
+    }
+
+    /// The X of `area` with the fewest pairs as this batch leaves them (then the lowest number),
+    /// leaving out `tried`. The pools order numbers by committed pair counts, and a batch only adds
+    /// to those; so the best is among the numbers up to the first one the batch has not touched.
+    fn emptiest_in_area(
+        &self,
+        writes: &mut AxbWrites<'_>,
+        app_key: &str,
+        area: &str,
+        max_pairs: u32,
+        tried: &std::collections::HashSet<String>,
+    ) -> Result<Option<String>, Error> {
+        let mut best: Option<(u32, String)> = None;
+        let mut cursor: Option<Cursor> = None;
+        while let Some(next) = writes.pools.next_in_area(app_key, area, cursor.as_ref()) {
+            // The first number full as committed means all the rest are.
+            if next.0 >= max_pairs {
+                break;
+            }
+            let touched = writes.pairs.contains_key(&next.1);
+            if !tried.contains(&next.1) {
+                let staged = *writes.pairs(&next.1)?;
+                if staged < max_pairs && best.as_ref().is_none_or(|(fewest, _)| staged < *fewest) {
+                    best = Some((staged, next.1.clone()));
+                }
+                if !touched {
+                    break;
+                }
+            }
+            cursor = Some(next);
+        }
+        Ok(best.map(|(_, x_number)| x_number))
     }
 
     /// Changes a binding. Absent fields keep their values; new numbers must be free on X.
@@ -500,6 +536,10 @@ pub(super) fn new_subscription_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// The most binds one lock hold makes: each bind's rollback point copies the batch's staged
+/// state, so a batch costs the square of its length.
+const MAX_BATCH: usize = 32;
+
 /// A bind waiting for the writer lock.
 struct QueuedBind {
     ticket: u64,
@@ -546,8 +586,11 @@ impl BindQueue {
         self.state().done.remove(&ticket)
     }
 
+    /// The oldest waiting binds, at most [`MAX_BATCH`]; the rest wait for the next lock holder.
     fn take_waiting(&self) -> Vec<QueuedBind> {
-        std::mem::take(&mut self.state().waiting)
+        let mut state = self.state();
+        let count = state.waiting.len().min(MAX_BATCH);
+        state.waiting.drain(..count).collect()
     }
 
     fn finish(&self, ticket: u64, result: Result<AxbBinding, OpError>) {
@@ -646,5 +689,47 @@ mod tests {
         drop(pools);
         assert_eq!(outcomes.iter().map(|(_, outcome)| code(outcome)).collect::<Vec<_>>(), ["0", "0"]);
         assert_eq!(store.axb_pairs_on(X1).unwrap(), 2, "the expired pair was removed once, not twice");
+    }
+
+    #[tokio::test]
+    async fn a_batch_sweeps_up_to_its_latest_request_and_spreads_area_binds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, app) = open(dir.path());
+        let on = |x: &str| XSelection::Number(x.into());
+        let mut pools = store.lock_writer();
+        // X1 full with two pairs that expire at 1_010.
+        let full = vec![
+            queued(1, &app, on(X1), "+8613800000001", "+8613900000001", Some(10)),
+            queued(2, &app, on(X1), "+8613800000002", "+8613900000002", Some(10)),
+        ];
+        assert!(store.bind_batch(&mut pools, full).iter().all(|(_, outcome)| outcome.is_ok()));
+        // One request still at 1_005, one at 1_020 on X1: the later one finds X1 swept.
+        let mut mixed = vec![
+            queued(3, &app, on(X2), "+8613800000003", "+8613900000003", None),
+            queued(4, &app, on(X1), "+8613800000004", "+8613900000004", None),
+        ];
+        mixed[0].now = 1_005;
+        mixed[1].now = 1_020;
+        let outcomes = store.bind_batch(&mut pools, mixed);
+        assert_eq!(outcomes.iter().map(|(_, outcome)| code(outcome)).collect::<Vec<_>>(), ["0", "0"]);
+        assert_eq!((store.axb_pairs_on(X1).unwrap(), store.axb_pairs_on(X2).unwrap()), (1, 1));
+
+        // Now X1 and X2 hold one pair each: two area binds in one batch take one each, not both
+        // the number that was emptiest before the batch.
+        let area = || XSelection::Area { area_code: "0755".into(), lenient: false };
+        let mut spread = vec![
+            queued(5, &app, area(), "+8613800000005", "+8613900000005", None),
+            queued(6, &app, area(), "+8613800000006", "+8613900000006", None),
+        ];
+        for bind in &mut spread {
+            bind.now = 1_020;
+            // Room for more than one more on each: only the batch's own counts tell them apart.
+            bind.max_pairs = 5;
+        }
+        let outcomes = store.bind_batch(&mut pools, spread);
+        drop(pools);
+        let xs: Vec<String> = outcomes.iter().map(|(_, outcome)| outcome.as_ref().unwrap().x_number.clone()).collect();
+        assert_ne!(xs[0], xs[1], "{xs:?}");
+        assert_eq!((store.axb_pairs_on(X1).unwrap(), store.axb_pairs_on(X2).unwrap()), (2, 2));
     }
 }
