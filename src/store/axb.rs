@@ -194,22 +194,20 @@ impl Store {
     pub fn axb_bind(&self, app: &App, request: &BindRequest, now: i64, max_pairs: u32) -> Result<AxbBinding, OpError> {
         let ticket = self.bind_queue.join(app, request, now, max_pairs);
         let mut pools = self.lock_writer();
-        if let Some(result) = self.bind_queue.result(ticket) {
-            return result;
-        }
-        let mut mine = None;
-        for (done, result) in self.bind_batch(&mut pools, self.bind_queue.take_waiting()) {
-            if done == ticket {
-                mine = Some(result);
-            } else {
-                // Published before the lock is released: a waiting bind finds it there.
+        // Batches go oldest first; this bind may wait behind more than one.
+        loop {
+            if let Some(result) = self.bind_queue.result(ticket) {
+                return result;
+            }
+            let batch = self.bind_queue.take_waiting();
+            if batch.is_empty() {
+                return Err(Error::Transaction("this bind was taken into a batch that did not finish".into()).into());
+            }
+            // Published before the lock is released: a waiting bind finds its result there.
+            for (done, result) in self.bind_batch(&mut pools, batch) {
                 self.bind_queue.finish(done, result);
             }
         }
-        drop(pools);
-        mine.unwrap_or_else(|| {
-            Err(Error::Transaction("this bind was taken into a batch that did not finish".into()).into())
-        })
     }
 
     /// Binds each queued request in turn against the store as the batch leaves it, then commits
@@ -731,5 +729,28 @@ mod tests {
         let xs: Vec<String> = outcomes.iter().map(|(_, outcome)| outcome.as_ref().unwrap().x_number.clone()).collect();
         assert_ne!(xs[0], xs[1], "{xs:?}");
         assert_eq!((store.axb_pairs_on(X1).unwrap(), store.axb_pairs_on(X2).unwrap()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_bind_behind_more_than_one_batch_is_made_and_so_are_those_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, app) = open(dir.path());
+        let area = || XSelection::Area { area_code: "0755".into(), lenient: false };
+        let request = |n: u32| BindRequest {
+            x: area(),
+            caller_num: format!("+86138{n:08}"),
+            callee_num: format!("+86139{n:08}"),
+            settings: AxbChanges::default(),
+        };
+        // More binds queued than one lock hold takes, then one more that takes the lock itself.
+        let queued: Vec<u64> =
+            (0..MAX_BATCH as u32 + 8).map(|n| store.bind_queue.join(&app, &request(n), 1_000, 5000)).collect();
+        let last = store.axb_bind(&app, &request(999), 1_000, 5000);
+        assert!(last.is_ok(), "{last:?}");
+        for ticket in queued {
+            assert!(store.bind_queue.result(ticket).is_some_and(|result| result.is_ok()), "ticket {ticket}");
+        }
+        let total = store.axb_pairs_on(X1).unwrap() + store.axb_pairs_on(X2).unwrap();
+        assert_eq!(total, MAX_BATCH as u32 + 9);
     }
 }
