@@ -61,25 +61,10 @@ pub fn check_app_key(app_key: &str) -> Result<(), String> {
 pub(crate) mod tests_support {
     use super::{App, Mode};
 
-    /// An app with recording on and nothing else configured.
+    /// An app with recording on and every other setting at its default.
     pub(crate) fn app(app_key: &str, mode: Mode) -> App {
-        App {
-            app_key: app_key.to_owned(),
-            app_secret: String::new(),
-            mode,
-            scenario: String::new(),
-            recording: true,
-            record_hint_tone: String::new(),
-            close_hint_tone: String::new(),
-            extension_digits: 4,
-            extension_prompt: String::new(),
-            sms: false,
-            sms_scenario: String::new(),
-            call_event_url: String::new(),
-            cdr_url: String::new(),
-            sms_url: String::new(),
-            sms_control_url: String::new(),
-            callin_url: String::new(),
-        }
+        let (mut app, _) = crate::config::AppConfig::new(app_key, "", mode).into_parts();
+        app.recording = true;
+        app
     }
 }
