@@ -58,15 +58,18 @@ pub struct Tone {
     pub seconds: f64,
     /// The upload was converted to the carrier format (false: it was already in it).
     pub converted: bool,
-    /// An approved version is what calls play: this upload's, or an earlier one's while this one
-    /// waits for review or after it was rejected.
-    pub serving: bool,
-    /// Which revision that is.
+    /// The approved revision calls play: this upload's, or an earlier one's while this one waits
+    /// for review or after it was rejected. `None`: nothing plays yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving_revision: Option<u64>,
 }
 
 impl Tone {
+    /// An approved version of this tone is what calls play.
+    pub fn serving(&self) -> bool {
+        self.serving_revision.is_some()
+    }
+
     /// A new upload: pending, serving whatever was approved before.
     pub fn uploaded(
         file_name: &str,
@@ -86,7 +89,6 @@ impl Tone {
             bytes,
             seconds,
             converted,
-            serving: previous.is_some_and(|tone| tone.serving),
             serving_revision: previous.and_then(|tone| tone.serving_revision),
         }
     }
@@ -112,7 +114,6 @@ impl Tone {
         match review {
             Review::Approve => {
                 tone.state = ToneState::Approved;
-                tone.serving = true;
                 tone.serving_revision = Some(self.revision);
             }
             Review::Reject { reason } => {
@@ -194,18 +195,18 @@ mod tests {
     #[test]
     fn an_approved_tone_keeps_serving_through_a_replacement() {
         let first = Tone::uploaded("hint.wav", None, 10, 8058, 1.0, true);
-        assert_eq!((first.state, first.serving), (ToneState::Pending, false));
+        assert_eq!((first.state, first.serving()), (ToneState::Pending, false));
         let approved = first.reviewed(&Review::Approve, Some(1), 11).unwrap();
-        assert_eq!((approved.state, approved.serving, approved.reviewed_at), (ToneState::Approved, true, Some(11)));
+        assert_eq!((approved.state, approved.serving(), approved.reviewed_at), (ToneState::Approved, true, Some(11)));
         assert!(approved.reviewed(&Review::Approve, None, 12).unwrap_err().contains("approved"));
 
         let replacement = Tone::uploaded("hint.wav", Some(&approved), 20, 9000, 1.1, false);
-        assert_eq!((replacement.state, replacement.serving, replacement.revision), (ToneState::Pending, true, 2));
+        assert_eq!((replacement.state, replacement.serving(), replacement.revision), (ToneState::Pending, true, 2));
         assert_eq!(replacement.serving_revision, Some(1));
         let stale = replacement.reviewed(&Review::Approve, Some(1), 21).unwrap_err();
         assert!(stale.contains("revision 2"), "a review of what the reviewer heard, not of a later upload: {stale}");
         let rejected = replacement.reviewed(&Review::Reject { reason: "clipped".into() }, None, 21).unwrap();
-        assert_eq!((rejected.state, rejected.serving), (ToneState::Rejected, true), "the approved audio stays");
+        assert_eq!((rejected.state, rejected.serving()), (ToneState::Rejected, true), "the approved audio stays");
         assert_eq!(rejected.reason.as_deref(), Some("clipped"));
         assert!(rejected.reviewed(&Review::Approve, None, 22).unwrap_err().contains("rejected"));
 
@@ -214,6 +215,6 @@ mod tests {
             None,
             31,
         );
-        assert!(!never.unwrap().serving);
+        assert!(!never.unwrap().serving());
     }
 }

@@ -38,11 +38,14 @@ fn check_file_name(file_name: &str) -> Result<(), AppError> {
     check_tone_name(file_name).map_err(|reason| AppError::invalid("fileName", reason))
 }
 
+/// A tone as the admin API shows it: its record, and whether an approved version plays.
 fn tone_fields(tone: &Tone) -> Map<String, Value> {
-    match serde_json::to_value(tone) {
+    let mut fields = match serde_json::to_value(tone) {
         Ok(Value::Object(fields)) => fields,
         _ => Map::new(),
-    }
+    };
+    fields.insert("serving".into(), tone.serving().into());
+    fields
 }
 
 pub async fn upload(
@@ -107,8 +110,9 @@ pub async fn list(
     PathParams(app_key): PathParams<String>,
 ) -> Result<Response, AppError> {
     load_app(&state, &app_key)?;
-    let tones = serde_json::to_value(state.store.tones_of(&app_key)?).map_err(|err| AppError::internal(&err))?;
-    Ok(success(one("tones", tones)))
+    let tones: Vec<Value> =
+        state.store.tones_of(&app_key)?.iter().map(|tone| Value::Object(tone_fields(tone))).collect();
+    Ok(success(one("tones", tones.into())))
 }
 
 /// What a reviewer should hear before deciding: the upload waiting for review, else the approved

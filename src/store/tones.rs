@@ -33,7 +33,7 @@ impl Store {
         for item in self.tree(T::Tones).iter() {
             let (key, value) = item.map_err(|source| Error::Sled { tree: T::Tones.name(), source })?;
             let tone: Tone = super::record::decode(T::Tones.name(), &key, &value)?;
-            if tone.serving {
+            if tone.serving() {
                 let text = String::from_utf8_lossy(&key);
                 let app_key = text.split('\0').next().unwrap_or_default();
                 serving.entry(app_key.to_owned()).or_default().insert(tone.file_name);
@@ -111,7 +111,7 @@ impl Store {
             writes.put(T::ToneAudio, keys::join(&[app_key, file_name, APPROVED]), audio.to_vec());
         }
         self.commit(writes)?;
-        if reviewed.serving && !tone.serving {
+        if reviewed.serving() && !tone.serving() {
             self.change_serving(|serving| {
                 serving.entry(app_key.to_owned()).or_default().insert(file_name.to_owned());
             });
