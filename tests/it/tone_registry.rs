@@ -36,11 +36,15 @@ async fn review(server: &TestServer, file: &str, body: Value) -> crate::support:
     server.admin(Method::POST, &format!("/apps/{}/tones/{file}/review", AXB_APP.0), Some(&body)).await
 }
 
-/// What the switch gets for a tone: status and body.
+/// What the switch gets for a tone of the AXB app: status and body.
 async fn fetch(server: &TestServer, file: &str) -> (StatusCode, Vec<u8>) {
+    fetch_of(server, AXB_APP.0, file).await
+}
+
+async fn fetch_of(server: &TestServer, app_key: &str, file: &str) -> (StatusCode, Vec<u8>) {
     let response = server
         .client
-        .get(format!("{}/v1/switch/tones/{}/{file}", server.base, AXB_APP.0))
+        .get(format!("{}/v1/switch/tones/{app_key}/{file}", server.base))
         .header("Authorization", format!("Bearer {}", crate::support::SWITCH_TOKEN))
         .send()
         .await
@@ -228,14 +232,7 @@ async fn pre_voice_tones_are_checked_and_deleting_an_app_deletes_its_tones() {
     let server = server.restart().await;
     let list = server.admin(Method::GET, "/apps/brief-app/tones", None).await;
     assert_eq!(list.body["tones"], json!([]), "a new app of the same key starts without tones");
-    let response = server
-        .client
-        .get(format!("{}/v1/switch/tones/brief-app/jingle.wav", server.base))
-        .header("Authorization", format!("Bearer {}", crate::support::SWITCH_TOKEN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(fetch_of(&server, "brief-app", "jingle.wav").await.0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
