@@ -157,6 +157,28 @@ pub(crate) fn show_key(key: &[u8]) -> String {
     key.escape_ascii().to_string().replace("\\x00", "/")
 }
 
+/// How long `open` waits for another holder of the store's lock to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled in `dir`, waiting up to [`LOCK_WAIT`] while another holder has it locked. A store
+/// being closed in this process lets go within moments (a flush in progress finishes first), so a
+/// restart on the same directory waits for it instead of failing; another process holding it
+/// for longer is still an error.
+fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(dir).open() {
+            // sled reports the lock as a plain I/O error; its message is all that tells it apart.
+            Err(sled::Error::Io(err))
+                if err.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// One sled transaction over the trees `ops` touch, applying them in order.
 fn apply(trees: &[sled::Tree], ops: &[Op]) -> Result<(), String> {
     // Only the trees this change touches take part: sled prepares every participant.
@@ -221,7 +243,7 @@ impl Store {
     /// group-commit flusher.
     pub fn open(dir: &Path) -> Result<Store, Error> {
         let open_error = |source| Error::Open { path: dir.to_owned(), source };
-        let db = sled::Config::new().path(dir).open().map_err(open_error)?;
+        let db = open_when_free(dir).map_err(open_error)?;
         let trees = T::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
         let nonces = db.open_tree("nonces").map_err(open_error)?;
         let nonce_expiry = db.open_tree("nonce_expiry").map_err(open_error)?;
@@ -380,5 +402,25 @@ impl Store {
     pub fn flush_now(&self) -> Result<(), Error> {
         self.combiner.commit(WriteSet::default())?;
         self.db.flush().map(|_| ()).map_err(|source| Error::Sled { tree: "(all)", source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn opening_waits_for_a_store_that_is_closing() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let closing = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(first);
+        });
+        let started = std::time::Instant::now();
+        let second = Store::open(dir.path());
+        assert!(second.is_ok(), "{:?}", second.err());
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150), "it waited for the first to close");
+        closing.join().unwrap();
     }
 }
