@@ -240,7 +240,8 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `dir`. Must be called inside a tokio runtime: it starts the
-    /// group-commit flusher.
+    /// group-commit flusher. While another holder has the directory locked, it waits up to 5 s
+    /// (blocking this thread: it runs at start-up), then fails naming the directory.
     pub fn open(dir: &Path) -> Result<Store, Error> {
         let open_error = |source| Error::Open { path: dir.to_owned(), source };
         let db = open_when_free(dir).map_err(open_error)?;
