@@ -164,7 +164,7 @@ async fn calls_create(
     // answered at once (the switch is waiting to ring); its session and callin push are applied
     // by the store's committer right after, and durable with the next flush (README, "Durability").
     if released {
-        state.store.durable().await?;
+        state.store.calls_durable().await?;
     }
     Ok(Json(answer).into_response())
 }
@@ -352,7 +352,7 @@ async fn calls_event(
         .map_err(|err| AppError::internal(&err))??;
     recorded.ok_or_else(|| unknown_session(&session_id))?;
     // The event is acknowledged only once its pushes are on disk.
-    state.store.durable().await?;
+    state.store.calls_durable().await?;
     Ok(Json(json!({})).into_response())
 }
 

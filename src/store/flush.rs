@@ -10,22 +10,45 @@
 //! flush here is sled's flush followed by `fdatasync` on the log file: an acknowledged write then
 //! survives a power cut, not only `kill -9`, at the cost of one more sync per group.
 //!
-//! Invariant: `flushed` only ever holds a ticket number that was read before the flush that
-//! published it started, so `flushed >= ticket` implies the ticket's write is on disk.
+//! The store has two files to sync: sled's (apps, numbers, bindings, tones) and the call log
+//! (sessions and pushes, `calllog.rs`). A writer says which it wrote ([`Scope`]); a flush syncs only
+//! what some writer since the last flush asked for, so an acknowledged call event never waits for
+//! sled, nor a bind for the call log.
+//!
+//! Invariants:
+//! - `flushed` only ever holds a ticket number that was read before the flush that published it
+//!   started, so `flushed >= ticket` implies the ticket's write is on disk;
+//! - a writer raises its scope's flag before taking its ticket, and the flusher lowers a flag only
+//!   after reading the tickets it will serve and before syncing: so whichever flush lowered the
+//!   flag a writer raised started after that writer's write, and covers it.
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use super::calllog::CallLog;
 use super::Error;
+
+/// Which of the store's files a writer needs on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Everything: sled and the call log.
+    All,
+    /// The call log only: a change to sessions, pushes or recordings alone.
+    Calls,
+}
 
 /// How long a writer waits for its flush before reporting failure: far above a healthy disk's sync
 /// time (milliseconds), short enough that a client sees an error instead of hanging.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// With no writer waiting, the call log is still synced this often while it has new records, as
+/// sled syncs its own log every 500 ms: the most a power cut can take of what was not waited for.
+const BACKGROUND_SYNC: Duration = Duration::from_millis(500);
 
 /// After a failed flush, wait this long before trying again, so a broken disk is not hammered.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -35,7 +58,12 @@ pub(crate) struct GroupFlush {
     /// Only this struct holds the database for the flusher: the task holds a weak reference, so
     /// when the store is dropped, sled is closed at once rather than when the task next wakes.
     db: sled::Db,
+    calls: Arc<CallLog>,
     tickets: AtomicU64,
+    /// Raised by writers that need sled flushed, lowered by the flush that does it.
+    sled_wanted: AtomicBool,
+    /// The same for the call log.
+    calls_wanted: AtomicBool,
     /// Shared with the flusher task, which holds only a weak reference to the rest, so dropping
     /// the store ends the task and releases the database.
     wake: Arc<Notify>,
@@ -50,7 +78,7 @@ pub(crate) struct GroupFlush {
 pub struct FlushStats {
     /// Writers that waited for durability.
     pub waits: u64,
-    /// Flushes (sled flush + `fdatasync`) that completed.
+    /// Flushes (sled flush + `fdatasync`, the call log's `fdatasync`, or both) that completed.
     pub flushes: u64,
     /// Their total duration, in microseconds.
     pub flush_micros: u64,
@@ -64,14 +92,17 @@ impl Drop for GroupFlush {
 
 impl GroupFlush {
     /// Starts the flusher task for `db`, whose files are in `dir`, on the current tokio runtime.
-    pub(crate) fn start(db: sled::Db, dir: &Path) -> std::io::Result<Arc<Self>> {
+    pub(crate) fn start(db: sled::Db, calls: Arc<CallLog>, dir: &Path) -> std::io::Result<Arc<Self>> {
         // The log file (sled 0.34 keeps everything in `dir/db`) and the directory entry that names it.
         let log = Arc::new(File::open(dir.join("db"))?);
         File::open(dir)?.sync_all()?;
         let wake = Arc::new(Notify::new());
         let group = Arc::new(GroupFlush {
             db,
+            calls,
             tickets: AtomicU64::new(0),
+            sled_wanted: AtomicBool::new(false),
+            calls_wanted: AtomicBool::new(false),
             wake: wake.clone(),
             flushed: watch::Sender::new(0),
             flushes: AtomicU64::new(0),
@@ -80,17 +111,20 @@ impl GroupFlush {
         let weak = Arc::downgrade(&group);
         tokio::spawn(async move {
             loop {
-                wake.notified().await;
+                let woken = tokio::time::timeout(BACKGROUND_SYNC, wake.notified()).await.is_ok();
                 let Some(group) = weak.upgrade() else { return };
+                if !woken {
+                    if !group.calls.unsynced() {
+                        continue;
+                    }
+                    group.calls_wanted.store(true, Ordering::SeqCst);
+                }
                 let target = group.tickets.load(Ordering::SeqCst);
-                let db = group.db.clone();
+                let sled = group.sled_wanted.swap(false, Ordering::SeqCst).then(|| group.db.clone());
+                let calls = group.calls_wanted.swap(false, Ordering::SeqCst).then(|| group.calls.clone());
                 drop(group);
                 let started = std::time::Instant::now();
-                let flushed = match db.flush_async().await {
-                    Ok(_) => sync_data(log.clone()).await,
-                    Err(err) => Err(err.to_string()),
-                };
-                drop(db);
+                let flushed = flush(sled, &log, calls).await;
                 let Some(group) = weak.upgrade() else { return };
                 match flushed {
                     Ok(_) => {
@@ -101,6 +135,9 @@ impl GroupFlush {
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "store flush failed; writers are waiting and it will be retried");
+                        // What this flush took on is still owed.
+                        group.sled_wanted.store(true, Ordering::SeqCst);
+                        group.calls_wanted.store(true, Ordering::SeqCst);
                         wake.notify_one();
                         tokio::time::sleep(RETRY_DELAY).await;
                     }
@@ -118,8 +155,12 @@ impl GroupFlush {
         }
     }
 
-    /// Waits until everything written before this call is on disk.
-    pub(crate) async fn wait(&self) -> Result<(), Error> {
+    /// Waits until everything in `scope` written before this call is on disk.
+    pub(crate) async fn wait(&self, scope: Scope) -> Result<(), Error> {
+        if scope == Scope::All {
+            self.sled_wanted.store(true, Ordering::SeqCst);
+        }
+        self.calls_wanted.store(true, Ordering::SeqCst);
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let mut flushed = self.flushed.subscribe();
         self.wake.notify_one();
@@ -132,11 +173,23 @@ impl GroupFlush {
     }
 }
 
-/// `fdatasync` on a blocking thread.
-async fn sync_data(log: Arc<File>) -> Result<(), String> {
-    match tokio::task::spawn_blocking(move || log.sync_data()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(format!("fdatasync of the sled log: {err}")),
-        Err(err) => Err(format!("fdatasync task: {err}")),
+/// Flushes sled (its flush, then `fdatasync` of its log) and syncs the call log, each if given.
+async fn flush(sled: Option<sled::Db>, sled_log: &Arc<File>, calls: Option<Arc<CallLog>>) -> Result<(), String> {
+    let sled_log = sled.is_some().then(|| sled_log.clone());
+    if let Some(db) = sled {
+        db.flush_async().await.map_err(|err| format!("sled flush: {err}"))?;
     }
+    if sled_log.is_none() && calls.is_none() {
+        return Ok(());
+    }
+    let synced = tokio::task::spawn_blocking(move || {
+        if let Some(log) = sled_log {
+            log.sync_data().map_err(|err| format!("fdatasync of the sled log: {err}"))?;
+        }
+        if let Some(calls) = calls {
+            calls.sync().map_err(|err| format!("fdatasync of the call log: {err}"))?;
+        }
+        Ok(())
+    });
+    synced.await.map_err(|err| format!("fdatasync task: {err}"))?
 }

@@ -1,8 +1,10 @@
-//! The store: apps, X numbers and bindings in sled, behind privnum's own API.
+//! The store: apps, X numbers and bindings in sled, and what the call path writes (sessions,
+//! pushes, recordings) in an append-only call log (`calllog.rs`), behind privnum's own API.
 //!
 //! Nothing outside this module names sled, so another engine can replace it. Invariants:
 //! - every multi-key change (a binding and its indexes, a number and its pool entry) is one sled
-//!   transaction, so a crash leaves either all of it or none;
+//!   transaction, so a crash leaves either all of it or none; every call-path change is one
+//!   record of the call log, with the same guarantee;
 //! - changes to bindings and pools are serialized by one writer lock, because choosing a free X
 //!   needs range scans that sled transactions cannot see; reads never take the lock;
 //! - a change is acknowledged only after [`Store::durable`] has seen it flushed to disk.
@@ -11,6 +13,7 @@ mod apps;
 mod ax;
 mod axb;
 mod axe;
+mod calllog;
 mod combine;
 mod flush;
 pub(crate) mod keys;
@@ -30,7 +33,9 @@ use crate::domain::Rejection;
 
 pub use axb::AxbPage;
 pub use axe::{AxeCursorPage, AxePage};
+pub use calllog::CallLogStats;
 pub use flush::FlushStats;
+use flush::Scope;
 
 /// A storage failure, naming the tree and key concerned. Shown to operators, never to clients.
 #[derive(Debug, thiserror::Error)]
@@ -114,11 +119,15 @@ impl T {
         T::AxeCallback,
     ];
 
-    /// The trees the call path writes: they change only through the committer thread, in queue
-    /// order, so a call's queued save can never land after a later one; direct transactions never
-    /// touch them. A call-path change may also write another tree (the digits step writes its AXE
-    /// callback record with the session); binding changes write that tree directly too, and sled
-    /// serializes the two, in an order that does not matter there.
+    /// The trees the call path writes, kept in the call log rather than sled (their sled trees
+    /// are read only to move an older store's records into the log). They change only through the
+    /// committer thread, in queue order, so a call's queued save can never land after a later
+    /// one; direct transactions never touch them. A call-path change may also write a sled tree
+    /// (the digits step writes its AXE callback record with the session): the committer writes
+    /// that part to sled first, then the log, so a crash between the two leaves the callback
+    /// record without the session's step, which is harmless (a callback is believed only under
+    /// the binding it names). Binding changes write that tree directly too, and sled serializes
+    /// the two, in an order that does not matter there.
     pub(crate) fn is_call_path(self) -> bool {
         matches!(self, T::Outbox | T::OutboxDead | T::Sessions | T::Recordings)
     }
@@ -179,6 +188,17 @@ fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
     }
 }
 
+/// Applies a committed batch: the sled part in one transaction, then the call-log part as one
+/// record. Nothing is applied when the sled part fails.
+fn apply_combined(trees: &[sled::Tree], calls: &calllog::CallLog, ops: &[Op]) -> Result<(), String> {
+    let (logged, in_sled): (Vec<&Op>, Vec<&Op>) = ops.iter().partition(|(tree, _, _)| tree.is_call_path());
+    if !in_sled.is_empty() {
+        let in_sled: Vec<Op> = in_sled.into_iter().cloned().collect();
+        apply(trees, &in_sled)?;
+    }
+    calls.append(&logged)
+}
+
 /// One sled transaction over the trees `ops` touch, applying them in order.
 fn apply(trees: &[sled::Tree], ops: &[Op]) -> Result<(), String> {
     // Only the trees this change touches take part: sled prepares every participant.
@@ -233,6 +253,8 @@ pub struct Store {
     /// Approved tones per app, for lock-free checks on the call path (`tones.rs`).
     serving_tones: ArcSwap<tones::Serving>,
     combiner: combine::Combiner,
+    /// Sessions, pushes and recordings: the call-path trees.
+    calls: Arc<calllog::CallLog>,
     /// AXB binds waiting for the writer lock, made together by whoever takes it (`axb.rs`).
     bind_queue: axb::BindQueue,
     flush: Arc<flush::GroupFlush>,
@@ -248,11 +270,14 @@ impl Store {
         let trees = T::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
         let nonces = db.open_tree("nonces").map_err(open_error)?;
         let nonce_expiry = db.open_tree("nonce_expiry").map_err(open_error)?;
-        let flush =
-            flush::GroupFlush::start(db.clone(), dir).map_err(|source| Error::Io { path: dir.join("db"), source })?;
-        let committer_trees = trees.clone();
-        let combiner = combine::Combiner::start(Box::new(move |ops| apply(&committer_trees, ops)))
-            .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        let calls = Arc::new(calllog::CallLog::open(dir)?);
+        move_call_records_to_log(&db, &trees, &calls, dir)?;
+        let flush = flush::GroupFlush::start(db.clone(), calls.clone(), dir)
+            .map_err(|source| Error::Io { path: dir.join("db"), source })?;
+        let (committer_trees, committer_calls) = (trees.clone(), calls.clone());
+        let combiner =
+            combine::Combiner::start(Box::new(move |ops| apply_combined(&committer_trees, &committer_calls, ops)))
+                .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         let mut store = Store {
             db,
             trees,
@@ -261,6 +286,7 @@ impl Store {
             writer: Mutex::default(),
             serving_tones: ArcSwap::default(),
             combiner,
+            calls,
             bind_queue: axb::BindQueue::default(),
             flush,
         };
@@ -289,7 +315,20 @@ impl Store {
 
     /// Reads one value.
     pub(crate) fn get(&self, tree: T, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
+        if tree.is_call_path() {
+            return Ok(self.calls.get(tree, key).map(sled::IVec::from));
+        }
         self.tree(tree).get(key).map_err(|source| Error::Sled { tree: tree.name(), source })
+    }
+
+    /// Decodes up to `max` records of a call-path tree whose keys start with `prefix`, in order.
+    pub(crate) fn logged_records<R: serde::de::DeserializeOwned>(
+        &self,
+        tree: T,
+        prefix: &[u8],
+        max: usize,
+    ) -> Result<Vec<R>, Error> {
+        self.calls.scan(tree, prefix, max).iter().map(|(key, value)| record::decode(tree.name(), key, value)).collect()
     }
 
     /// Reads and decodes one record.
@@ -386,12 +425,23 @@ impl Store {
 
     /// Waits until every change committed before this call is on disk.
     pub async fn durable(&self) -> Result<(), Error> {
-        self.flush.wait().await
+        self.flush.wait(Scope::All).await
+    }
+
+    /// Waits until every call-path change (sessions, pushes, recordings) committed before this
+    /// call is on disk; cheaper than [`Store::durable`] when nothing else was written.
+    pub async fn calls_durable(&self) -> Result<(), Error> {
+        self.flush.wait(Scope::Calls).await
     }
 
     /// What group commit has done: waits, flushes and their time.
     pub fn flush_stats(&self) -> FlushStats {
         self.flush.stats()
+    }
+
+    /// The call log's size, live data and compactions.
+    pub fn call_log_stats(&self) -> CallLogStats {
+        self.calls.stats()
     }
 
     /// A new id, unique in this store across restarts.
@@ -402,13 +452,51 @@ impl Store {
     /// Applies every queued change, then flushes synchronously (for shutdown).
     pub fn flush_now(&self) -> Result<(), Error> {
         self.combiner.commit(WriteSet::default())?;
+        self.calls.sync().map_err(|source| Error::Io { path: PathBuf::from(calllog::FILE_NAME), source })?;
         self.db.flush().map(|_| ()).map_err(|source| Error::Sled { tree: "(all)", source })
     }
 }
 
+/// Moves the call-path records a store from before the call log kept in sled into the log, then
+/// removes them from sled. Safe to repeat: a crash between the two leaves the same records in
+/// both, and moving them again writes the same values.
+fn move_call_records_to_log(
+    db: &sled::Db,
+    trees: &[sled::Tree],
+    calls: &calllog::CallLog,
+    dir: &Path,
+) -> Result<(), Error> {
+    let call_trees = T::ALL.into_iter().filter(|tree| tree.is_call_path());
+    let mut moved = 0;
+    for tree in call_trees {
+        let sled_tree = &trees[tree as usize];
+        let sled_error = |source| Error::Sled { tree: tree.name(), source };
+        let mut ops: Vec<Op> = Vec::new();
+        for item in sled_tree.iter() {
+            let (key, value) = item.map_err(sled_error)?;
+            ops.push((tree, key.to_vec(), Some(value.to_vec())));
+        }
+        // In records of bounded size, each applied whole.
+        for chunk in ops.chunks(4096) {
+            calls.append(&chunk.iter().collect::<Vec<_>>()).map_err(Error::Transaction)?;
+        }
+        moved += ops.len();
+    }
+    if moved == 0 {
+        return Ok(());
+    }
+    calls.sync().map_err(|source| Error::Io { path: dir.join(calllog::FILE_NAME), source })?;
+    for tree in T::ALL.into_iter().filter(|tree| tree.is_call_path()) {
+        trees[tree as usize].clear().map_err(|source| Error::Sled { tree: tree.name(), source })?;
+    }
+    db.flush().map_err(|source| Error::Sled { tree: "(all)", source })?;
+    tracing::info!(records = moved, "moved calls, pushes and recordings from sled into the call log");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Store;
+    use super::{Store, T};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn opening_waits_for_a_store_that_is_closing() {
@@ -423,5 +511,24 @@ mod tests {
         assert!(second.is_ok(), "{:?}", second.err());
         assert!(started.elapsed() >= std::time::Duration::from_millis(150), "it waited for the first to close");
         closing.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn call_records_an_older_store_kept_in_sled_move_into_the_call_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let sessions = db.open_tree(T::Sessions.name()).unwrap();
+            sessions.insert("call-1", super::record::encode(&serde_json::json!({"session": 1}))).unwrap();
+            db.open_tree(T::Recordings.name()).unwrap().insert("rec.wav", "app-1").unwrap();
+            db.flush().unwrap();
+        }
+        for opening in ["first", "second"] {
+            let store = Store::open(dir.path()).unwrap();
+            let sessions: Vec<serde_json::Value> = store.sessions().unwrap();
+            assert_eq!(sessions, [serde_json::json!({"session": 1})], "{opening} opening");
+            assert_eq!(store.recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"), "{opening} opening");
+            assert!(store.tree(T::Sessions).is_empty(), "{opening} opening: sled no longer holds them");
+        }
     }
 }

@@ -76,13 +76,13 @@ impl Store {
 
     /// The first `max` pushes of a lane, oldest first.
     pub fn lane_head(&self, app_key: &str, lane: Lane, max: usize) -> Result<Vec<Push>, Error> {
-        Store::decode_all(T::Outbox, self.tree(T::Outbox).scan_prefix(lane_prefix(app_key, lane)).take(max))
+        self.logged_records(T::Outbox, &lane_prefix(app_key, lane), max)
     }
 
     /// Every lane that has pushes waiting (at start-up, to resume them).
     pub fn waiting_lanes(&self) -> Result<Vec<(String, Lane)>, Error> {
         let mut lanes: Vec<(String, Lane)> = Vec::new();
-        for push in Store::decode_all::<Push>(T::Outbox, self.tree(T::Outbox).iter())? {
+        for push in self.logged_records::<Push>(T::Outbox, &[], usize::MAX)? {
             if !lanes.iter().any(|(app, lane)| *app == push.app_key && *lane == push.lane) {
                 lanes.push((push.app_key, push.lane));
             }
@@ -120,7 +120,7 @@ impl Store {
 
     /// The dead letters, oldest first.
     pub fn dead_pushes(&self) -> Result<Vec<Push>, Error> {
-        Store::decode_all(T::OutboxDead, self.tree(T::OutboxDead).iter())
+        self.logged_records(T::OutboxDead, &[], usize::MAX)
     }
 
     /// Puts a dead push back at the end of its lane with fresh retries; `None` if no such push.
@@ -197,6 +197,6 @@ impl Store {
 
     /// Every saved session (at start-up).
     pub fn sessions<S: serde::de::DeserializeOwned>(&self) -> Result<Vec<S>, Error> {
-        Store::decode_all(T::Sessions, self.tree(T::Sessions).iter())
+        self.logged_records(T::Sessions, &[], usize::MAX)
     }
 }

@@ -1,0 +1,568 @@
+//! The call log: what the call path writes (sessions, pushes, dead pushes, recordings) in an
+//! append-only file of its own, mirrored in memory.
+//!
+//! These records are written many times a second and live briefly: a session is written at every
+//! event and removed at the end, a push is written once and removed when delivered. In sled each
+//! such change cost a B-tree update and a log write by sled's own I/O threads (the profile of a
+//! callin load spent ~40% of all CPU there). Here a committed batch is one `pwrite` of one record,
+//! and reads are served from ordered maps in memory.
+//!
+//! The file is `calls.log` in the store's directory:
+//!
+//! ```text
+//! file    = MAGIC record*
+//! record  = payload length (u32 LE) · CRC-32 of the payload (u32 LE) · payload
+//! payload = op*
+//! op      = tree (u8) · key length (u32 LE) · key · value length (u32 LE, u32::MAX removes) · value
+//! ```
+//!
+//! Invariants:
+//! - one record is one committed batch; on opening, the log is replayed up to the first record
+//!   that is incomplete or fails its checksum (a write torn by a crash), which is cut off, so a
+//!   batch is applied whole or not at all;
+//! - only the store's committer thread appends (see [`CallLog::append`]), so records are in
+//!   commit order; readers see a batch in memory only once its record is written;
+//! - when the file has grown to several times what is live, it is rewritten as one snapshot of
+//!   the maps, synced, and renamed over the old one, so the file stays proportional to the calls
+//!   under way and their pending pushes.
+//!
+//! Durability is the group flush's job: it calls [`CallLog::sync`] (`fdatasync`) for writers that
+//! wait for the disk.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write as _};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use arc_swap::ArcSwap;
+
+use super::{Error, Op, T};
+
+/// The first bytes of a call log; the digit is the format's version.
+const MAGIC: &[u8; 8] = b"PNCALLS1";
+
+/// The file's name in the store's directory.
+pub(crate) const FILE_NAME: &str = "calls.log";
+
+/// A value length that marks a removal.
+const REMOVED: u32 = u32::MAX;
+
+/// The log is compacted once it is at least this large…
+const COMPACT_MIN_BYTES: u64 = 64 << 20;
+/// …and this many times the size of what is live.
+const COMPACT_RATIO: u64 = 4;
+
+/// A snapshot is written in records of about this size.
+const SNAPSHOT_RECORD_BYTES: usize = 1 << 20;
+
+/// The largest record replay accepts: far above any batch (the committer takes at most 4096
+/// writes), so a larger length can only be a torn or damaged header.
+const MAX_RECORD_BYTES: u32 = 1 << 30;
+
+/// The trees kept here, in their on-disk codes (their index in [`Maps::trees`]).
+const TREES: [T; 4] = [T::Outbox, T::OutboxDead, T::Sessions, T::Recordings];
+
+/// One write as it is encoded: a tree, a key, and the value (`None` removes the key).
+type Write<'a> = (T, &'a [u8], Option<&'a [u8]>);
+
+fn code(tree: T) -> Option<usize> {
+    TREES.iter().position(|t| *t == tree)
+}
+
+/// What the log holds and has done, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallLogStats {
+    /// The file's size now.
+    pub file_bytes: u64,
+    /// What its live records take (keys, values and framing).
+    pub live_bytes: u64,
+    /// Times the file was rewritten to what is live.
+    pub compactions: u64,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
+    trees: [BTreeMap<Vec<u8>, Vec<u8>>; TREES.len()],
+    /// The bytes a snapshot of these maps would take.
+    live_bytes: u64,
+}
+
+impl Maps {
+    fn apply(&mut self, tree: usize, key: &[u8], value: Option<&[u8]>) {
+        let map = &mut self.trees[tree];
+        let old = match value {
+            Some(value) => {
+                self.live_bytes += op_len(key, Some(value)) as u64;
+                map.insert(key.to_vec(), value.to_vec())
+            }
+            None => map.remove(key),
+        };
+        if let Some(old) = old {
+            self.live_bytes -= op_len(key, Some(&old)) as u64;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: Arc<File>,
+    /// Where the next record goes: the end of the last whole record.
+    len: u64,
+    /// Compact when `len` reaches this.
+    compact_at: u64,
+    /// Reused for encoding records.
+    buffer: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CallLog {
+    path: PathBuf,
+    dir: PathBuf,
+    maps: RwLock<Maps>,
+    writer: Mutex<Writer>,
+    /// The file the flusher syncs; replaced by compaction.
+    current: ArcSwap<File>,
+    file_bytes: AtomicU64,
+    compactions: AtomicU64,
+    /// Records appended since opening, and how many of them the last sync covered.
+    appended: AtomicU64,
+    synced: AtomicU64,
+}
+
+impl CallLog {
+    /// Opens (or creates) the log in `dir` and replays it. A torn last record is cut off, with a
+    /// warning; a file that is not a call log is an error naming it.
+    pub(crate) fn open(dir: &Path) -> Result<CallLog, Error> {
+        let path = dir.join(FILE_NAME);
+        let io = |source| Error::Io { path: path.clone(), source };
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut maps = Maps::default();
+        let len = if file.metadata().map_err(io)?.len() == 0 {
+            file.write_all_at(MAGIC, 0).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
+            MAGIC.len() as u64
+        } else {
+            let (end, torn) = replay(&file, &path, &mut maps)?;
+            if torn > 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    offset = end,
+                    bytes = torn,
+                    "the call log ends in an incomplete record (a write cut off by a crash); it is dropped"
+                );
+                file.set_len(end).map_err(io)?;
+                file.sync_all().map_err(io)?;
+            }
+            end
+        };
+        let file = Arc::new(file);
+        let compact_at = compact_threshold(maps.live_bytes);
+        Ok(CallLog {
+            path,
+            dir: dir.to_owned(),
+            maps: RwLock::new(maps),
+            current: ArcSwap::new(file.clone()),
+            writer: Mutex::new(Writer { file, len, compact_at, buffer: Vec::new() }),
+            file_bytes: AtomicU64::new(len),
+            compactions: AtomicU64::new(0),
+            appended: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+        })
+    }
+
+    fn read_maps(&self) -> RwLockReadGuard<'_, Maps> {
+        // Maps change only in `Maps::apply`, which cannot panic halfway: recover from poisoning.
+        self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes `ops` (call-path trees only) as one record, then applies them in memory. Called by
+    /// the committer thread only. On failure nothing is applied and the next record overwrites
+    /// whatever part of this one reached the file.
+    pub(crate) fn append(&self, ops: &[&Op]) -> Result<(), String> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.lock_writer();
+        let writer = &mut *writer;
+        writer.buffer.clear();
+        encode_record(
+            &mut writer.buffer,
+            ops.iter().map(|(tree, key, value)| (*tree, key.as_slice(), value.as_deref())),
+        )?;
+        writer
+            .file
+            .write_all_at(&writer.buffer, writer.len)
+            .map_err(|err| format!("appending {} bytes to {}: {err}", writer.buffer.len(), self.path.display()))?;
+        writer.len += writer.buffer.len() as u64;
+        self.file_bytes.store(writer.len, Ordering::Relaxed);
+        self.appended.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (tree, key, value) in ops {
+                if let Some(code) = code(*tree) {
+                    maps.apply(code, key, value.as_deref());
+                }
+            }
+        }
+        if writer.len >= writer.compact_at {
+            self.compact(writer);
+        }
+        Ok(())
+    }
+
+    /// Rewrites the file as a snapshot of the maps. A failure is logged and the old file kept;
+    /// the next attempt waits until the file has doubled.
+    fn compact(&self, writer: &mut Writer) {
+        let started = std::time::Instant::now();
+        let temporary = self.dir.join(format!("{FILE_NAME}.compact"));
+        match self.write_snapshot(&temporary) {
+            Ok((file, len)) => {
+                let before = writer.len;
+                let file = Arc::new(file);
+                writer.file = file.clone();
+                writer.len = len;
+                writer.compact_at = compact_threshold(len);
+                self.current.store(file);
+                self.file_bytes.store(len, Ordering::Relaxed);
+                self.compactions.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    before,
+                    after = len,
+                    micros = started.elapsed().as_micros() as u64,
+                    "call log compacted"
+                );
+            }
+            Err(err) => {
+                writer.compact_at = writer.len.saturating_mul(2);
+                let _ = std::fs::remove_file(&temporary);
+                tracing::error!(path = %temporary.display(), error = %err, "compacting the call log failed; it goes on growing");
+            }
+        }
+    }
+
+    /// Writes every live record to `temporary`, syncs it, and renames it over the log.
+    fn write_snapshot(&self, temporary: &Path) -> std::io::Result<(File, u64)> {
+        let mut out = std::io::BufWriter::new(
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(temporary)?,
+        );
+        out.write_all(MAGIC)?;
+        let mut len = MAGIC.len() as u64;
+        let mut record = Vec::with_capacity(SNAPSHOT_RECORD_BYTES + 4096);
+        let mut pending: Vec<Write<'_>> = Vec::new();
+        let mut pending_bytes = 0;
+        let maps = self.read_maps();
+        for (code, map) in maps.trees.iter().enumerate() {
+            for (key, value) in map {
+                pending.push((TREES[code], key, Some(value)));
+                pending_bytes += op_len(key, Some(value));
+                if pending_bytes >= SNAPSHOT_RECORD_BYTES {
+                    len += flush_snapshot_record(&mut out, &mut record, &mut pending)?;
+                    pending_bytes = 0;
+                }
+            }
+        }
+        len += flush_snapshot_record(&mut out, &mut record, &mut pending)?;
+        drop(maps);
+        let file = out.into_inner().map_err(|err| err.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(temporary, &self.path)?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok((file, len))
+    }
+
+    /// `fdatasync` of the file records are appended to now.
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        let appended = self.appended.load(Ordering::SeqCst);
+        self.current.load_full().sync_data()?;
+        self.synced.fetch_max(appended, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether records were appended since the last sync began.
+    pub(crate) fn unsynced(&self) -> bool {
+        self.appended.load(Ordering::SeqCst) > self.synced.load(Ordering::SeqCst)
+    }
+
+    /// One value.
+    pub(crate) fn get(&self, tree: T, key: &[u8]) -> Option<Vec<u8>> {
+        let code = code(tree)?;
+        self.read_maps().trees[code].get(key).cloned()
+    }
+
+    /// Up to `max` entries whose keys start with `prefix`, in key order.
+    pub(crate) fn scan(&self, tree: T, prefix: &[u8], max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let Some(code) = code(tree) else { return Vec::new() };
+        let maps = self.read_maps();
+        maps.trees[code]
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(max)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    pub(crate) fn stats(&self) -> CallLogStats {
+        CallLogStats {
+            file_bytes: self.file_bytes.load(Ordering::Relaxed),
+            live_bytes: self.read_maps().live_bytes,
+            compactions: self.compactions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn compact_threshold(live_bytes: u64) -> u64 {
+    (live_bytes + MAGIC.len() as u64).saturating_mul(COMPACT_RATIO).max(COMPACT_MIN_BYTES)
+}
+
+/// The bytes one op takes in a record.
+fn op_len(key: &[u8], value: Option<&[u8]>) -> usize {
+    1 + 4 + key.len() + 4 + value.map_or(0, <[u8]>::len)
+}
+
+/// Appends one framed record holding `ops` to `out`.
+fn encode_record<'a>(out: &mut Vec<u8>, ops: impl Iterator<Item = Write<'a>>) -> Result<(), String> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    for (tree, key, value) in ops {
+        let code = code(tree).ok_or_else(|| format!("tree {} is not kept in the call log", tree.name()))?;
+        let too_long =
+            |what: &str, len: usize| format!("a {what} of {len} bytes in {} is too long for the call log", tree.name());
+        out.push(code as u8);
+        out.extend_from_slice(&u32::try_from(key.len()).map_err(|_| too_long("key", key.len()))?.to_le_bytes());
+        out.extend_from_slice(key);
+        match value {
+            Some(value) => {
+                let len = u32::try_from(value.len()).ok().filter(|len| *len != REMOVED);
+                out.extend_from_slice(&len.ok_or_else(|| too_long("value", value.len()))?.to_le_bytes());
+                out.extend_from_slice(value);
+            }
+            None => out.extend_from_slice(&REMOVED.to_le_bytes()),
+        }
+    }
+    let payload_len = out.len() - start - 8;
+    let payload_len = u32::try_from(payload_len)
+        .ok()
+        .filter(|len| *len <= MAX_RECORD_BYTES)
+        .ok_or_else(|| format!("a batch of {payload_len} bytes is too large for one call log record"))?;
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+fn flush_snapshot_record(
+    out: &mut impl std::io::Write,
+    record: &mut Vec<u8>,
+    pending: &mut Vec<Write<'_>>,
+) -> std::io::Result<u64> {
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    record.clear();
+    encode_record(record, pending.drain(..)).map_err(std::io::Error::other)?;
+    out.write_all(record)?;
+    Ok(record.len() as u64)
+}
+
+/// Applies every whole record of `file` to `maps`. Returns where the whole records end and how
+/// many bytes follow them (a torn record).
+fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64), Error> {
+    let io = |source| Error::Io { path: path.to_owned(), source };
+    let total = file.metadata().map_err(io)?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0; 8];
+    if total < MAGIC.len() as u64 || reader.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(corrupt(path, 0, "it does not start with a call log's header (PNCALLS1)"));
+    }
+    let mut end = MAGIC.len() as u64;
+    let mut payload = Vec::new();
+    loop {
+        let mut header = [0; 8];
+        if total - end < 8 || reader.read_exact(&mut header).is_err() {
+            break;
+        }
+        let (len, crc) = (le_u32(&header[..4]), le_u32(&header[4..]));
+        if len > MAX_RECORD_BYTES || u64::from(len) > total - end - 8 {
+            break;
+        }
+        payload.resize(len as usize, 0);
+        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            break;
+        }
+        apply_payload(&payload, maps).map_err(|reason| corrupt(path, end, &reason))?;
+        end += 8 + u64::from(len);
+    }
+    Ok((end, total - end))
+}
+
+fn corrupt(path: &Path, offset: u64, reason: &str) -> Error {
+    Error::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a readable call log at byte {offset}: {reason}"),
+        ),
+    }
+}
+
+fn le_u32(bytes: &[u8]) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[..4]);
+    u32::from_le_bytes(word)
+}
+
+/// Applies one record's ops. A record whose checksum matched but whose ops do not parse was
+/// written by something else than this code: an error, not a torn write.
+fn apply_payload(mut payload: &[u8], maps: &mut Maps) -> Result<(), String> {
+    fn take<'a>(payload: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8], String> {
+        if payload.len() < len {
+            return Err(format!("a record ends inside an op's {what}"));
+        }
+        let (head, rest) = payload.split_at(len);
+        *payload = rest;
+        Ok(head)
+    }
+    while let Some((&tree, rest)) = payload.split_first() {
+        payload = rest;
+        if usize::from(tree) >= TREES.len() {
+            return Err(format!("unknown tree code {tree}"));
+        }
+        let key_len = le_u32(take(&mut payload, 4, "key length")?) as usize;
+        let key = take(&mut payload, key_len, "key")?;
+        let value = match le_u32(take(&mut payload, 4, "value length")?) {
+            REMOVED => None,
+            len => Some(take(&mut payload, len as usize, "value")?),
+        };
+        maps.apply(usize::from(tree), key, value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(tree: T, key: &str, value: &str) -> Op {
+        (tree, key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()))
+    }
+
+    fn remove(tree: T, key: &str) -> Op {
+        (tree, key.as_bytes().to_vec(), None)
+    }
+
+    fn append(log: &CallLog, ops: &[Op]) {
+        log.append(&ops.iter().collect::<Vec<_>>()).unwrap();
+    }
+
+    fn text(value: Option<Vec<u8>>) -> Option<String> {
+        value.map(|bytes| String::from_utf8(bytes).unwrap())
+    }
+
+    #[test]
+    fn what_was_appended_is_read_back_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = CallLog::open(dir.path()).unwrap();
+            append(&log, &[put(T::Sessions, "s1", "one"), put(T::Outbox, "app\0events\x01", "p1")]);
+            append(&log, &[put(T::Sessions, "s2", "two"), put(T::Outbox, "app\0events\x02", "p2")]);
+            append(&log, &[remove(T::Sessions, "s1"), put(T::Sessions, "s2", "two again")]);
+            assert_eq!(text(log.get(T::Sessions, b"s2")), Some("two again".into()));
+        }
+        let log = CallLog::open(dir.path()).unwrap();
+        assert_eq!(text(log.get(T::Sessions, b"s1")), None, "a removal is replayed");
+        assert_eq!(text(log.get(T::Sessions, b"s2")), Some("two again".into()), "the latest value wins");
+        let lane = log.scan(T::Outbox, b"app\0events\0", 10);
+        assert!(lane.is_empty(), "a prefix selects only its own keys");
+        let lane = log.scan(T::Outbox, b"app\0events", 1);
+        assert_eq!(lane.len(), 1, "at most `max`");
+        assert_eq!(lane[0].1, b"p1", "in key order");
+        assert_eq!(log.get(T::Recordings, b"s2"), None, "trees are apart");
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_whole_and_the_log_goes_on_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let log = CallLog::open(dir.path()).unwrap();
+            append(&log, &[put(T::Sessions, "kept", "1")]);
+            append(&log, &[put(T::Sessions, "torn-a", "2"), put(T::Sessions, "torn-b", "3")]);
+        }
+        let whole = std::fs::metadata(&path).unwrap().len();
+        for cut in [1, 5, 9, 20] {
+            let copy = tempfile::tempdir().unwrap();
+            std::fs::copy(&path, copy.path().join(FILE_NAME)).unwrap();
+            OpenOptions::new().write(true).open(copy.path().join(FILE_NAME)).unwrap().set_len(whole - cut).unwrap();
+            let log = CallLog::open(copy.path()).unwrap();
+            assert_eq!(text(log.get(T::Sessions, b"kept")), Some("1".into()), "cut {cut}");
+            assert_eq!(log.get(T::Sessions, b"torn-a"), None, "cut {cut}: the torn batch is gone whole");
+            assert_eq!(log.get(T::Sessions, b"torn-b"), None, "cut {cut}: the torn batch is gone whole");
+            append(&log, &[put(T::Sessions, "after", "4")]);
+            drop(log);
+            let log = CallLog::open(copy.path()).unwrap();
+            assert_eq!(text(log.get(T::Sessions, b"after")), Some("4".into()), "cut {cut}: a later write is not lost");
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_ends_the_replay_at_that_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let log = CallLog::open(dir.path()).unwrap();
+            append(&log, &[put(T::Sessions, "first", "1")]);
+            append(&log, &[put(T::Sessions, "second", "2")]);
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = CallLog::open(dir.path()).unwrap();
+        assert!(log.get(T::Sessions, b"first").is_some());
+        assert_eq!(log.get(T::Sessions, b"second"), None, "a record failing its checksum is not applied");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_call_log_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"something else entirely").unwrap();
+        let err = CallLog::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(FILE_NAME) && err.contains("header"), "{err}");
+    }
+
+    #[test]
+    fn compaction_keeps_what_is_live_and_shrinks_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CallLog::open(dir.path()).unwrap();
+        let value = "v".repeat(4000);
+        // Sessions come and go; a few stay. Far more than the threshold passes through the log.
+        let mut n = 0;
+        while log.compactions.load(Ordering::Relaxed) < 2 {
+            append(&log, &[put(T::Sessions, &format!("call-{n}"), &value)]);
+            if n % 100 != 0 {
+                append(&log, &[remove(T::Sessions, &format!("call-{n}"))]);
+            }
+            n += 1;
+            assert!(n < 200_000, "compaction never ran");
+        }
+        let stats = log.stats();
+        assert!(stats.file_bytes < COMPACT_MIN_BYTES, "{stats:?}");
+        append(&log, &[put(T::Outbox, "after", "compaction")]);
+        drop(log);
+        let log = CallLog::open(dir.path()).unwrap();
+        for k in 0..n {
+            let kept = log.get(T::Sessions, format!("call-{k}").as_bytes()).is_some();
+            assert_eq!(kept, k % 100 == 0, "call-{k}");
+        }
+        assert_eq!(text(log.get(T::Outbox, b"after")), Some("compaction".into()));
+        assert!(!dir.path().join(format!("{FILE_NAME}.compact")).exists());
+    }
+}
