@@ -154,18 +154,25 @@ impl Pusher {
     /// One look at the lane: deliver what is due, or say how long to wait.
     async fn step(&self, app_key: &str, lane: Lane) -> Result<Step, crate::store::Error> {
         let max = if lane == Lane::Cdrs { self.config.cdr_batch_max } else { 1 };
-        let heads = self.store.lane_head(app_key, lane, max)?;
-        let Some(first) = heads.first() else { return Ok(Step::Idle) };
+        // The oldest push alone decides whether to send now; the rest are read only to send them
+        // (a CDR lane is woken by every new CDR while it merges, and must not decode the batch
+        // each time).
+        let Some(first) = self.store.lane_head(app_key, lane, 1)?.pop() else { return Ok(Step::Idle) };
         let now = self.now_ms();
         if first.next_attempt_at_ms > now {
             return Ok(Step::WaitUntil(first.next_attempt_at_ms));
         }
         let flush_ms = i64::try_from(self.config.cdr_flush_ms).unwrap_or(i64::MAX);
         let merge_until = first.created_at_ms.saturating_add(flush_ms);
-        if lane == Lane::Cdrs && heads.len() < max && first.attempts == 0 && now < merge_until {
+        if lane == Lane::Cdrs
+            && first.attempts == 0
+            && now < merge_until
+            && self.store.lane_len(app_key, lane, max) < max
+        {
             // Merge: wait for more CDRs, at most cdr_flush_ms after the oldest.
             return Ok(Step::WaitUntil(merge_until));
         }
+        let heads = if max == 1 { vec![first] } else { self.store.lane_head(app_key, lane, max)? };
         let batch: Vec<Push> = heads.into_iter().filter(|push| push.next_attempt_at_ms <= now).collect();
         let outcome = self.send(app_key, lane, &batch).await;
         self.settle(batch, outcome, now)?;

@@ -309,6 +309,13 @@ impl CallLog {
             .collect()
     }
 
+    /// How many keys start with `prefix`, counting up to `max`.
+    pub(crate) fn count(&self, tree: T, prefix: &[u8], max: usize) -> usize {
+        let Some(code) = code(tree) else { return 0 };
+        let maps = self.read_maps();
+        maps.trees[code].range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix)).take(max).count()
+    }
+
     pub(crate) fn stats(&self) -> CallLogStats {
         CallLogStats {
             file_bytes: self.file_bytes.load(Ordering::Relaxed),

@@ -79,6 +79,11 @@ impl Store {
         self.logged_records(T::Outbox, &lane_prefix(app_key, lane), max)
     }
 
+    /// How many pushes a lane holds, counting up to `max`.
+    pub fn lane_len(&self, app_key: &str, lane: Lane, max: usize) -> usize {
+        self.calls.count(T::Outbox, &lane_prefix(app_key, lane), max)
+    }
+
     /// Every lane that has pushes waiting (at start-up, to resume them).
     pub fn waiting_lanes(&self) -> Result<Vec<(String, Lane)>, Error> {
         let mut lanes: Vec<(String, Lane)> = Vec::new();
