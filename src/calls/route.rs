@@ -59,9 +59,13 @@ fn close_tone(app: &App) -> Option<String> {
 
 /// The app as a call sees it: a tone setting that names a tone not approved (yet) reads as unset,
 /// since the switch could not fetch it. Returns the settings so cleared, with their tones.
-fn playable(store: &Store, mut app: App) -> (App, Vec<(AppToneSetting, String)>) {
+fn playable(store: &Store, mut app: Arc<App>) -> (Arc<App>, Vec<(AppToneSetting, String)>) {
     let unapproved: Vec<AppToneSetting> = unapproved_app_tones(store, &app).map(|(setting, _)| setting).collect();
-    let cleared = unapproved.into_iter().map(|setting| (setting, std::mem::take(setting.of_mut(&mut app)))).collect();
+    if unapproved.is_empty() {
+        return (app, Vec::new());
+    }
+    let owned = Arc::make_mut(&mut app);
+    let cleared = unapproved.into_iter().map(|setting| (setting, std::mem::take(setting.of_mut(owned)))).collect();
     (app, cleared)
 }
 
@@ -113,7 +117,6 @@ pub fn decide_callin(
         return Ok(Routed::by_host(Decision::release(state::APP_NOT_FOUND, None), None));
     };
     let (app, cleared) = playable(store, app);
-    let app = Arc::new(app);
     let by_host = |code| {
         let decision = Decision::release(code, close_tone(&app));
         count_skipped_tones(metrics, &app, &cleared, &decision);
@@ -192,7 +195,6 @@ pub fn decide_digits(
         return Ok(Routed::by_host(Decision::release(state::SERVICE_EXCEPTION, None), None));
     };
     let (app, cleared) = playable(store, app);
-    let app = Arc::new(app);
     let mut call = Call::new(&session.caller, &session.x_number, &session.session_id, now, app.clone());
     call.digits = digits.into();
     call.x_bindings = i64::from(store.axb_pairs_on(&session.x_number)?);

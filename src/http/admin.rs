@@ -16,6 +16,8 @@
 //! | `GET /v1/admin/pushes/dead` | | `pushes` whose retries are used up, oldest first |
 //! | `POST /v1/admin/pushes/dead/{id}/redeliver` | | puts one back at the end of its lane with fresh retries |
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -125,7 +127,7 @@ async fn apps_list(_: Admin, State(state): State<AppState>) -> Result<Response, 
     Ok(success(one("apps", apps.into())))
 }
 
-pub(super) fn load_app(state: &AppState, app_key: &str) -> Result<App, AppError> {
+pub(super) fn load_app(state: &AppState, app_key: &str) -> Result<Arc<App>, AppError> {
     state.store.app(app_key)?.ok_or_else(|| admin_error(Rejection::NotFound { what: format!("app {app_key}") }))
 }
 

@@ -4,6 +4,8 @@
 //! `Created` skew (401 1010013), and only then the nonce is remembered, so that forged requests
 //! cannot use up a client's nonces. An unknown app key answers exactly like a wrong digest.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -16,7 +18,7 @@ use crate::domain::{codes, App, Mode, Rejection};
 /// A request signed by a known app.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    pub app: App,
+    pub app: Arc<App>,
 }
 
 /// Names the mode of a provisioning API, for [`AppOf`].
@@ -51,7 +53,7 @@ impl ApiMode for AxeApi {
 /// A request signed by a known app of the API's own mode (1010040 otherwise), checked before the
 /// body is read, so a wrong-mode app hears about its mode first.
 #[derive(Debug, Clone)]
-pub struct AppOf<M>(pub App, pub std::marker::PhantomData<M>);
+pub struct AppOf<M>(pub Arc<App>, pub std::marker::PhantomData<M>);
 
 impl<M: ApiMode> FromRequestParts<AppState> for AppOf<M> {
     type Rejection = AppError;
@@ -59,7 +61,7 @@ impl<M: ApiMode> FromRequestParts<AppState> for AppOf<M> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let Authenticated { app } = Authenticated::from_request_parts(parts, state).await?;
         if app.mode != M::MODE {
-            return Err(Rejection::WrongMode { app_key: app.app_key, app_mode: app.mode, api: M::MODE }.into());
+            return Err(Rejection::WrongMode { app_key: app.app_key.clone(), app_mode: app.mode, api: M::MODE }.into());
         }
         Ok(AppOf(app, std::marker::PhantomData))
     }

@@ -2,6 +2,13 @@
 //!
 //! An X belongs to at most one app. The `app_area` index lists each app's pool by area code, which
 //! is what allocation scans; it is written in the same transaction as the number itself.
+//!
+//! Apps are read on every call and every provisioning request, and change rarely: they are served
+//! from an in-memory copy (`Store::apps`), replaced whole after each app write, under the writer
+//! lock, so it never differs from sled for longer than the write itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::domain::number::normalize_area_code;
 use crate::domain::{App, Mode, Rejection, XNumber};
@@ -10,13 +17,28 @@ use super::keys;
 use super::record::encode;
 use super::{Error, OpError, Store, WriteSet, T};
 
+/// Every app by key, as stored.
+pub(super) type Apps = HashMap<String, Arc<App>>;
+
 impl Store {
-    pub fn app(&self, app_key: &str) -> Result<Option<App>, Error> {
-        self.get_record(T::Apps, app_key.as_bytes())
+    /// An app, from memory (no decoding).
+    pub fn app(&self, app_key: &str) -> Result<Option<Arc<App>>, Error> {
+        Ok(self.apps.load().get(app_key).cloned())
     }
 
+    /// Every app, ordered by key.
     pub fn apps(&self) -> Result<Vec<App>, Error> {
         Store::decode_all(T::Apps, self.tree(T::Apps).iter())
+    }
+
+    /// Reads every app from sled into memory: at opening, and after each app write.
+    pub(super) fn load_apps(&self) -> Result<Apps, Error> {
+        Ok(self.apps()?.into_iter().map(|app| (app.app_key.clone(), Arc::new(app))).collect())
+    }
+
+    fn reload_apps(&self) -> Result<(), Error> {
+        self.apps.store(Arc::new(self.load_apps()?));
+        Ok(())
     }
 
     /// Creates or replaces an app and adds or updates the given numbers of its pool. Numbers it
@@ -56,6 +78,7 @@ impl Store {
             self.stage_number(number, &mut writes)?;
         }
         self.commit(writes)?;
+        self.reload_apps()?;
         for number in numbers {
             pools.file(&number.app_key, normalize_area_code(&number.area_code), &number.number);
         }
@@ -79,6 +102,7 @@ impl Store {
         writes.remove(T::Apps, app_key.as_bytes());
         self.stage_tones_removal(app_key, &mut writes)?;
         self.commit(writes)?;
+        self.reload_apps()?;
         self.forget_serving_tones(app_key);
         Ok(())
     }

@@ -250,6 +250,8 @@ pub struct Store {
     nonces: sled::Tree,
     nonce_expiry: sled::Tree,
     writer: Mutex<pools::Pools>,
+    /// Every app, for lock-free reads (`apps.rs`).
+    apps: ArcSwap<apps::Apps>,
     /// Approved tones per app, for lock-free checks on the call path (`tones.rs`).
     serving_tones: ArcSwap<tones::Serving>,
     combiner: combine::Combiner,
@@ -284,6 +286,7 @@ impl Store {
             nonces,
             nonce_expiry,
             writer: Mutex::default(),
+            apps: ArcSwap::default(),
             serving_tones: ArcSwap::default(),
             combiner,
             calls,
@@ -291,6 +294,7 @@ impl Store {
             flush,
         };
         store.writer = Mutex::new(store.load_pools()?);
+        store.apps = ArcSwap::from_pointee(store.load_apps()?);
         store.serving_tones = ArcSwap::from_pointee(store.load_serving_tones()?);
         Ok(store)
     }
