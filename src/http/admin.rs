@@ -61,7 +61,7 @@ async fn pushes_redeliver(
     State(state): State<AppState>,
     PathParams(id): PathParams<u64>,
 ) -> Result<Response, AppError> {
-    let revived = state.store.revive(id, state.ledger.pusher.now_ms())?;
+    let revived = state.store.revive(id, state.ledger.pusher.now_ms()).await?;
     let Some(push) = revived else {
         return Err(admin_error(Rejection::NotFound { what: format!("dead push {id}") }));
     };

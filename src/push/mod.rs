@@ -175,7 +175,7 @@ impl Pusher {
         let heads = if max == 1 { vec![first] } else { self.store.lane_head(app_key, lane, max)? };
         let batch: Vec<Push> = heads.into_iter().filter(|push| push.next_attempt_at_ms <= now).collect();
         let outcome = self.send(app_key, lane, &batch).await;
-        self.settle(batch, outcome, now)?;
+        self.settle(batch, outcome, now).await?;
         Ok(Step::Again)
     }
 
@@ -220,9 +220,14 @@ impl Pusher {
 
     /// Removes an acknowledged batch; otherwise schedules each push's next try by its own count
     /// of attempts, and buries those whose retries are used up (or that the customer refused).
-    fn settle(&self, batch: Vec<Push>, outcome: Result<(), Failure>, now: i64) -> Result<(), crate::store::Error> {
+    async fn settle(
+        &self,
+        batch: Vec<Push>,
+        outcome: Result<(), Failure>,
+        now: i64,
+    ) -> Result<(), crate::store::Error> {
         let failure = match outcome {
-            Ok(()) => return self.store.delivered(&batch),
+            Ok(()) => return self.store.delivered(&batch).await,
             Err(failure) => failure,
         };
         let schedule = &self.config.push_retry_schedule;
@@ -242,11 +247,11 @@ impl Pusher {
         }
         if let Some(push) = again.first() {
             tracing::warn!(app_key = %push.app_key, lane = push.lane.name(), attempts = push.attempts, "push failed, will retry: {}", failure.reason);
-            self.store.retry_later(&again)?;
+            self.store.retry_later(&again).await?;
         }
         if let Some(push) = buried.first() {
             tracing::error!(app_key = %push.app_key, lane = push.lane.name(), count = buried.len(), "push failed for the last time; kept for redelivery: {}", failure.reason);
-            self.store.bury(&buried)?;
+            self.store.bury(&buried).await?;
         }
         Ok(())
     }

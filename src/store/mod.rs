@@ -400,6 +400,23 @@ impl Store {
         self.combiner.commit(writes)
     }
 
+    /// Like [`Store::commit_combined`], for async callers: queued, and awaited without blocking
+    /// the thread.
+    pub(crate) async fn commit_applied(&self, writes: WriteSet) -> Result<(), Error> {
+        let (sender, applied) = tokio::sync::oneshot::channel();
+        self.commit_queued(
+            writes,
+            Box::new(move |result| {
+                let _ = sender.send(result);
+            }),
+        );
+        // The committer runs every queued change's callback, also when it stops.
+        match applied.await {
+            Ok(result) => result.map_err(Error::Transaction),
+            Err(_) => Err(Error::Transaction("the committer stopped before applying this change".into())),
+        }
+    }
+
     /// Queues `writes` (call-path trees) behind every change queued or combined before, and
     /// returns at once; `done` hears the result on the committer thread. For changes whose caller
     /// need not wait, such as a connected call's new session.

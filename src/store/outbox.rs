@@ -95,32 +95,33 @@ impl Store {
         Ok(lanes)
     }
 
-    /// The customer acknowledged these.
-    pub fn delivered(&self, pushes: &[Push]) -> Result<(), Error> {
+    /// The customer acknowledged these. Like the two below, it returns once the change is
+    /// applied (so the lane's next look no longer sees them), waiting without blocking a thread.
+    pub async fn delivered(&self, pushes: &[Push]) -> Result<(), Error> {
         let mut writes = WriteSet::default();
         for push in pushes {
             writes.remove(T::Outbox, lane_key(push));
         }
-        self.commit_combined(writes)
+        self.commit_applied(writes).await
     }
 
     /// Records a failed attempt and when to try again.
-    pub fn retry_later(&self, pushes: &[Push]) -> Result<(), Error> {
+    pub async fn retry_later(&self, pushes: &[Push]) -> Result<(), Error> {
         let mut writes = WriteSet::default();
         for push in pushes {
             writes.put(T::Outbox, lane_key(push), encode(push));
         }
-        self.commit_combined(writes)
+        self.commit_applied(writes).await
     }
 
     /// Moves pushes whose retries are used up to the dead letters.
-    pub fn bury(&self, pushes: &[Push]) -> Result<(), Error> {
+    pub async fn bury(&self, pushes: &[Push]) -> Result<(), Error> {
         let mut writes = WriteSet::default();
         for push in pushes {
             writes.remove(T::Outbox, lane_key(push));
             writes.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode(push));
         }
-        self.commit_combined(writes)
+        self.commit_applied(writes).await
     }
 
     /// The dead letters, oldest first.
@@ -129,7 +130,7 @@ impl Store {
     }
 
     /// Puts a dead push back at the end of its lane with fresh retries; `None` if no such push.
-    pub fn revive(&self, id: u64, now_ms: i64) -> Result<Option<Push>, Error> {
+    pub async fn revive(&self, id: u64, now_ms: i64) -> Result<Option<Push>, Error> {
         let key = id.to_be_bytes();
         let Some(push) = self.get_record::<Push>(T::OutboxDead, &key)? else { return Ok(None) };
         // A new id puts it behind what is waiting now, keeping the lane in order from here on.
@@ -137,7 +138,7 @@ impl Store {
         let mut writes = WriteSet::default();
         writes.remove(T::OutboxDead, key.to_vec());
         Store::stage_push(&mut writes, &revived);
-        self.commit_combined(writes)?;
+        self.commit_applied(writes).await?;
         Ok(Some(revived))
     }
 }
