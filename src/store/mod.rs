@@ -263,9 +263,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`. Must be called inside a tokio runtime: it starts the
-    /// group-commit flusher. While another holder has the directory locked, it waits up to 5 s
-    /// (blocking this thread: it runs at start-up), then fails naming the directory.
+    /// Opens (or creates) the store in `dir`, replaying its call log, and starts its committer and
+    /// group-commit flusher threads. While another holder has the directory locked, it waits up
+    /// to 5 s (blocking this thread: it runs at start-up), then fails naming the directory.
     pub fn open(dir: &Path) -> Result<Store, Error> {
         let open_error = |source| Error::Open { path: dir.to_owned(), source };
         let db = open_when_free(dir).map_err(open_error)?;
