@@ -39,7 +39,7 @@ use privnum::clock::SystemClock;
 use privnum::config::{AppConfig, Config, NumberConfig};
 use privnum::domain::{Mode, NumberStatus};
 use privnum::server::{self, Running};
-use privnum::store::FlushStats;
+use privnum::store::{CallLogStats, FlushStats};
 use reqwest::RequestBuilder;
 use serde_json::{json, Value};
 
@@ -199,9 +199,13 @@ async fn run_calls(args: CallsArgs) -> anyhow::Result<()> {
             if !plan.warmup.duration.is_zero() {
                 drive(op.clone(), clients, plan.warmup).await?;
             }
+            let disk = server.disk_stats();
             let sample = drive(op, clients, plan.measured).await?;
             print!("{:>5} ", if echo { "echo" } else { "call" });
             table.print_row(&sample, rss_kib());
+            if !echo {
+                print_disk(disk, server.disk_stats(), sample.elapsed);
+            }
             if let Some(error) = &sample.log.first_error {
                 println!("           first error: {error}");
             }
@@ -230,10 +234,10 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
             let caller = caller_op.clone();
             async move { caller.complete().await }
         };
-        let disk = server.flush_stats();
+        let disk = server.disk_stats();
         let sample = drive(op, clients, plan.measured).await?;
         table.print_row(&sample, rss_kib());
-        print_disk(disk, server.flush_stats(), sample.elapsed);
+        print_disk(disk, server.disk_stats(), sample.elapsed);
         let completed = sample.log.latencies_us.len() as u64 - sample.log.errors;
         let expected = before + completed;
         let delivered = receiver.wait_for(expected, Duration::from_secs(60)).await;
@@ -450,10 +454,10 @@ where
         if !plan.warmup.duration.is_zero() {
             drive(op.clone(), clients, plan.warmup).await?;
         }
-        let disk = server.flush_stats();
+        let disk = server.disk_stats();
         let sample = drive(op.clone(), clients, plan.measured).await?;
         table.print_row(&sample, rss_kib());
-        print_disk(disk, server.flush_stats(), sample.elapsed);
+        print_disk(disk, server.disk_stats(), sample.elapsed);
         if let Some(error) = &sample.log.first_error {
             failures.push(format!("{clients} clients, first error: {error}"));
         }
@@ -520,8 +524,9 @@ impl Server {
         self.running.stop().await.context("stopping the server")
     }
 
-    fn flush_stats(&self) -> FlushStats {
-        self.running.state.store.flush_stats()
+    fn disk_stats(&self) -> DiskStats {
+        let store = &self.running.state.store;
+        DiskStats { flush: store.flush_stats(), log: store.call_log_stats() }
     }
 }
 
@@ -946,20 +951,41 @@ fn show_latency(us: Option<u64>) -> String {
 
 /// What group commit did during a level: the disk's share of the story. Durable answers wait for
 /// a flush (sled flush + fdatasync); one flush serves every change waiting when it starts.
-fn print_disk(before: FlushStats, after: FlushStats, elapsed: Duration) {
-    let flushes = after.flushes - before.flushes;
-    let waits = after.waits - before.waits;
-    if flushes == 0 {
-        return;
-    }
+/// The store's disk counters at one moment.
+#[derive(Debug, Clone, Copy)]
+struct DiskStats {
+    flush: FlushStats,
+    log: CallLogStats,
+}
+
+/// Prints what the disk did during a level: group commit, and the call log's compactions.
+fn print_disk(before: DiskStats, after: DiskStats, elapsed: Duration) {
     let seconds = elapsed.as_secs_f64().max(1e-9);
-    let busy = (after.flush_micros - before.flush_micros) as f64 / 1e6;
+    let (flush_before, flush) = (before.flush, after.flush);
+    let flushes = flush.flushes - flush_before.flushes;
+    if flushes > 0 {
+        let waits = flush.waits - flush_before.waits;
+        let busy = (flush.flush_micros - flush_before.flush_micros) as f64 / 1e6;
+        println!(
+            "           disk: {:.0} flushes/s, {:.2} ms each, {:.1} durable answers per flush, flushing {:.0}% of the time",
+            flushes as f64 / seconds,
+            busy * 1e3 / flushes as f64,
+            waits as f64 / flushes as f64,
+            100.0 * busy / seconds
+        );
+    }
+    let compactions = after.log.compactions - before.log.compactions;
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let compacting = if compactions == 0 {
+        "no compaction".to_owned()
+    } else {
+        let micros = after.log.compaction_micros - before.log.compaction_micros;
+        format!("{compactions} compactions, {:.0} ms each", micros as f64 / 1e3 / compactions as f64)
+    };
     println!(
-        "           disk: {:.0} flushes/s, {:.2} ms each, {:.1} durable answers per flush, flushing {:.0}% of the time",
-        flushes as f64 / seconds,
-        busy * 1e3 / flushes as f64,
-        waits as f64 / flushes as f64,
-        100.0 * busy / seconds
+        "           call log: {:.0} MiB, {:.0} MiB live; {compacting}",
+        mib(after.log.file_bytes),
+        mib(after.log.live_bytes)
     );
 }
 

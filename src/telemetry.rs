@@ -274,11 +274,29 @@ pub fn render_scripts(status: &crate::script::host::Status) -> String {
 
 /// Group commit's counters, in the Prometheus text format: how many writers waited for the disk,
 /// and how many flushes served them, taking how long.
+/// The call log's gauges and counters for `/metrics`.
+pub fn render_call_log(stats: &crate::store::CallLogStats) -> String {
+    format!(
+        "# HELP privnum_call_log_bytes Size of the call log (sessions, pushes, recordings) on disk.\n\
+         # TYPE privnum_call_log_bytes gauge\nprivnum_call_log_bytes {}\n\
+         # HELP privnum_call_log_live_bytes What a compaction of the call log would keep.\n\
+         # TYPE privnum_call_log_live_bytes gauge\nprivnum_call_log_live_bytes {}\n\
+         # HELP privnum_call_log_compactions_total Rewrites of the call log to what is live.\n\
+         # TYPE privnum_call_log_compactions_total counter\nprivnum_call_log_compactions_total {}\n\
+         # HELP privnum_call_log_compaction_seconds_total Time spent compacting, during which call-path writes wait.\n\
+         # TYPE privnum_call_log_compaction_seconds_total counter\nprivnum_call_log_compaction_seconds_total {:.6}\n",
+        stats.file_bytes,
+        stats.live_bytes,
+        stats.compactions,
+        stats.compaction_micros as f64 / 1e6
+    )
+}
+
 pub fn render_flushes(stats: &crate::store::FlushStats) -> String {
     format!(
         "# HELP privnum_store_durable_waits_total Changes that waited to be on disk before their answer.\n\
          # TYPE privnum_store_durable_waits_total counter\nprivnum_store_durable_waits_total {}\n\
-         # HELP privnum_store_flushes_total Flushes (sled flush plus fdatasync), each serving every waiting change.\n\
+         # HELP privnum_store_flushes_total Flushes (sled flush plus fdatasync, and/or the call log's fdatasync), each serving every waiting change.\n\
          # TYPE privnum_store_flushes_total counter\nprivnum_store_flushes_total {}\n\
          # HELP privnum_store_flush_seconds_total Time spent in those flushes.\n\
          # TYPE privnum_store_flush_seconds_total counter\nprivnum_store_flush_seconds_total {:.6}\n",

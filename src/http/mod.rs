@@ -141,6 +141,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let scripts = state.scripts.status();
     text.push_str(&crate::telemetry::render_scripts(&scripts));
     text.push_str(&crate::telemetry::render_flushes(&state.store.flush_stats()));
+    text.push_str(&crate::telemetry::render_call_log(&state.store.call_log_stats()));
     text.push_str(&format!(
         "# HELP privnum_sessions Calls in memory: under way, or ended less than a minute ago.\n\
          # TYPE privnum_sessions gauge\nprivnum_sessions {}\n",

@@ -81,6 +81,9 @@ pub struct CallLogStats {
     pub live_bytes: u64,
     /// Times the file was rewritten to what is live.
     pub compactions: u64,
+    /// Their total duration, in microseconds: the committer waits for a compaction, so this is
+    /// time the call path's writes were held up.
+    pub compaction_micros: u64,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +130,7 @@ pub(crate) struct CallLog {
     current: ArcSwap<File>,
     file_bytes: AtomicU64,
     compactions: AtomicU64,
+    compaction_micros: AtomicU64,
     /// Records appended since opening, and how many of them the last sync covered.
     appended: AtomicU64,
     synced: AtomicU64,
@@ -169,6 +173,7 @@ impl CallLog {
             writer: Mutex::new(Writer { file, len, compact_at, buffer: Vec::new() }),
             file_bytes: AtomicU64::new(len),
             compactions: AtomicU64::new(0),
+            compaction_micros: AtomicU64::new(0),
             appended: AtomicU64::new(0),
             synced: AtomicU64::new(0),
         })
@@ -233,12 +238,9 @@ impl CallLog {
                 self.current.store(file);
                 self.file_bytes.store(len, Ordering::Relaxed);
                 self.compactions.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    before,
-                    after = len,
-                    micros = started.elapsed().as_micros() as u64,
-                    "call log compacted"
-                );
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.compaction_micros.fetch_add(micros, Ordering::Relaxed);
+                tracing::debug!(before, after = len, micros, "call log compacted");
             }
             Err(err) => {
                 writer.compact_at = writer.len.saturating_mul(2);
@@ -321,6 +323,7 @@ impl CallLog {
             file_bytes: self.file_bytes.load(Ordering::Relaxed),
             live_bytes: self.read_maps().live_bytes,
             compactions: self.compactions.load(Ordering::Relaxed),
+            compaction_micros: self.compaction_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -491,6 +494,8 @@ mod tests {
         let lane = log.scan(T::Outbox, b"app\0events", 1);
         assert_eq!(lane.len(), 1, "at most `max`");
         assert_eq!(lane[0].1, b"p1", "in key order");
+        assert_eq!(log.count(T::Outbox, b"app\0events", 10), 2);
+        assert_eq!(log.count(T::Outbox, b"app\0events", 1), 1, "counting stops at `max`");
         assert_eq!(log.get(T::Recordings, b"s2"), None, "trees are apart");
     }
 

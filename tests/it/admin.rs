@@ -84,6 +84,12 @@ async fn health_and_metrics_need_no_token() {
     server.call(AXB_APP, Method::GET, &format!("{AXB_PATH}?subscriptionId=x"), None).await.expect(403, "1012007");
     let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("privnum_requests_total{surface=\"provisioning\",resultcode=\"1012007\"} 1"), "{metrics}");
+    // No call yet: the call log holds its 8-byte header and nothing live.
+    for line in
+        ["privnum_call_log_bytes 8\n", "privnum_call_log_live_bytes 0\n", "privnum_call_log_compactions_total 0\n"]
+    {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     let unknown = server.send(Method::GET, "/rest/nothing/here", &[], None).await;
     unknown.expect(404, "1010002");
     let bad_path = server.admin(Method::GET, "/apps/%FF%FE", None).await;
