@@ -4,8 +4,9 @@
 //! is what allocation scans; it is written in the same transaction as the number itself.
 //!
 //! Apps are read on every call and every provisioning request, and change rarely: they are served
-//! from an in-memory copy (`Store::apps`), replaced whole after each app write, under the writer
-//! lock, so it never differs from sled for longer than the write itself.
+//! from an in-memory copy (`Store::apps`), read from sled at opening and replaced after each app
+//! write with a copy holding the app just committed, under the writer lock, so it never differs
+//! from sled for longer than the write itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,14 +32,21 @@ impl Store {
         Store::decode_all(T::Apps, self.tree(T::Apps).iter())
     }
 
-    /// Reads every app from sled into memory: at opening, and after each app write.
+    /// Reads every app from sled (at opening).
     pub(super) fn load_apps(&self) -> Result<Apps, Error> {
         Ok(self.apps()?.into_iter().map(|app| (app.app_key.clone(), Arc::new(app))).collect())
     }
 
-    fn reload_apps(&self) -> Result<(), Error> {
-        self.apps.store(Arc::new(self.load_apps()?));
-        Ok(())
+    /// Puts a committed app change in memory: `app` replaces the app of `app_key`, `None`
+    /// removes it. Called under the writer lock, right after the commit; it cannot fail, so memory
+    /// never lags behind a change that was committed.
+    fn remember_app(&self, app_key: &str, app: Option<&App>) {
+        let mut apps = Apps::clone(&self.apps.load());
+        match app {
+            Some(app) => apps.insert(app_key.to_owned(), Arc::new(app.clone())),
+            None => apps.remove(app_key),
+        };
+        self.apps.store(Arc::new(apps));
     }
 
     /// Creates or replaces an app and adds or updates the given numbers of its pool. Numbers it
@@ -78,7 +86,7 @@ impl Store {
             self.stage_number(number, &mut writes)?;
         }
         self.commit(writes)?;
-        self.reload_apps()?;
+        self.remember_app(&app.app_key, Some(app));
         for number in numbers {
             pools.file(&number.app_key, normalize_area_code(&number.area_code), &number.number);
         }
@@ -102,7 +110,7 @@ impl Store {
         writes.remove(T::Apps, app_key.as_bytes());
         self.stage_tones_removal(app_key, &mut writes)?;
         self.commit(writes)?;
-        self.reload_apps()?;
+        self.remember_app(app_key, None);
         self.forget_serving_tones(app_key);
         Ok(())
     }
@@ -187,4 +195,33 @@ impl Store {
 
 pub(super) fn area_key(number: &XNumber) -> Vec<u8> {
     keys::join(&[&number.app_key, normalize_area_code(&number.area_code), &number.number])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::AppConfig;
+    use crate::domain::Mode;
+    use crate::store::{OpError, Store};
+
+    #[test]
+    fn the_apps_in_memory_follow_every_committed_change_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (mut app, _) = AppConfig::new("app", "secret", Mode::Axb).into_parts();
+        store.upsert_app(&app, &[]).unwrap();
+        assert_eq!(store.app("app").unwrap().as_deref(), Some(&app), "a new app is served at once");
+
+        app.app_secret = "rotated".into();
+        store.upsert_app(&app, &[]).unwrap();
+        assert_eq!(store.app("app").unwrap().map(|a| a.app_secret.clone()).as_deref(), Some("rotated"));
+
+        store.delete_app("app").unwrap();
+        assert_eq!(store.app("app").unwrap(), None, "a deleted app is gone from memory");
+        assert!(matches!(store.delete_app("app"), Err(OpError::Rejected(_))));
+
+        store.upsert_app(&app, &[]).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.app("app").unwrap().as_deref(), Some(&app), "memory and sled agree after reopening");
+    }
 }
