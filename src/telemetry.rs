@@ -272,12 +272,10 @@ pub fn render_scripts(status: &crate::script::host::Status) -> String {
     out
 }
 
-/// Group commit's counters, in the Prometheus text format: how many writers waited for the disk,
-/// and how many flushes served them, taking how long.
 /// The call log's gauges and counters for `/metrics`.
 pub fn render_call_log(stats: &crate::store::CallLogStats) -> String {
     format!(
-        "# HELP privnum_call_log_bytes Size of the call log (sessions, pushes, recordings) on disk.\n\
+        "# HELP privnum_call_log_bytes Size of the call log (sessions and waiting pushes) on disk.\n\
          # TYPE privnum_call_log_bytes gauge\nprivnum_call_log_bytes {}\n\
          # HELP privnum_call_log_live_bytes What a compaction of the call log would keep.\n\
          # TYPE privnum_call_log_live_bytes gauge\nprivnum_call_log_live_bytes {}\n\
@@ -292,6 +290,8 @@ pub fn render_call_log(stats: &crate::store::CallLogStats) -> String {
     )
 }
 
+/// Group commit's counters, in the Prometheus text format: how many writers waited for the disk,
+/// and how many flushes served them, taking how long.
 pub fn render_flushes(stats: &crate::store::FlushStats) -> String {
     format!(
         "# HELP privnum_store_durable_waits_total Changes that waited to be on disk before their answer.\n\

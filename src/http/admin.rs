@@ -65,7 +65,8 @@ async fn pushes_redeliver(
     let Some(push) = revived else {
         return Err(admin_error(Rejection::NotFound { what: format!("dead push {id}") }));
     };
-    state.store.calls_durable().await?;
+    // The lane is in the call log, the dead letter it leaves in sled.
+    state.store.durable().await?;
     state.ledger.pusher.wake(&push.app_key, push.lane);
     tracing::info!(old_id = id, new_id = push.id, app_key = %push.app_key, "push put back for redelivery");
     Ok(success(one("id", push.id.into())))

@@ -347,12 +347,18 @@ async fn calls_event(
         sip_status: request.sip_status,
     };
     let (ledger, now, id) = (state.ledger.clone(), state.clock.now(), session_id.clone());
+    let files_recording = recording.is_some();
     let recorded = tokio::task::spawn_blocking(move || ledger.record(&id, event, recording, now))
         .await
         .map_err(|err| AppError::internal(&err))??;
     recorded.ok_or_else(|| unknown_session(&session_id))?;
-    // The event is acknowledged only once its pushes are on disk.
-    state.store.calls_durable().await?;
+    // The event is acknowledged only once its pushes are on disk (the call log), and the
+    // recording it files too (sled).
+    if files_recording {
+        state.store.durable().await?;
+    } else {
+        state.store.calls_durable().await?;
+    }
     Ok(Json(json!({})).into_response())
 }
 

@@ -1,5 +1,5 @@
-//! The call log: what the call path writes (sessions, pushes, dead pushes, recordings) in an
-//! append-only file of its own, mirrored in memory.
+//! The call log: what the call path writes at every step of a call (sessions, and pushes waiting
+//! for delivery) in an append-only file of its own, mirrored in memory.
 //!
 //! These records are written many times a second and live briefly: a session is written at every
 //! event and removed at the end, a push is written once and removed when delivered. In sled each
@@ -24,7 +24,14 @@
 //!   commit order; readers see a batch in memory only once its record is written;
 //! - when the file has grown to several times what is live, it is rewritten as one snapshot of
 //!   the maps, synced, and renamed over the old one, so the file stays proportional to the calls
-//!   under way and their pending pushes.
+//!   under way and their pending pushes;
+//! - a record is never empty: eight zero bytes (a length of 0, and the CRC of nothing, 0) are what
+//!   a file extended but never written holds, so replay treats them as a torn tail.
+//!
+//! Memory: everything live is held in the maps, so their size is the calls under way plus the
+//! pushes not yet delivered. While a customer's receiver is down, its pushes wait here for up to
+//! the retry schedule's length (`/metrics`: `privnum_call_log_live_bytes`); those whose retries
+//! run out move to the dead letters, in sled.
 //!
 //! Durability is the group flush's job: it calls [`CallLog::sync`] (`fdatasync`) for writers that
 //! wait for the disk.
@@ -63,7 +70,7 @@ const SNAPSHOT_RECORD_BYTES: usize = 1 << 20;
 const MAX_RECORD_BYTES: u32 = 1 << 30;
 
 /// The trees kept here, in their on-disk codes (their index in [`Maps::trees`]).
-const TREES: [T; 4] = [T::Outbox, T::OutboxDead, T::Sessions, T::Recordings];
+const TREES: [T; 2] = [T::Outbox, T::Sessions];
 
 /// One write as it is encoded: a tree, a key, and the value (`None` removes the key).
 type Write<'a> = (T, &'a [u8], Option<&'a [u8]>);
@@ -223,8 +230,10 @@ impl CallLog {
         Ok(())
     }
 
-    /// Rewrites the file as a snapshot of the maps. A failure is logged and the old file kept;
-    /// the next attempt waits until the file has doubled.
+    /// Rewrites the file as a snapshot of the maps. A failure before the rename is logged and
+    /// the old file kept; the next attempt waits until the file has doubled. Once the rename is
+    /// done the new file is the log, whatever follows: appending to the old one would write to a
+    /// file no name leads to.
     fn compact(&self, writer: &mut Writer) {
         let started = std::time::Instant::now();
         let temporary = self.dir.join(format!("{FILE_NAME}.compact"));
@@ -237,6 +246,11 @@ impl CallLog {
                 writer.compact_at = compact_threshold(len);
                 self.current.store(file);
                 self.file_bytes.store(len, Ordering::Relaxed);
+                // The rename is durable once the directory is synced; until then a power cut
+                // brings back the old file, which holds everything the snapshot does.
+                if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
+                    tracing::error!(path = %self.dir.display(), error = %err, "syncing the directory after compacting the call log failed");
+                }
                 self.compactions.fetch_add(1, Ordering::Relaxed);
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.compaction_micros.fetch_add(micros, Ordering::Relaxed);
@@ -250,7 +264,8 @@ impl CallLog {
         }
     }
 
-    /// Writes every live record to `temporary`, syncs it, and renames it over the log.
+    /// Writes every live record to `temporary`, syncs it, and renames it over the log. The
+    /// rename is the last step: an error means the old file is still the log.
     fn write_snapshot(&self, temporary: &Path) -> std::io::Result<(File, u64)> {
         let mut out = std::io::BufWriter::new(
             OpenOptions::new().read(true).write(true).create(true).truncate(true).open(temporary)?,
@@ -276,7 +291,6 @@ impl CallLog {
         let file = out.into_inner().map_err(|err| err.into_error())?;
         file.sync_all()?;
         std::fs::rename(temporary, &self.path)?;
-        File::open(&self.dir)?.sync_all()?;
         Ok((file, len))
     }
 
@@ -400,7 +414,7 @@ fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64), Error
             break;
         }
         let (len, crc) = (le_u32(&header[..4]), le_u32(&header[4..]));
-        if len > MAX_RECORD_BYTES || u64::from(len) > total - end - 8 {
+        if len == 0 || len > MAX_RECORD_BYTES || u64::from(len) > total - end - 8 {
             break;
         }
         payload.resize(len as usize, 0);
@@ -496,16 +510,20 @@ mod tests {
         assert_eq!(lane[0].1, b"p1", "in key order");
         assert_eq!(log.count(T::Outbox, b"app\0events", 10), 2);
         assert_eq!(log.count(T::Outbox, b"app\0events", 1), 1, "counting stops at `max`");
-        assert_eq!(log.get(T::Recordings, b"s2"), None, "trees are apart");
+        assert_eq!(log.get(T::Outbox, b"s2"), None, "trees are apart");
     }
 
     #[test]
     fn a_torn_last_record_is_dropped_whole_and_the_log_goes_on_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        {
+        let kept_end = {
             let log = CallLog::open(dir.path()).unwrap();
             append(&log, &[put(T::Sessions, "kept", "1")]);
+            log.stats().file_bytes
+        };
+        {
+            let log = CallLog::open(dir.path()).unwrap();
             append(&log, &[put(T::Sessions, "torn-a", "2"), put(T::Sessions, "torn-b", "3")]);
         }
         let whole = std::fs::metadata(&path).unwrap().len();
@@ -514,6 +532,8 @@ mod tests {
             std::fs::copy(&path, copy.path().join(FILE_NAME)).unwrap();
             OpenOptions::new().write(true).open(copy.path().join(FILE_NAME)).unwrap().set_len(whole - cut).unwrap();
             let log = CallLog::open(copy.path()).unwrap();
+            let len = std::fs::metadata(copy.path().join(FILE_NAME)).unwrap().len();
+            assert_eq!(len, kept_end, "cut {cut}: the torn record is cut off the file");
             assert_eq!(text(log.get(T::Sessions, b"kept")), Some("1".into()), "cut {cut}");
             assert_eq!(log.get(T::Sessions, b"torn-a"), None, "cut {cut}: the torn batch is gone whole");
             assert_eq!(log.get(T::Sessions, b"torn-b"), None, "cut {cut}: the torn batch is gone whole");
@@ -522,6 +542,26 @@ mod tests {
             let log = CallLog::open(copy.path()).unwrap();
             assert_eq!(text(log.get(T::Sessions, b"after")), Some("4".into()), "cut {cut}: a later write is not lost");
         }
+    }
+
+    #[test]
+    fn a_tail_of_zeros_is_cut_off_as_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let log = CallLog::open(dir.path()).unwrap();
+            append(&log, &[put(T::Sessions, "kept", "1")]);
+        }
+        let whole = std::fs::metadata(&path).unwrap().len();
+        // What a file extended by a crash before its data reached the disk holds.
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(whole + 4096).unwrap();
+        let log = CallLog::open(dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole, "the zeros are cut off");
+        assert_eq!(text(log.get(T::Sessions, b"kept")), Some("1".into()));
+        append(&log, &[put(T::Sessions, "after", "2")]);
+        drop(log);
+        let log = CallLog::open(dir.path()).unwrap();
+        assert_eq!(text(log.get(T::Sessions, b"after")), Some("2".into()), "the next record follows the whole ones");
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod pools;
 mod record;
 mod tones;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -119,17 +120,21 @@ impl T {
         T::AxeCallback,
     ];
 
-    /// The trees the call path writes, kept in the call log rather than sled (their sled trees
-    /// are read only to move an older store's records into the log). They change only through the
-    /// committer thread, in queue order, so a call's queued save can never land after a later
-    /// one; direct transactions never touch them. A call-path change may also write a sled tree
-    /// (the digits step writes its AXE callback record with the session): the committer writes
-    /// that part to sled first, then the log, so a crash between the two leaves the callback
-    /// record without the session's step, which is harmless (a callback is believed only under
-    /// the binding it names). Binding changes write that tree directly too, and sled serializes
-    /// the two, in an order that does not matter there.
+    /// The trees the call path writes. They change only through the committer thread, in queue
+    /// order, so a call's queued save can never land after a later one; direct transactions never
+    /// touch them. A call-path change may also write other sled trees (the digits step writes its
+    /// AXE callback record with the session); binding changes write that tree directly too, and
+    /// sled serializes the two, in an order that does not matter there.
     pub(crate) fn is_call_path(self) -> bool {
         matches!(self, T::Outbox | T::OutboxDead | T::Sessions | T::Recordings)
+    }
+
+    /// The call-path trees kept in the call log rather than sled: what is short-lived and written
+    /// at every step of a call (sessions, pushes waiting for delivery). Their sled trees are read
+    /// only to move an older store's records into the log. Dead letters and recordings live for
+    /// days and are written rarely, so they stay in sled, on disk rather than in memory.
+    pub(crate) fn in_call_log(self) -> bool {
+        matches!(self, T::Outbox | T::Sessions)
     }
 
     pub(crate) fn name(self) -> &'static str {
@@ -189,9 +194,13 @@ fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
 }
 
 /// Applies a committed batch: the sled part in one transaction, then the call-log part as one
-/// record. Nothing is applied when the sled part fails.
+/// record. Nothing is applied when the sled part fails. When the log part fails after the sled
+/// part was applied, the batch is reported failed with its sled part kept: so a record moved from
+/// the log to sled (a push buried among the dead letters) may then be in both, never in neither.
+/// A move the other way takes two commits, the log's first ([`Store::revive`]). A crash between
+/// the two parts leaves the same, and an answer that waited for [`Store::durable`] has both.
 fn apply_combined(trees: &[sled::Tree], calls: &calllog::CallLog, ops: &[Op]) -> Result<(), String> {
-    let (logged, in_sled): (Vec<&Op>, Vec<&Op>) = ops.iter().partition(|(tree, _, _)| tree.is_call_path());
+    let (logged, in_sled): (Vec<&Op>, Vec<&Op>) = ops.iter().partition(|(tree, _, _)| tree.in_call_log());
     if !in_sled.is_empty() {
         let in_sled: Vec<Op> = in_sled.into_iter().cloned().collect();
         apply(trees, &in_sled)?;
@@ -319,19 +328,20 @@ impl Store {
 
     /// Reads one value.
     pub(crate) fn get(&self, tree: T, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
-        if tree.is_call_path() {
+        if tree.in_call_log() {
             return Ok(self.calls.get(tree, key).map(sled::IVec::from));
         }
         self.tree(tree).get(key).map_err(|source| Error::Sled { tree: tree.name(), source })
     }
 
-    /// Decodes up to `max` records of a call-path tree whose keys start with `prefix`, in order.
+    /// Decodes up to `max` records of a call-log tree whose keys start with `prefix`, in order.
     pub(crate) fn logged_records<R: serde::de::DeserializeOwned>(
         &self,
         tree: T,
         prefix: &[u8],
         max: usize,
     ) -> Result<Vec<R>, Error> {
+        debug_assert!(tree.in_call_log(), "{} is kept in sled", tree.name());
         self.calls.scan(tree, prefix, max).iter().map(|(key, value)| record::decode(tree.name(), key, value)).collect()
     }
 
@@ -478,18 +488,20 @@ impl Store {
     }
 }
 
-/// Moves the call-path records a store from before the call log kept in sled into the log, then
-/// removes them from sled. Safe to repeat: a crash between the two leaves the same records in
-/// both, and moving them again writes the same values.
+/// Moves the sessions and pushes a store from before the call log kept in sled into the log, then
+/// removes them from sled, and makes that removal durable (sled's flush, then `fdatasync` of its
+/// file, as the group flush does) before the store serves anything. Safe to repeat after a crash
+/// part-way: until the removal is on disk nothing newer than sled's copy was written to the log,
+/// so moving them again writes the same values.
 fn move_call_records_to_log(
     db: &sled::Db,
     trees: &[sled::Tree],
     calls: &calllog::CallLog,
     dir: &Path,
 ) -> Result<(), Error> {
-    let call_trees = T::ALL.into_iter().filter(|tree| tree.is_call_path());
+    let logged_trees = || T::ALL.into_iter().filter(|tree| tree.in_call_log());
     let mut moved = 0;
-    for tree in call_trees {
+    for tree in logged_trees() {
         let sled_tree = &trees[tree as usize];
         let sled_error = |source| Error::Sled { tree: tree.name(), source };
         let mut ops: Vec<Op> = Vec::new();
@@ -507,11 +519,13 @@ fn move_call_records_to_log(
         return Ok(());
     }
     calls.sync().map_err(|source| Error::Io { path: dir.join(calllog::FILE_NAME), source })?;
-    for tree in T::ALL.into_iter().filter(|tree| tree.is_call_path()) {
+    for tree in logged_trees() {
         trees[tree as usize].clear().map_err(|source| Error::Sled { tree: tree.name(), source })?;
     }
     db.flush().map_err(|source| Error::Sled { tree: "(all)", source })?;
-    tracing::info!(records = moved, "moved calls, pushes and recordings from sled into the call log");
+    let sled_file = dir.join("db");
+    File::open(&sled_file).and_then(|file| file.sync_data()).map_err(|source| Error::Io { path: sled_file, source })?;
+    tracing::info!(records = moved, "moved sessions and pushes from sled into the call log");
     Ok(())
 }
 
@@ -544,12 +558,18 @@ mod tests {
             db.open_tree(T::Recordings.name()).unwrap().insert("rec.wav", "app-1").unwrap();
             db.flush().unwrap();
         }
-        for opening in ["first", "second"] {
+        {
             let store = Store::open(dir.path()).unwrap();
             let sessions: Vec<serde_json::Value> = store.sessions().unwrap();
-            assert_eq!(sessions, [serde_json::json!({"session": 1})], "{opening} opening");
-            assert_eq!(store.recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"), "{opening} opening");
-            assert!(store.tree(T::Sessions).is_empty(), "{opening} opening: sled no longer holds them");
+            assert_eq!(sessions, [serde_json::json!({"session": 1})], "the session moved to the log");
+            assert!(store.tree(T::Sessions).is_empty(), "sled no longer holds it");
+            assert_eq!(store.recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"), "recordings stay in sled");
+            // The call goes on in the log: a second opening must not bring sled's copy back.
+            store.forget_session("call-1", &[]).unwrap();
+            store.flush_now().unwrap();
         }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.sessions::<serde_json::Value>().unwrap().is_empty(), "the ended call stays ended");
+        assert_eq!(store.recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"));
     }
 }

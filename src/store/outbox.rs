@@ -5,6 +5,9 @@
 //! whose retries are used up moves to `outbox_dead`, where the admin API lists it and can put it
 //! back. Pushes are written in the same transaction as the session change that caused them, so
 //! an acknowledged event always has its push on disk.
+//!
+//! Waiting pushes are in the call log (`calllog.rs`); dead letters, which can stay for days, are
+//! in sled. A move between the two may leave a push in both after a failure, never in neither.
 
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +117,8 @@ impl Store {
         self.commit_applied(writes).await
     }
 
-    /// Moves pushes whose retries are used up to the dead letters.
+    /// Moves pushes whose retries are used up to the dead letters: one batch, whose sled part
+    /// (the dead letter) is applied before its log part (the removal from the lane).
     pub async fn bury(&self, pushes: &[Push]) -> Result<(), Error> {
         let mut writes = WriteSet::default();
         for push in pushes {
@@ -126,19 +130,23 @@ impl Store {
 
     /// The dead letters, oldest first.
     pub fn dead_pushes(&self) -> Result<Vec<Push>, Error> {
-        self.logged_records(T::OutboxDead, &[], usize::MAX)
+        Store::decode_all(T::OutboxDead, self.tree(T::OutboxDead).iter())
     }
 
     /// Puts a dead push back at the end of its lane with fresh retries; `None` if no such push.
+    /// Two commits, the lane's first: a failure between them leaves the push in the lane and
+    /// still among the dead (redelivering it again sends it twice), never in neither.
     pub async fn revive(&self, id: u64, now_ms: i64) -> Result<Option<Push>, Error> {
         let key = id.to_be_bytes();
         let Some(push) = self.get_record::<Push>(T::OutboxDead, &key)? else { return Ok(None) };
         // A new id puts it behind what is waiting now, keeping the lane in order from here on.
         let revived = Push { id: self.next_id()?, attempts: 0, next_attempt_at_ms: now_ms, last_error: None, ..push };
-        let mut writes = WriteSet::default();
-        writes.remove(T::OutboxDead, key.to_vec());
-        Store::stage_push(&mut writes, &revived);
-        self.commit_applied(writes).await?;
+        let mut lane = WriteSet::default();
+        Store::stage_push(&mut lane, &revived);
+        self.commit_applied(lane).await?;
+        let mut dead = WriteSet::default();
+        dead.remove(T::OutboxDead, key.to_vec());
+        self.commit_applied(dead).await?;
         Ok(Some(revived))
     }
 }
