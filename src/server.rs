@@ -58,7 +58,8 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>, stop: watch::Receive
     Ok(AppState { store, config, clock, metrics: Arc::new(Metrics::default()), scripts: Arc::new(scripts), ledger })
 }
 
-/// Ended and stale sessions, expired bindings and old nonces, swept until `stop` changes.
+/// Ended and stale sessions, expired bindings and old nonces, swept, and newly accepted nonces
+/// written to sled, until `stop` changes.
 async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
     loop {
@@ -77,7 +78,10 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             let axb = store.axb_sweep_expired(now, SWEEP_BATCH);
             let axe = store.axe_sweep_expired(now, SWEEP_BATCH);
             let bindings = axb.and_then(|axb| axe.map(|axe| axb + axe));
-            (bindings, store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))))
+            let nonces = store
+                .persist_nonces()
+                .and_then(|_| store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))));
+            (bindings, nonces)
         })
         .await;
         match swept {
@@ -87,7 +91,7 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
                     tracing::error!(error = %err, "sweeping expired bindings failed; will retry");
                 }
                 if let Err(err) = nonces {
-                    tracing::error!(error = %err, "sweeping old nonces failed; will retry");
+                    tracing::error!(error = %err, "writing new nonces or sweeping old ones failed; will retry");
                 }
             }
             Err(err) => tracing::error!(error = %err, "the sweep task failed; will retry"),

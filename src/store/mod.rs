@@ -258,6 +258,8 @@ pub struct Store {
     trees: Vec<sled::Tree>,
     nonces: sled::Tree,
     nonce_expiry: sled::Tree,
+    /// Nonces accepted and not yet written to sled (`nonce.rs`).
+    recent_nonces: nonce::RecentNonces,
     writer: Mutex<pools::Pools>,
     /// Every app, for lock-free reads (`apps.rs`).
     apps: ArcSwap<apps::Apps>,
@@ -294,6 +296,7 @@ impl Store {
             trees,
             nonces,
             nonce_expiry,
+            recent_nonces: nonce::RecentNonces::default(),
             writer: Mutex::default(),
             apps: ArcSwap::default(),
             serving_tones: ArcSwap::default(),
@@ -480,9 +483,11 @@ impl Store {
         self.db.generate_id().map_err(|source| Error::Sled { tree: "(ids)", source })
     }
 
-    /// Applies every queued change, then flushes synchronously (for shutdown).
+    /// Applies every queued change and writes pending nonces, then flushes synchronously (for
+    /// shutdown).
     pub fn flush_now(&self) -> Result<(), Error> {
         self.combiner.commit(WriteSet::default())?;
+        self.persist_nonces()?;
         self.calls.sync().map_err(|source| Error::Io { path: PathBuf::from(calllog::FILE_NAME), source })?;
         self.db.flush().map(|_| ()).map_err(|source| Error::Sled { tree: "(all)", source })
     }

@@ -1,10 +1,21 @@
 //! Replay protection: each `(app key, Nonce)` is accepted once within the skew window.
 //!
-//! Nonces live in their own trees, outside the binding transactions, and are not flushed per
-//! request: after a crash the last half second of nonces may be forgotten, which re-opens a replay
-//! window only for requests that were already accepted once. `nonce_expiry` files each nonce under
-//! its `Created` time, so the sweeper drops old nonces with one range scan instead of reading them
-//! all; a nonce older than the skew window can no longer pass the `Created` check anyway.
+//! A nonce is checked and taken in memory (`recent`, one short mutex hold), and written to sled
+//! later, many at a time, by [`Store::persist_nonces`] (every sweep, about once a second, and at
+//! shutdown): two sled writes per signed request had been a third of a bind's cost, and they ran
+//! on an async worker. A nonce is always in `recent`, in sled, or in both, because persisting
+//! writes sled before it forgets the nonce in memory, and a check takes the nonce in memory before
+//! it looks in sled. After a crash, the nonces of the last second or so may be forgotten (sled
+//! syncs its own log every half second), which re-opens a replay window only for requests that
+//! were accepted once already.
+//!
+//! `nonce_expiry` files each nonce under its `Created` time, so the sweeper drops old nonces with
+//! one range scan instead of reading them all; a nonce older than the skew window can no longer
+//! pass the `Created` check anyway.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use super::{keys, Error, Store};
 
@@ -12,21 +23,61 @@ fn sled_error(source: sled::Error) -> Error {
     Error::Sled { tree: "nonces", source }
 }
 
+/// Nonces accepted since the last persist, by key, with their `Created` time.
+#[derive(Debug, Default)]
+pub(crate) struct RecentNonces(Mutex<HashMap<Vec<u8>, i64>>);
+
+impl RecentNonces {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, i64>> {
+        // Each step is one map operation: recover from poisoning.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl Store {
     /// Records a nonce; `false` when it was already seen (a replay).
     pub fn remember_nonce(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
         let key = keys::join(&[app_key, nonce]);
-        // The sweep entry first: a crash between the two writes leaves an entry whose nonce is
-        // missing (the sweep drops it), never a nonce no sweep will find. A replay carries the
-        // same Created, so writing its entry again changes nothing.
-        let mut expiry = keys::expiry(created_at, "").to_vec();
-        expiry.extend_from_slice(&key);
-        self.nonce_expiry.insert(expiry, &[]).map_err(sled_error)?;
-        let inserted = self
-            .nonces
-            .compare_and_swap(&key, None as Option<&[u8]>, Some(&created_at.to_be_bytes()[..]))
-            .map_err(sled_error)?;
-        Ok(inserted.is_ok())
+        match self.recent_nonces.lock().entry(key.clone()) {
+            Entry::Occupied(_) => return Ok(false),
+            Entry::Vacant(vacant) => {
+                vacant.insert(created_at);
+            }
+        }
+        if self.nonces.contains_key(&key).map_err(sled_error)? {
+            // Seen before the last persist. Any request that found this key in memory meanwhile
+            // was refused too, so it can go: sled keeps the first one's `Created`.
+            self.recent_nonces.lock().remove(&key);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Writes the nonces accepted since the last call to sled, then forgets them in memory;
+    /// returns how many. Not flushed: sled syncs them within half a second.
+    pub fn persist_nonces(&self) -> Result<usize, Error> {
+        let pending: Vec<(Vec<u8>, i64)> =
+            self.recent_nonces.lock().iter().map(|(key, created)| (key.clone(), *created)).collect();
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        // One insert at a time: a sled batch would hold sled's write lock over all of them,
+        // stalling every transaction meanwhile. The sweep entry first: a failure between the two
+        // leaves an entry whose nonce is missing (the sweep drops it), never a nonce no sweep will
+        // find.
+        for (key, created_at) in &pending {
+            let mut expiry = keys::expiry(*created_at, "").to_vec();
+            expiry.extend_from_slice(key);
+            self.nonce_expiry.insert(expiry, &[]).map_err(sled_error)?;
+            self.nonces.insert(key.as_slice(), &created_at.to_be_bytes()[..]).map_err(sled_error)?;
+        }
+        let mut recent = self.recent_nonces.lock();
+        for (key, created_at) in &pending {
+            if recent.get(key) == Some(created_at) {
+                recent.remove(key);
+            }
+        }
+        Ok(pending.len())
     }
 
     /// Drops nonces created before `before`; returns how many.
@@ -51,12 +102,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert!(store.remember_nonce("app", "n1", 100).unwrap());
-        assert!(!store.remember_nonce("app", "n1", 100).unwrap());
+        assert!(!store.remember_nonce("app", "n1", 100).unwrap(), "a replay, found in memory");
         assert!(store.remember_nonce("other-app", "n1", 100).unwrap());
         assert!(store.remember_nonce("app", "n2", 200).unwrap());
+        assert_eq!(store.persist_nonces().unwrap(), 3);
+        assert_eq!(store.persist_nonces().unwrap(), 0, "persisted ones are no longer pending");
+        assert!(!store.remember_nonce("app", "n1", 100).unwrap(), "a replay, found in sled");
+        assert_eq!(store.persist_nonces().unwrap(), 0, "a refused nonce is not written again");
         assert_eq!(store.forget_nonces_before(100).unwrap(), 0, "created at 100 is not before 100");
         assert_eq!(store.forget_nonces_before(101).unwrap(), 2);
         assert!(store.remember_nonce("app", "n1", 100).unwrap(), "forgotten, so accepted again");
         assert!(!store.remember_nonce("app", "n2", 300).unwrap(), "n2 is still remembered");
+    }
+}
+
+#[cfg(test)]
+mod persistence {
+    use crate::store::Store;
+
+    #[test]
+    fn persisted_nonces_survive_a_restart_and_concurrent_replays_get_one_acceptance() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let accepted = std::thread::scope(|scope| {
+                let tries: Vec<_> =
+                    (0..8).map(|_| scope.spawn(|| store.remember_nonce("app", "same", 100).unwrap())).collect();
+                tries.into_iter().map(|t| t.join().unwrap()).filter(|accepted| *accepted).count()
+            });
+            assert_eq!(accepted, 1, "one of eight concurrent uses of a nonce is accepted");
+            assert!(store.remember_nonce("app", "unpersisted", 100).unwrap());
+            store.flush_now().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.remember_nonce("app", "same", 100).unwrap());
+        assert!(!store.remember_nonce("app", "unpersisted", 100).unwrap(), "a clean stop persists what is pending");
     }
 }
