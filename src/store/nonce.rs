@@ -1,11 +1,11 @@
 //! Replay protection: each `(app key, Nonce)` is accepted once within the skew window.
 //!
-//! A nonce is checked and taken in memory (`recent`, one short mutex hold), and written to sled
-//! later, many at a time, by [`Store::persist_nonces`] (every sweep, about once a second, and at
-//! shutdown): two sled writes per signed request had been a third of a bind's cost, and they ran
-//! on an async worker. A nonce is always in `recent`, in sled, or in both, because persisting
-//! writes sled before it forgets the nonce in memory, and a check takes the nonce in memory before
-//! it looks in sled. After a crash, the nonces of the last second or so may be forgotten (sled
+//! A nonce is checked and taken in memory (`recent`, one short mutex hold that includes a sled
+//! point read), and written to sled later, many at a time, by [`Store::persist_nonces`] (every
+//! sweep, about once a second, and at shutdown): two sled writes per signed request had been a
+//! third of a bind's cost, and they ran on an async worker. A nonce is always in `recent`, in
+//! sled, or in both, because persisting writes sled before it forgets the nonce in memory, and a
+//! check looks in both under the lock. After a crash, the nonces of the last second or so may be forgotten (sled
 //! syncs its own log every half second), which re-opens a replay window only for requests that
 //! were accepted once already.
 //!
@@ -38,18 +38,16 @@ impl Store {
     /// Records a nonce; `false` when it was already seen (a replay).
     pub fn remember_nonce(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
         let key = keys::join(&[app_key, nonce]);
-        match self.recent_nonces.lock().entry(key.clone()) {
-            Entry::Occupied(_) => return Ok(false),
-            Entry::Vacant(vacant) => {
-                vacant.insert(created_at);
-            }
-        }
-        if self.nonces.contains_key(&key).map_err(sled_error)? {
-            // Seen before the last persist. Any request that found this key in memory meanwhile
-            // was refused too, so it can go: sled keeps the first one's `Created`.
-            self.recent_nonces.lock().remove(&key);
+        // Both looks under the one lock: persisting removes a nonce from memory only after
+        // writing it to sled, so with the lock held a nonce seen before is in one or the other,
+        // and this request's own nonce cannot be persisted between the looks and found as a
+        // replay of itself. The sled read is a point read, about a microsecond.
+        let mut recent = self.recent_nonces.lock();
+        let Entry::Vacant(vacant) = recent.entry(key) else { return Ok(false) };
+        if self.nonces.contains_key(vacant.key()).map_err(sled_error)? {
             return Ok(false);
         }
+        vacant.insert(created_at);
         Ok(true)
     }
 
@@ -137,5 +135,40 @@ mod persistence {
         let store = Store::open(dir.path()).unwrap();
         assert!(!store.remember_nonce("app", "same", 100).unwrap());
         assert!(!store.remember_nonce("app", "unpersisted", 100).unwrap(), "a clean stop persists what is pending");
+    }
+
+    #[test]
+    fn persisting_meanwhile_neither_refuses_a_new_nonce_nor_accepts_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.persist_nonces().unwrap();
+                }
+            });
+            // More threads than cores, so that a remembering thread is often preempted mid-check.
+            let workers: Vec<_> = (0..6)
+                .map(|t| {
+                    let store = &store;
+                    scope.spawn(move || {
+                        for n in 0..5_000 {
+                            let nonce = format!("t{t}-n{n}");
+                            assert!(store.remember_nonce("app", &nonce, 100).unwrap(), "new nonce {nonce} refused");
+                            let replay = format!("t{t}-n{}", n / 2);
+                            assert!(!store.remember_nonce("app", &replay, 100).unwrap(), "replay of {replay} accepted");
+                        }
+                    })
+                })
+                .collect();
+            let finished = workers.into_iter().map(|worker| worker.join()).collect::<Vec<_>>();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            for result in finished {
+                if let Err(panic) = result {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        });
     }
 }
