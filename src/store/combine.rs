@@ -17,6 +17,8 @@
 //! - changes are applied in the order they joined the queue, and each change is all-or-nothing: a
 //!   failed transaction fails every change in it and applies none of them;
 //! - at most one transaction runs at a time (one thread);
+//! - a queued change is applied within [`QUEUED_LINGER`] of the committer being free, a waited-for
+//!   change as soon as it is;
 //! - a transaction that panics fails its changes instead of stopping the thread;
 //! - dropping the combiner applies what is queued, then stops the thread.
 
@@ -30,6 +32,12 @@ use super::{Error, Op, WriteSet};
 /// The most writes one combined transaction takes; a change is never split, so one larger
 /// change still goes in alone.
 const MAX_BATCH_OPS: usize = 4096;
+
+/// How long the committer lets more changes join a batch that nobody waits for (only queued
+/// changes, such as connected calls' new sessions). Waking the committer thread for every queued
+/// change cost a futex wake and a thread switch per callin; a waited-for change still wakes it
+/// at once.
+const QUEUED_LINGER: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Applies writes in one transaction; `Err` says why nothing was applied.
 pub(crate) type Apply = Box<dyn Fn(&[Op]) -> Result<(), String> + Send>;
@@ -64,6 +72,9 @@ struct State {
     /// Results of waited-for changes not yet collected.
     results: HashMap<u64, Result<(), String>>,
     closing: bool,
+    /// The committer is asleep with nothing to do: a queued change must wake it. (While it
+    /// lingers, a queued change just joins the batch.)
+    parked: bool,
 }
 
 struct Entry {
@@ -111,7 +122,9 @@ impl Combiner {
     pub(crate) fn queue(&self, writes: WriteSet, done: Done) {
         let mut state = self.shared.lock();
         state.queue.push_back(Entry { writes, reply: Reply::Queued(done) });
-        self.shared.work.notify_one();
+        if state.parked {
+            self.shared.work.notify_one();
+        }
     }
 }
 
@@ -131,10 +144,19 @@ fn run(shared: &Shared, apply: &dyn Fn(&[Op]) -> Result<(), String>) {
         let batch = {
             let mut state = shared.lock();
             while state.queue.is_empty() && !state.closing {
+                state.parked = true;
                 state = shared.work.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.parked = false;
             }
             if state.queue.is_empty() {
                 return;
+            }
+            // Nobody waits for queued changes: let more join them, unless a waited-for change
+            // arrives (it wakes this wait) or the combiner is closing.
+            let waited_for = |state: &State| state.queue.iter().any(|entry| matches!(entry.reply, Reply::Waiting(_)));
+            if !state.closing && !waited_for(&state) {
+                state =
+                    shared.work.wait_timeout(state, QUEUED_LINGER).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
             }
             take_batch(&mut state.queue)
         };
