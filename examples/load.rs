@@ -21,6 +21,8 @@
 //! - `complete`: whole calls — callin, callout, alerting, answer, disconnect — each event durable
 //!   before its answer, with call events and CDRs pushed to a receiver in this process; after each
 //!   level it waits until every CDR has arrived and reports calls per second up to the last one.
+//!   Each level first runs the JSON echo at the same concurrency: a complete call is ten HTTP
+//!   exchanges (five from the switch, five pushes), so echo ÷ 10 is what HTTP alone would allow.
 //!
 //! Run: `cargo run --release --example load -- binds --clients 1,16,64 --seconds 5`
 //! and  `cargo run --release --example load -- calls --bindings 100000 --clients 4,64 --seconds 5`
@@ -225,8 +227,24 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
         &format!("complete AXB calls (callin + 4 events, CDR delivered); {} bindings", args.bindings),
     );
     let table = Table::new("calls/s");
+    print!("{:>5} ", "");
     table.print_header();
     for &clients in &plan.clients {
+        // The most complete calls HTTP alone would allow: each is EXCHANGES_PER_CALL requests,
+        // and this machine serves (and sends) that many echoes a second.
+        let echo_op = {
+            let caller = caller.clone();
+            move || {
+                let caller = caller.clone();
+                async move { caller.echo().await }
+            }
+        };
+        if !plan.warmup.duration.is_zero() {
+            drive(echo_op.clone(), clients, plan.warmup).await?;
+        }
+        let echo = drive(echo_op, clients, plan.measured).await?;
+        print!("{:>5} ", "echo");
+        table.print_row(&echo, rss_kib());
         let before = receiver.cdrs();
         let started = Instant::now();
         let caller_op = caller.clone();
@@ -236,6 +254,7 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
         };
         let disk = server.disk_stats();
         let sample = drive(op, clients, plan.measured).await?;
+        print!("{:>5} ", "call");
         table.print_row(&sample, rss_kib());
         print_disk(disk, server.disk_stats(), sample.elapsed);
         let completed = sample.log.latencies_us.len() as u64 - sample.log.errors;
@@ -249,12 +268,23 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
             took,
             (delivered - before) as f64 / took
         );
+        let ceiling = echo.rate() / EXCHANGES_PER_CALL;
+        println!(
+            "           HTTP alone allows {ceiling:.0} calls/s ({:.0} echoes/s over {EXCHANGES_PER_CALL} exchanges a call): complete calls reach {:.2} of it",
+            echo.rate(),
+            sample.rate() / ceiling.max(1e-9)
+        );
         if let Some(error) = &sample.log.first_error {
             println!("           first error: {error}");
         }
     }
     server.stop().await
 }
+
+/// The HTTP exchanges of one complete call: the callin and four events from the switch, and the
+/// five call events privnum pushes (one per POST); the CDR push carries up to 50 calls, so it is
+/// left out.
+const EXCHANGES_PER_CALL: f64 = 10.0;
 
 /// A customer endpoint in this process: counts CDR items and acknowledges every push.
 struct CdrReceiver {
