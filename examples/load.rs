@@ -24,9 +24,20 @@
 //!   Each level first runs the JSON echo at the same concurrency: a complete call is ten HTTP
 //!   exchanges (five from the switch, five pushes), so echo ÷ 10 is what HTTP alone would allow.
 //!
+//! - `scale`: callin decisions with `--small` bindings, then with `--large` (loaded in the store
+//!   directly) right after loading them, then a timed restart (with its steps: store open, calls
+//!   restored, pushes resumed) and the same load again; prints the p99 ratios. The calls these
+//!   levels make are never ended, so they are among the calls the restart restores.
+//!
+//! - `reloads`: callin decisions steady, then while the AXB script (a copy) is edited and saved
+//!   `--reloads` times, each time waiting until the new version answers; prints save → live and
+//!   each reload's read, compile, swap and test-case times.
+//!
 //! Run: `cargo run --release --example load -- binds --clients 1,16,64 --seconds 5`
 //! and  `cargo run --release --example load -- calls --bindings 100000 --clients 4,64 --seconds 5`
 //! and  `cargo run --release --example load -- complete --clients 16,64 --seconds 5`
+//! and  `cargo run --release --example load -- scale --clients 4,64 --seconds 5 --max-requests 1000000`
+//! and  `cargo run --release --example load -- reloads --clients 4,64 --seconds 25 --max-requests 2000000`
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -587,24 +598,35 @@ async fn run_scale(args: ScaleArgs) -> anyhow::Result<()> {
     let mut pairs = preload(&server, args.small).await?;
     let small = measure_calls(&server, pairs.clone(), &plan, &format!("{}", args.small)).await?;
     pairs.extend(preload_range(&server, args.small, args.large).await?);
+    // Right after loading them, in the same process: sled has them in memory as written.
+    let loaded = measure_calls(&server, pairs.clone(), &plan, &format!("{} (just loaded)", args.large)).await?;
     let (server, start_up) = server.restart().await?;
+    let steps = server.running.startup;
     println!(
-        "start-up with {} bindings: {:.2} s (store open, pools, {} calls under way restored); RSS {}",
+        "\nstart-up with {} bindings: {:.2} s: store open {:.2} s, {} calls under way restored in {:.2} s, \
+         pushes resumed in {:.2} s; RSS {}",
         args.large,
         start_up.as_secs_f64(),
-        server.running.state.ledger.sessions.len(),
+        steps.store_open.as_secs_f64(),
+        steps.calls,
+        steps.calls_restore.as_secs_f64(),
+        steps.pushes_resume.as_secs_f64(),
         rss_kib().map_or_else(|| "n/a".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0)),
     );
-    let large = measure_calls(&server, pairs, &plan, &format!("{}", args.large)).await?;
-    for ((clients, small_p99), (_, large_p99)) in small.iter().zip(&large) {
-        println!(
-            "{clients} clients: p99 {} with {} bindings, {} with {}: {:.2} ×",
-            show_latency(Some(*small_p99)),
-            args.small,
-            show_latency(Some(*large_p99)),
-            args.large,
-            *large_p99 as f64 / (*small_p99).max(1) as f64
-        );
+    // After the restart: sled reads the bindings back from disk as the calls ask for them.
+    let large = measure_calls(&server, pairs, &plan, &format!("{} (after a restart)", args.large)).await?;
+    println!();
+    for (round, measured) in [("just loaded", &loaded), ("after a restart", &large)] {
+        for ((clients, small_p99), (_, large_p99)) in small.iter().zip(measured.iter()) {
+            println!(
+                "{clients} clients: p99 {} with {} bindings, {} with {} ({round}): {:.2} ×",
+                show_latency(Some(*small_p99)),
+                args.small,
+                show_latency(Some(*large_p99)),
+                args.large,
+                *large_p99 as f64 / (*small_p99).max(1) as f64
+            );
+        }
     }
     server.stop().await
 }
@@ -686,14 +708,16 @@ async fn run_reloads(args: ReloadsArgs) -> anyhow::Result<()> {
             during_p99 as f64 / steady_p99.max(1) as f64
         );
         println!("          save → live:  {}", report.summary(&report.save_to_live));
+        println!("          read files:   {}", report.summary(&report.read));
         println!("          compile:      {}", report.summary(&report.compile));
         println!("          swap:         {}", report.summary(&report.swap));
+        println!("          compile+swap: {}", report.summary(&report.compile_and_swap));
         println!("          test cases:   {} (before the swap, off the request path)", report.summary(&report.cases));
         if let Some(error) = &during.log.first_error {
             println!("          first error: {error}");
         }
         if report.save_to_live.len() < args.reloads {
-            println!("          (the level ended before {} reloads; raise --seconds)", args.reloads);
+            println!("          (the level ended before {} reloads; raise --seconds or --max-requests)", args.reloads);
         }
     }
     server.stop().await
@@ -703,7 +727,9 @@ async fn run_reloads(args: ReloadsArgs) -> anyhow::Result<()> {
 #[derive(Default)]
 struct ReloadReport {
     save_to_live: Vec<u64>,
+    read: Vec<u64>,
     compile: Vec<u64>,
+    compile_and_swap: Vec<u64>,
     cases: Vec<u64>,
     swap: Vec<u64>,
 }
@@ -742,7 +768,9 @@ async fn edit_and_reload(
             if status.active != before {
                 report.save_to_live.push(saved.elapsed().as_micros() as u64);
                 if let Some(times) = status.last_reload {
+                    report.read.push(times.read_us);
                     report.compile.push(times.compile_us);
+                    report.compile_and_swap.push(times.compile_us + times.swap_us);
                     report.cases.push(times.cases_us);
                     report.swap.push(times.swap_us);
                 }

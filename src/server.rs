@@ -29,11 +29,33 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How many expired bindings one sweep removes at most, so a sweep never holds the writer lock long.
 const SWEEP_BATCH: usize = 1000;
 
+/// How long the steps of start-up took: logged once, and kept in [`Running`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Startup {
+    /// Opening sled and replaying the call log.
+    pub store_open: Duration,
+    /// Calls under way found in the store.
+    pub calls: usize,
+    /// Decoding them into the session map.
+    pub calls_restore: Duration,
+    /// Finding the lanes with pushes waiting and starting them.
+    pub pushes_resume: Duration,
+    /// Everything, up to serving.
+    pub total: Duration,
+}
+
 /// Opens the store, upserts the configured apps, restores the calls under way and resumes the
 /// pushes waiting in the outbox. Background work stops when `stop` changes.
-pub async fn prepare(config: Config, clock: Arc<dyn Clock>, stop: watch::Receiver<bool>) -> anyhow::Result<AppState> {
+pub async fn prepare(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(AppState, Startup)> {
+    let started = std::time::Instant::now();
+    // Blocking, at start-up, before anything else runs on this runtime.
     let store =
         Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let mut startup = Startup { store_open: started.elapsed(), ..Startup::default() };
     for app_config in &config.apps {
         let (app, numbers) = app_config.clone().into_parts();
         store
@@ -47,15 +69,27 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>, stop: watch::Receive
     let store = Arc::new(store);
     let config = Arc::new(config);
     let sessions = Arc::new(Sessions::default());
+    let step = std::time::Instant::now();
     let saved: Vec<Session> = store.sessions().context("reading the sessions of calls under way")?;
-    if !saved.is_empty() {
-        tracing::info!(calls = saved.len(), "calls under way restored from the store");
-    }
+    startup.calls = saved.len();
     sessions.restore(saved);
+    startup.calls_restore = step.elapsed();
+    let step = std::time::Instant::now();
     let pusher = Pusher::new(store.clone(), config.clone(), stop);
     pusher.resume().context("resuming the pushes waiting in the outbox")?;
+    startup.pushes_resume = step.elapsed();
+    startup.total = started.elapsed();
+    tracing::info!(
+        seconds = startup.total.as_secs_f64(),
+        store_open_seconds = startup.store_open.as_secs_f64(),
+        calls_restored = startup.calls,
+        calls_restore_seconds = startup.calls_restore.as_secs_f64(),
+        pushes_resume_seconds = startup.pushes_resume.as_secs_f64(),
+        "store opened, calls under way restored, pushes resumed"
+    );
     let ledger = Ledger { store: store.clone(), sessions, pusher, node_name: config.node_name.clone() };
-    Ok(AppState { store, config, clock, metrics: Arc::new(Metrics::default()), scripts: Arc::new(scripts), ledger })
+    let metrics = Arc::new(Metrics::default());
+    Ok((AppState { store, config, clock, metrics, scripts: Arc::new(scripts), ledger }, startup))
 }
 
 /// Ended and stale sessions, expired bindings and old nonces, swept, and newly accepted nonces
@@ -103,6 +137,7 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
+    pub startup: Startup,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -139,7 +174,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the listening address")?;
     let (stop, stopped) = watch::channel(false);
-    let state = prepare(config, clock, stopped.clone()).await?;
+    let (state, startup) = prepare(config, clock, stopped.clone()).await?;
     let router = http::app(state.clone());
     let mut server_stop = stopped.clone();
     let server = tokio::spawn(async move {
@@ -154,7 +189,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .with_context(|| format!("watching {} for changes", state.config.scripts_dir.display()))?;
     let sweeper = tokio::spawn(sweep(state.clone(), stopped));
     tracing::info!(%addr, "privnum is listening");
-    Ok(Running { addr, state, stop, tasks: vec![server, sweeper, watcher] })
+    Ok(Running { addr, state, startup, stop, tasks: vec![server, sweeper, watcher] })
 }
 
 async fn shutdown_signal() {

@@ -15,7 +15,7 @@ use rhai::Engine;
 use serde::Serialize;
 
 use super::run::{call_handler, HandlerOutput, RunError};
-use super::set::{LoadError, ScriptSet, Version};
+use super::set::{LoadError, ScriptSet, Sources, Version};
 use super::{engine, Limits};
 
 /// How many earlier versions are kept for rollback.
@@ -44,7 +44,9 @@ struct Bookkeeping {
 /// they keep the active set until the swap, which is one atomic pointer store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ReloadTimes {
-    /// Reading, compiling and checking the handlers.
+    /// Reading the scripts directory.
+    pub read_us: u64,
+    /// Compiling the changed scripts and checking the handlers.
     pub compile_us: u64,
     /// Running the test cases (0 when the compile failed).
     pub cases_us: u64,
@@ -163,8 +165,11 @@ impl ScriptHost {
         let current = self.active.load_full();
         let micros = |since: Instant| u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
         let started = Instant::now();
-        let compiled = ScriptSet::compile_after(&self.engine, &self.dir, number, Some(&current));
-        let mut times = ReloadTimes { compile_us: micros(started), cases_us: 0, swap_us: 0 };
+        let read = Sources::read(&self.dir);
+        let read_us = micros(started);
+        let started = Instant::now();
+        let compiled = ScriptSet::compile_read(&self.engine, &self.dir, number, Some(&current), read);
+        let mut times = ReloadTimes { read_us, compile_us: micros(started), cases_us: 0, swap_us: 0 };
         let loaded = compiled.and_then(|set| {
             let started = Instant::now();
             let checked = set.pass_cases(&self.engine, &self.limits);

@@ -113,10 +113,18 @@ impl ScriptSet {
         number: u64,
         previous: Option<&ScriptSet>,
     ) -> Result<ScriptSet, LoadError> {
-        let mut problems = Vec::new();
-        let mut sources = Vec::new();
-        let mut case_files = Vec::new();
-        collect_sources(dir, dir, &mut sources, &mut case_files, &mut problems);
+        ScriptSet::compile_read(engine, dir, number, previous, Sources::read(dir))
+    }
+
+    /// Like [`ScriptSet::compile_after`], for a directory already read.
+    pub fn compile_read(
+        engine: &Engine,
+        dir: &Path,
+        number: u64,
+        previous: Option<&ScriptSet>,
+        read: Sources,
+    ) -> Result<ScriptSet, LoadError> {
+        let Sources { scripts: sources, cases: case_files, mut problems } = read;
         if sources.is_empty() && problems.is_empty() {
             problems.push(format!("{}: no .rhai scripts found", dir.display()));
         }
@@ -182,6 +190,24 @@ impl ScriptSet {
 
 /// Every `.rhai` file under `dir` into `sources`, every `.json` into `cases`, as
 /// `(relative path with '/', text)`, in path order.
+/// A scripts directory as read from disk: its scripts and case files (relative path with `/`, and
+/// text), and what could not be read.
+#[derive(Debug, Default)]
+pub struct Sources {
+    scripts: Vec<(String, String)>,
+    cases: Vec<(String, String)>,
+    problems: Vec<String>,
+}
+
+impl Sources {
+    /// Reads every `.rhai` and `.json` file under `dir`, in path order.
+    pub fn read(dir: &Path) -> Sources {
+        let mut read = Sources::default();
+        collect_sources(dir, dir, &mut read.scripts, &mut read.cases, &mut read.problems);
+        read
+    }
+}
+
 fn collect_sources(
     root: &Path,
     dir: &Path,
