@@ -325,6 +325,12 @@ impl CallLog {
             .collect()
     }
 
+    /// The first key at or after `from`, in key order.
+    pub(crate) fn first_key_from(&self, tree: T, from: &[u8]) -> Option<Vec<u8>> {
+        let code = code(tree)?;
+        self.read_maps().trees[code].range(from.to_vec()..).next().map(|(key, _)| key.clone())
+    }
+
     /// How many keys start with `prefix`, counting up to `max`.
     pub(crate) fn count(&self, tree: T, prefix: &[u8], max: usize) -> usize {
         let Some(code) = code(tree) else { return 0 };

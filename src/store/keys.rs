@@ -4,6 +4,9 @@
 //! NUL byte, which no app key, number or subscription id may contain (the domain checks them), so
 //! `prefix(a)` selects exactly the keys that start with part `a`.
 //!
+//! `outbox` and `sessions` are kept in the call log (`calllog.rs`), every other tree in sled; the
+//! encodings are the same in both.
+//!
 //! | tree         | key                                   | value                         |
 //! |--------------|---------------------------------------|-------------------------------|
 //! | `apps`       | app key                               | record `App`                  |
@@ -32,7 +35,7 @@
 //! | `tones`      | app key, file name                    | record `Tone` (state, review) |
 //! | `tone_audio` | app key, file name, `approved`/`pending` | the WAV, A-law 8000 Hz mono |
 
-const SEPARATOR: u8 = 0;
+pub(crate) const SEPARATOR: u8 = 0;
 
 /// `a NUL b`, and so on for more parts.
 pub(crate) fn join(parts: &[&str]) -> Vec<u8> {

@@ -87,13 +87,30 @@ impl Store {
         self.calls.count(T::Outbox, &lane_prefix(app_key, lane), max)
     }
 
-    /// Every lane that has pushes waiting (at start-up, to resume them).
+    /// Every lane that has pushes waiting (at start-up, to resume them): one look per lane, from
+    /// the keys alone, so a large outbox is not decoded to find them.
     pub fn waiting_lanes(&self) -> Result<Vec<(String, Lane)>, Error> {
-        let mut lanes: Vec<(String, Lane)> = Vec::new();
-        for push in self.logged_records::<Push>(T::Outbox, &[], usize::MAX)? {
-            if !lanes.iter().any(|(app, lane)| *app == push.app_key && *lane == push.lane) {
-                lanes.push((push.app_key, push.lane));
+        let mut lanes = Vec::new();
+        let mut from = Vec::new();
+        while let Some(key) = self.calls.first_key_from(T::Outbox, &from) {
+            let mut parts = key.splitn(3, |&byte| byte == keys::SEPARATOR);
+            let lane = match (parts.next(), parts.next()) {
+                (Some(app_key), Some(b"events")) => (String::from_utf8_lossy(app_key).into_owned(), Lane::Events),
+                (Some(app_key), Some(b"cdrs")) => (String::from_utf8_lossy(app_key).into_owned(), Lane::Cdrs),
+                _ => {
+                    return Err(Error::Decode {
+                        tree: T::Outbox.name(),
+                        key: super::show_key(&key),
+                        reason: "not an outbox key (app, lane, push id)".into(),
+                    })
+                }
+            };
+            // Past every key of this lane: its prefix with the closing separator raised by one.
+            from = lane_prefix(&lane.0, lane.1);
+            if let Some(last) = from.last_mut() {
+                *last = keys::SEPARATOR + 1;
             }
+            lanes.push(lane);
         }
         Ok(lanes)
     }
@@ -212,5 +229,34 @@ impl Store {
     /// Every saved session (at start-up).
     pub fn sessions<S: serde::de::DeserializeOwned>(&self) -> Result<Vec<S>, Error> {
         self.logged_records(T::Sessions, &[], usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Lane, Store};
+
+    #[test]
+    fn the_waiting_lanes_are_found_from_the_keys_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.waiting_lanes().unwrap().is_empty());
+        let mut pushes = Vec::new();
+        for app_key in ["app-a", "app-b", "app"] {
+            for lane in [Lane::Events, Lane::Cdrs] {
+                // Several pushes a lane, with ids that hold a 0 byte (the keys' separator).
+                for _ in 0..300 {
+                    pushes.push(store.new_push(app_key, lane, serde_json::json!({}), 0).unwrap());
+                }
+            }
+        }
+        store.save_session("s1", &serde_json::json!({}), &pushes, None).unwrap();
+        let mut lanes = store.waiting_lanes().unwrap();
+        lanes.sort_by(|a, b| (&a.0, a.1.name()).cmp(&(&b.0, b.1.name())));
+        let expected: Vec<(String, Lane)> = ["app", "app-a", "app-b"]
+            .into_iter()
+            .flat_map(|app| [(app.to_owned(), Lane::Cdrs), (app.to_owned(), Lane::Events)])
+            .collect();
+        assert_eq!(lanes, expected);
     }
 }
