@@ -14,11 +14,12 @@
 //! the one queue, so a waited-for change is applied after every change queued before it.
 //!
 //! Invariants:
-//! - changes are applied in the order they joined the queue, and each change is all-or-nothing: a
-//!   failed transaction fails every change in it and applies none of them;
+//! - changes are applied in the order they joined the queue, and each batch is reported as one: a
+//!   failed batch fails every change in it (what `apply` does with a batch that spans two stores
+//!   is its own: `Store`'s applies the sled part first, and keeps it if the call log then fails);
 //! - at most one transaction runs at a time (one thread);
-//! - a queued change is applied within [`QUEUED_LINGER`] of the committer being free, a waited-for
-//!   change as soon as it is;
+//! - a queued change nobody waits for is applied within [`QUEUED_LINGER`] of the committer being
+//!   free; a waited-for or awaited one as soon as it is;
 //! - a transaction that panics fails its changes instead of stopping the thread;
 //! - dropping the combiner applies what is queued, then stops the thread.
 
@@ -83,8 +84,17 @@ struct Entry {
 }
 
 enum Reply {
+    /// A thread blocks in [`Combiner::commit`] for this ticket's result.
     Waiting(u64),
-    Queued(Done),
+    /// `done` hears the result; `awaited` says someone waits on it (an async caller), so the
+    /// batch must not linger.
+    Queued { done: Done, awaited: bool },
+}
+
+impl Entry {
+    fn urgent(&self) -> bool {
+        matches!(self.reply, Reply::Waiting(_) | Reply::Queued { awaited: true, .. })
+    }
 }
 
 impl Shared {
@@ -119,10 +129,12 @@ impl Combiner {
     }
 
     /// Queues `writes` and returns at once; `done` hears the result on the committer thread.
-    pub(crate) fn queue(&self, writes: WriteSet, done: Done) {
+    /// `awaited`: the caller waits for `done` (so the committer takes it at once); otherwise the
+    /// batch may linger for more.
+    pub(crate) fn queue(&self, writes: WriteSet, done: Done, awaited: bool) {
         let mut state = self.shared.lock();
-        state.queue.push_back(Entry { writes, reply: Reply::Queued(done) });
-        if state.parked {
+        state.queue.push_back(Entry { writes, reply: Reply::Queued { done, awaited } });
+        if state.parked || awaited {
             self.shared.work.notify_one();
         }
     }
@@ -151,10 +163,9 @@ fn run(shared: &Shared, apply: &dyn Fn(&[Op]) -> Result<(), String>) {
             if state.queue.is_empty() {
                 return;
             }
-            // Nobody waits for queued changes: let more join them, unless a waited-for change
-            // arrives (it wakes this wait) or the combiner is closing.
-            let waited_for = |state: &State| state.queue.iter().any(|entry| matches!(entry.reply, Reply::Waiting(_)));
-            if !state.closing && !waited_for(&state) {
+            // Nobody waits for these changes: let more join them, unless a change someone waits
+            // for arrives (it wakes this wait) or the combiner is closing.
+            if !state.closing && !state.queue.iter().any(Entry::urgent) {
                 state =
                     shared.work.wait_timeout(state, QUEUED_LINGER).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
             }
@@ -178,7 +189,7 @@ fn run(shared: &Shared, apply: &dyn Fn(&[Op]) -> Result<(), String>) {
         for reply in replies {
             match reply {
                 Reply::Waiting(ticket) => waiting.push(ticket),
-                Reply::Queued(done) => done(outcome.clone()),
+                Reply::Queued { done, .. } => done(outcome.clone()),
             }
         }
         let mut state = shared.lock();
@@ -274,7 +285,7 @@ mod tests {
         let (sender, results) = mpsc::channel();
         for key in [1, 2] {
             let sender = sender.clone();
-            combiner.queue(one_write(key), Box::new(move |result| sender.send((key, result.is_ok())).unwrap()));
+            combiner.queue(one_write(key), Box::new(move |result| sender.send((key, result.is_ok())).unwrap()), false);
         }
         combiner.commit(one_write(3)).unwrap();
         let heard: Vec<(u32, bool)> = results.try_iter().collect();
@@ -286,7 +297,7 @@ mod tests {
         assert_eq!(*applied.lock().unwrap(), [1, 2, 3], "applied in the order they were queued");
 
         let failing = sender.clone();
-        combiner.queue(one_write(7777), Box::new(move |result| failing.send((7777, result.is_ok())).unwrap()));
+        combiner.queue(one_write(7777), Box::new(move |result| failing.send((7777, result.is_ok())).unwrap()), false);
         drop(combiner);
         assert_eq!(results.try_iter().collect::<Vec<_>>(), [(7777, false)], "a failure reaches its callback");
     }
@@ -310,9 +321,24 @@ mod tests {
     fn dropping_the_combiner_applies_what_is_queued() {
         let (combiner, applied, _) = logging();
         for key in 0..50 {
-            combiner.queue(one_write(key), Box::new(|_| {}));
+            combiner.queue(one_write(key), Box::new(|_| {}), false);
         }
         drop(combiner);
         assert_eq!(applied.lock().unwrap().len(), 50);
+    }
+
+    #[test]
+    fn a_lone_queued_change_is_applied_without_another_change_to_wake_the_committer() {
+        let (combiner, applied, _) = logging();
+        for awaited in [false, true] {
+            let (sender, heard) = mpsc::channel();
+            // Let the committer fall asleep first: the change must wake it by itself.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            combiner.queue(one_write(1), Box::new(move |result| sender.send(result.is_ok()).unwrap()), awaited);
+            let result = heard.recv_timeout(std::time::Duration::from_secs(2));
+            assert_eq!(result, Ok(true), "awaited: {awaited}");
+        }
+        assert_eq!(applied.lock().unwrap().len(), 2);
+        drop(combiner);
     }
 }
