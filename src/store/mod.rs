@@ -194,11 +194,11 @@ fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
 }
 
 /// Applies a committed batch: the sled part in one transaction, then the call-log part as one
-/// record. Nothing is applied when the sled part fails. When the log part fails after the sled
-/// part was applied, the batch is reported failed with its sled part kept: so a record moved from
-/// the log to sled (a push buried among the dead letters) may then be in both, never in neither.
-/// A move the other way takes two commits, the log's first ([`Store::revive`]). A crash between
-/// the two parts leaves the same, and an answer that waited for [`Store::durable`] has both.
+/// record. Nothing is applied when the sled part fails; when the log part fails after it, the
+/// batch is reported failed with its sled part kept. The two parts reach the disk by different
+/// syncs, so after a crash either may be there without the other: an answer that needs both waits
+/// for [`Store::durable`], and a record moved between the two stores is moved in two commits
+/// with that wait between them ([`Store::bury`], [`Store::revive`]).
 fn apply_combined(trees: &[sled::Tree], calls: &calllog::CallLog, ops: &[Op]) -> Result<(), String> {
     let (logged, in_sled): (Vec<&Op>, Vec<&Op>) = ops.iter().partition(|(tree, _, _)| tree.in_call_log());
     if !in_sled.is_empty() {
@@ -417,12 +417,11 @@ impl Store {
     /// the thread.
     pub(crate) async fn commit_applied(&self, writes: WriteSet) -> Result<(), Error> {
         let (sender, applied) = tokio::sync::oneshot::channel();
-        self.commit_queued(
-            writes,
-            Box::new(move |result| {
-                let _ = sender.send(result);
-            }),
-        );
+        debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are queued");
+        let done = Box::new(move |result| {
+            let _ = sender.send(result);
+        });
+        self.combiner.queue(writes, done, true);
         // The committer runs every queued change's callback, also when it stops.
         match applied.await {
             Ok(result) => result.map_err(Error::Transaction),
@@ -435,7 +434,7 @@ impl Store {
     /// need not wait, such as a connected call's new session.
     pub(crate) fn commit_queued(&self, writes: WriteSet, done: combine::Done) {
         debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are queued");
-        self.combiner.queue(writes, done);
+        self.combiner.queue(writes, done, false);
     }
 
     /// How many bindings X holds, of whatever mode its app has: the AXB pair counter, which
@@ -462,7 +461,7 @@ impl Store {
         self.flush.wait(Scope::All).await
     }
 
-    /// Waits until every call-path change (sessions, pushes, recordings) committed before this
+    /// Waits until every change to the call log (sessions, waiting pushes) committed before this
     /// call is on disk; cheaper than [`Store::durable`] when nothing else was written.
     pub async fn calls_durable(&self) -> Result<(), Error> {
         self.flush.wait(Scope::Calls).await
@@ -570,6 +569,8 @@ mod tests {
             assert!(store.tree(T::Sessions).is_empty(), "sled no longer holds it");
             assert_eq!(store.recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"), "recordings stay in sled");
             // The call goes on in the log: a second opening must not bring sled's copy back.
+            // (That the removal from sled is on disk before serving, against a power cut, is
+            // the fdatasync's job; no test here can cut the power.)
             store.forget_session("call-1", &[]).unwrap();
             store.flush_now().unwrap();
         }

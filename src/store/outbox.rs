@@ -7,7 +7,8 @@
 //! an acknowledged event always has its push on disk.
 //!
 //! Waiting pushes are in the call log (`calllog.rs`); dead letters, which can stay for days, are
-//! in sled. A move between the two may leave a push in both after a failure, never in neither.
+//! in sled. A move between the two writes the destination and waits for it to be on disk before
+//! it removes the source, so a failure or crash may leave a push in both, never in neither.
 
 use serde::{Deserialize, Serialize};
 
@@ -134,15 +135,19 @@ impl Store {
         self.commit_applied(writes).await
     }
 
-    /// Moves pushes whose retries are used up to the dead letters: one batch, whose sled part
-    /// (the dead letter) is applied before its log part (the removal from the lane).
+    /// Moves pushes whose retries are used up to the dead letters: the dead letters first, on
+    /// disk (sled's flush) before the pushes leave their lane, so a crash between the two leaves
+    /// a push in both (listed, and tried once more), never in neither.
     pub async fn bury(&self, pushes: &[Push]) -> Result<(), Error> {
-        let mut writes = WriteSet::default();
+        let mut dead = WriteSet::default();
+        let mut lane = WriteSet::default();
         for push in pushes {
-            writes.remove(T::Outbox, lane_key(push));
-            writes.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode(push));
+            dead.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode(push));
+            lane.remove(T::Outbox, lane_key(push));
         }
-        self.commit_applied(writes).await
+        self.commit_applied(dead).await?;
+        self.durable().await?;
+        self.commit_applied(lane).await
     }
 
     /// The dead letters, oldest first.
@@ -151,8 +156,10 @@ impl Store {
     }
 
     /// Puts a dead push back at the end of its lane with fresh retries; `None` if no such push.
-    /// Two commits, the lane's first: a failure between them leaves the push in the lane and
-    /// still among the dead (redelivering it again sends it twice), never in neither.
+    /// The lane's copy first, on disk before the dead letter goes: a failure or crash between
+    /// the two leaves the push in the lane and still among the dead (redelivering it again sends
+    /// it twice), never in neither. A dead letter that could not be removed is logged, and the
+    /// push is returned all the same: it is in its lane.
     pub async fn revive(&self, id: u64, now_ms: i64) -> Result<Option<Push>, Error> {
         let key = id.to_be_bytes();
         let Some(push) = self.get_record::<Push>(T::OutboxDead, &key)? else { return Ok(None) };
@@ -161,9 +168,12 @@ impl Store {
         let mut lane = WriteSet::default();
         Store::stage_push(&mut lane, &revived);
         self.commit_applied(lane).await?;
+        self.calls_durable().await?;
         let mut dead = WriteSet::default();
         dead.remove(T::OutboxDead, key.to_vec());
-        self.commit_applied(dead).await?;
+        if let Err(err) = self.commit_applied(dead).await {
+            tracing::error!(old_id = id, new_id = revived.id, error = %err, "a redelivered push is still listed among the dead letters");
+        }
         Ok(Some(revived))
     }
 }
@@ -226,9 +236,35 @@ impl Store {
         Ok(self.get(T::Recordings, object_name.as_bytes())?.map(|app| String::from_utf8_lossy(&app).into_owned()))
     }
 
-    /// Every saved session (at start-up).
-    pub fn sessions<S: serde::de::DeserializeOwned>(&self) -> Result<Vec<S>, Error> {
-        self.logged_records(T::Sessions, &[], usize::MAX)
+    /// Every saved session (at start-up), decoded on every core: a restart with many calls
+    /// under way spends its time decoding them (about 10 µs each).
+    pub fn sessions<S: serde::de::DeserializeOwned + Send>(&self) -> Result<Vec<S>, Error> {
+        let records = self.calls.scan(T::Sessions, &[], usize::MAX);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = records.len().div_ceil(threads).max(1);
+        let decode = |part: &[(Vec<u8>, Vec<u8>)]| -> Result<Vec<S>, Error> {
+            part.iter().map(|(key, value)| super::record::decode(T::Sessions.name(), key, value)).collect()
+        };
+        let parts: Vec<Result<Vec<S>, Error>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = records.chunks(chunk).map(|part| scope.spawn(move || decode(part))).collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker.join().unwrap_or_else(|_| {
+                        Err(Error::Decode {
+                            tree: T::Sessions.name(),
+                            key: String::new(),
+                            reason: "decoding panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut sessions = Vec::with_capacity(records.len());
+        for part in parts {
+            sessions.extend(part?);
+        }
+        Ok(sessions)
     }
 }
 
