@@ -48,8 +48,9 @@ use arc_swap::ArcSwap;
 
 use super::{Error, Op, T};
 
-/// The first bytes of a call log; the digit is the format's version.
-const MAGIC: &[u8; 8] = b"PNCALLS1";
+/// The first bytes of a call log; the digit is the format's version. (Version 1, written only by
+/// development builds, kept dead letters and recordings too, under other tree codes.)
+const MAGIC: &[u8; 8] = b"PNCALLS2";
 
 /// The file's name in the store's directory.
 pub(crate) const FILE_NAME: &str = "calls.log";
@@ -141,6 +142,9 @@ pub(crate) struct CallLog {
     /// Records appended since opening, and how many of them the last sync covered.
     appended: AtomicU64,
     synced: AtomicU64,
+    /// A compaction renamed its file over the log but could not sync the directory: until a sync
+    /// does, a power cut could bring the old file back, so [`CallLog::sync`] tries again first.
+    dir_unsynced: std::sync::atomic::AtomicBool,
 }
 
 impl CallLog {
@@ -183,6 +187,7 @@ impl CallLog {
             compaction_micros: AtomicU64::new(0),
             appended: AtomicU64::new(0),
             synced: AtomicU64::new(0),
+            dir_unsynced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -249,7 +254,8 @@ impl CallLog {
                 // The rename is durable once the directory is synced; until then a power cut
                 // brings back the old file, which holds everything the snapshot does.
                 if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
-                    tracing::error!(path = %self.dir.display(), error = %err, "syncing the directory after compacting the call log failed");
+                    self.dir_unsynced.store(true, Ordering::SeqCst);
+                    tracing::error!(path = %self.dir.display(), error = %err, "syncing the directory after compacting the call log failed; the next sync tries again");
                 }
                 self.compactions.fetch_add(1, Ordering::Relaxed);
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -296,6 +302,12 @@ impl CallLog {
 
     /// `fdatasync` of the file records are appended to now.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
+        if self.dir_unsynced.swap(false, Ordering::SeqCst) {
+            if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
+                self.dir_unsynced.store(true, Ordering::SeqCst);
+                return Err(err);
+            }
+        }
         let appended = self.appended.load(Ordering::SeqCst);
         self.current.load_full().sync_data()?;
         self.synced.fetch_max(appended, Ordering::SeqCst);
@@ -410,7 +422,7 @@ fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64), Error
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0; 8];
     if total < MAGIC.len() as u64 || reader.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        return Err(corrupt(path, 0, "it does not start with a call log's header (PNCALLS1)"));
+        return Err(corrupt(path, 0, "it does not start with a call log's header (PNCALLS2)"));
     }
     let mut end = MAGIC.len() as u64;
     let mut payload = Vec::new();
