@@ -52,7 +52,7 @@ pub async fn prepare(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(AppState, Startup)> {
     let started = std::time::Instant::now();
-    // Blocking, at start-up, before anything else runs on this runtime.
+    // Blocking this worker thread (seconds with a large store): start-up serves nothing yet.
     let store =
         Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let mut startup = Startup { store_open: started.elapsed(), ..Startup::default() };
@@ -112,10 +112,10 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             let axb = store.axb_sweep_expired(now, SWEEP_BATCH);
             let axe = store.axe_sweep_expired(now, SWEEP_BATCH);
             let bindings = axb.and_then(|axb| axe.map(|axe| axb + axe));
-            let nonces = store
-                .persist_nonces()
-                .and_then(|_| store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2))));
-            (bindings, nonces)
+            // Apart: a failure to write new nonces must not keep old ones from being swept.
+            let persisted = store.persist_nonces();
+            let forgotten = store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2)));
+            (bindings, persisted.and(forgotten))
         })
         .await;
         match swept {
@@ -147,8 +147,12 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         let Running { state, stop, tasks, .. } = self;
         let _ = stop.send(true);
+        // A task that panicked is reported after the store is flushed, not instead of it.
+        let mut panicked = None;
         for task in tasks {
-            task.await.context("a server task panicked")?;
+            if let Err(err) = task.await {
+                panicked.get_or_insert(err);
+            }
         }
         // Queued call saves are applied (their callbacks may wake lanes) before the lanes are
         // awaited, so no lane starts after the wait and holds the store open.
@@ -156,7 +160,10 @@ impl Running {
         state.ledger.pusher.stopped().await;
         // And what the lanes settled while they finished.
         state.store.flush_now().context("flushing the store at shutdown")?;
-        Ok(())
+        match panicked {
+            Some(err) => Err(anyhow::Error::new(err).context("a server task panicked")),
+            None => Ok(()),
+        }
     }
 
     /// Resolves when the server has stopped for any reason.

@@ -188,8 +188,6 @@ impl ScriptSet {
     }
 }
 
-/// Every `.rhai` file under `dir` into `sources`, every `.json` into `cases`, as
-/// `(relative path with '/', text)`, in path order.
 /// A scripts directory as read from disk: its scripts and case files (relative path with `/`, and
 /// text), and what could not be read.
 #[derive(Debug, Default)]
@@ -208,6 +206,8 @@ impl Sources {
     }
 }
 
+/// Every `.rhai` file under `dir` into `sources`, every `.json` into `cases`, as
+/// `(relative path with '/', text)`, in path order.
 fn collect_sources(
     root: &Path,
     dir: &Path,

@@ -38,7 +38,7 @@ use super::Error;
 pub(crate) enum Scope {
     /// Everything: sled and the call log.
     All,
-    /// The call log only: a change to sessions, pushes or recordings alone.
+    /// The call log only: a change to sessions or waiting pushes alone.
     Calls,
 }
 

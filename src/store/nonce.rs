@@ -1,13 +1,16 @@
 //! Replay protection: each `(app key, Nonce)` is accepted once within the skew window.
 //!
-//! A nonce is checked and taken in memory (`recent`, one short mutex hold that includes a sled
-//! point read), and written to sled later, many at a time, by [`Store::persist_nonces`] (every
-//! sweep, about once a second, and at shutdown): two sled writes per signed request had been a
-//! third of a bind's cost, and they ran on an async worker. A nonce is always in `recent`, in
-//! sled, or in both, because persisting writes sled before it forgets the nonce in memory, and a
-//! check looks in both under the lock. After a crash, the nonces of the last second or so may be forgotten (sled
-//! syncs its own log every half second), which re-opens a replay window only for requests that
-//! were accepted once already.
+//! A nonce is checked and taken in memory (`recent`, one short hold of one of 16 shard locks,
+//! which includes a sled point read), and written to sled later, many at a time, by
+//! [`Store::persist_nonces`] (every sweep, about once a second, and at a clean stop): two sled
+//! writes per signed request had been a third of a bind's cost, and they ran on an async worker.
+//! A nonce is always in `recent`, in sled, or in both, because persisting writes sled before it
+//! forgets the nonce in memory, and a check looks in both under the shard's lock.
+//!
+//! Nonces are not flushed on their own. If the process is killed, those of the last second or so
+//! are forgotten (what sled had not yet written out); after a power cut, those since sled's last
+//! durable flush, which every bind, unbind or admin change makes. Either way this re-opens a
+//! replay window only for requests that were accepted once already.
 //!
 //! `nonce_expiry` files each nonce under its `Created` time, so the sweeper drops old nonces with
 //! one range scan instead of reading them all; a nonce older than the skew window can no longer
@@ -23,14 +26,44 @@ fn sled_error(source: sled::Error) -> Error {
     Error::Sled { tree: "nonces", source }
 }
 
+/// Shards of [`RecentNonces`], so concurrent requests rarely wait for each other's sled read.
+const SHARDS: usize = 16;
+
 /// Nonces accepted since the last persist, by key, with their `Created` time.
 #[derive(Debug, Default)]
-pub(crate) struct RecentNonces(Mutex<HashMap<Vec<u8>, i64>>);
+pub(crate) struct RecentNonces([Mutex<HashMap<Vec<u8>, i64>>; SHARDS]);
+
+type Shard<'a> = MutexGuard<'a, HashMap<Vec<u8>, i64>>;
 
 impl RecentNonces {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Vec<u8>, i64>> {
+    fn lock(shard: &Mutex<HashMap<Vec<u8>, i64>>) -> Shard<'_> {
         // Each step is one map operation: recover from poisoning.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shard that holds `key`.
+    fn shard(&self, key: &[u8]) -> Shard<'_> {
+        let index = key.iter().fold(0usize, |hash, &byte| hash.wrapping_mul(31).wrapping_add(usize::from(byte)));
+        RecentNonces::lock(&self.0[index % SHARDS])
+    }
+
+    /// Every pending nonce, copied.
+    fn pending(&self) -> Vec<(Vec<u8>, i64)> {
+        let mut pending = Vec::new();
+        for shard in &self.0 {
+            pending.extend(RecentNonces::lock(shard).iter().map(|(key, created)| (key.clone(), *created)));
+        }
+        pending
+    }
+
+    /// Forgets these (persisted) nonces, unless one was taken again meanwhile.
+    fn forget(&self, persisted: &[(Vec<u8>, i64)]) {
+        for (key, created_at) in persisted {
+            let mut shard = self.shard(key);
+            if shard.get(key) == Some(created_at) {
+                shard.remove(key);
+            }
+        }
     }
 }
 
@@ -38,11 +71,11 @@ impl Store {
     /// Records a nonce; `false` when it was already seen (a replay).
     pub fn remember_nonce(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
         let key = keys::join(&[app_key, nonce]);
-        // Both looks under the one lock: persisting removes a nonce from memory only after
+        // Both looks under the key's shard lock: persisting removes a nonce from memory only after
         // writing it to sled, so with the lock held a nonce seen before is in one or the other,
         // and this request's own nonce cannot be persisted between the looks and found as a
         // replay of itself. The sled read is a point read, about a microsecond.
-        let mut recent = self.recent_nonces.lock();
+        let mut recent = self.recent_nonces.shard(&key);
         let Entry::Vacant(vacant) = recent.entry(key) else { return Ok(false) };
         if self.nonces.contains_key(vacant.key()).map_err(sled_error)? {
             return Ok(false);
@@ -54,8 +87,7 @@ impl Store {
     /// Writes the nonces accepted since the last call to sled, then forgets them in memory;
     /// returns how many. Not flushed: sled syncs them within half a second.
     pub fn persist_nonces(&self) -> Result<usize, Error> {
-        let pending: Vec<(Vec<u8>, i64)> =
-            self.recent_nonces.lock().iter().map(|(key, created)| (key.clone(), *created)).collect();
+        let pending = self.recent_nonces.pending();
         if pending.is_empty() {
             return Ok(0);
         }
@@ -69,12 +101,7 @@ impl Store {
             self.nonce_expiry.insert(expiry, &[]).map_err(sled_error)?;
             self.nonces.insert(key.as_slice(), &created_at.to_be_bytes()[..]).map_err(sled_error)?;
         }
-        let mut recent = self.recent_nonces.lock();
-        for (key, created_at) in &pending {
-            if recent.get(key) == Some(created_at) {
-                recent.remove(key);
-            }
-        }
+        self.recent_nonces.forget(&pending);
         Ok(pending.len())
     }
 
