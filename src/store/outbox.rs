@@ -236,35 +236,9 @@ impl Store {
         Ok(self.get(T::Recordings, object_name.as_bytes())?.map(|app| String::from_utf8_lossy(&app).into_owned()))
     }
 
-    /// Every saved session (at start-up), decoded on every core: a restart with many calls
-    /// under way spends its time decoding them (about 10 µs each).
-    pub fn sessions<S: serde::de::DeserializeOwned + Send>(&self) -> Result<Vec<S>, Error> {
-        let records = self.calls.scan(T::Sessions, &[], usize::MAX);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = records.len().div_ceil(threads).max(1);
-        let decode = |part: &[(Vec<u8>, Vec<u8>)]| -> Result<Vec<S>, Error> {
-            part.iter().map(|(key, value)| super::record::decode(T::Sessions.name(), key, value)).collect()
-        };
-        let parts: Vec<Result<Vec<S>, Error>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = records.chunks(chunk).map(|part| scope.spawn(move || decode(part))).collect();
-            workers
-                .into_iter()
-                .map(|worker| {
-                    worker.join().unwrap_or_else(|_| {
-                        Err(Error::Decode {
-                            tree: T::Sessions.name(),
-                            key: String::new(),
-                            reason: "decoding panicked".into(),
-                        })
-                    })
-                })
-                .collect()
-        });
-        let mut sessions = Vec::with_capacity(records.len());
-        for part in parts {
-            sessions.extend(part?);
-        }
-        Ok(sessions)
+    /// Every saved session (at start-up).
+    pub fn sessions<S: serde::de::DeserializeOwned>(&self) -> Result<Vec<S>, Error> {
+        self.logged_records(T::Sessions, &[], usize::MAX)
     }
 }
 
