@@ -85,7 +85,7 @@ impl Store {
     }
 
     /// Writes the nonces accepted since the last call to sled, then forgets them in memory;
-    /// returns how many. Not flushed: sled syncs them within half a second.
+    /// returns how many. Not flushed on their own (see the module notes).
     pub fn persist_nonces(&self) -> Result<usize, Error> {
         let pending = self.recent_nonces.pending();
         if pending.is_empty() {
