@@ -35,7 +35,7 @@
 //! | `tones`      | app key, file name                    | record `Tone` (state, review) |
 //! | `tone_audio` | app key, file name, `approved`/`pending` | the WAV, A-law 8000 Hz mono |
 
-pub(crate) const SEPARATOR: u8 = 0;
+const SEPARATOR: u8 = 0;
 
 /// `a NUL b`, and so on for more parts.
 pub(crate) fn join(parts: &[&str]) -> Vec<u8> {
@@ -54,6 +54,21 @@ pub(crate) fn prefix(parts: &[&str]) -> Vec<u8> {
     let mut key = join(parts);
     key.push(SEPARATOR);
     key
+}
+
+/// The first bound after every key that starts with `prefix` (a [`prefix`]): the prefix with its
+/// closing separator raised by one, for a range scan that skips them all.
+pub(crate) fn past_prefix(mut prefix: Vec<u8>) -> Vec<u8> {
+    if let Some(last) = prefix.last_mut() {
+        *last = SEPARATOR + 1;
+    }
+    prefix
+}
+
+/// The first `n` NUL-separated parts of a key (fewer if it has fewer); the parts after them, such
+/// as a binary id that may hold a NUL byte, are not split.
+pub(crate) fn first_parts(key: &[u8], n: usize) -> Vec<&[u8]> {
+    key.splitn(n + 1, |&b| b == SEPARATOR).take(n).collect()
 }
 
 /// The last NUL-separated part of a key, as text.

@@ -26,6 +26,8 @@ pub enum Lane {
 }
 
 impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Events, Lane::Cdrs];
+
     pub fn name(self) -> &'static str {
         match self {
             Lane::Events => "events",
@@ -94,24 +96,20 @@ impl Store {
         let mut lanes = Vec::new();
         let mut from = Vec::new();
         while let Some(key) = self.calls.first_key_from(T::Outbox, &from) {
-            let mut parts = key.splitn(3, |&byte| byte == keys::SEPARATOR);
-            let lane = match (parts.next(), parts.next()) {
-                (Some(app_key), Some(b"events")) => (String::from_utf8_lossy(app_key).into_owned(), Lane::Events),
-                (Some(app_key), Some(b"cdrs")) => (String::from_utf8_lossy(app_key).into_owned(), Lane::Cdrs),
-                _ => {
-                    return Err(Error::Decode {
-                        tree: T::Outbox.name(),
-                        key: super::show_key(&key),
-                        reason: "not an outbox key (app, lane, push id)".into(),
-                    })
-                }
+            let (app_key, lane) = match keys::first_parts(&key, 2)[..] {
+                [app_key, name] => (app_key, Lane::ALL.into_iter().find(|lane| lane.name().as_bytes() == name)),
+                _ => (&key[..], None),
             };
-            // Past every key of this lane: its prefix with the closing separator raised by one.
-            from = lane_prefix(&lane.0, lane.1);
-            if let Some(last) = from.last_mut() {
-                *last = keys::SEPARATOR + 1;
-            }
-            lanes.push(lane);
+            let Some(lane) = lane else {
+                return Err(Error::Decode {
+                    tree: T::Outbox.name(),
+                    key: super::show_key(&key),
+                    reason: "not an outbox key (app key, events or cdrs, push id)".into(),
+                });
+            };
+            let app_key = String::from_utf8_lossy(app_key).into_owned();
+            from = keys::past_prefix(lane_prefix(&app_key, lane));
+            lanes.push((app_key, lane));
         }
         Ok(lanes)
     }
