@@ -16,8 +16,9 @@
 //! one range scan instead of reading them all; a nonce older than the skew window can no longer
 //! pass the `Created` check anyway.
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{keys, Error, Store};
@@ -29,9 +30,13 @@ fn sled_error(source: sled::Error) -> Error {
 /// Shards of [`RecentNonces`], so concurrent requests rarely wait for each other's sled read.
 const SHARDS: usize = 16;
 
-/// Nonces accepted since the last persist, by key, with their `Created` time.
+/// Nonces accepted since the last persist, by key, with their `Created` time; sharded as the
+/// session map is (`calls::session`).
 #[derive(Debug, Default)]
-pub(crate) struct RecentNonces([Mutex<HashMap<Vec<u8>, i64>>; SHARDS]);
+pub(crate) struct RecentNonces {
+    shards: [Mutex<HashMap<Vec<u8>, i64>>; SHARDS],
+    hasher: RandomState,
+}
 
 type Shard<'a> = MutexGuard<'a, HashMap<Vec<u8>, i64>>;
 
@@ -43,14 +48,14 @@ impl RecentNonces {
 
     /// The shard that holds `key`.
     fn shard(&self, key: &[u8]) -> Shard<'_> {
-        let index = key.iter().fold(0usize, |hash, &byte| hash.wrapping_mul(31).wrapping_add(usize::from(byte)));
-        RecentNonces::lock(&self.0[index % SHARDS])
+        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        RecentNonces::lock(&self.shards[index])
     }
 
     /// Every pending nonce, copied.
     fn pending(&self) -> Vec<(Vec<u8>, i64)> {
         let mut pending = Vec::new();
-        for shard in &self.0 {
+        for shard in &self.shards {
             pending.extend(RecentNonces::lock(shard).iter().map(|(key, created)| (key.clone(), *created)));
         }
         pending
@@ -139,11 +144,6 @@ mod tests {
         assert!(store.remember_nonce("app", "n1", 100).unwrap(), "forgotten, so accepted again");
         assert!(!store.remember_nonce("app", "n2", 300).unwrap(), "n2 is still remembered");
     }
-}
-
-#[cfg(test)]
-mod persistence {
-    use crate::store::Store;
 
     #[test]
     fn persisted_nonces_survive_a_restart_and_concurrent_replays_get_one_acceptance() {
