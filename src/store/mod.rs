@@ -417,11 +417,10 @@ impl Store {
     /// the thread.
     pub(crate) async fn commit_applied(&self, writes: WriteSet) -> Result<(), Error> {
         let (sender, applied) = tokio::sync::oneshot::channel();
-        debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are queued");
         let done = Box::new(move |result| {
             let _ = sender.send(result);
         });
-        self.combiner.queue(writes, done, true);
+        self.enqueue(writes, done, true);
         // The committer runs every queued change's callback, also when it stops.
         match applied.await {
             Ok(result) => result.map_err(Error::Transaction),
@@ -433,8 +432,13 @@ impl Store {
     /// returns at once; `done` hears the result on the committer thread. For changes whose caller
     /// need not wait, such as a connected call's new session.
     pub(crate) fn commit_queued(&self, writes: WriteSet, done: combine::Done) {
+        self.enqueue(writes, done, false);
+    }
+
+    /// Queues call-path `writes` for the committer; `awaited` when the caller waits for `done`.
+    fn enqueue(&self, writes: WriteSet, done: combine::Done, awaited: bool) {
         debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are queued");
-        self.combiner.queue(writes, done, false);
+        self.combiner.queue(writes, done, awaited);
     }
 
     /// How many bindings X holds, of whatever mode its app has: the AXB pair counter, which
