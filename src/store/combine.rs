@@ -332,8 +332,12 @@ mod tests {
         let (combiner, applied, _) = logging();
         for awaited in [false, true] {
             let (sender, heard) = mpsc::channel();
-            // Let the committer fall asleep first: the change must wake it by itself.
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            // The committer must be asleep with nothing to do: the change has to wake it by itself.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !combiner.shared.lock().parked {
+                assert!(std::time::Instant::now() < deadline, "the committer never went to sleep");
+                std::thread::yield_now();
+            }
             combiner.queue(one_write(1), Box::new(move |result| sender.send(result.is_ok()).unwrap()), awaited);
             let result = heard.recv_timeout(std::time::Duration::from_secs(2));
             assert_eq!(result, Ok(true), "awaited: {awaited}");
