@@ -41,7 +41,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write as _};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use arc_swap::ArcSwap;
@@ -144,7 +144,7 @@ pub(crate) struct CallLog {
     synced: AtomicU64,
     /// A compaction renamed its file over the log but could not sync the directory: until a sync
     /// does, a power cut could bring the old file back, so [`CallLog::sync`] tries again first.
-    dir_unsynced: std::sync::atomic::AtomicBool,
+    dir_unsynced: AtomicBool,
 }
 
 impl CallLog {
@@ -187,7 +187,7 @@ impl CallLog {
             compaction_micros: AtomicU64::new(0),
             appended: AtomicU64::new(0),
             synced: AtomicU64::new(0),
-            dir_unsynced: std::sync::atomic::AtomicBool::new(false),
+            dir_unsynced: AtomicBool::new(false),
         })
     }
 
