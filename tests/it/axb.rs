@@ -1,5 +1,5 @@
 //! AXB provisioning over real HTTP: every result code this API produces, from requests a client
-//! could really send, and the reference's ranges, precedence and capacity rules.
+//! could really send, and the Huawei API's ranges, precedence and capacity rules.
 
 use std::sync::Arc;
 
