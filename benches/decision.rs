@@ -34,12 +34,12 @@ fn setup(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
     app.close_hint_tone = "close.wav".into();
     app.numbers = numbers;
     let (app, numbers) = app.into_parts();
-    store.upsert_app(&app, &numbers).expect("app saved");
+    store.apps().upsert(&app, &numbers).expect("app saved");
     // The app's tones are approved, as in production, so calls see them.
     for tone in ["notice.wav", "close.wav"] {
         let audio = privnum::tone::wav::write_alaw(&[0xD5; 800]);
-        store.upload_tone("bench-app", tone, &audio, 0.1, false, 0).expect("tone uploaded");
-        store.review_tone("bench-app", tone, &privnum::domain::tone::Review::Approve, None, 0).expect("approved");
+        store.tones().upload("bench-app", tone, &audio, 0.1, false, 0).expect("tone uploaded");
+        store.tones().review("bench-app", tone, &privnum::domain::tone::Review::Approve, None, 0).expect("approved");
     }
     for i in 0..BINDINGS {
         let request = BindRequest {
@@ -52,7 +52,7 @@ fn setup(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
                 ..AxbChanges::default()
             },
         };
-        store.axb_bind(&app, &request, 1_700_000_000, 5000).expect("bind");
+        store.bindings().axb_bind(&app, &request, 1_700_000_000, 5000).expect("bind");
     }
     store
 }
@@ -70,7 +70,7 @@ fn decision(c: &mut Criterion) {
     let caller = "+8613800004242".to_owned();
     let x = (0..NUMBERS)
         .map(|i| format!("+86170{i:08}"))
-        .find(|x| store.axb_for_call(x, &caller, 1_700_000_000).ok().flatten().is_some())
+        .find(|x| store.bindings().axb_for_call(x, &caller, 1_700_000_000).ok().flatten().is_some())
         .expect("the caller is bound somewhere");
     let call = CallIn { session_id: "bench".into(), caller, called: x.clone(), time: 1_700_000_000 };
     c.bench_function("callin decision: lookup + axb.rhai (connect)", |b| {
@@ -83,7 +83,7 @@ fn decision(c: &mut Criterion) {
     });
     let lookup = CallIn { ..call.clone() };
     c.bench_function("binding lookup alone (sled)", |b| {
-        b.iter(|| store.axb_for_call(&lookup.called, &lookup.caller, lookup.time).expect("lookup"))
+        b.iter(|| store.bindings().axb_for_call(&lookup.called, &lookup.caller, lookup.time).expect("lookup"))
     });
 }
 
@@ -91,7 +91,7 @@ fn store_ops(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = setup(&runtime, dir.path());
-    let app = store.app("bench-app").expect("read").expect("the app exists");
+    let app = store.apps().get("bench-app").expect("read").expect("the app exists");
     let mut n = 0u64;
     // Bind and unbind, so the pool never fills however many iterations criterion runs.
     c.bench_function("store: AXB bind + unbind (two transactions, no flush)", |b| {
@@ -103,14 +103,14 @@ fn store_ops(c: &mut Criterion) {
                 callee_num: format!("+86137{n:08}"),
                 settings: AxbChanges::default(),
             };
-            let binding = store.axb_bind(&app, &request, 1_700_000_000, 5000).expect("bind");
+            let binding = store.bindings().axb_bind(&app, &request, 1_700_000_000, 5000).expect("bind");
             let target = AxbUnbind::Subscription(binding.subscription_id);
-            store.axb_unbind(&app, &target, 1_700_000_000).expect("unbind")
+            store.bindings().axb_unbind(&app, &target, 1_700_000_000).expect("unbind")
         })
     });
     let session = serde_json::json!({"sessionId": "bench", "caller": "+8613800000001", "events": []});
     c.bench_function("store: session save through the committer (no flush)", |b| {
-        b.iter(|| store.save_session("bench", &session, &[], None).expect("saved"))
+        b.iter(|| store.calls().save_session("bench", &session, &[], None).expect("saved"))
     });
 }
 

@@ -361,7 +361,7 @@ async fn preload(server: &Server, count: u64) -> anyhow::Result<Vec<(String, Str
 async fn preload_range(server: &Server, from: u64, to: u64) -> anyhow::Result<Vec<(String, String)>> {
     let count = to;
     let store = server.running.state.store.clone();
-    let app = store.app(APP_KEY)?.context("the load app is configured")?;
+    let app = store.apps().get(APP_KEY)?.context("the load app is configured")?;
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut pairs = Vec::new();
@@ -372,7 +372,7 @@ async fn preload_range(server: &Server, from: u64, to: u64) -> anyhow::Result<Ve
                 callee_num: format!("+86139{n:08}"),
                 settings: privnum::domain::axb::AxbChanges::default(),
             };
-            let binding = store.axb_bind(&app, &request, chrono::Utc::now().timestamp(), 5000)?;
+            let binding = store.bindings().axb_bind(&app, &request, chrono::Utc::now().timestamp(), 5000)?;
             pairs.push((binding.caller_num, binding.x_number));
             if (n + 1) % 50_000 == 0 || n + 1 == count {
                 eprintln!("loaded {} of {count} bindings ({:.1} s)", n + 1, started.elapsed().as_secs_f64());

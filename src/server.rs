@@ -59,7 +59,8 @@ pub async fn prepare(
     for app_config in &config.apps {
         let (app, numbers) = app_config.clone().into_parts();
         store
-            .upsert_app(&app, &numbers)
+            .apps()
+            .upsert(&app, &numbers)
             .with_context(|| format!("loading app {} from the configuration", app.app_key))?;
         crate::calls::route::warn_unapproved_app_tones(&store, &app);
     }
@@ -70,7 +71,7 @@ pub async fn prepare(
     let config = Arc::new(config);
     let sessions = Arc::new(Sessions::default());
     let step = std::time::Instant::now();
-    let saved: Vec<Session> = store.sessions().context("reading the sessions of calls under way")?;
+    let saved: Vec<Session> = store.calls().sessions().context("reading the sessions of calls under way")?;
     startup.calls = saved.len();
     sessions.restore(saved);
     startup.calls_restore = step.elapsed();
@@ -109,12 +110,12 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
         // The sweep takes the writer lock and writes sessions: keep it off the async workers.
         let swept = tokio::task::spawn_blocking(move || {
             ledger.sweep(now, timeout);
-            let axb = store.axb_sweep_expired(now, SWEEP_BATCH);
-            let axe = store.axe_sweep_expired(now, SWEEP_BATCH);
+            let axb = store.bindings().axb_sweep_expired(now, SWEEP_BATCH);
+            let axe = store.bindings().axe_sweep_expired(now, SWEEP_BATCH);
             let bindings = axb.and_then(|axb| axe.map(|axe| axb + axe));
             // Apart: a failure to write new nonces must not keep old ones from being swept.
-            let persisted = store.persist_nonces();
-            let forgotten = store.forget_nonces_before(now.saturating_sub(skew.saturating_mul(2)));
+            let persisted = store.nonces().persist();
+            let forgotten = store.nonces().forget_before(now.saturating_sub(skew.saturating_mul(2)));
             (bindings, persisted.and(forgotten))
         })
         .await;

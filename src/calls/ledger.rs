@@ -47,7 +47,7 @@ impl Ledger {
         out: &mut Vec<Push>,
     ) -> Result<(), store::Error> {
         if let Some(app_key) = &session.app_key {
-            out.push(self.store.new_push(app_key, lane, body, self.pusher.now_ms())?);
+            out.push(self.store.calls().new_push(app_key, lane, body, self.pusher.now_ms())?);
         }
         Ok(())
     }
@@ -87,9 +87,9 @@ impl Ledger {
             self.push_platform_release(&session, session.started_at, &mut pushes)?;
         }
         if session.ended_at.is_some() {
-            let opened = self
-                .sessions
-                .insert_with(session, |session| self.store.save_session(&session.session_id, session, &pushes, None))?;
+            let opened = self.sessions.insert_with(session, |session| {
+                self.store.calls().save_session(&session.session_id, session, &pushes, None)
+            })?;
             if opened {
                 self.wake(&pushes);
             }
@@ -104,7 +104,7 @@ impl Ledger {
                 // The session is in memory and its next save (the next event) writes it whole.
                 Err(err) => tracing::error!(session_id, error = %err, "saving a new call's session failed"),
             });
-            self.store.queue_session(&session.session_id, session, &pushes, done);
+            self.store.calls().queue_session(&session.session_id, session, &pushes, done);
             Ok::<(), store::Error>(())
         })
     }
@@ -131,7 +131,7 @@ impl Ledger {
                 }
             }
             let owner = object_name.as_deref().zip(session.app_key.as_deref());
-            self.store.save_session(session_id, &session, &pushes, owner)?;
+            self.store.calls().save_session(session_id, &session, &pushes, owner)?;
             Ok((session, pushes))
         });
         match outcome {
@@ -181,7 +181,7 @@ impl Ledger {
                 _ => None,
             };
             let callback = callback.as_ref().map(|(binding, callback)| (*binding, callback));
-            self.store.axe_save_digits(session_id, &session, &pushes, callback)?;
+            self.store.calls().save_digits(session_id, &session, &pushes, callback)?;
             Ok((session, (DigitsOutcome::Recorded, pushes)))
         });
         match outcome {
@@ -228,7 +228,7 @@ impl Ledger {
                 self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
                 self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_TIMEOUT)), &mut pushes)?;
             }
-            self.store.forget_session(&session.session_id, &pushes)?;
+            self.store.calls().forget_session(&session.session_id, &pushes)?;
             self.wake(&pushes);
         }
         Ok(())

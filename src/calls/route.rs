@@ -74,7 +74,7 @@ fn unapproved_app_tones<'a>(store: &'a Store, app: &'a App) -> impl Iterator<Ite
     [AppToneSetting::RecordHint, AppToneSetting::CloseHint, AppToneSetting::ExtensionPrompt]
         .into_iter()
         .map(|setting| (setting, setting.of(app)))
-        .filter(|(_, name)| !name.is_empty() && !store.tone_approved(&app.app_key, name))
+        .filter(|(_, name)| !name.is_empty() && !store.tones().approved(&app.app_key, name))
 }
 
 /// Counts the calls that went without an app tone because it is not approved.
@@ -108,9 +108,9 @@ pub fn decide_callin(
     call: &CallIn,
     now: i64,
 ) -> Result<Routed, store::Error> {
-    let number = store.number(&call.called)?;
+    let number = store.apps().number(&call.called)?;
     let app = match &number {
-        Some(number) => store.app(&number.app_key)?,
+        Some(number) => store.apps().get(&number.app_key)?,
         None => None,
     };
     let (Some(number), Some(app)) = (number, app) else {
@@ -138,7 +138,7 @@ pub fn decide_callin(
 
 /// AXB: the active binding that has the caller as A or B on X.
 fn prepare_axb(store: &Store, mut call: Call, app: &App, now: i64) -> Result<Prepared, store::Error> {
-    let binding = store.axb_for_call(&call.called, &call.caller, now)?.map(Arc::new);
+    let binding = store.bindings().axb_for_call(&call.called, &call.caller, now)?.map(Arc::new);
     let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, app)).unwrap_or_default();
     let user_data = binding.as_ref().and_then(|b| b.user_data.clone());
     call.binding = binding.map(Binding::Axb);
@@ -147,7 +147,7 @@ fn prepare_axb(store: &Store, mut call: Call, app: &App, now: i64) -> Result<Pre
 
 /// AX: the binding on X (of this app) and, for A, its valid temporary callee.
 fn prepare_ax(store: &Store, mut call: Call, app: &App, now: i64) -> Result<Prepared, store::Error> {
-    let binding = store.ax_for_call(&call.called)?.filter(|b| b.app_key == app.app_key).map(Arc::new);
+    let binding = store.bindings().ax_for_call(&call.called)?.filter(|b| b.app_key == app.app_key).map(Arc::new);
     let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, app, now)).unwrap_or_default();
     let user_data = binding.as_deref().and_then(|b| b.user_data_for(&call.caller, now));
     if let Some(callee) = binding.as_deref().and_then(|b| b.temporary_callee_at(now)) {
@@ -159,11 +159,11 @@ fn prepare_ax(store: &Store, mut call: Call, app: &App, now: i64) -> Result<Prep
 
 /// AXE callin: A's own binding on X and callback record; for anyone else, an extension to collect.
 fn prepare_axe(store: &Store, mut call: Call, app: &App, now: i64) -> Result<Prepared, store::Error> {
-    call.x_bindings = i64::from(store.axb_pairs_on(&call.called)?);
-    let binding = store.axe_for_a(&call.called, &call.caller, now)?.map(Arc::new);
+    call.x_bindings = i64::from(store.bindings().pairs_on(&call.called)?);
+    let binding = store.bindings().axe_for_a(&call.called, &call.caller, now)?.map(Arc::new);
     let (allowance, user_data) = match binding.as_deref() {
         Some(binding) => {
-            let callback = store.axe_callback(binding, now)?;
+            let callback = store.bindings().axe_callback(binding, now)?;
             let party = callback.map(|callback| callback.party);
             if let Some(party) = &party {
                 call.callback = party.as_str().into();
@@ -187,7 +187,7 @@ pub fn decide_digits(
     now: i64,
 ) -> Result<Routed, store::Error> {
     let app = match &session.app_key {
-        Some(app_key) => store.app(app_key)?,
+        Some(app_key) => store.apps().get(app_key)?,
         None => None,
     };
     // The app was removed while its caller keyed digits.
@@ -197,10 +197,10 @@ pub fn decide_digits(
     let (app, cleared) = playable(store, app);
     let mut call = Call::new(&session.caller, &session.x_number, &session.session_id, now, app.clone());
     call.digits = digits.into();
-    call.x_bindings = i64::from(store.axb_pairs_on(&session.x_number)?);
+    call.x_bindings = i64::from(store.bindings().pairs_on(&session.x_number)?);
     let binding = match digits {
         "" => None,
-        digits => store.axe_for_extension(&session.x_number, digits, now)?.map(Arc::new),
+        digits => store.bindings().axe_for_extension(&session.x_number, digits, now)?.map(Arc::new),
     };
     let allowance = binding.as_deref().map(|b| b.allowance_for_extension(&app)).unwrap_or_default();
     let user_data = binding.as_deref().and_then(|b| b.user_data.clone());
@@ -251,7 +251,7 @@ pub fn warn_unapproved_app_tones(store: &Store, app: &App) {
 /// no other. (A binding's tones were approved when it was made, and approval is never withdrawn;
 /// only a store written by a privnum older than the tone registry holds bindings never checked.)
 fn approved_tones(store: &Store, app: &App, decision: &Decision) -> Result<(), String> {
-    match decision.tones().find(|(_, tone)| !store.tone_approved(&app.app_key, tone)) {
+    match decision.tones().find(|(_, tone)| !store.tones().approved(&app.app_key, tone)) {
         Some((field, tone)) => {
             Err(format!("{field} names {tone}, which is not an approved tone of app {}", app.app_key))
         }

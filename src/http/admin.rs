@@ -51,7 +51,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn pushes_dead(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
-    let pushes = state.store.dead_pushes()?;
+    let pushes = state.store.calls().dead_pushes()?;
     let list = serde_json::to_value(pushes).map_err(|err| AppError::internal(&err))?;
     Ok(success(one("pushes", list)))
 }
@@ -61,7 +61,7 @@ async fn pushes_redeliver(
     State(state): State<AppState>,
     PathParams(id): PathParams<u64>,
 ) -> Result<Response, AppError> {
-    let revived = state.store.revive(id, state.ledger.pusher.now_ms()).await?;
+    let revived = state.store.calls().revive(id, state.ledger.pusher.now_ms()).await?;
     let Some(push) = revived else {
         return Err(admin_error(Rejection::NotFound { what: format!("dead push {id}") }));
     };
@@ -124,12 +124,12 @@ pub(super) fn one(name: &str, value: Value) -> Map<String, Value> {
 }
 
 async fn apps_list(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
-    let apps: Vec<Value> = state.store.apps()?.iter().map(app_view).collect();
+    let apps: Vec<Value> = state.store.apps().all()?.iter().map(app_view).collect();
     Ok(success(one("apps", apps.into())))
 }
 
 pub(super) fn load_app(state: &AppState, app_key: &str) -> Result<Arc<App>, AppError> {
-    state.store.app(app_key)?.ok_or_else(|| admin_error(Rejection::NotFound { what: format!("app {app_key}") }))
+    state.store.apps().get(app_key)?.ok_or_else(|| admin_error(Rejection::NotFound { what: format!("app {app_key}") }))
 }
 
 async fn apps_show(
@@ -164,7 +164,7 @@ async fn apps_put(
     let (app, numbers) = config.into_parts();
     let (app, numbers) = state
         .write(move |store| {
-            store.upsert_app(&app, &numbers)?;
+            store.apps().upsert(&app, &numbers)?;
             Ok((app, numbers))
         })
         .await
@@ -181,7 +181,7 @@ async fn apps_delete(
     PathParams(app_key): PathParams<String>,
 ) -> Result<Response, AppError> {
     let key = app_key.clone();
-    state.write(move |store| store.delete_app(&key)).await.map_err(admin_error)?;
+    state.write(move |store| store.apps().delete(&key)).await.map_err(admin_error)?;
     state.store.durable().await?;
     tracing::info!(app_key = %app_key, "app deleted through the admin API");
     Ok(success(Map::new()))
@@ -214,14 +214,14 @@ async fn numbers_put(
     let x_number = XNumber { number, app_key, area_code: config.area_code, sms: config.sms, status: config.status };
     let x_number = state
         .write(move |store| {
-            store.upsert_number(&x_number)?;
+            store.apps().upsert_number(&x_number)?;
             Ok(x_number)
         })
         .await
         .map_err(admin_error)?;
     state.store.durable().await?;
     tracing::info!(app_key = %x_number.app_key, number = %x_number.number, status = ?x_number.status, "number saved through the admin API");
-    Ok(success(one("number", number_view(&x_number, state.store.axb_pairs_on(&x_number.number)?))))
+    Ok(success(one("number", number_view(&x_number, state.store.bindings().pairs_on(&x_number.number)?))))
 }
 
 async fn numbers_delete(
@@ -230,7 +230,7 @@ async fn numbers_delete(
     PathParams((app_key, number)): PathParams<(String, String)>,
 ) -> Result<Response, AppError> {
     let (key, x) = (app_key.clone(), number.clone());
-    state.write(move |store| store.delete_number(&key, &x)).await.map_err(admin_error)?;
+    state.write(move |store| store.apps().delete_number(&key, &x)).await.map_err(admin_error)?;
     state.store.durable().await?;
     tracing::info!(app_key = %app_key, number = %number, "number removed through the admin API");
     Ok(success(Map::new()))
@@ -256,10 +256,10 @@ fn number_view(number: &XNumber, bindings: u32) -> Value {
 }
 
 fn numbers_view(state: &AppState, app_key: &str) -> Result<Value, AppError> {
-    let numbers = state.store.numbers_of(app_key)?;
+    let numbers = state.store.apps().numbers_of(app_key)?;
     let views = numbers
         .iter()
-        .map(|number| Ok(number_view(number, state.store.axb_pairs_on(&number.number)?)))
+        .map(|number| Ok(number_view(number, state.store.bindings().pairs_on(&number.number)?)))
         .collect::<Result<Vec<_>, crate::store::Error>>()?;
     Ok(views.into())
 }

@@ -80,12 +80,12 @@ impl FromRequestParts<AppState> for Authenticated {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let header_text = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
         let credentials = auth::parse(header_text(header::AUTHORIZATION.as_str()), header_text)?;
-        let app = state.store.app(&credentials.app_key)?;
+        let app = state.store.apps().get(&credentials.app_key)?;
         let Some(app) = app.filter(|app| credentials.verify(&app.app_secret)) else {
             return Err(AuthError::invalid_digest().into());
         };
         credentials.check_skew(state.clock.now(), state.config.auth_max_skew_secs)?;
-        if !state.store.remember_nonce(&app.app_key, &credentials.nonce, credentials.created_at)? {
+        if !state.store.nonces().remember(&app.app_key, &credentials.nonce, credentials.created_at)? {
             return Err(AuthError::replay().into());
         }
         Ok(Authenticated { app })

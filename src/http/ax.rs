@@ -26,8 +26,8 @@ pub async fn bindings_create(
     let now = state.clock.now();
     let (app, binding) = state
         .write(move |store| {
-            store.check_tones(&app.app_key, request.settings.tones().into_iter().map(|(_, tone)| tone))?;
-            let binding = store.ax_bind(&app, &request, now)?;
+            store.tones().check(&app.app_key, request.settings.tones().into_iter().map(|(_, tone)| tone))?;
+            let binding = store.bindings().ax_bind(&app, &request, now)?;
             Ok((app, binding))
         })
         .await?;
@@ -46,8 +46,8 @@ pub async fn bindings_modify(
     let records = request.changes.record == Some(true);
     let (app, binding) = state
         .write(move |store| {
-            store.check_tones(&app.app_key, request.changes.tones().into_iter().map(|(_, tone)| tone))?;
-            let binding = store.ax_modify(&app, &request)?;
+            store.tones().check(&app.app_key, request.changes.tones().into_iter().map(|(_, tone)| tone))?;
+            let binding = store.bindings().ax_modify(&app, &request)?;
             Ok((app, binding))
         })
         .await?;
@@ -65,7 +65,7 @@ pub async fn bindings_delete(
 ) -> Result<Response, AppError> {
     let params = query_object(query.as_deref())?;
     let target = AxTarget::parse_unbind(&Fields::new(&params))?;
-    let removed = state.write(move |store| store.ax_unbind(&app, &target)).await?;
+    let removed = state.write(move |store| store.bindings().ax_unbind(&app, &target)).await?;
     state.store.durable().await?;
     let mut fields = Map::new();
     fields.insert("subscriptionId".into(), removed.subscription_id.into());
@@ -81,7 +81,7 @@ pub async fn bindings_query(
 ) -> Result<Response, AppError> {
     let params = query_object(query.as_deref())?;
     let query = AxQuery::parse(&Fields::new(&params))?;
-    let found = state.store.ax_query(&app, &query)?;
+    let found = state.store.bindings().ax_query(&app, &query)?;
     let now = state.clock.now();
     let list: Vec<Value> = found.iter().map(|binding| Value::Object(binding_fields(binding, now))).collect();
     let mut fields = Map::new();
@@ -98,7 +98,7 @@ pub async fn temporary_callee_set(
 ) -> Result<Response, AppError> {
     let request = TemporaryCalleeRequest::parse(&Fields::new(&body))?;
     let now = state.clock.now();
-    let binding = state.write(move |store| store.ax_set_temporary_callee(&app, &request, now)).await?;
+    let binding = state.write(move |store| store.bindings().ax_set_temporary_callee(&app, &request, now)).await?;
     state.store.durable().await?;
     let mut fields = Map::new();
     fields.insert("subscriptionId".into(), binding.subscription_id.as_str().into());

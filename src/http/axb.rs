@@ -26,8 +26,8 @@ pub async fn bindings_create(
     let (now, max_pairs) = (state.clock.now(), state.config.axb_max_pairs_per_x);
     let (app, binding) = state
         .write(move |store| {
-            store.check_tones(&app.app_key, request.settings.tones())?;
-            let binding = store.axb_bind(&app, &request, now, max_pairs)?;
+            store.tones().check(&app.app_key, request.settings.tones())?;
+            let binding = store.bindings().axb_bind(&app, &request, now, max_pairs)?;
             Ok((app, binding))
         })
         .await?;
@@ -45,8 +45,8 @@ pub async fn bindings_modify(
     let now = state.clock.now();
     let (app, request, binding) = state
         .write(move |store| {
-            store.check_tones(&app.app_key, request.changes.tones())?;
-            let binding = store.axb_modify(&app, &request, now)?;
+            store.tones().check(&app.app_key, request.changes.tones())?;
+            let binding = store.bindings().axb_modify(&app, &request, now)?;
             Ok((app, request, binding))
         })
         .await?;
@@ -65,7 +65,7 @@ pub async fn bindings_delete(
     let params = query_object(query.as_deref())?;
     let target = AxbUnbind::parse(&Fields::new(&params))?;
     let now = state.clock.now();
-    let removed = state.write(move |store| store.axb_unbind(&app, &target, now)).await?;
+    let removed = state.write(move |store| store.bindings().axb_unbind(&app, &target, now)).await?;
     state.store.durable().await?;
     let ids: Vec<&str> = removed.iter().map(|binding| binding.subscription_id.as_str()).collect();
     let mut fields = Map::new();
@@ -80,7 +80,7 @@ pub async fn bindings_query(
 ) -> Result<Response, AppError> {
     let params = query_object(query.as_deref())?;
     let query = AxbQuery::parse(&Fields::new(&params))?;
-    let page = state.store.axb_query(&app, &query, state.clock.now())?;
+    let page = state.store.bindings().axb_query(&app, &query, state.clock.now())?;
     let list: Vec<Value> = page.bindings.iter().map(|binding| Value::Object(binding_fields(binding))).collect();
     let mut fields = Map::new();
     fields.insert("totalCount".into(), page.total.into());

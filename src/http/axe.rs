@@ -26,8 +26,8 @@ pub async fn bindings_create(
     let now = state.clock.now();
     let (app, binding) = state
         .write(move |store| {
-            store.check_tones(&app.app_key, request.settings.tones().into_iter().map(|(_, tone)| tone))?;
-            let binding = store.axe_bind(&app, &request, now)?;
+            store.tones().check(&app.app_key, request.settings.tones().into_iter().map(|(_, tone)| tone))?;
+            let binding = store.bindings().axe_bind(&app, &request, now)?;
             Ok((app, binding))
         })
         .await?;
@@ -46,8 +46,8 @@ pub async fn bindings_modify(
     let records = request.changes.record == Some(true);
     let (app, binding) = state
         .write(move |store| {
-            store.check_tones(&app.app_key, request.changes.tones().into_iter().map(|(_, tone)| tone))?;
-            let binding = store.axe_modify(&app, &request, now)?;
+            store.tones().check(&app.app_key, request.changes.tones().into_iter().map(|(_, tone)| tone))?;
+            let binding = store.bindings().axe_modify(&app, &request, now)?;
             Ok((app, binding))
         })
         .await?;
@@ -66,7 +66,7 @@ pub async fn bindings_delete(
     let params = query_object(query.as_deref())?;
     let target = AxeTarget::parse(&Fields::new(&params))?;
     let now = state.clock.now();
-    let removed = state.write(move |store| store.axe_unbind(&app, &target, now)).await?;
+    let removed = state.write(move |store| store.bindings().axe_unbind(&app, &target, now)).await?;
     state.store.durable().await?;
     let mut fields = Map::new();
     fields.insert("subscriptionId".into(), removed.subscription_id.into());
@@ -82,7 +82,7 @@ pub async fn bindings_query(
 ) -> Result<Response, AppError> {
     let params = query_object(query.as_deref())?;
     let query = AxeQuery::parse(&Fields::new(&params))?;
-    let page = state.store.axe_query(&app, &query, state.clock.now())?;
+    let page = state.store.bindings().axe_query(&app, &query, state.clock.now())?;
     let list: Vec<Value> = page.bindings.iter().map(|binding| Value::Object(binding_fields(binding))).collect();
     let mut fields = Map::new();
     fields.insert("totalCount".into(), page.total.into());
@@ -100,7 +100,7 @@ pub async fn bindings_query_cursor(
 ) -> Result<Response, AppError> {
     let params = query_object(query.as_deref())?;
     let query = AxeCursorQuery::parse(&Fields::new(&params))?;
-    let page = state.store.axe_query_cursor(&app, &query, state.clock.now())?;
+    let page = state.store.bindings().axe_query_cursor(&app, &query, state.clock.now())?;
     let list: Vec<Value> = page.bindings.iter().map(|binding| Value::Object(binding_fields(binding))).collect();
     let mut fields = Map::new();
     if let Some(next) = page.next {

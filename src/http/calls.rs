@@ -100,7 +100,7 @@ pub async fn record_link(
     }
     // Only a recording that one of this app's calls reported: a signed link to another app's
     // recording would hand it over.
-    if state.store.recording_owner(file_name)?.as_deref() != Some(auth.app.app_key.as_str()) {
+    if state.store.calls().recording_owner(file_name)?.as_deref() != Some(auth.app.app_key.as_str()) {
         return Err(AppError::invalid("fileName", format!("{file_name} is not a recording of this app's calls")));
     }
     let expires = state.clock.now() + RECORD_LINK_SECS;

@@ -57,7 +57,7 @@ impl AppState {
     /// Whether calls of `app` can fall back on its own recording notice: it names one, and it is
     /// approved.
     pub fn app_has_notice(&self, app: &crate::domain::App) -> bool {
-        !app.record_hint_tone.is_empty() && self.store.tone_approved(&app.app_key, &app.record_hint_tone)
+        !app.record_hint_tone.is_empty() && self.store.tones().approved(&app.app_key, &app.record_hint_tone)
     }
 
     /// Runs a store change on a blocking thread. Changes queue on the store's writer lock, and a
@@ -126,7 +126,7 @@ async fn count_results(
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.app("") {
+    match state.store.apps().get("") {
         Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "health check cannot read the store");

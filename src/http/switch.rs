@@ -164,7 +164,7 @@ async fn calls_create(
     // answered at once (the switch is waiting to ring); its session and callin push are applied
     // by the store's committer right after, and durable with the next flush (README, "Durability").
     if released {
-        state.store.calls_durable().await?;
+        state.store.calls().durable().await?;
     }
     Ok(Json(answer).into_response())
 }
@@ -357,7 +357,7 @@ async fn calls_event(
     if files_recording {
         state.store.durable().await?;
     } else {
-        state.store.calls_durable().await?;
+        state.store.calls().durable().await?;
     }
     Ok(Json(json!({})).into_response())
 }

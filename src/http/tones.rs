@@ -70,7 +70,7 @@ pub async fn upload(
     let (now, name) = (state.clock.now(), file_name.clone());
     let tone = state
         .write(move |store| {
-            let tone = store.upload_tone(&app_key, &name, &converted.bytes, seconds, !converted.unchanged, now)?;
+            let tone = store.tones().upload(&app_key, &name, &converted.bytes, seconds, !converted.unchanged, now)?;
             tracing::info!(
                 app_key = %app_key, file_name = %name, bytes = tone.bytes, converted = tone.converted,
                 "tone uploaded, pending review"
@@ -94,7 +94,7 @@ pub async fn review(
     let now = state.clock.now();
     let tone = state
         .write(move |store| {
-            let tone = store.review_tone(&app_key, &file_name, &review, revision, now)?;
+            let tone = store.tones().review(&app_key, &file_name, &review, revision, now)?;
             tracing::info!(app_key = %app_key, file_name = %file_name, state = ?tone.state, "tone reviewed");
             Ok(tone)
         })
@@ -111,7 +111,7 @@ pub async fn list(
 ) -> Result<Response, AppError> {
     load_app(&state, &app_key)?;
     let tones: Vec<Value> =
-        state.store.tones_of(&app_key)?.iter().map(|tone| Value::Object(tone_fields(tone))).collect();
+        state.store.tones().of_app(&app_key)?.iter().map(|tone| Value::Object(tone_fields(tone))).collect();
     Ok(success(one("tones", tones.into())))
 }
 
@@ -124,7 +124,7 @@ pub async fn audio_for_review(
     PathParams((app_key, file_name)): PathParams<(String, String)>,
 ) -> Result<Response, AppError> {
     check_file_name(&file_name)?;
-    match state.store.audio_for_review(&app_key, &file_name)? {
+    match state.store.tones().audio_for_review(&app_key, &file_name)? {
         Some((tone, pending, audio)) => {
             let revision = if pending { Some(tone.revision) } else { tone.serving_revision };
             let headers = [
@@ -148,7 +148,7 @@ pub async fn serve(
     PathParams((app_key, file_name)): PathParams<(String, String)>,
 ) -> Result<Response, AppError> {
     check_file_name(&file_name)?;
-    match state.store.tone_audio(&app_key, &file_name)? {
+    match state.store.tones().audio(&app_key, &file_name)? {
         Some(audio) => Ok(([(header::CONTENT_TYPE, WAV)], audio).into_response()),
         None => Err(AppError::new(
             StatusCode::NOT_FOUND,

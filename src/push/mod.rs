@@ -71,7 +71,7 @@ impl Pusher {
 
     /// Resumes every lane with pushes waiting (after a restart).
     pub fn resume(self: &Arc<Self>) -> Result<(), crate::store::Error> {
-        for (app_key, lane) in self.store.waiting_lanes()? {
+        for (app_key, lane) in self.store.calls().waiting_lanes()? {
             self.wake(&app_key, lane);
         }
         Ok(())
@@ -157,7 +157,7 @@ impl Pusher {
         // The oldest push alone decides whether to send now; the rest are read only to send them
         // (a CDR lane is woken by every new CDR while it merges, and must not decode the batch
         // each time).
-        let Some(first) = self.store.lane_head(app_key, lane, 1)?.pop() else { return Ok(Step::Idle) };
+        let Some(first) = self.store.calls().lane_head(app_key, lane, 1)?.pop() else { return Ok(Step::Idle) };
         let now = self.now_ms();
         if first.next_attempt_at_ms > now {
             return Ok(Step::WaitUntil(first.next_attempt_at_ms));
@@ -167,12 +167,12 @@ impl Pusher {
         if lane == Lane::Cdrs
             && first.attempts == 0
             && now < merge_until
-            && self.store.lane_len(app_key, lane, max) < max
+            && self.store.calls().lane_len(app_key, lane, max) < max
         {
             // Merge: wait for more CDRs, at most cdr_flush_ms after the oldest.
             return Ok(Step::WaitUntil(merge_until));
         }
-        let heads = if max == 1 { vec![first] } else { self.store.lane_head(app_key, lane, max)? };
+        let heads = if max == 1 { vec![first] } else { self.store.calls().lane_head(app_key, lane, max)? };
         let batch: Vec<Push> = heads.into_iter().filter(|push| push.next_attempt_at_ms <= now).collect();
         let outcome = self.send(app_key, lane, &batch).await;
         self.settle(batch, outcome, now).await?;
@@ -182,7 +182,7 @@ impl Pusher {
     /// POSTs one batch; `Err` says why it was not acknowledged and whether trying again can help.
     async fn send(&self, app_key: &str, lane: Lane, batch: &[Push]) -> Result<(), Failure> {
         let retry = |reason: String| Failure { reason, retry: true };
-        let app = self.store.app(app_key).map_err(|err| retry(err.to_string()))?;
+        let app = self.store.apps().get(app_key).map_err(|err| retry(err.to_string()))?;
         let app = app.ok_or_else(|| Failure { reason: "the app no longer exists".into(), retry: false })?;
         let url = match lane {
             Lane::Events => &app.call_event_url,
@@ -227,7 +227,7 @@ impl Pusher {
         now: i64,
     ) -> Result<(), crate::store::Error> {
         let failure = match outcome {
-            Ok(()) => return self.store.delivered(&batch).await,
+            Ok(()) => return self.store.calls().delivered(&batch).await,
             Err(failure) => failure,
         };
         let schedule = &self.config.push_retry_schedule;
@@ -247,11 +247,11 @@ impl Pusher {
         }
         if let Some(push) = again.first() {
             tracing::warn!(app_key = %push.app_key, lane = push.lane.name(), attempts = push.attempts, "push failed, will retry: {}", failure.reason);
-            self.store.retry_later(&again).await?;
+            self.store.calls().retry_later(&again).await?;
         }
         if let Some(push) = buried.first() {
             tracing::error!(app_key = %push.app_key, lane = push.lane.name(), count = buried.len(), "push failed for the last time; kept for redelivery: {}", failure.reason);
-            self.store.bury(&buried).await?;
+            self.store.calls().bury(&buried).await?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! is what allocation scans; it is written in the same transaction as the number itself.
 //!
 //! Apps are read on every call and every provisioning request, and change rarely: they are served
-//! from an in-memory copy (`Store::apps`), read from sled at opening and replaced after each app
+//! from an in-memory copy (`Shared::apps`), read from sled at opening and replaced after each app
 //! write with a copy holding the app just committed, under the writer lock, so it never differs
 //! from sled for longer than the write itself.
 
@@ -16,45 +16,56 @@ use crate::domain::{App, Mode, Rejection, XNumber};
 
 use super::keys;
 use super::record::encode;
-use super::{Error, OpError, Store, WriteSet, T};
+use super::{Error, OpError, Shared, WriteSet, T};
 
 /// Every app by key, as stored.
-pub(super) type Apps = HashMap<String, Arc<App>>;
+pub(super) type AppMap = HashMap<String, Arc<App>>;
 
-impl Store {
+/// The store's handle on apps and their X-number pools. Writes take the writer lock (they
+/// change the pools allocation reads) and block the thread: call them off the async workers.
+#[derive(Debug, Clone)]
+pub struct Apps {
+    pub(super) shared: Arc<Shared>,
+}
+
+/// Reads every app from sled (at opening).
+pub(super) fn load(shared: &Shared) -> Result<AppMap, Error> {
+    Ok(all(shared)?.into_iter().map(|app| (app.app_key.clone(), Arc::new(app))).collect())
+}
+
+fn all(shared: &Shared) -> Result<Vec<App>, Error> {
+    super::decode_all(T::Apps, shared.tree(T::Apps).iter())
+}
+
+impl Apps {
     /// An app, from memory (no decoding).
-    pub fn app(&self, app_key: &str) -> Result<Option<Arc<App>>, Error> {
-        Ok(self.apps.load().get(app_key).cloned())
+    pub fn get(&self, app_key: &str) -> Result<Option<Arc<App>>, Error> {
+        Ok(self.shared.apps.load().get(app_key).cloned())
     }
 
-    /// Every app, ordered by key.
-    pub fn apps(&self) -> Result<Vec<App>, Error> {
-        Store::decode_all(T::Apps, self.tree(T::Apps).iter())
-    }
-
-    /// Reads every app from sled (at opening).
-    pub(super) fn load_apps(&self) -> Result<Apps, Error> {
-        Ok(self.apps()?.into_iter().map(|app| (app.app_key.clone(), Arc::new(app))).collect())
+    /// Every app, ordered by key, read from sled.
+    pub fn all(&self) -> Result<Vec<App>, Error> {
+        all(&self.shared)
     }
 
     /// Puts a committed app change in memory: `app` replaces the app of `app_key`, `None`
     /// removes it. Called under the writer lock, right after the commit; it cannot fail, so memory
     /// never lags behind a change that was committed.
     fn remember_app(&self, app_key: &str, app: Option<&App>) {
-        let mut apps = Apps::clone(&self.apps.load());
+        let mut apps = AppMap::clone(&self.shared.apps.load());
         match app {
             Some(app) => apps.insert(app_key.to_owned(), Arc::new(app.clone())),
             None => apps.remove(app_key),
         };
-        self.apps.store(Arc::new(apps));
+        self.shared.apps.store(Arc::new(apps));
     }
 
     /// Creates or replaces an app and adds or updates the given numbers of its pool. Numbers it
     /// already has and that are not listed stay as they are.
-    pub fn upsert_app(&self, app: &App, numbers: &[XNumber]) -> Result<(), OpError> {
-        let mut pools = self.lock_writer();
+    pub fn upsert(&self, app: &App, numbers: &[XNumber]) -> Result<(), OpError> {
+        let mut pools = self.shared.lock_writer();
         let mut writes = WriteSet::default();
-        if let Some(existing) = self.app(&app.app_key)? {
+        if let Some(existing) = self.get(&app.app_key)? {
             if existing.mode != app.mode {
                 let bound = self.bound_numbers(&app.app_key)?;
                 if bound > 0 {
@@ -85,7 +96,7 @@ impl Store {
         for number in numbers {
             self.stage_number(number, &mut writes)?;
         }
-        self.commit(writes)?;
+        self.shared.apply_now(writes)?;
         self.remember_app(&app.app_key, Some(app));
         for number in numbers {
             pools.file(&number.app_key, normalize_area_code(&number.area_code), &number.number);
@@ -94,12 +105,12 @@ impl Store {
     }
 
     /// Removes an app whose pool is empty, with its tones.
-    pub fn delete_app(&self, app_key: &str) -> Result<(), OpError> {
-        let _writer = self.lock_writer();
-        if self.app(app_key)?.is_none() {
+    pub fn delete(&self, app_key: &str) -> Result<(), OpError> {
+        let _writer = self.shared.lock_writer();
+        if self.get(app_key)?.is_none() {
             return Err(Rejection::NotFound { what: format!("app {app_key}") }.into());
         }
-        let pool = self.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))?;
+        let pool = self.shared.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))?;
         if !pool.is_empty() {
             return Err(Rejection::InUse {
                 what: format!("app {app_key} still has {} numbers; remove them first", pool.len()),
@@ -108,21 +119,22 @@ impl Store {
         }
         let mut writes = WriteSet::default();
         writes.remove(T::Apps, app_key.as_bytes());
-        self.stage_tones_removal(app_key, &mut writes)?;
-        self.commit(writes)?;
+        super::tones::stage_removal(&self.shared, app_key, &mut writes)?;
+        self.shared.apply_now(writes)?;
         self.remember_app(app_key, None);
-        self.forget_serving_tones(app_key);
+        super::tones::forget_serving(&self.shared, app_key);
         Ok(())
     }
 
+    /// An X number's record: its app, area code and status.
     pub fn number(&self, x_number: &str) -> Result<Option<XNumber>, Error> {
-        self.get_record(T::Numbers, x_number.as_bytes())
+        self.shared.number(x_number)
     }
 
     /// The app's pool, ordered by area code, then number.
     pub fn numbers_of(&self, app_key: &str) -> Result<Vec<XNumber>, Error> {
         let mut numbers = Vec::new();
-        for key in self.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))? {
+        for key in self.shared.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))? {
             if let Some(number) = self.number(&keys::last_part(&key))? {
                 numbers.push(number);
             }
@@ -132,25 +144,25 @@ impl Store {
 
     /// Adds a number to its app's pool, or updates its area code, SMS capability or status.
     pub fn upsert_number(&self, number: &XNumber) -> Result<(), OpError> {
-        let mut pools = self.lock_writer();
-        if self.app(&number.app_key)?.is_none() {
+        let mut pools = self.shared.lock_writer();
+        if self.get(&number.app_key)?.is_none() {
             return Err(Rejection::NotFound { what: format!("app {}", number.app_key) }.into());
         }
         let mut writes = WriteSet::default();
         self.stage_number(number, &mut writes)?;
-        self.commit(writes)?;
+        self.shared.apply_now(writes)?;
         pools.file(&number.app_key, normalize_area_code(&number.area_code), &number.number);
         Ok(())
     }
 
     /// Removes a number that holds no bindings from its app's pool.
     pub fn delete_number(&self, app_key: &str, x_number: &str) -> Result<(), OpError> {
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         let existing = self.number(x_number)?.filter(|n| n.app_key == app_key);
         let Some(existing) = existing else {
             return Err(Rejection::NotFound { what: format!("number {x_number} of app {app_key}") }.into());
         };
-        let pairs = self.axb_pairs_on(x_number)?;
+        let pairs = self.shared.pairs_on(x_number)?;
         if pairs > 0 {
             return Err(Rejection::InUse {
                 what: format!("{x_number} still holds {pairs} bindings; unbind them first"),
@@ -160,7 +172,7 @@ impl Store {
         let mut writes = WriteSet::default();
         writes.remove(T::Numbers, x_number.as_bytes());
         writes.remove(T::AppArea, area_key(&existing));
-        self.commit(writes)?;
+        self.shared.apply_now(writes)?;
         pools.unfile(x_number);
         Ok(())
     }
@@ -184,8 +196,8 @@ impl Store {
     /// How many of the app's numbers hold at least one binding.
     fn bound_numbers(&self, app_key: &str) -> Result<usize, Error> {
         let mut bound = 0;
-        for key in self.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))? {
-            if self.axb_pairs_on(&keys::last_part(&key))? > 0 {
+        for key in self.shared.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))? {
+            if self.shared.pairs_on(&keys::last_part(&key))? > 0 {
                 bound += 1;
             }
         }
@@ -208,20 +220,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let (mut app, _) = AppConfig::new("app", "secret", Mode::Axb).into_parts();
-        store.upsert_app(&app, &[]).unwrap();
-        assert_eq!(store.app("app").unwrap().as_deref(), Some(&app), "a new app is served at once");
+        store.apps().upsert(&app, &[]).unwrap();
+        assert_eq!(store.apps().get("app").unwrap().as_deref(), Some(&app), "a new app is served at once");
 
         app.app_secret = "rotated".into();
-        store.upsert_app(&app, &[]).unwrap();
-        assert_eq!(store.app("app").unwrap().map(|a| a.app_secret.clone()).as_deref(), Some("rotated"));
+        store.apps().upsert(&app, &[]).unwrap();
+        assert_eq!(store.apps().get("app").unwrap().map(|a| a.app_secret.clone()).as_deref(), Some("rotated"));
 
-        store.delete_app("app").unwrap();
-        assert_eq!(store.app("app").unwrap(), None, "a deleted app is gone from memory");
-        assert!(matches!(store.delete_app("app"), Err(OpError::Rejected(_))));
+        store.apps().delete("app").unwrap();
+        assert_eq!(store.apps().get("app").unwrap(), None, "a deleted app is gone from memory");
+        assert!(matches!(store.apps().delete("app"), Err(OpError::Rejected(_))));
 
-        store.upsert_app(&app, &[]).unwrap();
+        store.apps().upsert(&app, &[]).unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.app("app").unwrap().as_deref(), Some(&app), "memory and sled agree after reopening");
+        assert_eq!(store.apps().get("app").unwrap().as_deref(), Some(&app), "memory and sled agree after reopening");
     }
 }

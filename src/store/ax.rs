@@ -17,21 +17,21 @@ use crate::domain::{App, AxBinding, Rejection};
 
 use super::pools::{Cursor, Pools};
 use super::record::encode;
-use super::{keys, Error, OpError, Store, WriteSet, T};
+use super::{keys, Bindings, Error, OpError, Shared, WriteSet, T};
 use crate::domain::binding::Recorded as _;
 
 fn a_key(app_key: &str, orig_num: &str, x_number: &str) -> Vec<u8> {
     keys::join(&[app_key, orig_num, x_number])
 }
 
-impl Store {
+impl Bindings {
     fn ax_stored(&self, subscription_id: &str) -> Result<Option<AxBinding>, Error> {
-        self.get_record(T::Ax, subscription_id.as_bytes())
+        self.shared.get_record(T::Ax, subscription_id.as_bytes())
     }
 
     /// The AX binding on X, whichever app it belongs to: the lookup of the call path.
     pub fn ax_for_call(&self, x_number: &str) -> Result<Option<AxBinding>, Error> {
-        match self.get(T::AxX, x_number.as_bytes())? {
+        match self.shared.get(T::AxX, x_number.as_bytes())? {
             Some(id) => self.ax_stored(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -40,8 +40,8 @@ impl Store {
     /// The app's X numbers bound to `orig_num`.
     fn ax_of_a(&self, app_key: &str, orig_num: &str) -> Result<Vec<AxBinding>, Error> {
         let mut bindings = Vec::new();
-        for key in self.keys_with_prefix(T::AxA, &keys::prefix(&[app_key, orig_num]))? {
-            if let Some(id) = self.get(T::AxA, &key)? {
+        for key in self.shared.keys_with_prefix(T::AxA, &keys::prefix(&[app_key, orig_num]))? {
+            if let Some(id) = self.shared.get(T::AxA, &key)? {
                 bindings.extend(self.ax_stored(&String::from_utf8_lossy(&id))?);
             }
         }
@@ -52,7 +52,7 @@ impl Store {
     pub fn ax_bind(&self, app: &App, request: &AxBindRequest, now: i64) -> Result<AxBinding, OpError> {
         let mut binding = request.to_binding(super::axb::new_subscription_id(), &app.app_key, "", now);
         binding.check_against(app)?;
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         let held = self.ax_of_a(&app.app_key, &request.orig_num)?.len();
         if held >= MAX_X_PER_A {
             return Err(Rejection::XPerALimit { orig_num: request.orig_num.clone(), max: MAX_X_PER_A }.into());
@@ -66,21 +66,21 @@ impl Store {
         };
         let mut writes = WriteSet::default();
         stage_insert(&mut writes, &binding);
-        Store::stage_bindings_on(&mut writes, &binding.x_number, 1);
-        self.commit(writes)?;
+        Shared::stage_bindings_on(&mut writes, &binding.x_number, 1);
+        self.shared.apply_now(writes)?;
         pools.set_pairs(&binding.x_number, 1);
         Ok(binding)
     }
 
     /// X is in the app's pool, may take a binding, and has no A yet.
     fn ax_check_x_free(&self, app: &App, x_number: &str) -> Result<(), OpError> {
-        let Some(number) = self.number(x_number)?.filter(|number| number.app_key == app.app_key) else {
+        let Some(number) = self.shared.number(x_number)?.filter(|number| number.app_key == app.app_key) else {
             return Err(Rejection::NumberNotInPool { x_number: x_number.to_owned() }.into());
         };
         if !number.status.allows_new_bindings() {
             return Err(Rejection::NumberStatus { x_number: x_number.to_owned(), status: number.status }.into());
         }
-        if self.get(T::AxX, x_number.as_bytes())?.is_some() {
+        if self.shared.get(T::AxX, x_number.as_bytes())?.is_some() {
             return Err(Rejection::XAlreadyAllocated { x_number: x_number.to_owned() }.into());
         }
         Ok(())
@@ -125,7 +125,7 @@ impl Store {
     }
 
     pub fn ax_modify(&self, app: &App, request: &AxModifyRequest) -> Result<AxBinding, OpError> {
-        let _writer = self.lock_writer();
+        let _writer = self.shared.lock_writer();
         let mut binding = self.ax_target(app, &request.target)?;
         binding.apply(&request.changes);
         if request.changes.record.is_some() {
@@ -133,19 +133,19 @@ impl Store {
         }
         let mut writes = WriteSet::default();
         writes.put(T::Ax, binding.subscription_id.as_bytes(), encode(&binding));
-        self.commit(writes)?;
+        self.shared.apply_now(writes)?;
         Ok(binding)
     }
 
     pub fn ax_unbind(&self, app: &App, target: &AxTarget) -> Result<AxBinding, OpError> {
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         let binding = self.ax_target(app, target)?;
         let mut writes = WriteSet::default();
         writes.remove(T::Ax, binding.subscription_id.as_bytes());
         writes.remove(T::AxX, binding.x_number.as_bytes());
         writes.remove(T::AxA, a_key(&binding.app_key, &binding.orig_num, &binding.x_number));
-        Store::stage_bindings_on(&mut writes, &binding.x_number, 0);
-        self.commit(writes)?;
+        Shared::stage_bindings_on(&mut writes, &binding.x_number, 0);
+        self.shared.apply_now(writes)?;
         pools.set_pairs(&binding.x_number, 0);
         Ok(binding)
     }
@@ -171,7 +171,7 @@ impl Store {
         request: &TemporaryCalleeRequest,
         now: i64,
     ) -> Result<AxBinding, OpError> {
-        let _writer = self.lock_writer();
+        let _writer = self.shared.lock_writer();
         let target = AxTarget::X { x_number: request.x_number.clone(), orig_num: Some(request.orig_num.clone()) };
         let mut binding = self.ax_target(app, &target).map_err(|err| match err {
             OpError::Rejected(Rejection::NotFound { .. }) => OpError::Rejected(Rejection::NotFound {
@@ -182,7 +182,7 @@ impl Store {
         binding.temporary_callee = Some(request.to_callee(now));
         let mut writes = WriteSet::default();
         writes.put(T::Ax, binding.subscription_id.as_bytes(), encode(&binding));
-        self.commit(writes)?;
+        self.shared.apply_now(writes)?;
         Ok(binding)
     }
 }

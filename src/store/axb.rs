@@ -24,7 +24,7 @@ use crate::domain::{App, AxbBinding, Rejection};
 use super::keys;
 use super::pools::{Cursor, Pools};
 use super::record::encode;
-use super::{Error, OpError, Store, WriteSet, T};
+use super::{Bindings, Error, OpError, WriteSet, T};
 use crate::domain::binding::Recorded as _;
 
 /// How many due expiries a bind sweeps before it looks for room, so expired pairs free capacity
@@ -41,7 +41,7 @@ pub struct AxbPage {
 /// Binding changes staged for one commit, keeping each X's pair count right across several
 /// inserts and deletes, and answering the lookups later changes in the same commit make.
 struct AxbWrites<'s> {
-    store: &'s Store,
+    store: &'s Bindings,
     pools: &'s mut Pools,
     writes: WriteSet,
     pairs: HashMap<String, u32>,
@@ -60,7 +60,7 @@ struct Checkpoint {
 }
 
 impl<'s> AxbWrites<'s> {
-    fn new(store: &'s Store, pools: &'s mut Pools) -> Self {
+    fn new(store: &'s Bindings, pools: &'s mut Pools) -> Self {
         AxbWrites {
             store,
             pools,
@@ -92,7 +92,7 @@ impl<'s> AxbWrites<'s> {
         let key = keys::join(&[x_number, number]);
         let id = match self.users.get(&key) {
             Some(staged) => staged.clone(),
-            None => self.store.get(T::AxbUser, &key)?.map(|id| String::from_utf8_lossy(&id).into_owned()),
+            None => self.store.shared.get(T::AxbUser, &key)?.map(|id| String::from_utf8_lossy(&id).into_owned()),
         };
         let Some(id) = id else { return Ok(None) };
         match self.records.get(&id) {
@@ -105,7 +105,7 @@ impl<'s> AxbWrites<'s> {
         if !self.pairs.contains_key(x_number) {
             let current = match self.pools.pairs(x_number) {
                 Some(pairs) => pairs,
-                None => self.store.axb_pairs_on(x_number)?,
+                None => self.store.shared.pairs_on(x_number)?,
             };
             self.pairs.insert(x_number.to_owned(), current);
         }
@@ -154,7 +154,7 @@ impl<'s> AxbWrites<'s> {
                 self.writes.put(T::AxbPairs, x_number.as_bytes(), keys::count(*pairs));
             }
         }
-        self.store.commit(self.writes)?;
+        self.store.shared.apply_now(self.writes)?;
         for (x_number, pairs) in self.pairs {
             self.pools.set_pairs(&x_number, pairs);
         }
@@ -162,19 +162,14 @@ impl<'s> AxbWrites<'s> {
     }
 }
 
-impl Store {
-    /// How many bindings X holds (expired ones not yet purged included).
-    pub fn axb_pairs_on(&self, x_number: &str) -> Result<u32, Error> {
-        Ok(keys::read_count(self.get(T::AxbPairs, x_number.as_bytes())?.as_deref()))
-    }
-
+impl Bindings {
     fn axb_stored(&self, subscription_id: &str) -> Result<Option<AxbBinding>, Error> {
-        self.get_record(T::Axb, subscription_id.as_bytes())
+        self.shared.get_record(T::Axb, subscription_id.as_bytes())
     }
 
     /// The stored binding on X that has `number` as A or B, expired or not.
     fn axb_by_party(&self, x_number: &str, number: &str) -> Result<Option<AxbBinding>, Error> {
-        match self.get(T::AxbUser, &keys::join(&[x_number, number]))? {
+        match self.shared.get(T::AxbUser, &keys::join(&[x_number, number]))? {
             Some(id) => self.axb_stored(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -192,20 +187,20 @@ impl Store {
     /// Creates a binding, choosing X from the pool when the request gives an area code. Binds
     /// that arrive together are made together (see the module's notes).
     pub fn axb_bind(&self, app: &App, request: &BindRequest, now: i64, max_pairs: u32) -> Result<AxbBinding, OpError> {
-        let ticket = self.bind_queue.join(app, request, now, max_pairs);
-        let mut pools = self.lock_writer();
+        let ticket = self.shared.bind_queue.join(app, request, now, max_pairs);
+        let mut pools = self.shared.lock_writer();
         // Batches go oldest first; this bind may wait behind more than one.
         loop {
-            if let Some(result) = self.bind_queue.result(ticket) {
+            if let Some(result) = self.shared.bind_queue.result(ticket) {
                 return result;
             }
-            let batch = self.bind_queue.take_waiting();
+            let batch = self.shared.bind_queue.take_waiting();
             if batch.is_empty() {
                 return Err(Error::Transaction("this bind was taken into a batch that did not finish".into()).into());
             }
             // Published before the lock is released: a waiting bind finds its result there.
             for (done, result) in self.bind_batch(&mut pools, batch) {
-                self.bind_queue.finish(done, result);
+                self.shared.bind_queue.finish(done, result);
             }
         }
     }
@@ -292,7 +287,7 @@ impl Store {
         now: i64,
         max_pairs: u32,
     ) -> Result<(), OpError> {
-        let number = self.number(x_number)?.filter(|number| number.app_key == app.app_key);
+        let number = self.shared.number(x_number)?.filter(|number| number.app_key == app.app_key);
         let Some(number) = number else {
             return Err(Rejection::NumberNotInPool { x_number: x_number.to_owned() }.into());
         };
@@ -400,7 +395,7 @@ impl Store {
 
     /// Changes a binding. Absent fields keep their values; new numbers must be free on X.
     pub fn axb_modify(&self, app: &App, request: &ModifyRequest, now: i64) -> Result<AxbBinding, OpError> {
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         let old = self.axb_active_of(&app.app_key, &request.subscription_id, now)?;
         let mut new = old.clone();
         new.apply(&request.changes, now);
@@ -428,7 +423,7 @@ impl Store {
 
     /// Removes one binding, or every binding on an X. Returns what was removed.
     pub fn axb_unbind(&self, app: &App, target: &AxbUnbind, now: i64) -> Result<Vec<AxbBinding>, OpError> {
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         let removed = match target {
             AxbUnbind::Subscription(id) => vec![self.axb_active_of(&app.app_key, id, now)?],
             AxbUnbind::AllOnX(x_number) => {
@@ -450,7 +445,7 @@ impl Store {
     /// Every stored binding on X that belongs to the app, expired ones included.
     fn axb_on_x(&self, app_key: &str, x_number: &str) -> Result<Vec<AxbBinding>, Error> {
         let mut bindings = Vec::new();
-        for key in self.keys_with_prefix(T::AxbX, &keys::prefix(&[x_number]))? {
+        for key in self.shared.keys_with_prefix(T::AxbX, &keys::prefix(&[x_number]))? {
             if let Some(binding) = self.axb_stored(&keys::last_part(&key))? {
                 if binding.app_key == app_key {
                     bindings.push(binding);
@@ -491,19 +486,19 @@ impl Store {
 
     /// Whether some binding's expiry has come (one range probe of the expiry queue).
     fn axb_expiry_due(&self, now: i64) -> Result<bool, Error> {
-        let due = self.tree(T::AxbExpiry).range(..keys::expiry_bound(now).to_vec()).keys().next();
+        let due = self.shared.tree(T::AxbExpiry).range(..keys::expiry_bound(now).to_vec()).keys().next();
         due.transpose().map(|key| key.is_some()).map_err(|source| Error::Sled { tree: T::AxbExpiry.name(), source })
     }
 
     /// Removes up to `limit` bindings that expired at or before `now`; returns how many. The
     /// sweeper calls this periodically so capacity is freed even on numbers nobody binds on.
     pub fn axb_sweep_expired(&self, now: i64, limit: usize) -> Result<usize, Error> {
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         self.sweep_due(&mut pools, now, limit)
     }
 
     fn sweep_due(&self, pools: &mut Pools, now: i64, limit: usize) -> Result<usize, Error> {
-        let expiry = self.tree(T::AxbExpiry);
+        let expiry = self.shared.tree(T::AxbExpiry);
         let due = expiry
             .range(..keys::expiry_bound(now).to_vec())
             .keys()
@@ -602,6 +597,7 @@ mod tests {
     use crate::config::{AppConfig, NumberConfig};
     use crate::domain::axb::AxbChanges;
     use crate::domain::{Mode, NumberStatus};
+    use crate::store::Store;
 
     const X1: &str = "+8617000000001";
     const X2: &str = "+8617000000002";
@@ -619,7 +615,7 @@ mod tests {
             })
             .collect();
         let (app, numbers) = config.into_parts();
-        store.upsert_app(&app, &numbers).unwrap();
+        store.apps().upsert(&app, &numbers).unwrap();
         (store, app)
     }
 
@@ -653,17 +649,20 @@ mod tests {
             // By area: X1 is full, so X2, although the pools still show X1 as emptier.
             queued(5, &app, area, "+8613800000005", "+8613900000005", None),
         ];
-        let mut pools = store.lock_writer();
-        let outcomes = store.bind_batch(&mut pools, batch);
+        let mut pools = store.shared.lock_writer();
+        let outcomes = store.bindings().bind_batch(&mut pools, batch);
         drop(pools);
         let codes: Vec<_> = outcomes.iter().map(|(ticket, outcome)| (*ticket, code(outcome))).collect();
         assert_eq!(codes, [(1, "0"), (2, "1012010"), (3, "0"), (4, "1012009"), (5, "0")]);
         let x_of =
             |ticket: u64| outcomes.iter().find(|(t, _)| *t == ticket).unwrap().1.as_ref().unwrap().x_number.clone();
         assert_eq!(x_of(5), X2);
-        assert_eq!((store.axb_pairs_on(X1).unwrap(), store.axb_pairs_on(X2).unwrap()), (2, 1));
-        assert!(store.axb_for_call(X1, "+8613900000002", 1_000).unwrap().is_none(), "the refused bind left nothing");
-        assert!(store.axb_for_call(X1, "+8613900000003", 1_000).unwrap().is_some());
+        assert_eq!((store.bindings().pairs_on(X1).unwrap(), store.bindings().pairs_on(X2).unwrap()), (2, 1));
+        assert!(
+            store.bindings().axb_for_call(X1, "+8613900000002", 1_000).unwrap().is_none(),
+            "the refused bind left nothing"
+        );
+        assert!(store.bindings().axb_for_call(X1, "+8613900000003", 1_000).unwrap().is_some());
     }
 
     #[tokio::test]
@@ -671,9 +670,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, app) = open(dir.path());
         let on = |x: &str| XSelection::Number(x.into());
-        let mut pools = store.lock_writer();
-        let first =
-            store.bind_batch(&mut pools, vec![queued(1, &app, on(X1), "+8613800000001", "+8613900000001", Some(10))]);
+        let mut pools = store.shared.lock_writer();
+        let first = store
+            .bindings()
+            .bind_batch(&mut pools, vec![queued(1, &app, on(X1), "+8613800000001", "+8613900000001", Some(10))]);
         assert_eq!(code(&first[0].1), "0");
         // At 1_000 + 10 the binding has expired; two binds in one batch reuse its A and its B.
         let mut later = vec![
@@ -683,10 +683,10 @@ mod tests {
         for bind in &mut later {
             bind.now = 1_010;
         }
-        let outcomes = store.bind_batch(&mut pools, later);
+        let outcomes = store.bindings().bind_batch(&mut pools, later);
         drop(pools);
         assert_eq!(outcomes.iter().map(|(_, outcome)| code(outcome)).collect::<Vec<_>>(), ["0", "0"]);
-        assert_eq!(store.axb_pairs_on(X1).unwrap(), 2, "the expired pair was removed once, not twice");
+        assert_eq!(store.bindings().pairs_on(X1).unwrap(), 2, "the expired pair was removed once, not twice");
     }
 
     #[tokio::test]
@@ -694,13 +694,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, app) = open(dir.path());
         let on = |x: &str| XSelection::Number(x.into());
-        let mut pools = store.lock_writer();
+        let mut pools = store.shared.lock_writer();
         // X1 full with two pairs that expire at 1_010.
         let full = vec![
             queued(1, &app, on(X1), "+8613800000001", "+8613900000001", Some(10)),
             queued(2, &app, on(X1), "+8613800000002", "+8613900000002", Some(10)),
         ];
-        assert!(store.bind_batch(&mut pools, full).iter().all(|(_, outcome)| outcome.is_ok()));
+        assert!(store.bindings().bind_batch(&mut pools, full).iter().all(|(_, outcome)| outcome.is_ok()));
         // One request still at 1_005, one at 1_020 on X1: the later one finds X1 swept.
         let mut mixed = vec![
             queued(3, &app, on(X2), "+8613800000003", "+8613900000003", None),
@@ -708,9 +708,9 @@ mod tests {
         ];
         mixed[0].now = 1_005;
         mixed[1].now = 1_020;
-        let outcomes = store.bind_batch(&mut pools, mixed);
+        let outcomes = store.bindings().bind_batch(&mut pools, mixed);
         assert_eq!(outcomes.iter().map(|(_, outcome)| code(outcome)).collect::<Vec<_>>(), ["0", "0"]);
-        assert_eq!((store.axb_pairs_on(X1).unwrap(), store.axb_pairs_on(X2).unwrap()), (1, 1));
+        assert_eq!((store.bindings().pairs_on(X1).unwrap(), store.bindings().pairs_on(X2).unwrap()), (1, 1));
 
         // Now X1 and X2 hold one pair each: two area binds in one batch take one each, not both
         // the number that was emptiest before the batch.
@@ -724,11 +724,11 @@ mod tests {
             // Room for more than one more on each: only the batch's own counts tell them apart.
             bind.max_pairs = 5;
         }
-        let outcomes = store.bind_batch(&mut pools, spread);
+        let outcomes = store.bindings().bind_batch(&mut pools, spread);
         drop(pools);
         let xs: Vec<String> = outcomes.iter().map(|(_, outcome)| outcome.as_ref().unwrap().x_number.clone()).collect();
         assert_ne!(xs[0], xs[1], "{xs:?}");
-        assert_eq!((store.axb_pairs_on(X1).unwrap(), store.axb_pairs_on(X2).unwrap()), (2, 2));
+        assert_eq!((store.bindings().pairs_on(X1).unwrap(), store.bindings().pairs_on(X2).unwrap()), (2, 2));
     }
 
     #[tokio::test]
@@ -744,13 +744,13 @@ mod tests {
         };
         // More binds queued than one lock hold takes, then one more that takes the lock itself.
         let queued: Vec<u64> =
-            (0..MAX_BATCH as u32 + 8).map(|n| store.bind_queue.join(&app, &request(n), 1_000, 5000)).collect();
-        let last = store.axb_bind(&app, &request(999), 1_000, 5000);
+            (0..MAX_BATCH as u32 + 8).map(|n| store.shared.bind_queue.join(&app, &request(n), 1_000, 5000)).collect();
+        let last = store.bindings().axb_bind(&app, &request(999), 1_000, 5000);
         assert!(last.is_ok(), "{last:?}");
         for ticket in queued {
-            assert!(store.bind_queue.result(ticket).is_some_and(|result| result.is_ok()), "ticket {ticket}");
+            assert!(store.shared.bind_queue.result(ticket).is_some_and(|result| result.is_ok()), "ticket {ticket}");
         }
-        let total = store.axb_pairs_on(X1).unwrap() + store.axb_pairs_on(X2).unwrap();
+        let total = store.bindings().pairs_on(X1).unwrap() + store.bindings().pairs_on(X2).unwrap();
         assert_eq!(total, MAX_BATCH as u32 + 9);
     }
 }

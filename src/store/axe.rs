@@ -14,8 +14,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
-use serde::Serialize;
-
 use crate::domain::axb::XSelection;
 use crate::domain::axe::{
     self, AxeBindRequest, AxeCursorQuery, AxeModifyRequest, AxeQuery, AxeTarget, Callback, Cursor,
@@ -23,10 +21,9 @@ use crate::domain::axe::{
 use crate::domain::number::normalize_area_code;
 use crate::domain::{App, AxeBinding, Rejection};
 
-use super::outbox::Push;
 use super::pools::{self, Pools};
 use super::record::encode;
-use super::{keys, Error, OpError, Store, WriteSet, T};
+use super::{keys, Bindings, Error, OpError, Shared, WriteSet, T};
 use crate::domain::binding::Recorded as _;
 
 /// Due expiries a bind sweeps before it looks for room (as for AXB).
@@ -60,20 +57,20 @@ fn order_key(binding: &AxeBinding) -> Vec<u8> {
 
 /// Binding changes staged for one commit, keeping each X's count right.
 struct AxeWrites<'s> {
-    store: &'s Store,
+    store: &'s Bindings,
     pools: &'s mut Pools,
     writes: WriteSet,
     counts: HashMap<String, u32>,
 }
 
 impl<'s> AxeWrites<'s> {
-    fn new(store: &'s Store, pools: &'s mut Pools) -> Self {
+    fn new(store: &'s Bindings, pools: &'s mut Pools) -> Self {
         AxeWrites { store, pools, writes: WriteSet::default(), counts: HashMap::new() }
     }
 
     fn count(&mut self, x_number: &str) -> Result<&mut u32, Error> {
         if !self.counts.contains_key(x_number) {
-            let current = self.store.bindings_on(self.pools, x_number)?;
+            let current = self.store.shared.bindings_on(self.pools, x_number)?;
             self.counts.insert(x_number.to_owned(), current);
         }
         Ok(self.counts.entry(x_number.to_owned()).or_default())
@@ -112,9 +109,9 @@ impl<'s> AxeWrites<'s> {
 
     fn commit(mut self) -> Result<(), Error> {
         for (x_number, count) in &self.counts {
-            Store::stage_bindings_on(&mut self.writes, x_number, *count);
+            Shared::stage_bindings_on(&mut self.writes, x_number, *count);
         }
-        self.store.commit(self.writes)?;
+        self.store.shared.apply_now(self.writes)?;
         for (x_number, count) in self.counts {
             self.pools.set_pairs(&x_number, count);
         }
@@ -122,13 +119,13 @@ impl<'s> AxeWrites<'s> {
     }
 }
 
-impl Store {
+impl Bindings {
     fn axe_stored(&self, subscription_id: &str) -> Result<Option<AxeBinding>, Error> {
-        self.get_record(T::Axe, subscription_id.as_bytes())
+        self.shared.get_record(T::Axe, subscription_id.as_bytes())
     }
 
     fn axe_by_index(&self, tree: T, x_number: &str, part: &str) -> Result<Option<AxeBinding>, Error> {
-        match self.get(tree, &keys::join(&[x_number, part]))? {
+        match self.shared.get(tree, &keys::join(&[x_number, part]))? {
             Some(id) => self.axe_stored(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -149,7 +146,7 @@ impl Store {
     /// A's callback record under `binding`, while it is valid.
     pub fn axe_callback(&self, binding: &AxeBinding, now: i64) -> Result<Option<Callback>, Error> {
         let key = keys::join(&[&binding.x_number, &binding.bind_num]);
-        let callback: Option<Callback> = self.get_record(T::AxeCallback, &key)?;
+        let callback: Option<Callback> = self.shared.get_record(T::AxeCallback, &key)?;
         Ok(callback.filter(|callback| callback.is_valid_for(binding, now)))
     }
 
@@ -159,10 +156,10 @@ impl Store {
         // Validate the settings before any allocation work.
         let mut binding = request.to_binding(id, &app.app_key, "", "", 0, now).map_err(Rejection::Invalid)?;
         binding.check_against(app)?;
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         // Under the lock, so that the cursor order is the commit order; from 1, since the cursor
         // `…_0` means "before every binding".
-        binding.seq = self.next_id()?.saturating_add(1);
+        binding.seq = self.shared.next_id()?.saturating_add(1);
         self.axe_sweep_due(&mut pools, now, SWEEP_BEFORE_BIND)?;
         let digits = app.extension_digits;
         let (x_number, extend_num) = match &request.x {
@@ -213,7 +210,7 @@ impl Store {
         request: &AxeBindRequest,
         now: i64,
     ) -> Result<String, OpError> {
-        let Some(number) = self.number(x_number)?.filter(|number| number.app_key == app.app_key) else {
+        let Some(number) = self.shared.number(x_number)?.filter(|number| number.app_key == app.app_key) else {
             return Err(Rejection::NumberNotInPool { x_number: x_number.to_owned() }.into());
         };
         if !number.status.allows_new_bindings() {
@@ -230,6 +227,7 @@ impl Store {
             return Ok(extend_num.clone());
         }
         let used: BTreeSet<String> = self
+            .shared
             .keys_with_prefix(T::AxeExt, &keys::prefix(&[x_number]))?
             .iter()
             .map(|key| keys::last_part(key))
@@ -275,7 +273,7 @@ impl Store {
     }
 
     pub fn axe_modify(&self, app: &App, request: &AxeModifyRequest, now: i64) -> Result<AxeBinding, OpError> {
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         let old = self.axe_target(app, &request.target, now)?;
         let mut new = old.clone();
         new.apply(&request.changes, now).map_err(Rejection::Invalid)?;
@@ -303,7 +301,7 @@ impl Store {
     }
 
     pub fn axe_unbind(&self, app: &App, target: &AxeTarget, now: i64) -> Result<AxeBinding, OpError> {
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         let binding = self.axe_target(app, target, now)?;
         let mut writes = AxeWrites::new(self, &mut pools);
         writes.delete(&binding, true)?;
@@ -320,8 +318,8 @@ impl Store {
             }
             AxeQuery::OnX { x_number, extend_num: None, page } => {
                 let mut all = Vec::new();
-                for key in self.keys_with_prefix(T::AxeExt, &keys::prefix(&[x_number]))? {
-                    if let Some(id) = self.get(T::AxeExt, &key)? {
+                for key in self.shared.keys_with_prefix(T::AxeExt, &keys::prefix(&[x_number]))? {
+                    if let Some(id) = self.shared.get(T::AxeExt, &key)? {
                         all.extend(self.axe_stored(&String::from_utf8_lossy(&id))?);
                     }
                 }
@@ -347,7 +345,7 @@ impl Store {
         let start = keys::order(&app.app_key, query.cursor.seq);
         let mut bindings = Vec::new();
         let mut more = false;
-        for item in self.tree(T::AxeOrder).range::<Vec<u8>, _>((Bound::Excluded(start), Bound::Unbounded)) {
+        for item in self.shared.tree(T::AxeOrder).range::<Vec<u8>, _>((Bound::Excluded(start), Bound::Unbounded)) {
             let (key, id) = item.map_err(|source| Error::Sled { tree: T::AxeOrder.name(), source })?;
             if !key.starts_with(&prefix) {
                 break;
@@ -369,12 +367,13 @@ impl Store {
 
     /// Removes up to `limit` bindings that expired at or before `now`; returns how many.
     pub fn axe_sweep_expired(&self, now: i64, limit: usize) -> Result<usize, Error> {
-        let mut pools = self.lock_writer();
+        let mut pools = self.shared.lock_writer();
         self.axe_sweep_due(&mut pools, now, limit)
     }
 
     fn axe_sweep_due(&self, pools: &mut Pools, now: i64, limit: usize) -> Result<usize, Error> {
         let due = self
+            .shared
             .tree(T::AxeExpiry)
             .range(..keys::expiry_bound(now).to_vec())
             .keys()
@@ -398,27 +397,5 @@ impl Store {
         }
         writes.commit()?;
         Ok(swept)
-    }
-
-    /// Saves a session after its digits, with the pushes they caused and, for a connected call,
-    /// the callback record it leaves (A ↔ the caller): one transaction. The callback is written
-    /// without the writer lock: a record racing an unbind is harmless, because a callback is
-    /// believed only under the binding it names.
-    pub fn axe_save_digits<S: Serialize>(
-        &self,
-        session_id: &str,
-        session: &S,
-        pushes: &[Push],
-        callback: Option<(&AxeBinding, &Callback)>,
-    ) -> Result<(), Error> {
-        let mut writes = WriteSet::default();
-        writes.put(T::Sessions, session_id.as_bytes(), encode(session));
-        if let Some((binding, callback)) = callback {
-            writes.put(T::AxeCallback, keys::join(&[&binding.x_number, &binding.bind_num]), encode(callback));
-        }
-        for push in pushes {
-            Store::stage_push(&mut writes, push);
-        }
-        self.commit_combined(writes)
     }
 }

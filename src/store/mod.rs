@@ -1,7 +1,17 @@
 //! The store: apps, X numbers and bindings in sled, and what the call path writes (sessions,
 //! pushes, recordings) in an append-only call log (`calllog.rs`), behind privnum's own API.
 //!
-//! Nothing outside this module names sled, so another engine can replace it. Invariants:
+//! The store is reached through narrow handles over one shared state ([`Store`] lists them and
+//! what each owns): [`Bindings`], [`Apps`], [`Tones`], [`Nonces`], [`Calls`]. Nothing outside this
+//! module names sled or the call log, so another backend can plug in behind the handles.
+//!
+//! Writes reach storage in one of four ways, each named for what it blocks:
+//! `Shared::apply_now` (a sled transaction of its own, on this thread: the writer-lock holders),
+//! `Shared::commit_blocking` (through the committer thread, blocking until applied),
+//! `Shared::commit_async` (through the committer, awaited), and `Shared::enqueue` (through the
+//! committer, not waited for).
+//!
+//! Invariants:
 //! - every multi-key change (a binding and its indexes, a number and its pool entry) is one sled
 //!   transaction, so a crash leaves either all of it or none; every call-path change is one
 //!   record of the call log, with the same guarantee;
@@ -13,7 +23,9 @@ mod apps;
 mod ax;
 mod axb;
 mod axe;
+mod bindings;
 mod calllog;
+mod calls;
 mod combine;
 mod flush;
 pub(crate) mod keys;
@@ -32,11 +44,16 @@ use sled::Transactional as _;
 
 use crate::domain::Rejection;
 
+pub use apps::Apps;
 pub use axb::AxbPage;
 pub use axe::{AxeCursorPage, AxePage};
+pub use bindings::Bindings;
 pub use calllog::CallLogStats;
+pub use calls::Calls;
 pub use flush::FlushStats;
 use flush::Scope;
+pub use nonce::Nonces;
+pub use tones::Tones;
 
 /// A storage failure, naming the tree and key concerned. Shown to operators, never to clients.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +215,7 @@ fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
 /// batch is reported failed with its sled part kept. The two parts reach the disk by different
 /// syncs, so after a crash either may be there without the other: an answer that needs both waits
 /// for [`Store::durable`], and a record moved between the two stores is moved in two commits
-/// with that wait between them ([`Store::bury`], [`Store::revive`]).
+/// with that wait between them ([`Calls::bury`], [`Calls::revive`]).
 fn apply_combined(trees: &[sled::Tree], calls: &calllog::CallLog, ops: &[Op]) -> Result<(), String> {
     let (logged, in_sled): (Vec<&Op>, Vec<&Op>) = ops.iter().partition(|(tree, _, _)| tree.in_call_log());
     if !in_sled.is_empty() {
@@ -252,8 +269,11 @@ impl WriteSet {
     }
 }
 
+/// What every handle of a store shares: sled and its trees, the call log, the writer lock with
+/// the pools, the in-memory copies the call path reads, the committer and the group flush. Only
+/// `store/` sees it; everything outside reaches it through the handles.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Shared {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     nonces: sled::Tree,
@@ -262,15 +282,40 @@ pub struct Store {
     recent_nonces: nonce::RecentNonces,
     writer: Mutex<pools::Pools>,
     /// Every app, for lock-free reads (`apps.rs`).
-    apps: ArcSwap<apps::Apps>,
+    apps: ArcSwap<apps::AppMap>,
     /// Approved tones per app, for lock-free checks on the call path (`tones.rs`).
     serving_tones: ArcSwap<tones::Serving>,
     combiner: combine::Combiner,
-    /// Sessions, pushes and recordings: the call-path trees.
-    calls: Arc<calllog::CallLog>,
+    /// Sessions and waiting pushes: the call path's short-lived records.
+    log: Arc<calllog::CallLog>,
     /// AXB binds waiting for the writer lock, made together by whoever takes it (`axb.rs`).
     bind_queue: axb::BindQueue,
     flush: Arc<flush::GroupFlush>,
+}
+
+/// The store, as its owner holds it: opened once, then reached through its narrow handles, each
+/// with the few methods its callers need. The handles are cheap clones of one shared state, so a
+/// part of the server that needs one concern keeps just that handle (the pusher keeps
+/// [`Calls`]). They are also the seam where another backend plugs in.
+///
+/// | handle | owns |
+/// |---|---|
+/// | [`Store::bindings`] | AXB, AX and AXE bindings, their indexes, expiry and AXE callback records; the call path's binding lookups |
+/// | [`Store::apps`] | apps and their X-number pools |
+/// | [`Store::tones`] | the tone registry: records, audio, the approved set |
+/// | [`Store::nonces`] | replay protection |
+/// | [`Store::calls`] | sessions, the outbox and its dead letters, recordings |
+///
+/// Durability is the store's as a whole: [`Store::durable`] waits for everything committed before
+/// it, [`Calls::durable`] for the call log alone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    bindings: Bindings,
+    apps: Apps,
+    tones: Tones,
+    nonces: Nonces,
+    calls: Calls,
 }
 
 impl Store {
@@ -283,15 +328,15 @@ impl Store {
         let trees = T::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
         let nonces = db.open_tree("nonces").map_err(open_error)?;
         let nonce_expiry = db.open_tree("nonce_expiry").map_err(open_error)?;
-        let calls = Arc::new(calllog::CallLog::open(dir)?);
-        move_call_records_to_log(&db, &trees, &calls, dir)?;
-        let flush = flush::GroupFlush::start(db.clone(), calls.clone(), dir)
+        let log = Arc::new(calllog::CallLog::open(dir)?);
+        move_call_records_to_log(&db, &trees, &log, dir)?;
+        let flush = flush::GroupFlush::start(db.clone(), log.clone(), dir)
             .map_err(|source| Error::Io { path: dir.join("db"), source })?;
-        let (committer_trees, committer_calls) = (trees.clone(), calls.clone());
+        let (committer_trees, committer_log) = (trees.clone(), log.clone());
         let combiner =
-            combine::Combiner::start(Box::new(move |ops| apply_combined(&committer_trees, &committer_calls, ops)))
+            combine::Combiner::start(Box::new(move |ops| apply_combined(&committer_trees, &committer_log, ops)))
                 .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
-        let mut store = Store {
+        let mut shared = Shared {
             db,
             trees,
             nonces,
@@ -301,14 +346,84 @@ impl Store {
             apps: ArcSwap::default(),
             serving_tones: ArcSwap::default(),
             combiner,
-            calls,
+            log,
             bind_queue: axb::BindQueue::default(),
             flush,
         };
-        store.writer = Mutex::new(store.load_pools()?);
-        store.apps = ArcSwap::from_pointee(store.load_apps()?);
-        store.serving_tones = ArcSwap::from_pointee(store.load_serving_tones()?);
-        Ok(store)
+        shared.writer = Mutex::new(shared.load_pools()?);
+        shared.apps = ArcSwap::from_pointee(apps::load(&shared)?);
+        shared.serving_tones = ArcSwap::from_pointee(tones::load_serving(&shared)?);
+        let shared = Arc::new(shared);
+        Ok(Store {
+            bindings: Bindings { shared: shared.clone() },
+            apps: Apps { shared: shared.clone() },
+            tones: Tones { shared: shared.clone() },
+            nonces: Nonces { shared: shared.clone() },
+            calls: Calls { shared: shared.clone() },
+            shared,
+        })
+    }
+
+    /// Bindings of every mode: provisioning, the call path's lookups, expiry.
+    pub fn bindings(&self) -> &Bindings {
+        &self.bindings
+    }
+
+    /// Apps and their X-number pools.
+    pub fn apps(&self) -> &Apps {
+        &self.apps
+    }
+
+    /// The tone registry.
+    pub fn tones(&self) -> &Tones {
+        &self.tones
+    }
+
+    /// Replay protection for signed requests.
+    pub fn nonces(&self) -> &Nonces {
+        &self.nonces
+    }
+
+    /// Sessions, the outbox and recordings: what the call path writes.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
+    }
+
+    /// Waits until every change committed before this call, through any handle, is on disk.
+    pub async fn durable(&self) -> Result<(), Error> {
+        self.shared.durable().await
+    }
+
+    /// What group commit has done: waits, flushes and their time.
+    pub fn flush_stats(&self) -> FlushStats {
+        self.shared.flush.stats()
+    }
+
+    /// The call log's size, live data and compactions.
+    pub fn call_log_stats(&self) -> CallLogStats {
+        self.shared.log.stats()
+    }
+
+    /// Applies every queued change and writes pending nonces, then flushes synchronously (for
+    /// shutdown). Blocks the thread.
+    pub fn flush_now(&self) -> Result<(), Error> {
+        let shared = &self.shared;
+        shared.combiner.commit(WriteSet::default())?;
+        self.nonces.persist()?;
+        shared.log.sync().map_err(|source| Error::Io { path: PathBuf::from(calllog::FILE_NAME), source })?;
+        shared.db.flush().map(|_| ()).map_err(|source| Error::Sled { tree: "(all)", source })
+    }
+}
+
+impl Shared {
+    /// An app, from memory.
+    pub(crate) fn app(&self, app_key: &str) -> Option<Arc<crate::domain::App>> {
+        self.apps.load().get(app_key).cloned()
+    }
+
+    /// An X number's record.
+    pub(crate) fn number(&self, x_number: &str) -> Result<Option<crate::domain::XNumber>, Error> {
+        self.get_record(T::Numbers, x_number.as_bytes())
     }
 
     /// Rebuilds the in-memory pools from the `app_area` index and the pair counters.
@@ -319,7 +434,7 @@ impl Store {
             let mut parts = text.split('\0');
             if let (Some(app_key), Some(area), Some(x_number)) = (parts.next(), parts.next(), parts.next()) {
                 pools.file(app_key, area, x_number);
-                pools.set_pairs(x_number, self.axb_pairs_on(x_number)?);
+                pools.set_pairs(x_number, self.pairs_on(x_number)?);
             }
         }
         Ok(pools)
@@ -332,7 +447,7 @@ impl Store {
     /// Reads one value.
     pub(crate) fn get(&self, tree: T, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
         if tree.in_call_log() {
-            return Ok(self.calls.get(tree, key).map(sled::IVec::from));
+            return Ok(self.log.get(tree, key).map(sled::IVec::from));
         }
         self.tree(tree).get(key).map_err(|source| Error::Sled { tree: tree.name(), source })
     }
@@ -345,7 +460,7 @@ impl Store {
         max: usize,
     ) -> Result<Vec<R>, Error> {
         debug_assert!(tree.in_call_log(), "{} is kept in sled", tree.name());
-        self.calls.scan(tree, prefix, max).iter().map(|(key, value)| record::decode(tree.name(), key, value)).collect()
+        self.log.scan(tree, prefix, max).iter().map(|(key, value)| record::decode(tree.name(), key, value)).collect()
     }
 
     /// Reads and decodes one record.
@@ -356,17 +471,13 @@ impl Store {
         }
     }
 
-    /// Decodes every record an iterator over `tree` yields, in order.
-    pub(crate) fn decode_all<R: serde::de::DeserializeOwned>(
+    /// Decodes every record of a sled tree whose key starts with `prefix`, in order.
+    pub(crate) fn records_with_prefix<R: serde::de::DeserializeOwned>(
+        &self,
         tree: T,
-        items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        prefix: &[u8],
     ) -> Result<Vec<R>, Error> {
-        items
-            .map(|item| {
-                let (key, value) = item.map_err(|source| Error::Sled { tree: tree.name(), source })?;
-                record::decode(tree.name(), &key, &value)
-            })
-            .collect()
+        decode_all(tree, self.tree(tree).scan_prefix(prefix))
     }
 
     /// The keys under `prefix`, in order.
@@ -387,11 +498,11 @@ impl Store {
         self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Applies `writes` atomically in a transaction of their own, on this thread, and returns once
-    /// they are applied (visible to every read; on disk after [`Store::durable`]). For the
-    /// writer-lock holders (bindings, pools, apps, tones), which are serialized anyway and must
-    /// not wait behind the call path's queue.
-    pub(crate) fn commit(&self, writes: WriteSet) -> Result<(), Error> {
+    /// Applies `writes` atomically in a sled transaction of their own, now, on this thread, and
+    /// returns once they are applied (visible to every read; on disk after [`Store::durable`]).
+    /// For the writer-lock holders (bindings, pools, apps, tones), which are serialized anyway
+    /// and must not wait behind the call path's queue. Never for the call path's trees.
+    pub(crate) fn apply_now(&self, writes: WriteSet) -> Result<(), Error> {
         debug_assert!(
             writes.ops.iter().all(|(tree, _, _)| !tree.is_call_path()),
             "call-path trees go through the committer"
@@ -402,10 +513,10 @@ impl Store {
         apply(&self.trees, &writes.ops).map_err(Error::Transaction)
     }
 
-    /// Like [`Store::commit`], for changes to the call path's trees (sessions, outbox,
-    /// recordings): through the committer thread, which combines concurrent changes into one
-    /// transaction ([`combine`]).
-    pub(crate) fn commit_combined(&self, writes: WriteSet) -> Result<(), Error> {
+    /// Commits a change to the call path's trees (sessions, outbox, dead letters, recordings)
+    /// through the committer thread, which combines concurrent changes into one batch
+    /// ([`combine`]), and blocks this thread until it is applied.
+    pub(crate) fn commit_blocking(&self, writes: WriteSet) -> Result<(), Error> {
         debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are combined");
         if writes.ops.is_empty() {
             return Ok(());
@@ -413,14 +524,14 @@ impl Store {
         self.combiner.commit(writes)
     }
 
-    /// Like [`Store::commit_combined`], for async callers: queued, and awaited without blocking
-    /// the thread.
-    pub(crate) async fn commit_applied(&self, writes: WriteSet) -> Result<(), Error> {
+    /// Like [`Shared::commit_blocking`], for async callers: queued, taken at once, and awaited
+    /// without blocking the thread.
+    pub(crate) async fn commit_async(&self, writes: WriteSet) -> Result<(), Error> {
         let (sender, applied) = tokio::sync::oneshot::channel();
         let done = Box::new(move |result| {
             let _ = sender.send(result);
         });
-        self.enqueue(writes, done, true);
+        self.queue(writes, done, true);
         // The committer runs every queued change's callback, also when it stops.
         match applied.await {
             Ok(result) => result.map_err(Error::Transaction),
@@ -429,25 +540,31 @@ impl Store {
     }
 
     /// Queues `writes` (call-path trees) behind every change queued or combined before, and
-    /// returns at once; `done` hears the result on the committer thread. For changes whose caller
-    /// need not wait, such as a connected call's new session.
-    pub(crate) fn commit_queued(&self, writes: WriteSet, done: combine::Done) {
-        self.enqueue(writes, done, false);
+    /// returns at once, without waiting; `done` hears the result on the committer thread. For
+    /// changes whose caller need not wait, such as a connected call's new session.
+    pub(crate) fn enqueue(&self, writes: WriteSet, done: combine::Done) {
+        self.queue(writes, done, false);
     }
 
     /// Queues call-path `writes` for the committer; `awaited` when the caller waits for `done`.
-    fn enqueue(&self, writes: WriteSet, done: combine::Done, awaited: bool) {
+    fn queue(&self, writes: WriteSet, done: combine::Done, awaited: bool) {
         debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are queued");
         self.combiner.queue(writes, done, awaited);
     }
 
-    /// How many bindings X holds, of whatever mode its app has: the AXB pair counter, which
-    /// every mode keeps (an X belongs to one app, so it only ever holds one mode's bindings).
-    /// Allocation orders numbers by it, and the admin API refuses to remove a number it counts.
+    /// How many bindings X holds, of whatever mode its app has (expired ones not yet purged
+    /// included): the pair counter, which every mode keeps (an X belongs to one app, so it only
+    /// ever holds one mode's bindings). Read from sled; [`Shared::bindings_on`] prefers the pools.
+    pub(crate) fn pairs_on(&self, x_number: &str) -> Result<u32, Error> {
+        Ok(keys::read_count(self.get(T::AxbPairs, x_number.as_bytes())?.as_deref()))
+    }
+
+    /// X's binding count as the writer sees it: from the pools when they know X. Allocation
+    /// orders numbers by it, and the admin API refuses to remove a number it counts.
     pub(crate) fn bindings_on(&self, pools: &pools::Pools, x_number: &str) -> Result<u32, Error> {
         match pools.pairs(x_number) {
             Some(count) => Ok(count),
-            None => self.axb_pairs_on(x_number),
+            None => self.pairs_on(x_number),
         }
     }
 
@@ -461,39 +578,32 @@ impl Store {
     }
 
     /// Waits until every change committed before this call is on disk.
-    pub async fn durable(&self) -> Result<(), Error> {
+    async fn durable(&self) -> Result<(), Error> {
         self.flush.wait(Scope::All).await
     }
 
-    /// Waits until every change to the call log (sessions, waiting pushes) committed before this
-    /// call is on disk; cheaper than [`Store::durable`] when nothing else was written.
-    pub async fn calls_durable(&self) -> Result<(), Error> {
+    /// Waits until every change to the call log committed before this call is on disk.
+    async fn log_durable(&self) -> Result<(), Error> {
         self.flush.wait(Scope::Calls).await
-    }
-
-    /// What group commit has done: waits, flushes and their time.
-    pub fn flush_stats(&self) -> FlushStats {
-        self.flush.stats()
-    }
-
-    /// The call log's size, live data and compactions.
-    pub fn call_log_stats(&self) -> CallLogStats {
-        self.calls.stats()
     }
 
     /// A new id, unique in this store across restarts.
     pub(crate) fn next_id(&self) -> Result<u64, Error> {
         self.db.generate_id().map_err(|source| Error::Sled { tree: "(ids)", source })
     }
+}
 
-    /// Applies every queued change and writes pending nonces, then flushes synchronously (for
-    /// shutdown).
-    pub fn flush_now(&self) -> Result<(), Error> {
-        self.combiner.commit(WriteSet::default())?;
-        self.persist_nonces()?;
-        self.calls.sync().map_err(|source| Error::Io { path: PathBuf::from(calllog::FILE_NAME), source })?;
-        self.db.flush().map(|_| ()).map_err(|source| Error::Sled { tree: "(all)", source })
-    }
+/// Decodes every record an iterator over `tree` yields, in order.
+pub(crate) fn decode_all<R: serde::de::DeserializeOwned>(
+    tree: T,
+    items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+) -> Result<Vec<R>, Error> {
+    items
+        .map(|item| {
+            let (key, value) = item.map_err(|source| Error::Sled { tree: tree.name(), source })?;
+            record::decode(tree.name(), &key, &value)
+        })
+        .collect()
 }
 
 /// Moves the sessions and pushes a store from before the call log kept in sled into the log, then
@@ -568,18 +678,22 @@ mod tests {
         }
         {
             let store = Store::open(dir.path()).unwrap();
-            let sessions: Vec<serde_json::Value> = store.sessions().unwrap();
+            let sessions: Vec<serde_json::Value> = store.calls().sessions().unwrap();
             assert_eq!(sessions, [serde_json::json!({"session": 1})], "the session moved to the log");
-            assert!(store.tree(T::Sessions).is_empty(), "sled no longer holds it");
-            assert_eq!(store.recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"), "recordings stay in sled");
+            assert!(store.shared.tree(T::Sessions).is_empty(), "sled no longer holds it");
+            assert_eq!(
+                store.calls().recording_owner("rec.wav").unwrap().as_deref(),
+                Some("app-1"),
+                "recordings stay in sled"
+            );
             // The call goes on in the log: a second opening must not bring sled's copy back.
             // (That the removal from sled is on disk before serving, against a power cut, is
             // the fdatasync's job; no test here can cut the power.)
-            store.forget_session("call-1", &[]).unwrap();
+            store.calls().forget_session("call-1", &[]).unwrap();
             store.flush_now().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert!(store.sessions::<serde_json::Value>().unwrap().is_empty(), "the ended call stays ended");
-        assert_eq!(store.recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"));
+        assert!(store.calls().sessions::<serde_json::Value>().unwrap().is_empty(), "the ended call stays ended");
+        assert_eq!(store.calls().recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A nonce is checked and taken in memory (`recent`, one short hold of one of 16 shard locks,
 //! which includes a sled point read), and written to sled later, many at a time, by
-//! [`Store::persist_nonces`] (every sweep, about once a second, and at a clean stop): two sled
+//! [`Nonces::persist`] (every sweep, about once a second, and at a clean stop): two sled
 //! writes per signed request had been a third of a bind's cost, and they ran on an async worker.
 //! A nonce is always in `recent`, in sled, or in both, because persisting writes sled before it
 //! forgets the nonce in memory, and a check looks in both under the shard's lock.
@@ -19,9 +19,9 @@
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{keys, Error, Store};
+use super::{keys, Error, Shared};
 
 fn sled_error(source: sled::Error) -> Error {
     Error::Sled { tree: "nonces", source }
@@ -72,17 +72,24 @@ impl RecentNonces {
     }
 }
 
-impl Store {
+/// The store's handle on replay protection. A check is one shard lock and a sled point read; it
+/// may run on an async worker.
+#[derive(Debug, Clone)]
+pub struct Nonces {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Nonces {
     /// Records a nonce; `false` when it was already seen (a replay).
-    pub fn remember_nonce(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
+    pub fn remember(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
         let key = keys::join(&[app_key, nonce]);
         // Both looks under the key's shard lock: persisting removes a nonce from memory only after
         // writing it to sled, so with the lock held a nonce seen before is in one or the other,
         // and this request's own nonce cannot be persisted between the looks and found as a
         // replay of itself. The sled read is a point read, about a microsecond.
-        let mut recent = self.recent_nonces.shard(&key);
+        let mut recent = self.shared.recent_nonces.shard(&key);
         let Entry::Vacant(vacant) = recent.entry(key) else { return Ok(false) };
-        if self.nonces.contains_key(vacant.key()).map_err(sled_error)? {
+        if self.shared.nonces.contains_key(vacant.key()).map_err(sled_error)? {
             return Ok(false);
         }
         vacant.insert(created_at);
@@ -91,8 +98,8 @@ impl Store {
 
     /// Writes the nonces accepted since the last call to sled, then forgets them in memory;
     /// returns how many. Not flushed on their own (see the module notes).
-    pub fn persist_nonces(&self) -> Result<usize, Error> {
-        let pending = self.recent_nonces.pending();
+    pub fn persist(&self) -> Result<usize, Error> {
+        let pending = self.shared.recent_nonces.pending();
         if pending.is_empty() {
             return Ok(0);
         }
@@ -103,20 +110,20 @@ impl Store {
         for (key, created_at) in &pending {
             let mut expiry = keys::expiry(*created_at, "").to_vec();
             expiry.extend_from_slice(key);
-            self.nonce_expiry.insert(expiry, &[]).map_err(sled_error)?;
-            self.nonces.insert(key.as_slice(), &created_at.to_be_bytes()[..]).map_err(sled_error)?;
+            self.shared.nonce_expiry.insert(expiry, &[]).map_err(sled_error)?;
+            self.shared.nonces.insert(key.as_slice(), &created_at.to_be_bytes()[..]).map_err(sled_error)?;
         }
-        self.recent_nonces.forget(&pending);
+        self.shared.recent_nonces.forget(&pending);
         Ok(pending.len())
     }
 
     /// Drops nonces created before `before`; returns how many.
-    pub fn forget_nonces_before(&self, before: i64) -> Result<usize, Error> {
+    pub fn forget_before(&self, before: i64) -> Result<usize, Error> {
         let mut forgotten = 0;
-        for item in self.nonce_expiry.range(..keys::expiry_bound(before.saturating_sub(1)).to_vec()) {
+        for item in self.shared.nonce_expiry.range(..keys::expiry_bound(before.saturating_sub(1)).to_vec()) {
             let (expiry, _) = item.map_err(sled_error)?;
-            self.nonces.remove(&expiry[8..]).map_err(sled_error)?;
-            self.nonce_expiry.remove(&expiry).map_err(sled_error)?;
+            self.shared.nonces.remove(&expiry[8..]).map_err(sled_error)?;
+            self.shared.nonce_expiry.remove(&expiry).map_err(sled_error)?;
             forgotten += 1;
         }
         Ok(forgotten)
@@ -131,18 +138,18 @@ mod tests {
     async fn a_nonce_is_accepted_once_until_it_is_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert!(store.remember_nonce("app", "n1", 100).unwrap());
-        assert!(!store.remember_nonce("app", "n1", 100).unwrap(), "a replay, found in memory");
-        assert!(store.remember_nonce("other-app", "n1", 100).unwrap());
-        assert!(store.remember_nonce("app", "n2", 200).unwrap());
-        assert_eq!(store.persist_nonces().unwrap(), 3);
-        assert_eq!(store.persist_nonces().unwrap(), 0, "persisted ones are no longer pending");
-        assert!(!store.remember_nonce("app", "n1", 100).unwrap(), "a replay, found in sled");
-        assert_eq!(store.persist_nonces().unwrap(), 0, "a refused nonce is not written again");
-        assert_eq!(store.forget_nonces_before(100).unwrap(), 0, "created at 100 is not before 100");
-        assert_eq!(store.forget_nonces_before(101).unwrap(), 2);
-        assert!(store.remember_nonce("app", "n1", 100).unwrap(), "forgotten, so accepted again");
-        assert!(!store.remember_nonce("app", "n2", 300).unwrap(), "n2 is still remembered");
+        assert!(store.nonces().remember("app", "n1", 100).unwrap());
+        assert!(!store.nonces().remember("app", "n1", 100).unwrap(), "a replay, found in memory");
+        assert!(store.nonces().remember("other-app", "n1", 100).unwrap());
+        assert!(store.nonces().remember("app", "n2", 200).unwrap());
+        assert_eq!(store.nonces().persist().unwrap(), 3);
+        assert_eq!(store.nonces().persist().unwrap(), 0, "persisted ones are no longer pending");
+        assert!(!store.nonces().remember("app", "n1", 100).unwrap(), "a replay, found in sled");
+        assert_eq!(store.nonces().persist().unwrap(), 0, "a refused nonce is not written again");
+        assert_eq!(store.nonces().forget_before(100).unwrap(), 0, "created at 100 is not before 100");
+        assert_eq!(store.nonces().forget_before(101).unwrap(), 2);
+        assert!(store.nonces().remember("app", "n1", 100).unwrap(), "forgotten, so accepted again");
+        assert!(!store.nonces().remember("app", "n2", 300).unwrap(), "n2 is still remembered");
     }
 
     #[test]
@@ -152,16 +159,16 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             let accepted = std::thread::scope(|scope| {
                 let tries: Vec<_> =
-                    (0..8).map(|_| scope.spawn(|| store.remember_nonce("app", "same", 100).unwrap())).collect();
+                    (0..8).map(|_| scope.spawn(|| store.nonces().remember("app", "same", 100).unwrap())).collect();
                 tries.into_iter().map(|t| t.join().unwrap()).filter(|accepted| *accepted).count()
             });
             assert_eq!(accepted, 1, "one of eight concurrent uses of a nonce is accepted");
-            assert!(store.remember_nonce("app", "unpersisted", 100).unwrap());
+            assert!(store.nonces().remember("app", "unpersisted", 100).unwrap());
             store.flush_now().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert!(!store.remember_nonce("app", "same", 100).unwrap());
-        assert!(!store.remember_nonce("app", "unpersisted", 100).unwrap(), "a clean stop persists what is pending");
+        assert!(!store.nonces().remember("app", "same", 100).unwrap());
+        assert!(!store.nonces().remember("app", "unpersisted", 100).unwrap(), "a clean stop persists what is pending");
     }
 
     #[test]
@@ -172,7 +179,7 @@ mod tests {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    store.persist_nonces().unwrap();
+                    store.nonces().persist().unwrap();
                 }
             });
             // More threads than cores, so that a remembering thread is often preempted mid-check.
@@ -182,9 +189,12 @@ mod tests {
                     scope.spawn(move || {
                         for n in 0..5_000 {
                             let nonce = format!("t{t}-n{n}");
-                            assert!(store.remember_nonce("app", &nonce, 100).unwrap(), "new nonce {nonce} refused");
+                            assert!(store.nonces().remember("app", &nonce, 100).unwrap(), "new nonce {nonce} refused");
                             let replay = format!("t{t}-n{}", n / 2);
-                            assert!(!store.remember_nonce("app", &replay, 100).unwrap(), "replay of {replay} accepted");
+                            assert!(
+                                !store.nonces().remember("app", &replay, 100).unwrap(),
+                                "replay of {replay} accepted"
+                            );
                         }
                     })
                 })

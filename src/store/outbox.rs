@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::record::encode;
-use super::{keys, Error, Store, WriteSet, T};
+use super::{keys, Calls, Error, WriteSet, T};
 
 /// What a push carries, and so which URL and how it is batched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,11 +60,16 @@ fn lane_key(push: &Push) -> Vec<u8> {
     key
 }
 
-impl Store {
+/// Adds a push to a change being staged.
+pub(super) fn stage_push(writes: &mut WriteSet, push: &Push) {
+    writes.put(T::Outbox, lane_key(push), encode(push));
+}
+
+impl Calls {
     /// A new push for `app_key`, due now.
     pub fn new_push(&self, app_key: &str, lane: Lane, body: serde_json::Value, now_ms: i64) -> Result<Push, Error> {
         Ok(Push {
-            id: self.next_id()?,
+            id: self.shared.next_id()?,
             app_key: app_key.to_owned(),
             lane,
             body,
@@ -75,19 +80,14 @@ impl Store {
         })
     }
 
-    /// Adds a push to a change being staged.
-    pub(crate) fn stage_push(writes: &mut WriteSet, push: &Push) {
-        writes.put(T::Outbox, lane_key(push), encode(push));
-    }
-
     /// The first `max` pushes of a lane, oldest first.
     pub fn lane_head(&self, app_key: &str, lane: Lane, max: usize) -> Result<Vec<Push>, Error> {
-        self.logged_records(T::Outbox, &lane_prefix(app_key, lane), max)
+        self.shared.logged_records(T::Outbox, &lane_prefix(app_key, lane), max)
     }
 
     /// How many pushes a lane holds, counting up to `max`.
     pub fn lane_len(&self, app_key: &str, lane: Lane, max: usize) -> usize {
-        self.calls.count(T::Outbox, &lane_prefix(app_key, lane), max)
+        self.shared.log.count(T::Outbox, &lane_prefix(app_key, lane), max)
     }
 
     /// Every lane that has pushes waiting (at start-up, to resume them): one look per lane, from
@@ -95,7 +95,7 @@ impl Store {
     pub fn waiting_lanes(&self) -> Result<Vec<(String, Lane)>, Error> {
         let mut lanes = Vec::new();
         let mut from = Vec::new();
-        while let Some(key) = self.calls.first_key_from(T::Outbox, &from) {
+        while let Some(key) = self.shared.log.first_key_from(T::Outbox, &from) {
             let (app_key, lane) = match keys::first_parts(&key, 2)[..] {
                 [app_key, name] => (app_key, Lane::ALL.into_iter().find(|lane| lane.name().as_bytes() == name)),
                 _ => (&key[..], None),
@@ -121,7 +121,7 @@ impl Store {
         for push in pushes {
             writes.remove(T::Outbox, lane_key(push));
         }
-        self.commit_applied(writes).await
+        self.shared.commit_async(writes).await
     }
 
     /// Records a failed attempt and when to try again.
@@ -130,7 +130,7 @@ impl Store {
         for push in pushes {
             writes.put(T::Outbox, lane_key(push), encode(push));
         }
-        self.commit_applied(writes).await
+        self.shared.commit_async(writes).await
     }
 
     /// Moves pushes whose retries are used up to the dead letters: the dead letters first, on
@@ -143,14 +143,14 @@ impl Store {
             dead.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode(push));
             lane.remove(T::Outbox, lane_key(push));
         }
-        self.commit_applied(dead).await?;
-        self.durable().await?;
-        self.commit_applied(lane).await
+        self.shared.commit_async(dead).await?;
+        self.shared.durable().await?;
+        self.shared.commit_async(lane).await
     }
 
     /// The dead letters, oldest first.
     pub fn dead_pushes(&self) -> Result<Vec<Push>, Error> {
-        Store::decode_all(T::OutboxDead, self.tree(T::OutboxDead).iter())
+        super::decode_all(T::OutboxDead, self.shared.tree(T::OutboxDead).iter())
     }
 
     /// Puts a dead push back at the end of its lane with fresh retries; `None` if no such push.
@@ -160,106 +160,44 @@ impl Store {
     /// push is returned all the same: it is in its lane.
     pub async fn revive(&self, id: u64, now_ms: i64) -> Result<Option<Push>, Error> {
         let key = id.to_be_bytes();
-        let Some(push) = self.get_record::<Push>(T::OutboxDead, &key)? else { return Ok(None) };
+        let Some(push) = self.shared.get_record::<Push>(T::OutboxDead, &key)? else { return Ok(None) };
         // A new id puts it behind what is waiting now, keeping the lane in order from here on.
-        let revived = Push { id: self.next_id()?, attempts: 0, next_attempt_at_ms: now_ms, last_error: None, ..push };
+        let revived =
+            Push { id: self.shared.next_id()?, attempts: 0, next_attempt_at_ms: now_ms, last_error: None, ..push };
         let mut lane = WriteSet::default();
-        Store::stage_push(&mut lane, &revived);
-        self.commit_applied(lane).await?;
-        self.calls_durable().await?;
+        super::outbox::stage_push(&mut lane, &revived);
+        self.shared.commit_async(lane).await?;
+        self.shared.log_durable().await?;
         let mut dead = WriteSet::default();
         dead.remove(T::OutboxDead, key.to_vec());
-        if let Err(err) = self.commit_applied(dead).await {
+        if let Err(err) = self.shared.commit_async(dead).await {
             tracing::error!(old_id = id, new_id = revived.id, error = %err, "a redelivered push is still listed among the dead letters");
         }
         Ok(Some(revived))
     }
 }
 
-impl Store {
-    /// Saves a call's session together with the pushes its change caused, in one transaction;
-    /// `recording` = `(object name, app key)` files a recording the switch reported as the app's.
-    pub fn save_session<S: Serialize>(
-        &self,
-        session_id: &str,
-        session: &S,
-        pushes: &[Push],
-        recording: Option<(&str, &str)>,
-    ) -> Result<(), Error> {
-        self.commit_combined(Store::session_writes(session_id, session, pushes, recording))
-    }
-
-    /// Like [`Store::save_session`] without the wait: queued behind every change before it, so a
-    /// later save of the same session still lands after it. `done` hears the result on the store's
-    /// committer thread.
-    pub fn queue_session<S: Serialize>(
-        &self,
-        session_id: &str,
-        session: &S,
-        pushes: &[Push],
-        done: Box<dyn FnOnce(Result<(), String>) + Send>,
-    ) {
-        self.commit_queued(Store::session_writes(session_id, session, pushes, None), done);
-    }
-
-    fn session_writes<S: Serialize>(
-        session_id: &str,
-        session: &S,
-        pushes: &[Push],
-        recording: Option<(&str, &str)>,
-    ) -> WriteSet {
-        let mut writes = WriteSet::default();
-        writes.put(T::Sessions, session_id.as_bytes(), encode(session));
-        if let Some((object_name, app_key)) = recording {
-            writes.put(T::Recordings, object_name.as_bytes(), app_key.as_bytes());
-        }
-        for push in pushes {
-            Store::stage_push(&mut writes, push);
-        }
-        writes
-    }
-
-    /// Forgets a finished session, with the pushes its end caused (a stale session's CDR).
-    pub fn forget_session(&self, session_id: &str, pushes: &[Push]) -> Result<(), Error> {
-        let mut writes = WriteSet::default();
-        writes.remove(T::Sessions, session_id.as_bytes());
-        for push in pushes {
-            Store::stage_push(&mut writes, push);
-        }
-        self.commit_combined(writes)
-    }
-
-    /// The app a recording belongs to, if a call of that app reported it.
-    pub fn recording_owner(&self, object_name: &str) -> Result<Option<String>, Error> {
-        Ok(self.get(T::Recordings, object_name.as_bytes())?.map(|app| String::from_utf8_lossy(&app).into_owned()))
-    }
-
-    /// Every saved session (at start-up).
-    pub fn sessions<S: serde::de::DeserializeOwned>(&self) -> Result<Vec<S>, Error> {
-        self.logged_records(T::Sessions, &[], usize::MAX)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Lane, Store};
+    use super::Lane;
+    use crate::store::Store;
 
     #[test]
     fn the_waiting_lanes_are_found_from_the_keys_once_each() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert!(store.waiting_lanes().unwrap().is_empty());
+        assert!(store.calls().waiting_lanes().unwrap().is_empty());
         let mut pushes = Vec::new();
         for app_key in ["app-a", "app-b", "app"] {
             for lane in [Lane::Events, Lane::Cdrs] {
                 // Several pushes a lane, with ids that hold a 0 byte (the keys' separator).
                 for _ in 0..300 {
-                    pushes.push(store.new_push(app_key, lane, serde_json::json!({}), 0).unwrap());
+                    pushes.push(store.calls().new_push(app_key, lane, serde_json::json!({}), 0).unwrap());
                 }
             }
         }
-        store.save_session("s1", &serde_json::json!({}), &pushes, None).unwrap();
-        let mut lanes = store.waiting_lanes().unwrap();
+        store.calls().save_session("s1", &serde_json::json!({}), &pushes, None).unwrap();
+        let mut lanes = store.calls().waiting_lanes().unwrap();
         lanes.sort_by(|a, b| (&a.0, a.1.name()).cmp(&(&b.0, b.1.name())));
         let expected: Vec<(String, Lane)> = ["app", "app-a", "app-b"]
             .into_iter()

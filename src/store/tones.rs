@@ -18,7 +18,7 @@ use crate::domain::Rejection;
 
 use super::keys;
 use super::record::encode;
-use super::{Error, OpError, Store, WriteSet, T};
+use super::{Error, OpError, Shared, WriteSet, T};
 
 /// App key → the names of its tones that have an approved version.
 pub(crate) type Serving = HashMap<String, HashSet<String>>;
@@ -26,31 +26,65 @@ pub(crate) type Serving = HashMap<String, HashSet<String>>;
 const APPROVED: &str = "approved";
 const PENDING: &str = "pending";
 
-impl Store {
-    /// Builds the serving set from the stored records (at open).
-    pub(crate) fn load_serving_tones(&self) -> Result<Serving, Error> {
-        let mut serving = Serving::new();
-        for item in self.tree(T::Tones).iter() {
-            let (key, value) = item.map_err(|source| Error::Sled { tree: T::Tones.name(), source })?;
-            let tone: Tone = super::record::decode(T::Tones.name(), &key, &value)?;
-            if tone.serving() {
-                let text = String::from_utf8_lossy(&key);
-                let app_key = text.split('\0').next().unwrap_or_default();
-                serving.entry(app_key.to_owned()).or_default().insert(tone.file_name);
-            }
-        }
-        Ok(serving)
-    }
+/// The store's handle on the tone registry. Uploads and reviews take the writer lock and block
+/// the thread; the call path's checks ([`Tones::approved`], [`Tones::check`]) answer from memory.
+#[derive(Debug, Clone)]
+pub struct Tones {
+    pub(super) shared: Arc<Shared>,
+}
 
+/// Builds the serving set from the stored records (at open).
+pub(super) fn load_serving(shared: &Shared) -> Result<Serving, Error> {
+    let mut serving = Serving::new();
+    for item in shared.tree(T::Tones).iter() {
+        let (key, value) = item.map_err(|source| Error::Sled { tree: T::Tones.name(), source })?;
+        let tone: Tone = super::record::decode(T::Tones.name(), &key, &value)?;
+        if tone.serving() {
+            let text = String::from_utf8_lossy(&key);
+            let app_key = text.split('\0').next().unwrap_or_default();
+            serving.entry(app_key.to_owned()).or_default().insert(tone.file_name);
+        }
+    }
+    Ok(serving)
+}
+
+/// Stages the removal of every tone of an app (its deletion); the caller holds the writer lock
+/// and calls [`forget_serving`] after the commit.
+pub(super) fn stage_removal(shared: &Shared, app_key: &str, writes: &mut WriteSet) -> Result<(), Error> {
+    let prefix = keys::prefix(&[app_key]);
+    for tree in [T::Tones, T::ToneAudio] {
+        for key in shared.keys_with_prefix(tree, &prefix)? {
+            writes.remove(tree, key.to_vec());
+        }
+    }
+    Ok(())
+}
+
+/// Drops a deleted app's tones from the serving set.
+pub(super) fn forget_serving(shared: &Shared, app_key: &str) {
+    change_serving(shared, |serving| {
+        serving.remove(app_key);
+    });
+}
+
+/// Replaces the serving set with a changed copy. Called with the writer lock held, so changes
+/// do not race; readers see the old set or the new one, never a half-changed one.
+fn change_serving(shared: &Shared, change: impl FnOnce(&mut Serving)) {
+    let mut serving = Serving::clone(&shared.serving_tones.load());
+    change(&mut serving);
+    shared.serving_tones.store(Arc::new(serving));
+}
+
+impl Tones {
     /// Whether `file_name` is an approved tone of the app: what bindings and decisions may name.
     /// Lock-free; answers from memory.
-    pub fn tone_approved(&self, app_key: &str, file_name: &str) -> bool {
-        self.serving_tones.load().get(app_key).is_some_and(|names| names.contains(file_name))
+    pub fn approved(&self, app_key: &str, file_name: &str) -> bool {
+        self.shared.serving_tones.load().get(app_key).is_some_and(|names| names.contains(file_name))
     }
 
     /// The first of `names` that is not an approved tone of the app, as the rejection a bind gets.
-    pub fn check_tones<'a>(&self, app_key: &str, names: impl IntoIterator<Item = &'a str>) -> Result<(), Rejection> {
-        let serving = self.serving_tones.load();
+    pub fn check<'a>(&self, app_key: &str, names: impl IntoIterator<Item = &'a str>) -> Result<(), Rejection> {
+        let serving = self.shared.serving_tones.load();
         let approved = serving.get(app_key);
         match names.into_iter().find(|name| !approved.is_some_and(|set| set.contains(*name))) {
             Some(file) => Err(Rejection::UnknownTone { file: file.to_owned() }),
@@ -60,7 +94,7 @@ impl Store {
 
     /// Stores a new upload (already in the carrier format), pending review. An approved version of
     /// the same name keeps serving until the upload is approved.
-    pub fn upload_tone(
+    pub fn upload(
         &self,
         app_key: &str,
         file_name: &str,
@@ -69,22 +103,22 @@ impl Store {
         converted: bool,
         now: i64,
     ) -> Result<Tone, OpError> {
-        let _writer = self.lock_writer();
-        if self.app(app_key)?.is_none() {
+        let _writer = self.shared.lock_writer();
+        if self.shared.app(app_key).is_none() {
             return Err(Rejection::NotFound { what: format!("app {app_key}") }.into());
         }
         let key = keys::join(&[app_key, file_name]);
-        let previous: Option<Tone> = self.get_record(T::Tones, &key)?;
+        let previous: Option<Tone> = self.shared.get_record(T::Tones, &key)?;
         let tone = Tone::uploaded(file_name, previous.as_ref(), now, audio.len(), seconds, converted);
         let mut writes = WriteSet::default();
         writes.put(T::Tones, key, encode(&tone));
         writes.put(T::ToneAudio, keys::join(&[app_key, file_name, PENDING]), audio);
-        self.commit(writes)?;
+        self.shared.apply_now(writes)?;
         Ok(tone)
     }
 
     /// Approves or rejects the upload waiting for review. Approving makes it the audio calls play.
-    pub fn review_tone(
+    pub fn review(
         &self,
         app_key: &str,
         file_name: &str,
@@ -92,9 +126,9 @@ impl Store {
         revision: Option<u64>,
         now: i64,
     ) -> Result<Tone, OpError> {
-        let _writer = self.lock_writer();
+        let _writer = self.shared.lock_writer();
         let key = keys::join(&[app_key, file_name]);
-        let Some(tone) = self.get_record::<Tone>(T::Tones, &key)? else {
+        let Some(tone) = self.shared.get_record::<Tone>(T::Tones, &key)? else {
             return Err(Rejection::NotFound { what: format!("tone {file_name} of app {app_key}") }.into());
         };
         let reviewed = tone.reviewed(review, revision, now).map_err(|what| Rejection::InUse { what })?;
@@ -103,16 +137,16 @@ impl Store {
         writes.put(T::Tones, key, encode(&reviewed));
         writes.remove(T::ToneAudio, pending_key.clone());
         if *review == Review::Approve {
-            let audio = self.get(T::ToneAudio, &pending_key)?.ok_or_else(|| Error::Decode {
+            let audio = self.shared.get(T::ToneAudio, &pending_key)?.ok_or_else(|| Error::Decode {
                 tree: T::ToneAudio.name(),
                 key: super::show_key(&pending_key),
                 reason: "the tone's record says an upload is pending, but its audio is missing".to_owned(),
             })?;
             writes.put(T::ToneAudio, keys::join(&[app_key, file_name, APPROVED]), audio.to_vec());
         }
-        self.commit(writes)?;
+        self.shared.apply_now(writes)?;
         if reviewed.serving() && !tone.serving() {
-            self.change_serving(|serving| {
+            change_serving(&self.shared, |serving| {
                 serving.entry(app_key.to_owned()).or_default().insert(file_name.to_owned());
             });
         }
@@ -120,52 +154,26 @@ impl Store {
     }
 
     /// The app's tones, by name.
-    pub fn tones_of(&self, app_key: &str) -> Result<Vec<Tone>, Error> {
-        Store::decode_all(T::Tones, self.tree(T::Tones).scan_prefix(keys::prefix(&[app_key])))
+    pub fn of_app(&self, app_key: &str) -> Result<Vec<Tone>, Error> {
+        self.shared.records_with_prefix(T::Tones, &keys::prefix(&[app_key]))
     }
 
     /// The approved audio of a tone: what the switch plays.
-    pub fn tone_audio(&self, app_key: &str, file_name: &str) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.get(T::ToneAudio, &keys::join(&[app_key, file_name, APPROVED]))?.map(|audio| audio.to_vec()))
+    pub fn audio(&self, app_key: &str, file_name: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.shared.get(T::ToneAudio, &keys::join(&[app_key, file_name, APPROVED]))?.map(|audio| audio.to_vec()))
     }
 
     /// The audio a reviewer should hear: the upload waiting for review, else the approved one,
     /// with its record (whose `revision` or `serving_revision` says which upload it is).
     pub fn audio_for_review(&self, app_key: &str, file_name: &str) -> Result<Option<(Tone, bool, Vec<u8>)>, Error> {
-        let Some(tone) = self.get_record::<Tone>(T::Tones, &keys::join(&[app_key, file_name]))? else {
+        let Some(tone) = self.shared.get_record::<Tone>(T::Tones, &keys::join(&[app_key, file_name]))? else {
             return Ok(None);
         };
         for (which, pending) in [(PENDING, true), (APPROVED, false)] {
-            if let Some(audio) = self.get(T::ToneAudio, &keys::join(&[app_key, file_name, which]))? {
+            if let Some(audio) = self.shared.get(T::ToneAudio, &keys::join(&[app_key, file_name, which]))? {
                 return Ok(Some((tone, pending, audio.to_vec())));
             }
         }
         Ok(None)
-    }
-
-    /// Stages the removal of every tone of an app (its deletion); the caller holds the writer lock
-    /// and calls [`Store::forget_serving_tones`] after the commit.
-    pub(crate) fn stage_tones_removal(&self, app_key: &str, writes: &mut WriteSet) -> Result<(), Error> {
-        let prefix = keys::prefix(&[app_key]);
-        for tree in [T::Tones, T::ToneAudio] {
-            for key in self.keys_with_prefix(tree, &prefix)? {
-                writes.remove(tree, key.to_vec());
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn forget_serving_tones(&self, app_key: &str) {
-        self.change_serving(|serving| {
-            serving.remove(app_key);
-        });
-    }
-
-    /// Replaces the serving set with a changed copy. Called with the writer lock held, so changes
-    /// do not race; readers see the old set or the new one, never a half-changed one.
-    fn change_serving(&self, change: impl FnOnce(&mut Serving)) {
-        let mut serving = Serving::clone(&self.serving_tones.load());
-        change(&mut serving);
-        self.serving_tones.store(Arc::new(serving));
     }
 }

@@ -239,9 +239,9 @@ async fn bindings_expire_with_the_injected_clock() {
     // The sweeper frees what expired.
     server.bind_axb(with(pair(5, 5), json!({"duration": 10, "relationNum": "+8617000000002"}))).await.expect(200, "0");
     server.clock.advance(10);
-    let swept = server.state().store.axb_sweep_expired(server.clock_now(), 100).unwrap();
+    let swept = server.state().store.bindings().axb_sweep_expired(server.clock_now(), 100).unwrap();
     assert_eq!(swept, 1);
-    assert_eq!(server.state().store.axb_pairs_on("+8617000000002").unwrap(), 0);
+    assert_eq!(server.state().store.bindings().pairs_on("+8617000000002").unwrap(), 0);
 }
 
 #[tokio::test]

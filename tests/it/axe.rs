@@ -390,12 +390,12 @@ async fn privnum_call_with_digits_drives_an_axe_call_end_to_end() {
         talk: 10,
     };
     privnum::cli::call(plan(Some(ext.clone()))).await.expect("the call goes through");
-    let sessions: Vec<privnum::calls::session::Session> = server.state().store.sessions().unwrap();
+    let sessions: Vec<privnum::calls::session::Session> = server.state().store.calls().sessions().unwrap();
     let call = sessions.iter().find(|s| s.extend_num.as_deref() == Some(ext.as_str())).expect("the call's session");
     assert_eq!((call.callee.as_deref(), call.ended_at.is_some()), (Some(A), true), "{call:?}");
     let refused = privnum::cli::call(plan(None)).await.expect_err("collect needs --digits");
     assert!(refused.to_string().contains("--digits"), "{refused}");
-    let sessions: Vec<privnum::calls::session::Session> = server.state().store.sessions().unwrap();
+    let sessions: Vec<privnum::calls::session::Session> = server.state().store.calls().sessions().unwrap();
     let hung_up = sessions.iter().find(|s| s.extend_num.is_none()).expect("the second call's session");
     assert_eq!(hung_up.events.last().and_then(|e| e.state_code), Some(7516), "{hung_up:?}");
 }

@@ -36,7 +36,7 @@ async fn racing_for_the_last_free_x_of_an_area() {
     let won = outcomes.iter().filter(|(status, code)| *status == 200 && code == "0").count();
     let refused = outcomes.iter().filter(|(status, code)| *status == 403 && code == "1012008").count();
     assert_eq!((won, refused), (3, 45), "{outcomes:?}");
-    assert_eq!(server.state().store.axb_pairs_on("+8617000000005").unwrap(), 3);
+    assert_eq!(server.state().store.bindings().pairs_on("+8617000000005").unwrap(), 3);
     let listed = server.call(AXB_APP, Method::GET, &format!("{AXB_PATH}?relationNum=%2B8617000000005"), None).await;
     assert_eq!(listed.body["totalCount"], 3);
 }
@@ -51,5 +51,5 @@ async fn racing_to_bind_one_user_number_twice_on_one_x() {
     let won = outcomes.iter().filter(|(_, code)| code == "0").count();
     let refused = outcomes.iter().filter(|(status, code)| *status == 403 && code == "1012010").count();
     assert_eq!((won, refused), (1, 31), "{outcomes:?}");
-    assert_eq!(server.state().store.axb_pairs_on("+8617000000001").unwrap(), 1);
+    assert_eq!(server.state().store.bindings().pairs_on("+8617000000001").unwrap(), 1);
 }
