@@ -30,8 +30,9 @@ use super::set::ScriptSet;
 use super::Limits;
 use crate::config::AppConfig;
 use crate::domain::ax::AxBinding;
-use crate::domain::axb::{AxbBinding, CallDirection, PreVoice};
+use crate::domain::axb::{AxbBinding, CallDirection};
 use crate::domain::axe::{AxeBinding, TimeUnit};
+use crate::domain::settings::PreVoice;
 use crate::domain::{Binding, Mode};
 
 #[derive(Debug, Deserialize)]
