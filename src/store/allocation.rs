@@ -159,3 +159,61 @@ pub(super) fn where_looked(area_code: &str, lenient: bool) -> String {
         format!("in area code {area_code}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mode whose X has room unless it is listed as refusing.
+    struct Fake {
+        pools: Pools,
+        refusing: Vec<&'static str>,
+        asked: Vec<String>,
+    }
+
+    impl RoomOnX for Fake {
+        type Room = ();
+
+        fn pools(&self) -> &Pools {
+            &self.pools
+        }
+
+        fn room_on(&mut self, x_number: &str) -> Result<(), OpError> {
+            self.asked.push(x_number.to_owned());
+            if self.refusing.contains(&x_number) {
+                return Err(Rejection::NumberNotInPool { x_number: x_number.to_owned() }.into());
+            }
+            Ok(())
+        }
+    }
+
+    fn fake(refusing: Vec<&'static str>) -> Fake {
+        let mut pools = Pools::default();
+        for (x, area, count) in [("+1", "755", 2), ("+2", "755", 1), ("+3", "755", 3), ("+4", "756", 0)] {
+            pools.file("app", area, x);
+            pools.set_pairs(x, count);
+        }
+        Fake { pools, refusing, asked: Vec::new() }
+    }
+
+    fn chosen(room: &mut Fake, area_code: &str, lenient: bool, capacity: u32) -> Option<String> {
+        allocate(room, "app", area_code, lenient, capacity).unwrap().map(|(x, ())| x)
+    }
+
+    #[test]
+    fn the_emptiest_x_with_room_wins_and_a_refusing_one_is_passed_over() {
+        assert_eq!(chosen(&mut fake(vec![]), "0755", false, 5).as_deref(), Some("+2"));
+        let mut room = fake(vec!["+2"]);
+        assert_eq!(chosen(&mut room, "0755", false, 5).as_deref(), Some("+1"));
+        assert_eq!(room.asked, ["+2", "+1"]);
+    }
+
+    #[test]
+    fn full_numbers_are_not_asked_and_lenient_looks_elsewhere() {
+        let mut room = fake(vec![]);
+        assert_eq!(chosen(&mut room, "0755", false, 1), None);
+        assert!(room.asked.is_empty(), "every 0755 number holds its capacity");
+        assert_eq!(chosen(&mut room, "0755", true, 1).as_deref(), Some("+4"));
+        assert_eq!(where_looked("0755", true), "for area code 0755 or elsewhere");
+    }
+}
