@@ -8,7 +8,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use privnum::calls::route::{decide_callin, CallIn};
 use privnum::config::{AppConfig, NumberConfig};
-use privnum::domain::axb::{AxbChanges, AxbUnbind, BindRequest, XSelection};
+use privnum::domain::axb::{AxbBindRequest, AxbChanges, AxbUnbind};
+use privnum::domain::XSelection;
 use privnum::domain::{Mode, NumberStatus};
 use privnum::script::{Limits, ScriptHost};
 use privnum::store::Store;
@@ -42,7 +43,7 @@ fn setup(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
         store.tones().review("bench-app", tone, &privnum::domain::tone::Review::Approve, None, 0).expect("approved");
     }
     for i in 0..BINDINGS {
-        let request = BindRequest {
+        let request = AxbBindRequest {
             x: XSelection::Area { area_code: "0755".into(), lenient: false },
             caller_num: format!("+86138{i:08}"),
             callee_num: format!("+86139{i:08}"),
@@ -97,7 +98,7 @@ fn store_ops(c: &mut Criterion) {
     c.bench_function("store: AXB bind + unbind (two transactions, no flush)", |b| {
         b.iter(|| {
             n += 1;
-            let request = BindRequest {
+            let request = AxbBindRequest {
                 x: XSelection::Area { area_code: "0755".into(), lenient: false },
                 caller_num: format!("+86136{n:08}"),
                 callee_num: format!("+86137{n:08}"),

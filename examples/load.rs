@@ -366,8 +366,8 @@ async fn preload_range(server: &Server, from: u64, to: u64) -> anyhow::Result<Ve
         let started = Instant::now();
         let mut pairs = Vec::new();
         for n in from..to {
-            let request = privnum::domain::axb::BindRequest {
-                x: privnum::domain::axb::XSelection::Area { area_code: AREA_CODE.into(), lenient: false },
+            let request = privnum::domain::axb::AxbBindRequest {
+                x: privnum::domain::XSelection::Area { area_code: AREA_CODE.into(), lenient: false },
                 caller_num: format!("+86138{n:08}"),
                 callee_num: format!("+86139{n:08}"),
                 settings: privnum::domain::axb::AxbChanges::default(),

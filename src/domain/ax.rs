@@ -1,7 +1,9 @@
-//! AX bindings: anyone reaches A through A's own X; A reaches a temporary callee (reference §4).
+//! AX bindings: anyone reaches A through A's own X; A reaches a temporary callee
+//! (`policy-docs/ax.md`).
 //!
 //! This module turns requests into validated values ([`AxBindRequest`], [`AxModifyRequest`],
-//! [`AxTarget`], [`AxQuery`], [`TemporaryCalleeRequest`]) and knows what a binding allows a call.
+//! [`AxTarget`], [`AxQuery`], [`TemporaryCalleeRequest`]) and knows what a binding allows a call;
+//! [`AxMode`] is AX's [`Provisioning`].
 //! One X holds one A and an A holds at most [`MAX_X_PER_A`] X numbers; the store keeps those
 //! counts under its writer lock. AX bindings never expire; a temporary callee does.
 
@@ -9,14 +11,15 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
-use super::axb::{clearable, subscription_id, PreVoice, XSelection, MAX_CALL_MINUTES};
 use super::decision::Allowance;
 use super::fields::{Fields, Invalid};
-use super::App;
+use super::provision::{subscription_id, Provisioning, XSelection};
+use super::settings::{self, check_display_is_x, clearable, patch, PreVoice};
+use super::{App, Mode};
 
-/// One A holds at most this many X numbers (reference §4.7, 1011003).
+/// One A holds at most this many X numbers (`policy-docs/ax.md`, 1011003).
 pub const MAX_X_PER_A: usize = 5;
-/// A temporary callee lives 1 s to 3 days (reference §4.6).
+/// A temporary callee lives 1 s to 3 days (`policy-docs/ax.md`).
 pub const TEMPORARY_CALLEE_SECS: RangeInclusive<i64> = 1..=259_200;
 /// A temporary callee set without `duration` lives a minute: long enough for A to dial.
 pub const DEFAULT_TEMPORARY_CALLEE_SECS: i64 = 60;
@@ -85,11 +88,6 @@ impl AxBinding {
 
     /// Applies the settings of a bind or a modify; absent fields keep their values.
     pub fn apply(&mut self, changes: &AxChanges) {
-        fn patch(slot: &mut Option<String>, change: &Option<Option<String>>) {
-            if let Some(value) = change {
-                slot.clone_from(value);
-            }
-        }
         if let Some(record) = changes.record {
             self.record = record;
         }
@@ -131,7 +129,7 @@ impl AxChanges {
             record_hint_tone: clearable(fields, "recordHintTone", |f, n| f.tone(n))?,
             private_sms: fields.flag("privateSms")?,
             pre_voice: PreVoice::parse(fields)?,
-            max_duration_min: fields.integer("maxDuration", 0..=MAX_CALL_MINUTES)?,
+            max_duration_min: settings::max_duration(fields)?,
             last_min_voice: clearable(fields, "lastMinVoice", |f, n| f.tone(n))?,
             user_data: clearable(fields, "userData", |f, n| f.user_data(n))?,
         })
@@ -147,16 +145,6 @@ impl AxChanges {
             ("preVoice.calleeHintTone", pre_voice.and_then(|p| p.callee_hint_tone.as_ref())),
         ];
         named.into_iter().filter_map(|(field, tone)| tone.map(|tone| (field, tone.as_str()))).collect()
-    }
-}
-
-/// `calleeNumDisplay` / `displayNumMode`: only `"0"` (show X). Carriers intercept calls that
-/// show the real caller (reference §17, 8024), so privnum refuses `"1"` at provisioning instead of
-/// accepting a setting that calls could never honour.
-pub(crate) fn check_display_is_x(fields: &Fields<'_>, name: &str) -> Result<(), Invalid> {
-    match fields.integer(name, 0..=1)? {
-        Some(1) => Err(Invalid::new(name, "must be 0 (show X): carriers do not allow showing the real number")),
-        _ => Ok(()),
     }
 }
 
@@ -176,17 +164,11 @@ impl AxBindRequest {
                 return Err(Invalid::new("privateNumType", format!("must be {PRIVATE_NUM_TYPE:?} (got {kind:?})")));
             }
         }
-        let area_code = fields.area_code("areaCode")?;
-        let lenient = fields.switch01("areaMatchMode")?.unwrap_or(false);
         // privateNum wins over areaCode, as relationNum does in AXB.
-        let x = match (fields.number("privateNum")?, area_code) {
-            (Some(x_number), _) if x_number == orig_num => {
-                return Err(Invalid::new("privateNum", "must differ from origNum"))
-            }
-            (Some(x_number), _) => XSelection::Number(x_number.to_owned()),
-            (None, Some(area_code)) => XSelection::Area { area_code: area_code.to_owned(), lenient },
-            (None, None) => return Err(Invalid::new("privateNum", "or areaCode is required")),
-        };
+        let x = XSelection::parse(fields, "privateNum")?;
+        if x.number() == Some(orig_num.as_str()) {
+            return Err(Invalid::new("privateNum", "must differ from origNum"));
+        }
         Ok(AxBindRequest { x, orig_num, settings: AxChanges::parse(fields)? })
     }
 
@@ -263,7 +245,7 @@ impl AxModifyRequest {
     }
 }
 
-/// A validated query: `subscriptionId` > `origNum` > `privateNum` (reference §4.5).
+/// A validated query: `subscriptionId` > `origNum` > `privateNum` (`policy-docs/ax.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AxQuery {
     Subscription(String),
@@ -287,7 +269,7 @@ impl AxQuery {
     }
 }
 
-/// A validated "set temporary callee" request (reference §4.6).
+/// A validated "set temporary callee" request (`policy-docs/ax.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemporaryCalleeRequest {
     pub orig_num: String,
@@ -321,6 +303,48 @@ impl TemporaryCalleeRequest {
             expires_at: now + self.duration_secs,
             user_data: self.user_data.clone(),
         }
+    }
+}
+
+/// AX's provisioning requests (`policy-docs/ax.md`). The temporary callee, AX's own request, is
+/// outside the four every mode has: [`TemporaryCalleeRequest`].
+#[derive(Debug, Clone, Copy)]
+pub struct AxMode;
+
+impl Provisioning for AxMode {
+    const MODE: Mode = Mode::Ax;
+    type Binding = AxBinding;
+    type Bind = AxBindRequest;
+    type Modify = AxModifyRequest;
+    type Unbind = AxTarget;
+    type Query = AxQuery;
+
+    fn parse_bind(fields: &Fields<'_>, _app: &App) -> Result<AxBindRequest, Invalid> {
+        AxBindRequest::parse(fields)
+    }
+
+    fn parse_modify(fields: &Fields<'_>) -> Result<AxModifyRequest, Invalid> {
+        AxModifyRequest::parse(fields)
+    }
+
+    fn parse_unbind(fields: &Fields<'_>) -> Result<AxTarget, Invalid> {
+        AxTarget::parse_unbind(fields)
+    }
+
+    fn parse_query(fields: &Fields<'_>) -> Result<AxQuery, Invalid> {
+        AxQuery::parse(fields)
+    }
+
+    fn bind_tones(request: &AxBindRequest) -> Vec<&str> {
+        request.settings.tones().into_iter().map(|(_, tone)| tone).collect()
+    }
+
+    fn modify_tones(request: &AxModifyRequest) -> Vec<&str> {
+        request.changes.tones().into_iter().map(|(_, tone)| tone).collect()
+    }
+
+    fn modify_records(request: &AxModifyRequest) -> bool {
+        request.changes.record == Some(true)
     }
 }
 

@@ -1,20 +1,21 @@
-//! AXB bindings: A and B reach each other through X (reference §3).
+//! AXB bindings: A and B reach each other through X (README, Provisioning API).
 //!
-//! This module turns a request's fields into a validated request ([`BindRequest`],
-//! [`ModifyRequest`], [`AxbQuery`], [`AxbUnbind`]) and applies it to an [`AxbBinding`]. It knows
-//! the reference's ranges, defaults and precedence rules; it does not know where bindings are kept
-//! or how X numbers are chosen (the store does that under its writer lock).
+//! This module turns a request's fields into a validated request ([`AxbBindRequest`],
+//! [`AxbModifyRequest`], [`AxbQuery`], [`AxbUnbind`]) and applies it to an [`AxbBinding`];
+//! [`AxbMode`] is AXB's [`Provisioning`]. It knows the reference's ranges, defaults and
+//! precedence rules; it does not know where bindings are kept or how X numbers are chosen (the
+//! store does that under its writer lock).
 
 use serde::{Deserialize, Serialize};
 
 use super::decision::Allowance;
 use super::fields::{Fields, Invalid};
-use super::App;
+use super::provision::{subscription_id, Page, Provisioning, XSelection};
+use super::settings::{self, clearable, patch, PreVoice};
+use super::{App, Mode};
 
 /// Longest binding lifetime: 90 days, in seconds.
 pub const MAX_DURATION_SECS: i64 = 7_776_000;
-/// Longest call: 24 hours, in minutes.
-pub const MAX_CALL_MINUTES: i64 = 1440;
 /// The reference's default pair capacity of one X.
 pub const DEFAULT_MAX_PAIRS_PER_X: u32 = 5000;
 
@@ -46,24 +47,6 @@ impl CallDirection {
             CallDirection::AToB => 1,
             CallDirection::BToA => 2,
         }
-    }
-}
-
-/// Tones played before the callee answers: `callerHintTone` when A calls, `calleeHintTone` when B
-/// calls.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreVoice {
-    pub caller_hint_tone: Option<String>,
-    pub callee_hint_tone: Option<String>,
-}
-
-impl PreVoice {
-    pub(crate) fn parse(fields: &Fields<'_>) -> Result<Option<Self>, Invalid> {
-        let Some(inner) = fields.object("preVoice")? else { return Ok(None) };
-        Ok(Some(PreVoice {
-            caller_hint_tone: inner.tone("callerHintTone")?.map(str::to_owned),
-            callee_hint_tone: inner.tone("calleeHintTone")?.map(str::to_owned),
-        }))
     }
 }
 
@@ -115,11 +98,6 @@ impl AxbBinding {
     /// Applies a modify (or the settings of a bind). Absent fields keep their values; `duration`
     /// restarts the lifetime clock at `now`.
     pub fn apply(&mut self, changes: &AxbChanges, now: i64) {
-        fn patch(slot: &mut Option<String>, change: &Option<Option<String>>) {
-            if let Some(value) = change {
-                slot.clone_from(value);
-            }
-        }
         if let Some(caller_num) = &changes.caller_num {
             self.caller_num.clone_from(caller_num);
         }
@@ -217,7 +195,7 @@ impl AxbChanges {
             duration_secs: fields.integer("duration", 0..=MAX_DURATION_SECS)?,
             record: fields.flag("recordFlag")?,
             record_hint_tone: clearable(fields, "recordHintTone", |f, n| f.tone(n))?,
-            max_duration_min: fields.integer("maxDuration", 0..=MAX_CALL_MINUTES)?,
+            max_duration_min: settings::max_duration(fields)?,
             last_min_voice: clearable(fields, "lastMinVoice", |f, n| f.tone(n))?,
             private_sms: fields.flag("privateSms")?,
             pre_voice: PreVoice::parse(fields)?,
@@ -226,46 +204,18 @@ impl AxbChanges {
     }
 }
 
-/// Reads an optional string that a modify may clear with `""`.
-pub(crate) fn clearable<'a>(
-    fields: &Fields<'a>,
-    name: &str,
-    read: impl Fn(&Fields<'a>, &str) -> Result<Option<&'a str>, Invalid>,
-) -> Result<Option<Option<String>>, Invalid> {
-    if fields.is_empty_string(name) {
-        return Ok(Some(None));
-    }
-    Ok(read(fields, name)?.map(|value| Some(value.to_owned())))
-}
-
-/// How the X of a new binding is chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum XSelection {
-    /// `relationNum`: this X, or an error.
-    Number(String),
-    /// `areaCode` (+ `areaMatchMode`): the store picks a free X.
-    Area { area_code: String, lenient: bool },
-}
-
 /// A validated bind request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindRequest {
+pub struct AxbBindRequest {
     pub x: XSelection,
     pub caller_num: String,
     pub callee_num: String,
     pub settings: AxbChanges,
 }
 
-impl BindRequest {
+impl AxbBindRequest {
     pub fn parse(fields: &Fields<'_>) -> Result<Self, Invalid> {
-        let area_code = fields.area_code("areaCode")?;
-        let lenient = fields.switch01("areaMatchMode")?.unwrap_or(false);
-        // relationNum wins over areaCode (reference §3.2).
-        let x = match (fields.number("relationNum")?, area_code) {
-            (Some(x_number), _) => XSelection::Number(x_number.to_owned()),
-            (None, Some(area_code)) => XSelection::Area { area_code: area_code.to_owned(), lenient },
-            (None, None) => return Err(Invalid::new("relationNum", "or areaCode is required")),
-        };
+        let x = XSelection::parse(fields, "relationNum")?;
         let caller_num = fields.required_number("callerNum")?.to_owned();
         let callee_num = fields.required_number("calleeNum")?.to_owned();
         if caller_num == callee_num {
@@ -277,7 +227,7 @@ impl BindRequest {
             }
         }
         let settings = AxbChanges::parse(fields)?;
-        Ok(BindRequest { x, caller_num, callee_num, settings })
+        Ok(AxbBindRequest { x, caller_num, callee_num, settings })
     }
 
     /// The binding this request creates on `x_number`.
@@ -297,7 +247,7 @@ impl BindRequest {
             record_hint_tone: None,
             max_duration_min: 0,
             last_min_voice: None,
-            // Absent privateSms means the binding relays SMS (reference §3.2).
+            // Absent privateSms means the binding relays SMS (README, Provisioning API).
             private_sms: true,
             pre_voice: PreVoice::default(),
             user_data: None,
@@ -309,23 +259,19 @@ impl BindRequest {
 
 /// A validated modify request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModifyRequest {
+pub struct AxbModifyRequest {
     pub subscription_id: String,
     pub changes: AxbChanges,
 }
 
-impl ModifyRequest {
+impl AxbModifyRequest {
     pub fn parse(fields: &Fields<'_>) -> Result<Self, Invalid> {
         let subscription_id = subscription_id(fields)?.ok_or_else(|| Invalid::new("subscriptionId", "is required"))?;
-        Ok(ModifyRequest { subscription_id: subscription_id.to_owned(), changes: AxbChanges::parse(fields)? })
+        Ok(AxbModifyRequest { subscription_id: subscription_id.to_owned(), changes: AxbChanges::parse(fields)? })
     }
 }
 
-pub(crate) fn subscription_id<'a>(fields: &Fields<'a>) -> Result<Option<&'a str>, Invalid> {
-    fields.bounded_string("subscriptionId", 64)
-}
-
-/// What an unbind removes. `subscriptionId` wins over `relationNum` (reference §3.3).
+/// What an unbind removes. `subscriptionId` wins over `relationNum` (README, Provisioning API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AxbUnbind {
     Subscription(String),
@@ -345,33 +291,7 @@ impl AxbUnbind {
     }
 }
 
-/// One page of a list query. `pageIndex` counts from 1; `pageSize` outside 10..=100 means 50.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    pub index: u32,
-    pub size: u32,
-}
-
-impl Page {
-    pub const DEFAULT_SIZE: u32 = 50;
-
-    pub fn parse(fields: &Fields<'_>) -> Result<Self, Invalid> {
-        let index = fields.integer("pageIndex", i64::MIN..=i64::MAX)?.unwrap_or(1).clamp(1, u32::MAX.into());
-        let size = match fields.integer("pageSize", i64::MIN..=i64::MAX)? {
-            Some(size @ 10..=100) => size,
-            _ => Self::DEFAULT_SIZE.into(),
-        };
-        // Both values were clamped into u32 range above.
-        Ok(Page { index: u32::try_from(index).unwrap_or(1), size: u32::try_from(size).unwrap_or(Self::DEFAULT_SIZE) })
-    }
-
-    /// How many items precede this page.
-    pub fn skip(&self) -> usize {
-        (self.index as usize - 1).saturating_mul(self.size as usize)
-    }
-}
-
-/// A validated query. `subscriptionId` wins over the numbers (reference §3.5).
+/// A validated query. `subscriptionId` wins over the numbers (README, Provisioning API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AxbQuery {
     Subscription(String),
@@ -407,13 +327,54 @@ impl AxbQuery {
     }
 }
 
+/// AXB's provisioning requests (README, Provisioning API).
+#[derive(Debug, Clone, Copy)]
+pub struct AxbMode;
+
+impl Provisioning for AxbMode {
+    const MODE: Mode = Mode::Axb;
+    type Binding = AxbBinding;
+    type Bind = AxbBindRequest;
+    type Modify = AxbModifyRequest;
+    type Unbind = AxbUnbind;
+    type Query = AxbQuery;
+
+    fn parse_bind(fields: &Fields<'_>, _app: &App) -> Result<AxbBindRequest, Invalid> {
+        AxbBindRequest::parse(fields)
+    }
+
+    fn parse_modify(fields: &Fields<'_>) -> Result<AxbModifyRequest, Invalid> {
+        AxbModifyRequest::parse(fields)
+    }
+
+    fn parse_unbind(fields: &Fields<'_>) -> Result<AxbUnbind, Invalid> {
+        AxbUnbind::parse(fields)
+    }
+
+    fn parse_query(fields: &Fields<'_>) -> Result<AxbQuery, Invalid> {
+        AxbQuery::parse(fields)
+    }
+
+    fn bind_tones(request: &AxbBindRequest) -> Vec<&str> {
+        request.settings.tones().collect()
+    }
+
+    fn modify_tones(request: &AxbModifyRequest) -> Vec<&str> {
+        request.changes.tones().collect()
+    }
+
+    fn modify_records(request: &AxbModifyRequest) -> bool {
+        request.changes.record == Some(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    fn parse_bind(body: Value) -> Result<BindRequest, Invalid> {
-        BindRequest::parse(&Fields::new(body.as_object().expect("object")))
+    fn parse_bind(body: Value) -> Result<AxbBindRequest, Invalid> {
+        AxbBindRequest::parse(&Fields::new(body.as_object().expect("object")))
     }
 
     #[test]
@@ -459,15 +420,16 @@ mod tests {
         assert_eq!(binding.expires_at, Some(1060));
         assert!(!binding.is_active(1060));
 
-        let modify =
-            ModifyRequest::parse(&Fields::new(json!({"subscriptionId": "s", "duration": "30"}).as_object().unwrap()))
-                .unwrap();
+        let modify = AxbModifyRequest::parse(&Fields::new(
+            json!({"subscriptionId": "s", "duration": "30"}).as_object().unwrap(),
+        ))
+        .unwrap();
         binding.apply(&modify.changes, 2000);
         assert_eq!(binding.expires_at, Some(2030));
         assert_eq!(binding.user_data.as_deref(), Some("u1"));
         assert_eq!(binding.last_min_voice.as_deref(), Some("m.wav"));
 
-        let clear = ModifyRequest::parse(&Fields::new(
+        let clear = AxbModifyRequest::parse(&Fields::new(
             json!({"subscriptionId": "s", "userData": "", "maxDuration": 0}).as_object().unwrap(),
         ))
         .unwrap();
@@ -475,16 +437,6 @@ mod tests {
         assert_eq!(binding.user_data, None);
         assert_eq!(binding.last_min_voice, None, "lastMinVoice is only kept with a non-zero maxDuration");
         assert_eq!(binding.expires_at, Some(2030), "no duration in the modify: the clock runs on");
-    }
-
-    #[test]
-    fn page_size_out_of_range_means_fifty() {
-        let page = |v: Value| Page::parse(&Fields::new(v.as_object().unwrap())).unwrap();
-        assert_eq!(page(json!({})), Page { index: 1, size: 50 });
-        assert_eq!(page(json!({"pageSize": "5"})).size, 50);
-        assert_eq!(page(json!({"pageSize": 101})).size, 50);
-        assert_eq!(page(json!({"pageSize": 10, "pageIndex": 0})), Page { index: 1, size: 10 });
-        assert_eq!(page(json!({"pageIndex": 3, "pageSize": 20})).skip(), 40);
     }
 
     #[test]

@@ -1,17 +1,18 @@
-//! AXE bindings: many A numbers share one X, each behind an extension E (reference §5).
+//! AXE bindings: many A numbers share one X, each behind an extension E (`policy-docs/axe.md`).
 //!
 //! A third party dials X, keys E, and reaches the A bound to E; that call leaves a callback record
 //! (A ↔ the caller) so that A, dialling X, reaches the caller back. This module parses and
-//! validates the requests, applies them to an [`AxeBinding`], and says what each call may do. The
-//! store keeps "one E per X" and "one A per X" under its writer lock.
+//! validates the requests, applies them to an [`AxeBinding`], and says what each call may do;
+//! [`AxeMode`] is AXE's [`Provisioning`]. The store keeps "one E per X" and "one A per X" under
+//! its writer lock.
 
 use serde::{Deserialize, Serialize};
 
-use super::ax::check_display_is_x;
-use super::axb::{clearable, subscription_id, Page, XSelection};
 use super::decision::Allowance;
 use super::fields::{Fields, Invalid};
-use super::App;
+use super::provision::{subscription_id, Page, Provisioning, XSelection};
+use super::settings::{check_display_is_x, clearable, patch};
+use super::{App, Mode};
 
 /// The unit of `bindExpiredTime` and `callbackExpiredTime` (`timeUnit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -146,11 +147,6 @@ impl AxeBinding {
     /// `bindExpiredTime` restarts the lifetime clock. On an error the binding may be partly
     /// changed: callers apply to a copy and drop it (the store and `to_binding` do).
     pub fn apply(&mut self, changes: &AxeChanges, now: i64) -> Result<(), Invalid> {
-        fn patch(slot: &mut Option<String>, change: &Option<Option<String>>) {
-            if let Some(value) = change {
-                slot.clone_from(value);
-            }
-        }
         if let Some(bind_num) = &changes.bind_num {
             self.bind_num.clone_from(bind_num);
         }
@@ -293,16 +289,10 @@ impl AxeBindRequest {
     /// `digits` is the app's `extension_digits`.
     pub fn parse(fields: &Fields<'_>, digits: u8) -> Result<Self, Invalid> {
         let bind_num = fields.required_number("bindNum")?.to_owned();
-        let area_code = fields.area_code("areaCode")?;
-        let lenient = fields.switch01("areaMatchMode")?.unwrap_or(false);
-        let x = match (fields.number("virtualNum")?, area_code) {
-            (Some(x_number), _) if x_number == bind_num => {
-                return Err(Invalid::new("virtualNum", "must differ from bindNum"))
-            }
-            (Some(x_number), _) => XSelection::Number(x_number.to_owned()),
-            (None, Some(area_code)) => XSelection::Area { area_code: area_code.to_owned(), lenient },
-            (None, None) => return Err(Invalid::new("virtualNum", "or areaCode is required")),
-        };
+        let x = XSelection::parse(fields, "virtualNum")?;
+        if x.number() == Some(bind_num.as_str()) {
+            return Err(Invalid::new("virtualNum", "must differ from bindNum"));
+        }
         let extend_num = extension_field(fields, "extendNum", Some(digits))?.map(str::to_owned);
         Ok(AxeBindRequest { x, bind_num, extend_num, settings: AxeChanges::parse(fields)? })
     }
@@ -470,6 +460,48 @@ impl AxeCursorQuery {
             limit: usize::try_from(limit).unwrap_or(50),
             x_number: fields.number("virtualNum")?.map(str::to_owned),
         })
+    }
+}
+
+/// AXE's provisioning requests (`policy-docs/axe.md`). The v2.0 cursor query, AXE's own, is
+/// outside the four every mode has: [`AxeCursorQuery`].
+#[derive(Debug, Clone, Copy)]
+pub struct AxeMode;
+
+impl Provisioning for AxeMode {
+    const MODE: Mode = Mode::Axe;
+    type Binding = AxeBinding;
+    type Bind = AxeBindRequest;
+    type Modify = AxeModifyRequest;
+    type Unbind = AxeTarget;
+    type Query = AxeQuery;
+
+    fn parse_bind(fields: &Fields<'_>, app: &App) -> Result<AxeBindRequest, Invalid> {
+        AxeBindRequest::parse(fields, app.extension_digits)
+    }
+
+    fn parse_modify(fields: &Fields<'_>) -> Result<AxeModifyRequest, Invalid> {
+        AxeModifyRequest::parse(fields)
+    }
+
+    fn parse_unbind(fields: &Fields<'_>) -> Result<AxeTarget, Invalid> {
+        AxeTarget::parse(fields)
+    }
+
+    fn parse_query(fields: &Fields<'_>) -> Result<AxeQuery, Invalid> {
+        AxeQuery::parse(fields)
+    }
+
+    fn bind_tones(request: &AxeBindRequest) -> Vec<&str> {
+        request.settings.tones().into_iter().map(|(_, tone)| tone).collect()
+    }
+
+    fn modify_tones(request: &AxeModifyRequest) -> Vec<&str> {
+        request.changes.tones().into_iter().map(|(_, tone)| tone).collect()
+    }
+
+    fn modify_records(request: &AxeModifyRequest) -> bool {
+        request.changes.record == Some(true)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::axb::MAX_CALL_MINUTES;
+use super::settings::MAX_CALL_MINUTES;
 use super::state::{self, StateCode};
 use super::tone::check_tone_name;
 

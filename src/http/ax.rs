@@ -1,93 +1,72 @@
-//! AX provisioning (reference §4): bind (POST), modify (PUT), unbind (DELETE) and query (GET) at
-//! `/rest/provision/caas/privatenumber/v1.0`, and the temporary callee (PUT) at
+//! AX provisioning (`policy-docs/ax.md`): bind (POST), modify (PUT), unbind (DELETE) and query
+//! (GET) at `/rest/provision/caas/privatenumber/v1.0`, served by [`super::provisioning`]'s
+//! handlers through [`ProvisioningApi`]; and AX's own request, the temporary callee (PUT) at
 //! `/rest/caas/privatenumber/calleenumber/v1.0`.
 //!
-//! GET and DELETE read the query string (a body sent with them is ignored). Every change is on
-//! disk before it is acknowledged.
+//! An unbind answers with the one binding it removed; a query with every match in
+//! `privateNumList` (an A holds at most five). Every change is on disk before it is acknowledged.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::auth::{AppOf, AxApi};
 use super::error::{success, AppError};
-use super::request::{query_object, JsonBody};
-use super::{warn_if_unannounced, AppState};
-use crate::domain::ax::{AxBindRequest, AxModifyRequest, AxQuery, AxTarget, TemporaryCalleeRequest};
+use super::provisioning::{put_optional, ProvisioningApi};
+use super::request::JsonBody;
+use super::AppState;
+use crate::config::Config;
+use crate::domain::ax::{AxBindRequest, AxMode, AxModifyRequest, AxQuery, AxTarget, TemporaryCalleeRequest};
 use crate::domain::time::reference_time;
-use crate::domain::{AxBinding, Fields};
+use crate::domain::{App, AxBinding, Fields};
+use crate::store::{OpError, Store};
 
-pub async fn bindings_create(
-    State(state): State<AppState>,
-    AppOf(app, _): AppOf<AxApi>,
-    JsonBody(body): JsonBody,
-) -> Result<Response, AppError> {
-    let request = AxBindRequest::parse(&Fields::new(&body))?;
-    let now = state.clock.now();
-    let (app, binding) = state
-        .write(move |store| {
-            store.tones().check(&app.app_key, request.settings.tones().into_iter().map(|(_, tone)| tone))?;
-            let binding = store.bindings().ax_bind(&app, &request, now)?;
-            Ok((app, binding))
-        })
-        .await?;
-    state.store.durable().await?;
-    warn_if_unannounced(&state, &app, &binding);
-    Ok(success(binding_fields(&binding, now)))
-}
+impl ProvisioningApi for AxApi {
+    type Mode = AxMode;
+    type Removed = AxBinding;
+    type Found = Vec<AxBinding>;
 
-pub async fn bindings_modify(
-    State(state): State<AppState>,
-    AppOf(app, _): AppOf<AxApi>,
-    JsonBody(body): JsonBody,
-) -> Result<Response, AppError> {
-    let request = AxModifyRequest::parse(&Fields::new(&body))?;
-    let now = state.clock.now();
-    let records = request.changes.record == Some(true);
-    let (app, binding) = state
-        .write(move |store| {
-            store.tones().check(&app.app_key, request.changes.tones().into_iter().map(|(_, tone)| tone))?;
-            let binding = store.bindings().ax_modify(&app, &request)?;
-            Ok((app, binding))
-        })
-        .await?;
-    state.store.durable().await?;
-    if records {
-        warn_if_unannounced(&state, &app, &binding);
+    fn bind(
+        store: &Store,
+        app: &App,
+        request: &AxBindRequest,
+        now: i64,
+        _config: &Config,
+    ) -> Result<AxBinding, OpError> {
+        store.bindings().ax_bind(app, request, now)
     }
-    Ok(success(binding_fields(&binding, now)))
-}
 
-pub async fn bindings_delete(
-    State(state): State<AppState>,
-    AppOf(app, _): AppOf<AxApi>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, AppError> {
-    let params = query_object(query.as_deref())?;
-    let target = AxTarget::parse_unbind(&Fields::new(&params))?;
-    let removed = state.write(move |store| store.bindings().ax_unbind(&app, &target)).await?;
-    state.store.durable().await?;
-    let mut fields = Map::new();
-    fields.insert("subscriptionId".into(), removed.subscription_id.into());
-    fields.insert("origNum".into(), removed.orig_num.into());
-    fields.insert("privateNum".into(), removed.x_number.into());
-    Ok(success(fields))
-}
+    fn modify(store: &Store, app: &App, request: &AxModifyRequest, _now: i64) -> Result<AxBinding, OpError> {
+        store.bindings().ax_modify(app, request)
+    }
 
-pub async fn bindings_query(
-    State(state): State<AppState>,
-    AppOf(app, _): AppOf<AxApi>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, AppError> {
-    let params = query_object(query.as_deref())?;
-    let query = AxQuery::parse(&Fields::new(&params))?;
-    let found = state.store.bindings().ax_query(&app, &query)?;
-    let now = state.clock.now();
-    let list: Vec<Value> = found.iter().map(|binding| Value::Object(binding_fields(binding, now))).collect();
-    let mut fields = Map::new();
-    fields.insert("totalCount".into(), list.len().into());
-    fields.insert("privateNumList".into(), list.into());
-    Ok(success(fields))
+    fn unbind(store: &Store, app: &App, target: &AxTarget, _now: i64) -> Result<AxBinding, OpError> {
+        store.bindings().ax_unbind(app, target)
+    }
+
+    fn query(store: &Store, app: &App, query: &AxQuery, _now: i64) -> Result<Vec<AxBinding>, OpError> {
+        store.bindings().ax_query(app, query)
+    }
+
+    fn binding_fields(binding: &AxBinding, now: i64) -> Map<String, Value> {
+        binding_fields(binding, now)
+    }
+
+    fn removed_fields(removed: AxBinding) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert("subscriptionId".into(), removed.subscription_id.into());
+        fields.insert("origNum".into(), removed.orig_num.into());
+        fields.insert("privateNum".into(), removed.x_number.into());
+        fields
+    }
+
+    fn found_fields(found: &Vec<AxBinding>, now: i64) -> Map<String, Value> {
+        let list: Vec<Value> = found.iter().map(|binding| Value::Object(binding_fields(binding, now))).collect();
+        let mut fields = Map::new();
+        fields.insert("totalCount".into(), list.len().into());
+        fields.insert("privateNumList".into(), list.into());
+        fields
+    }
 }
 
 /// `PUT /rest/caas/privatenumber/calleenumber/v1.0`: where A's next calls through X go.
@@ -129,7 +108,7 @@ pub fn binding_fields(binding: &AxBinding, now: i64) -> Map<String, Value> {
         ("lastMinVoice", &binding.last_min_voice),
         ("userData", &binding.user_data),
     ];
-    super::axb::put_optional(&mut put, optional, &binding.pre_voice);
+    put_optional(&mut put, optional, &binding.pre_voice);
     if let Some(callee) = binding.temporary_callee_at(now) {
         put("calleeNum", callee.number.as_str().into());
         put("calleeExpireTime", reference_time(callee.expires_at).into());

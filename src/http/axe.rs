@@ -1,5 +1,6 @@
-//! AXE provisioning (reference §5) at `/rest/caas/extendnumber/v1.0`: bind (POST), modify (PUT),
-//! unbind (DELETE), query with paging (GET); and the cursor query (GET) at `…/v2.0`.
+//! AXE provisioning (`policy-docs/axe.md`) at `/rest/caas/extendnumber/v1.0`: bind (POST), modify
+//! (PUT), unbind (DELETE), query with paging (GET), served by [`super::provisioning`]'s handlers
+//! through [`ProvisioningApi`]; and AXE's own request, the cursor query (GET) at `…/v2.0`.
 //!
 //! The reference does not name the query's list; privnum answers `extendNumList`, after the
 //! AXB (`relationNumList`) and AX (`privateNumList`) pattern. Every change is on disk before it
@@ -11,83 +12,61 @@ use serde_json::{Map, Value};
 
 use super::auth::{AppOf, AxeApi};
 use super::error::{success, AppError};
-use super::request::{query_object, JsonBody};
-use super::{warn_if_unannounced, AppState};
-use crate::domain::axe::{AxeBindRequest, AxeCursorQuery, AxeModifyRequest, AxeQuery, AxeTarget, Cursor};
+use super::provisioning::ProvisioningApi;
+use super::request::query_object;
+use super::AppState;
+use crate::config::Config;
+use crate::domain::axe::{AxeBindRequest, AxeCursorQuery, AxeMode, AxeModifyRequest, AxeQuery, AxeTarget, Cursor};
 use crate::domain::time::reference_time;
-use crate::domain::{AxeBinding, Fields};
+use crate::domain::{App, AxeBinding, Fields};
+use crate::store::{AxePage, OpError, Store};
 
-pub async fn bindings_create(
-    State(state): State<AppState>,
-    AppOf(app, _): AppOf<AxeApi>,
-    JsonBody(body): JsonBody,
-) -> Result<Response, AppError> {
-    let request = AxeBindRequest::parse(&Fields::new(&body), app.extension_digits)?;
-    let now = state.clock.now();
-    let (app, binding) = state
-        .write(move |store| {
-            store.tones().check(&app.app_key, request.settings.tones().into_iter().map(|(_, tone)| tone))?;
-            let binding = store.bindings().axe_bind(&app, &request, now)?;
-            Ok((app, binding))
-        })
-        .await?;
-    state.store.durable().await?;
-    warn_if_unannounced(&state, &app, &binding);
-    Ok(success(binding_fields(&binding)))
-}
+impl ProvisioningApi for AxeApi {
+    type Mode = AxeMode;
+    type Removed = AxeBinding;
+    type Found = AxePage;
 
-pub async fn bindings_modify(
-    State(state): State<AppState>,
-    AppOf(app, _): AppOf<AxeApi>,
-    JsonBody(body): JsonBody,
-) -> Result<Response, AppError> {
-    let request = AxeModifyRequest::parse(&Fields::new(&body))?;
-    let now = state.clock.now();
-    let records = request.changes.record == Some(true);
-    let (app, binding) = state
-        .write(move |store| {
-            store.tones().check(&app.app_key, request.changes.tones().into_iter().map(|(_, tone)| tone))?;
-            let binding = store.bindings().axe_modify(&app, &request, now)?;
-            Ok((app, binding))
-        })
-        .await?;
-    state.store.durable().await?;
-    if records {
-        warn_if_unannounced(&state, &app, &binding);
+    fn bind(
+        store: &Store,
+        app: &App,
+        request: &AxeBindRequest,
+        now: i64,
+        _config: &Config,
+    ) -> Result<AxeBinding, OpError> {
+        store.bindings().axe_bind(app, request, now)
     }
-    Ok(success(binding_fields(&binding)))
-}
 
-pub async fn bindings_delete(
-    State(state): State<AppState>,
-    AppOf(app, _): AppOf<AxeApi>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, AppError> {
-    let params = query_object(query.as_deref())?;
-    let target = AxeTarget::parse(&Fields::new(&params))?;
-    let now = state.clock.now();
-    let removed = state.write(move |store| store.bindings().axe_unbind(&app, &target, now)).await?;
-    state.store.durable().await?;
-    let mut fields = Map::new();
-    fields.insert("subscriptionId".into(), removed.subscription_id.into());
-    fields.insert("virtualNum".into(), removed.x_number.into());
-    fields.insert("extendNum".into(), removed.extend_num.into());
-    Ok(success(fields))
-}
+    fn modify(store: &Store, app: &App, request: &AxeModifyRequest, now: i64) -> Result<AxeBinding, OpError> {
+        store.bindings().axe_modify(app, request, now)
+    }
 
-pub async fn bindings_query(
-    State(state): State<AppState>,
-    AppOf(app, _): AppOf<AxeApi>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, AppError> {
-    let params = query_object(query.as_deref())?;
-    let query = AxeQuery::parse(&Fields::new(&params))?;
-    let page = state.store.bindings().axe_query(&app, &query, state.clock.now())?;
-    let list: Vec<Value> = page.bindings.iter().map(|binding| Value::Object(binding_fields(binding))).collect();
-    let mut fields = Map::new();
-    fields.insert("totalCount".into(), page.total.into());
-    fields.insert("extendNumList".into(), list.into());
-    Ok(success(fields))
+    fn unbind(store: &Store, app: &App, target: &AxeTarget, now: i64) -> Result<AxeBinding, OpError> {
+        store.bindings().axe_unbind(app, target, now)
+    }
+
+    fn query(store: &Store, app: &App, query: &AxeQuery, now: i64) -> Result<AxePage, OpError> {
+        store.bindings().axe_query(app, query, now)
+    }
+
+    fn binding_fields(binding: &AxeBinding, _now: i64) -> Map<String, Value> {
+        binding_fields(binding)
+    }
+
+    fn removed_fields(removed: AxeBinding) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert("subscriptionId".into(), removed.subscription_id.into());
+        fields.insert("virtualNum".into(), removed.x_number.into());
+        fields.insert("extendNum".into(), removed.extend_num.into());
+        fields
+    }
+
+    fn found_fields(page: &AxePage, _now: i64) -> Map<String, Value> {
+        let list: Vec<Value> = page.bindings.iter().map(|binding| Value::Object(binding_fields(binding))).collect();
+        let mut fields = Map::new();
+        fields.insert("totalCount".into(), page.total.into());
+        fields.insert("extendNumList".into(), list.into());
+        fields
+    }
 }
 
 /// `GET …/v2.0?cursor=&limit=&virtualNum=`: the app's bindings in creation order. `cursor` in the

@@ -2,7 +2,9 @@
 //!
 //! `app(state)` builds the whole router, so tests drive it in-process with `oneshot` or over a
 //! real socket with the same code. Handlers are thin: parse with `domain`, act with `store`, answer
-//! with `error::success` or an `AppError`. No handler holds a lock across an `.await`.
+//! with `error::success` or an `AppError`. Every mode's provisioning path is served by the same
+//! handlers (`provisioning.rs`) through the mode's `ProvisioningApi` (`axb.rs`, `ax.rs`,
+//! `axe.rs`). No handler holds a lock across an `.await`.
 
 pub mod admin;
 pub mod auth;
@@ -11,6 +13,7 @@ pub mod axb;
 pub mod axe;
 pub mod calls;
 pub mod error;
+pub mod provisioning;
 pub mod request;
 pub mod switch;
 pub mod tones;
@@ -27,11 +30,11 @@ use axum::Router;
 use crate::calls::ledger::Ledger;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::binding::Recorded;
 use crate::domain::codes;
 use crate::script::ScriptHost;
 use crate::store::Store;
 use crate::telemetry::{Metrics, RequestAnswered};
+use auth::{AxApi, AxbApi, AxeApi};
 use error::{Answered, AppError};
 
 /// What every handler can reach.
@@ -43,14 +46,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub scripts: Arc<ScriptHost>,
     pub ledger: Ledger,
-}
-
-/// Counts and logs a binding that records with no notice at all (CONTRACT §3).
-pub(crate) fn warn_if_unannounced(state: &AppState, app: &crate::domain::App, binding: &impl Recorded) {
-    if binding.records_without_notice(state.app_has_notice(app)) {
-        let subscription_id = binding.subscription_id();
-        crate::telemetry::RecordWithoutNotice { app_key: &app.app_key, subscription_id }.emit(&state.metrics);
-    }
 }
 
 impl AppState {
@@ -83,19 +78,10 @@ pub const AXE_CURSOR_PATH: &str = "/rest/caas/extendnumber/v2.0";
 
 pub fn app(state: AppState) -> Router {
     let provisioning = Router::new()
-        .route(
-            AXB_PATH,
-            get(axb::bindings_query).post(axb::bindings_create).put(axb::bindings_modify).delete(axb::bindings_delete),
-        )
-        .route(
-            AX_PATH,
-            get(ax::bindings_query).post(ax::bindings_create).put(ax::bindings_modify).delete(ax::bindings_delete),
-        )
+        .route(AXB_PATH, provisioning::routes::<AxbApi>())
+        .route(AX_PATH, provisioning::routes::<AxApi>())
         .route(AX_CALLEE_PATH, axum::routing::put(ax::temporary_callee_set))
-        .route(
-            AXE_PATH,
-            get(axe::bindings_query).post(axe::bindings_create).put(axe::bindings_modify).delete(axe::bindings_delete),
-        )
+        .route(AXE_PATH, provisioning::routes::<AxeApi>())
         .route(AXE_CURSOR_PATH, get(axe::bindings_query_cursor))
         .route(calls::STOP_PATH, axum::routing::post(calls::calls_stop))
         .route(calls::RECORD_PATH, get(calls::record_link))

@@ -5,11 +5,16 @@
 //! reach the store, the network, the disk or the clock: the host gathers what the mode needs
 //! (the app, the binding for this caller on this X, the time) before the script runs, so a script
 //! is a pure function of its input and its test cases are plain data.
+//!
+//! Every mode's binding shows scripts the same getters for what all bindings have
+//! ([`ScriptBinding`]: `subscription_id`, `x_number`, `record`, `record_hint_tone`,
+//! `user_data`); a mode registers only its own fields, in one function.
 
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, ImmutableString, Module};
 
+use crate::domain::binding::Recorded;
 use crate::domain::{state, App, AxBinding, AxbBinding, AxeBinding, Binding, Decision};
 
 /// A call's release as the switch reported it, for `on_release` to name its `stateCode`.
@@ -133,55 +138,76 @@ fn register_app(engine: &mut Engine) {
         .register_get("extension_prompt", |app: &mut Arc<App>| text(&app.extension_prompt));
 }
 
+/// A mode's binding as scripts see it: a Rhai type of its own name, with the getters every
+/// binding has.
+trait ScriptBinding: Recorded + Send + Sync + 'static {
+    /// The type's name in Rhai (and in script errors).
+    const TYPE_NAME: &'static str;
+    fn x_number(&self) -> &str;
+    fn user_data(&self) -> Option<&str>;
+}
+
+macro_rules! script_binding {
+    ($($binding:ty),*) => {$(
+        impl ScriptBinding for $binding {
+            const TYPE_NAME: &'static str = stringify!($binding);
+            fn x_number(&self) -> &str {
+                &self.x_number
+            }
+            fn user_data(&self) -> Option<&str> {
+                self.user_data.as_deref()
+            }
+        }
+    )*};
+}
+
+script_binding!(AxbBinding, AxBinding, AxeBinding);
+
+/// Registers `B` with the getters every binding has; the caller adds the mode's own.
+fn register_binding<B: ScriptBinding>(engine: &mut Engine) -> &mut Engine {
+    fn shown(value: Option<&str>) -> ImmutableString {
+        value.map_or_else(ImmutableString::new, text)
+    }
+    engine
+        .register_type_with_name::<Arc<B>>(B::TYPE_NAME)
+        .register_get("subscription_id", |b: &mut Arc<B>| text(b.subscription_id()))
+        .register_get("x_number", |b: &mut Arc<B>| text(b.x_number()))
+        .register_get("record", |b: &mut Arc<B>| b.records())
+        .register_get("record_hint_tone", |b: &mut Arc<B>| shown(b.record_hint_tone()))
+        .register_get("user_data", |b: &mut Arc<B>| shown(b.user_data()))
+}
+
 fn register_axb_binding(engine: &mut Engine) {
     type B = Arc<AxbBinding>;
-    engine
-        .register_type_with_name::<B>("AxbBinding")
-        .register_get("subscription_id", |b: &mut B| text(&b.subscription_id))
-        .register_get("x_number", |b: &mut B| text(&b.x_number))
+    register_binding::<AxbBinding>(engine)
         .register_get("caller_num", |b: &mut B| text(&b.caller_num))
         .register_get("callee_num", |b: &mut B| text(&b.callee_num))
         .register_get("call_direction", |b: &mut B| i64::from(b.call_direction.code()))
-        .register_get("record", |b: &mut B| b.record)
-        .register_get("record_hint_tone", |b: &mut B| optional(&b.record_hint_tone))
         .register_get("max_duration", |b: &mut B| b.max_duration_min)
         .register_get("last_min_voice", |b: &mut B| optional(&b.last_min_voice))
         .register_get("caller_hint_tone", |b: &mut B| optional(&b.pre_voice.caller_hint_tone))
         .register_get("callee_hint_tone", |b: &mut B| optional(&b.pre_voice.callee_hint_tone))
-        .register_get("user_data", |b: &mut B| optional(&b.user_data))
         .register_get("expires_at", |b: &mut B| b.expires_at.map_or(Dynamic::UNIT, Dynamic::from));
 }
 
 fn register_ax_binding(engine: &mut Engine) {
     type B = Arc<AxBinding>;
-    engine
-        .register_type_with_name::<B>("AxBinding")
-        .register_get("subscription_id", |b: &mut B| text(&b.subscription_id))
-        .register_get("x_number", |b: &mut B| text(&b.x_number))
+    register_binding::<AxBinding>(engine)
         .register_get("orig_num", |b: &mut B| text(&b.orig_num))
-        .register_get("record", |b: &mut B| b.record)
-        .register_get("record_hint_tone", |b: &mut B| optional(&b.record_hint_tone))
         .register_get("max_duration", |b: &mut B| b.max_duration_min)
         .register_get("last_min_voice", |b: &mut B| optional(&b.last_min_voice))
         .register_get("caller_hint_tone", |b: &mut B| optional(&b.pre_voice.caller_hint_tone))
         .register_get("callee_hint_tone", |b: &mut B| optional(&b.pre_voice.callee_hint_tone))
-        .register_get("private_sms", |b: &mut B| b.private_sms)
-        .register_get("user_data", |b: &mut B| optional(&b.user_data));
+        .register_get("private_sms", |b: &mut B| b.private_sms);
 }
 
 fn register_axe_binding(engine: &mut Engine) {
     type B = Arc<AxeBinding>;
-    engine
-        .register_type_with_name::<B>("AxeBinding")
-        .register_get("subscription_id", |b: &mut B| text(&b.subscription_id))
-        .register_get("x_number", |b: &mut B| text(&b.x_number))
+    register_binding::<AxeBinding>(engine)
         .register_get("bind_num", |b: &mut B| text(&b.bind_num))
         .register_get("extend_num", |b: &mut B| text(&b.extend_num))
-        .register_get("record", |b: &mut B| b.record)
-        .register_get("record_hint_tone", |b: &mut B| optional(&b.record_hint_tone))
         .register_get("callback_num", |b: &mut B| optional(&b.callback_num))
         .register_get("callback_tone", |b: &mut B| optional(&b.callback_tone))
-        .register_get("user_data", |b: &mut B| optional(&b.user_data))
         .register_get("expires_at", |b: &mut B| b.expires_at.map_or(Dynamic::UNIT, Dynamic::from));
 }
 

@@ -16,11 +16,15 @@
 //! `binding` is read in the vocabulary of the script's mode (`modes/axb.rhai`, `modes/ax.rhai`,
 //! `modes/axe.rhai`). AX cases may give `temporary_callee`, AXE cases `callback` and
 //! `x_bindings` (default 1), and `on_digits` cases `call.digits`.
+//!
+//! Each mode's case binding is one type implementing [`CaseBinding`], listed once in
+//! [`MODE_SCRIPTS`] with the script that reads it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rhai::Engine;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -30,8 +34,9 @@ use super::set::ScriptSet;
 use super::Limits;
 use crate::config::AppConfig;
 use crate::domain::ax::AxBinding;
-use crate::domain::axb::{AxbBinding, CallDirection, PreVoice};
+use crate::domain::axb::{AxbBinding, CallDirection};
 use crate::domain::axe::{AxeBinding, TimeUnit};
+use crate::domain::settings::PreVoice;
 use crate::domain::{Binding, Mode};
 
 #[derive(Debug, Deserialize)]
@@ -95,10 +100,35 @@ struct CaseApp {
     extension_prompt: String,
 }
 
-/// A binding as a case writes it: the names scripts read.
+/// A mode's binding as its cases write it: the names its script reads.
+trait CaseBinding: DeserializeOwned {
+    /// The binding on `x_number` (the case call's X), as the call would find it.
+    fn into_binding(self, x_number: &str) -> Binding;
+}
+
+/// Each mode's script, and how its cases write a binding. A script not listed (`release.rhai`)
+/// reads AXB's.
+const MODE_SCRIPTS: [(&str, Mode, ReadBinding); 3] = [
+    ("modes/axb.rhai", Mode::Axb, read_binding::<AxbCaseBinding>),
+    ("modes/ax.rhai", Mode::Ax, read_binding::<AxCaseBinding>),
+    ("modes/axe.rhai", Mode::Axe, read_binding::<AxeCaseBinding>),
+];
+
+type ReadBinding = fn(Value, &str) -> Result<Binding, serde_json::Error>;
+
+fn read_binding<B: CaseBinding>(binding: Value, x_number: &str) -> Result<Binding, serde_json::Error> {
+    Ok(serde_json::from_value::<B>(binding)?.into_binding(x_number))
+}
+
+/// The subscription id a case's binding has when the case gives none.
+fn case_subscription(id: Option<String>) -> String {
+    id.unwrap_or_else(|| "case-subscription".to_owned())
+}
+
+/// An AXB binding as a case writes it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaseBinding {
+struct AxbCaseBinding {
     caller_num: String,
     callee_num: String,
     #[serde(default)]
@@ -116,10 +146,10 @@ struct CaseBinding {
     expires_at: Option<i64>,
 }
 
-impl CaseBinding {
-    fn into_binding(self, x_number: &str) -> AxbBinding {
-        AxbBinding {
-            subscription_id: self.subscription_id.unwrap_or_else(|| "case-subscription".to_owned()),
+impl CaseBinding for AxbCaseBinding {
+    fn into_binding(self, x_number: &str) -> Binding {
+        Binding::Axb(Arc::new(AxbBinding {
+            subscription_id: case_subscription(self.subscription_id),
             app_key: "case-app".to_owned(),
             x_number: x_number.to_owned(),
             caller_num: self.caller_num,
@@ -136,14 +166,14 @@ impl CaseBinding {
             private_sms: true,
             pre_voice: PreVoice { caller_hint_tone: self.caller_hint_tone, callee_hint_tone: self.callee_hint_tone },
             user_data: self.user_data,
-        }
+        }))
     }
 }
 
 /// An AX binding as a case writes it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaseAxBinding {
+struct AxCaseBinding {
     orig_num: String,
     #[serde(default)]
     record: bool,
@@ -157,10 +187,10 @@ struct CaseAxBinding {
     subscription_id: Option<String>,
 }
 
-impl CaseAxBinding {
-    fn into_binding(self, x_number: &str) -> AxBinding {
-        AxBinding {
-            subscription_id: self.subscription_id.unwrap_or_else(|| "case-subscription".to_owned()),
+impl CaseBinding for AxCaseBinding {
+    fn into_binding(self, x_number: &str) -> Binding {
+        Binding::Ax(Arc::new(AxBinding {
+            subscription_id: case_subscription(self.subscription_id),
             app_key: "case-app".to_owned(),
             x_number: x_number.to_owned(),
             orig_num: self.orig_num,
@@ -173,14 +203,14 @@ impl CaseAxBinding {
             last_min_voice: self.last_min_voice,
             user_data: self.user_data,
             temporary_callee: None,
-        }
+        }))
     }
 }
 
 /// An AXE binding as a case writes it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaseAxeBinding {
+struct AxeCaseBinding {
     bind_num: String,
     #[serde(default = "first_extension")]
     extend_num: String,
@@ -198,10 +228,10 @@ fn first_extension() -> String {
     "0001".to_owned()
 }
 
-impl CaseAxeBinding {
-    fn into_binding(self, x_number: &str) -> AxeBinding {
-        AxeBinding {
-            subscription_id: self.subscription_id.unwrap_or_else(|| "case-subscription".to_owned()),
+impl CaseBinding for AxeCaseBinding {
+    fn into_binding(self, x_number: &str) -> Binding {
+        Binding::Axe(Arc::new(AxeBinding {
+            subscription_id: case_subscription(self.subscription_id),
             app_key: "case-app".to_owned(),
             x_number: x_number.to_owned(),
             bind_num: self.bind_num,
@@ -218,33 +248,20 @@ impl CaseAxeBinding {
             expires_at: self.expires_at,
             user_data: self.user_data,
             seq: 0,
-        }
+        }))
     }
 }
 
-/// The mode whose vocabulary a script's cases use.
-fn mode_of(script: &str) -> Mode {
-    match script {
-        "modes/ax.rhai" => Mode::Ax,
-        "modes/axe.rhai" => Mode::Axe,
-        _ => Mode::Axb,
-    }
+/// The mode whose vocabulary a script's cases use, and how they write a binding.
+fn mode_of(script: &str) -> (Mode, ReadBinding) {
+    let (_, mode, read) = MODE_SCRIPTS.iter().find(|(path, _, _)| *path == script).unwrap_or(&MODE_SCRIPTS[0]);
+    (*mode, *read)
 }
 
 /// A case's binding as the script's mode reads it.
-fn case_binding(mode: Mode, binding: Value, x_number: &str) -> Result<Binding, String> {
-    let wrong = |err: serde_json::Error| format!("binding is not a {mode} binding: {err}");
-    Ok(match mode {
-        Mode::Ax => Binding::Ax(Arc::new(
-            serde_json::from_value::<CaseAxBinding>(binding).map_err(wrong)?.into_binding(x_number),
-        )),
-        Mode::Axe => Binding::Axe(Arc::new(
-            serde_json::from_value::<CaseAxeBinding>(binding).map_err(wrong)?.into_binding(x_number),
-        )),
-        _ => Binding::Axb(Arc::new(
-            serde_json::from_value::<CaseBinding>(binding).map_err(wrong)?.into_binding(x_number),
-        )),
-    })
+fn case_binding(script: &str, binding: Value, x_number: &str) -> Result<Binding, String> {
+    let (mode, read) = mode_of(script);
+    read(binding, x_number).map_err(|err| format!("binding is not a {mode} binding: {err}"))
 }
 
 /// One case's outcome, for `privnum test`.
@@ -354,7 +371,7 @@ fn run_call_case(
     parts: CaseParts,
     limits: &Limits,
 ) -> Result<Map<String, Value>, RunError> {
-    let mode = mode_of(script);
+    let (mode, _) = mode_of(script);
     let mut app = AppConfig::new("case-app", "", mode);
     app.recording = parts.app.recording;
     app.record_hint_tone = parts.app.record_hint_tone;
@@ -366,7 +383,7 @@ fn run_call_case(
     let (app, _) = app.into_parts();
     let binding = match parts.binding {
         Some(binding) => Some(
-            case_binding(mode, binding, &call.called)
+            case_binding(script, binding, &call.called)
                 .map_err(|message| RunError { location: set.path_of(script).display().to_string(), message })?,
         ),
         None => None,

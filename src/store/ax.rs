@@ -1,7 +1,7 @@
 //! AX bindings: bind, modify, unbind, query, the temporary callee, and the lookup routing uses.
 //!
 //! Invariants kept here (and only here):
-//! - `ax_x[X]` exists iff a stored AX binding is on X: one X holds one A (reference §4.7);
+//! - `ax_x[X]` exists iff a stored AX binding is on X: one X holds one A (`policy-docs/ax.md`);
 //! - `ax_a[app, A, X]` exists iff that binding exists, and an app's A has at most
 //!   [`MAX_X_PER_A`] of them when a bind is accepted;
 //! - X's binding count (`axb_pairs`, shared by every mode) is 1 while X is bound, so allocation
@@ -11,17 +11,36 @@
 //! injected clock by the call path.
 
 use crate::domain::ax::{AxBindRequest, AxModifyRequest, AxQuery, AxTarget, TemporaryCalleeRequest, MAX_X_PER_A};
-use crate::domain::axb::XSelection;
-use crate::domain::number::normalize_area_code;
-use crate::domain::{App, AxBinding, Rejection};
+use crate::domain::{App, AxBinding, Rejection, XSelection};
 
-use super::pools::{Cursor, Pools};
+use super::allocation::{self, new_subscription_id, RoomOnX};
+use super::pools::Pools;
 use super::record::encode;
 use super::{keys, Bindings, Error, OpError, Shared, WriteSet, T};
 use crate::domain::binding::Recorded as _;
 
 fn a_key(app_key: &str, orig_num: &str, x_number: &str) -> Vec<u8> {
     keys::join(&[app_key, orig_num, x_number])
+}
+
+/// One AX bind looking for a free X, for the shared allocation loop: an X has room while it has
+/// no A.
+struct AxRoom<'a> {
+    store: &'a Bindings,
+    pools: &'a Pools,
+    app: &'a App,
+}
+
+impl RoomOnX for AxRoom<'_> {
+    type Room = ();
+
+    fn pools(&self) -> &Pools {
+        self.pools
+    }
+
+    fn room_on(&mut self, x_number: &str) -> Result<(), OpError> {
+        self.store.ax_check_x_free(self.app, x_number)
+    }
 }
 
 impl Bindings {
@@ -50,7 +69,7 @@ impl Bindings {
 
     /// Binds A to an X given by number or chosen from the app's pool by area code.
     pub fn ax_bind(&self, app: &App, request: &AxBindRequest, now: i64) -> Result<AxBinding, OpError> {
-        let mut binding = request.to_binding(super::axb::new_subscription_id(), &app.app_key, "", now);
+        let mut binding = request.to_binding(new_subscription_id(), &app.app_key, "", now);
         binding.check_against(app)?;
         let mut pools = self.shared.lock_writer();
         let held = self.ax_of_a(&app.app_key, &request.orig_num)?.len();
@@ -62,7 +81,17 @@ impl Bindings {
                 self.ax_check_x_free(app, x_number)?;
                 x_number.clone()
             }
-            XSelection::Area { area_code, lenient } => self.ax_allocate(&pools, app, area_code, *lenient)?,
+            XSelection::Area { area_code, lenient } => {
+                let mut room = AxRoom { store: self, pools: &pools, app };
+                // One binding fills an X.
+                match allocation::allocate(&mut room, &app.app_key, area_code, *lenient, 1)? {
+                    Some((x_number, ())) => x_number,
+                    None => {
+                        let where_ = allocation::where_looked(area_code, *lenient);
+                        return Err(Rejection::NoFreeAxNumber { where_ }.into());
+                    }
+                }
+            }
         };
         let mut writes = WriteSet::default();
         stage_insert(&mut writes, &binding);
@@ -74,41 +103,11 @@ impl Bindings {
 
     /// X is in the app's pool, may take a binding, and has no A yet.
     fn ax_check_x_free(&self, app: &App, x_number: &str) -> Result<(), OpError> {
-        let Some(number) = self.shared.number(x_number)?.filter(|number| number.app_key == app.app_key) else {
-            return Err(Rejection::NumberNotInPool { x_number: x_number.to_owned() }.into());
-        };
-        if !number.status.allows_new_bindings() {
-            return Err(Rejection::NumberStatus { x_number: x_number.to_owned(), status: number.status }.into());
-        }
+        self.check_x_of_app(app, x_number)?;
         if self.shared.get(T::AxX, x_number.as_bytes())?.is_some() {
             return Err(Rejection::XAlreadyAllocated { x_number: x_number.to_owned() }.into());
         }
         Ok(())
-    }
-
-    /// The first free X of the area (lenient: of the nearest areas), lowest number first.
-    fn ax_allocate(&self, pools: &Pools, app: &App, area_code: &str, lenient: bool) -> Result<String, OpError> {
-        let wanted = normalize_area_code(area_code);
-        for area in pools.areas_to_try(&app.app_key, wanted, lenient) {
-            let mut cursor: Option<Cursor> = None;
-            while let Some(next) = pools.next_in_area(&app.app_key, &area, cursor.as_ref()) {
-                // Ordered by binding count: after the free numbers come only bound ones.
-                if next.0 > 0 {
-                    break;
-                }
-                match self.ax_check_x_free(app, &next.1) {
-                    Ok(()) => return Ok(next.1),
-                    Err(OpError::Rejected(_)) => cursor = Some(next),
-                    Err(err) => return Err(err),
-                }
-            }
-        }
-        let where_ = if lenient {
-            format!("for area code {area_code} or elsewhere")
-        } else {
-            format!("in area code {area_code}")
-        };
-        Err(Rejection::NoFreeAxNumber { where_ }.into())
     }
 
     /// The app's binding a modify or unbind names, or `NotFound`.

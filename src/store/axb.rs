@@ -2,7 +2,7 @@
 //!
 //! Invariants kept here (and only here):
 //! - `axb_user[X, n]` exists iff a stored binding on X has n as A or B, so a user number appears at
-//!   most once per X (reference §3.7);
+//!   most once per X (README, Provisioning API);
 //! - `axb_pairs[X]` equals the number of stored bindings on X and never exceeds the configured
 //!   capacity when a bind is accepted;
 //! - an expired binding is never returned; it is purged by the sweeper, or earlier when it stands
@@ -17,19 +17,15 @@
 
 use std::collections::HashMap;
 
-use crate::domain::axb::{AxbQuery, AxbUnbind, BindRequest, ModifyRequest, XSelection};
-use crate::domain::number::normalize_area_code;
-use crate::domain::{App, AxbBinding, Rejection};
+use crate::domain::axb::{AxbBindRequest, AxbModifyRequest, AxbQuery, AxbUnbind};
+use crate::domain::{App, AxbBinding, Rejection, XSelection};
 
+use super::allocation::{self, new_subscription_id, RoomOnX, SWEEP_BEFORE_BIND};
 use super::keys;
-use super::pools::{Cursor, Pools};
+use super::pools::Pools;
 use super::record::encode;
-use super::{Bindings, Error, OpError, WriteSet, T};
+use super::{Bindings, Error, OpError, Shared, WriteSet, T};
 use crate::domain::binding::Recorded as _;
-
-/// How many due expiries a bind sweeps before it looks for room, so expired pairs free capacity
-/// at once while one request never does unbounded work.
-const SWEEP_BEFORE_BIND: usize = 64;
 
 /// One page of a query, with the number of matches on all pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,10 +99,7 @@ impl<'s> AxbWrites<'s> {
 
     fn pairs(&mut self, x_number: &str) -> Result<&mut u32, Error> {
         if !self.pairs.contains_key(x_number) {
-            let current = match self.pools.pairs(x_number) {
-                Some(pairs) => pairs,
-                None => self.store.shared.pairs_on(x_number)?,
-            };
+            let current = self.store.shared.bindings_on(self.pools, x_number)?;
             self.pairs.insert(x_number.to_owned(), current);
         }
         Ok(self.pairs.get_mut(x_number).unwrap_or_else(|| unreachable!("inserted above")))
@@ -148,17 +141,44 @@ impl<'s> AxbWrites<'s> {
     /// Commits to sled, then (only on success) updates the in-memory pools.
     fn commit(mut self) -> Result<(), Error> {
         for (x_number, pairs) in &self.pairs {
-            if *pairs == 0 {
-                self.writes.remove(T::AxbPairs, x_number.as_bytes());
-            } else {
-                self.writes.put(T::AxbPairs, x_number.as_bytes(), keys::count(*pairs));
-            }
+            Shared::stage_bindings_on(&mut self.writes, x_number, *pairs);
         }
         self.store.shared.apply_now(self.writes)?;
         for (x_number, pairs) in self.pairs {
             self.pools.set_pairs(&x_number, pairs);
         }
         Ok(())
+    }
+}
+
+/// One AXB bind looking for room, for the shared allocation loop: the batch's overlay counts.
+struct AxbRoom<'w, 's> {
+    store: &'w Bindings,
+    writes: &'w mut AxbWrites<'s>,
+    app: &'w App,
+    parties: [&'w str; 2],
+    now: i64,
+    max_pairs: u32,
+}
+
+impl RoomOnX for AxbRoom<'_, '_> {
+    type Room = ();
+
+    fn pools(&self) -> &Pools {
+        self.writes.pools
+    }
+
+    fn staged(&mut self, x_number: &str, _committed: u32) -> Result<u32, Error> {
+        self.writes.pairs(x_number).copied()
+    }
+
+    fn touched(&self, x_number: &str) -> bool {
+        self.writes.pairs.contains_key(x_number)
+    }
+
+    fn room_on(&mut self, x_number: &str) -> Result<(), OpError> {
+        let (app, parties) = (self.app, self.parties);
+        self.store.check_x_accepts(self.writes, app, x_number, &parties, self.now, self.max_pairs)
     }
 }
 
@@ -186,7 +206,13 @@ impl Bindings {
 
     /// Creates a binding, choosing X from the pool when the request gives an area code. Binds
     /// that arrive together are made together (see the module's notes).
-    pub fn axb_bind(&self, app: &App, request: &BindRequest, now: i64, max_pairs: u32) -> Result<AxbBinding, OpError> {
+    pub fn axb_bind(
+        &self,
+        app: &App,
+        request: &AxbBindRequest,
+        now: i64,
+        max_pairs: u32,
+    ) -> Result<AxbBinding, OpError> {
         let ticket = self.shared.bind_queue.join(app, request, now, max_pairs);
         let mut pools = self.shared.lock_writer();
         // Batches go oldest first; this bind may wait behind more than one.
@@ -256,7 +282,7 @@ impl Bindings {
         &self,
         writes: &mut AxbWrites<'_>,
         app: &App,
-        request: &BindRequest,
+        request: &AxbBindRequest,
         now: i64,
         max_pairs: u32,
     ) -> Result<AxbBinding, OpError> {
@@ -269,7 +295,14 @@ impl Bindings {
                 x_number.clone()
             }
             XSelection::Area { area_code, lenient } => {
-                self.allocate_x(writes, app, area_code, *lenient, &parties, now, max_pairs)?
+                let mut room = AxbRoom { store: self, writes, app, parties, now, max_pairs };
+                match allocation::allocate(&mut room, &app.app_key, area_code, *lenient, max_pairs)? {
+                    Some((x_number, ())) => x_number,
+                    None => {
+                        let where_ = allocation::where_looked(area_code, *lenient);
+                        return Err(Rejection::NoFreeNumber { where_ }.into());
+                    }
+                }
             }
         };
         writes.insert(&binding)?;
@@ -287,13 +320,7 @@ impl Bindings {
         now: i64,
         max_pairs: u32,
     ) -> Result<(), OpError> {
-        let number = self.shared.number(x_number)?.filter(|number| number.app_key == app.app_key);
-        let Some(number) = number else {
-            return Err(Rejection::NumberNotInPool { x_number: x_number.to_owned() }.into());
-        };
-        if !number.status.allows_new_bindings() {
-            return Err(Rejection::NumberStatus { x_number: x_number.to_owned(), status: number.status }.into());
-        }
+        self.check_x_of_app(app, x_number)?;
         if *writes.pairs(x_number)? >= max_pairs {
             return Err(Rejection::PairLimit { x_number: x_number.to_owned(), max: max_pairs }.into());
         }
@@ -325,76 +352,8 @@ impl Bindings {
         Ok(())
     }
 
-    /// Picks the X for an area-code bind. Strict: only numbers of that area code. Lenient: the same
-    /// area first, then areas sharing the most leading digits (a stand-in for "same province"),
-    /// then any. Within an area, the X holding the fewest pairs wins, then the lowest number.
-    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-    fn allocate_x(
-        &self,
-        writes: &mut AxbWrites<'_>,
-        app: &App,
-        area_code: &str,
-        lenient: bool,
-        parties: &[&str],
-        now: i64,
-        max_pairs: u32,
-    ) -> Result<String, OpError> {
-        let wanted = normalize_area_code(area_code);
-        for area in writes.pools.areas_to_try(&app.app_key, wanted, lenient) {
-            let mut tried = std::collections::HashSet::new();
-            while let Some(x_number) = self.emptiest_in_area(writes, &app.app_key, &area, max_pairs, &tried)? {
-                match self.check_x_accepts(writes, app, &x_number, parties, now, max_pairs) {
-                    Ok(()) => return Ok(x_number),
-                    Err(OpError::Rejected(_)) => {
-                        tried.insert(x_number);
-                    }
-                    Err(err) => return Err(err),
-                }
-            }
-        }
-        let where_ = if lenient {
-            format!("for area code {area_code} or elsewhere")
-        } else {
-            format!("in area code {area_code}")
-        };
-        Err(Rejection::NoFreeNumber { where_ }.into())
-    }
-
-    /// The X of `area` with the fewest pairs as this batch leaves them (then the lowest number),
-    /// leaving out `tried`. The pools order numbers by committed pair counts, and a batch only adds
-    /// to those; so the best is among the numbers up to the first one the batch has not touched.
-    fn emptiest_in_area(
-        &self,
-        writes: &mut AxbWrites<'_>,
-        app_key: &str,
-        area: &str,
-        max_pairs: u32,
-        tried: &std::collections::HashSet<String>,
-    ) -> Result<Option<String>, Error> {
-        let mut best: Option<(u32, String)> = None;
-        let mut cursor: Option<Cursor> = None;
-        while let Some(next) = writes.pools.next_in_area(app_key, area, cursor.as_ref()) {
-            // The first number full as committed means all the rest are.
-            if next.0 >= max_pairs {
-                break;
-            }
-            let touched = writes.pairs.contains_key(&next.1);
-            if !tried.contains(&next.1) {
-                let staged = *writes.pairs(&next.1)?;
-                if staged < max_pairs && best.as_ref().is_none_or(|(fewest, _)| staged < *fewest) {
-                    best = Some((staged, next.1.clone()));
-                }
-                if !touched {
-                    break;
-                }
-            }
-            cursor = Some(next);
-        }
-        Ok(best.map(|(_, x_number)| x_number))
-    }
-
     /// Changes a binding. Absent fields keep their values; new numbers must be free on X.
-    pub fn axb_modify(&self, app: &App, request: &ModifyRequest, now: i64) -> Result<AxbBinding, OpError> {
+    pub fn axb_modify(&self, app: &App, request: &AxbModifyRequest, now: i64) -> Result<AxbBinding, OpError> {
         let mut pools = self.shared.lock_writer();
         let old = self.axb_active_of(&app.app_key, &request.subscription_id, now)?;
         let mut new = old.clone();
@@ -478,7 +437,7 @@ impl Bindings {
         }
         let total = matches.len();
         let bindings = match page {
-            Some(page) => matches.into_iter().skip(page.skip()).take(page.size as usize).collect(),
+            Some(page) => page.of(matches),
             None => matches,
         };
         Ok(AxbPage { total, bindings })
@@ -524,11 +483,6 @@ impl Bindings {
     }
 }
 
-/// Subscription ids are opaque (String(1-64)): 32 random hex digits.
-pub(super) fn new_subscription_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 /// The most binds one lock hold makes: each bind's rollback point copies the batch's staged
 /// state, so a batch costs the square of its length.
 const MAX_BATCH: usize = 32;
@@ -537,7 +491,7 @@ const MAX_BATCH: usize = 32;
 struct QueuedBind {
     ticket: u64,
     app: App,
-    request: BindRequest,
+    request: AxbBindRequest,
     now: i64,
     max_pairs: u32,
 }
@@ -567,7 +521,7 @@ impl BindQueue {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn join(&self, app: &App, request: &BindRequest, now: i64, max_pairs: u32) -> u64 {
+    fn join(&self, app: &App, request: &AxbBindRequest, now: i64, max_pairs: u32) -> u64 {
         let mut state = self.state();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
@@ -621,7 +575,7 @@ mod tests {
 
     fn queued(ticket: u64, app: &App, x: XSelection, a: &str, b: &str, duration: Option<i64>) -> QueuedBind {
         let settings = AxbChanges { duration_secs: duration, ..AxbChanges::default() };
-        let request = BindRequest { x, caller_num: a.into(), callee_num: b.into(), settings };
+        let request = AxbBindRequest { x, caller_num: a.into(), callee_num: b.into(), settings };
         QueuedBind { ticket, app: app.clone(), request, now: 1_000, max_pairs: 2 }
     }
 
@@ -736,7 +690,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, app) = open(dir.path());
         let area = || XSelection::Area { area_code: "0755".into(), lenient: false };
-        let request = |n: u32| BindRequest {
+        let request = |n: u32| AxbBindRequest {
             x: area(),
             caller_num: format!("+86138{n:08}"),
             callee_num: format!("+86139{n:08}"),

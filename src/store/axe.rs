@@ -14,20 +14,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
-use crate::domain::axb::XSelection;
 use crate::domain::axe::{
     self, AxeBindRequest, AxeCursorQuery, AxeModifyRequest, AxeQuery, AxeTarget, Callback, Cursor,
 };
-use crate::domain::number::normalize_area_code;
-use crate::domain::{App, AxeBinding, Rejection};
+use crate::domain::{App, AxeBinding, Rejection, XSelection};
 
-use super::pools::{self, Pools};
+use super::allocation::{self, new_subscription_id, RoomOnX, SWEEP_BEFORE_BIND};
+use super::pools::Pools;
 use super::record::encode;
 use super::{keys, Bindings, Error, OpError, Shared, WriteSet, T};
 use crate::domain::binding::Recorded as _;
-
-/// Due expiries a bind sweeps before it looks for room (as for AXB).
-const SWEEP_BEFORE_BIND: usize = 64;
 
 /// One page of a v1.0 query, with the number of matches on all pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +49,29 @@ fn check_callback_not_x(callback_num: &Option<String>, x_number: &str) -> Result
 
 fn order_key(binding: &AxeBinding) -> Vec<u8> {
     keys::order(&binding.app_key, binding.seq)
+}
+
+/// One AXE bind looking for room, for the shared allocation loop: an X has room for A when A has
+/// no extension there yet and the requested (or some) extension is free.
+struct AxeRoom<'a> {
+    store: &'a Bindings,
+    pools: &'a mut Pools,
+    app: &'a App,
+    request: &'a AxeBindRequest,
+    now: i64,
+}
+
+impl RoomOnX for AxeRoom<'_> {
+    /// The extension A gets.
+    type Room = String;
+
+    fn pools(&self) -> &Pools {
+        self.pools
+    }
+
+    fn room_on(&mut self, x_number: &str) -> Result<String, OpError> {
+        self.store.axe_room_on(self.pools, self.app, x_number, self.request, self.now)
+    }
 }
 
 /// Binding changes staged for one commit, keeping each X's count right.
@@ -152,7 +171,7 @@ impl Bindings {
 
     /// Creates a binding: X by number or from the pool by area code, E requested or the lowest free.
     pub fn axe_bind(&self, app: &App, request: &AxeBindRequest, now: i64) -> Result<AxeBinding, OpError> {
-        let id = super::axb::new_subscription_id();
+        let id = new_subscription_id();
         // Validate the settings before any allocation work.
         let mut binding = request.to_binding(id, &app.app_key, "", "", 0, now).map_err(Rejection::Invalid)?;
         binding.check_against(app)?;
@@ -168,24 +187,9 @@ impl Bindings {
                 (x_number.clone(), extend_num)
             }
             XSelection::Area { area_code, lenient } => {
-                let wanted = normalize_area_code(area_code);
-                let mut found = None;
-                'areas: for area in pools.areas_to_try(&app.app_key, wanted, *lenient) {
-                    let mut cursor: Option<pools::Cursor> = None;
-                    while let Some(next) = pools.next_in_area(&app.app_key, &area, cursor.as_ref()) {
-                        if next.0 >= axe::capacity(digits) {
-                            break;
-                        }
-                        match self.axe_room_on(&mut pools, app, &next.1, request, now) {
-                            Ok(extend_num) => {
-                                found = Some((next.1, extend_num));
-                                break 'areas;
-                            }
-                            Err(OpError::Rejected(_)) => cursor = Some(next),
-                            Err(err) => return Err(err),
-                        }
-                    }
-                }
+                let mut room = AxeRoom { store: self, pools: &mut pools, app, request, now };
+                // An X is full when every extension is taken.
+                let found = allocation::allocate(&mut room, &app.app_key, area_code, *lenient, axe::capacity(digits))?;
                 found.ok_or_else(|| {
                     let where_ = if *lenient { "for area code" } else { "in area code" };
                     Rejection::NoIdleExtension { what: format!("no X with a free extension {where_} {area_code}") }
@@ -210,12 +214,7 @@ impl Bindings {
         request: &AxeBindRequest,
         now: i64,
     ) -> Result<String, OpError> {
-        let Some(number) = self.shared.number(x_number)?.filter(|number| number.app_key == app.app_key) else {
-            return Err(Rejection::NumberNotInPool { x_number: x_number.to_owned() }.into());
-        };
-        if !number.status.allows_new_bindings() {
-            return Err(Rejection::NumberStatus { x_number: x_number.to_owned(), status: number.status }.into());
-        }
+        self.check_x_of_app(app, x_number)?;
         self.axe_clear_way(pools, T::AxeUser, x_number, &request.bind_num, now, || Rejection::AlreadyBound {
             number: request.bind_num.clone(),
             x_number: x_number.to_owned(),
@@ -333,7 +332,7 @@ impl Bindings {
         }
         let total = matches.len();
         let bindings = match page {
-            Some(page) => matches.into_iter().skip(page.skip()).take(page.size as usize).collect(),
+            Some(page) => page.of(matches),
             None => matches,
         };
         Ok(AxePage { total, bindings })

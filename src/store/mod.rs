@@ -19,6 +19,7 @@
 //!   needs range scans that sled transactions cannot see; reads never take the lock;
 //! - a change is acknowledged only after [`Store::durable`] has seen it flushed to disk.
 
+mod allocation;
 mod apps;
 mod ax;
 mod axb;
@@ -550,31 +551,6 @@ impl Shared {
     fn queue(&self, writes: WriteSet, done: combine::Done, awaited: bool) {
         debug_assert!(writes.ops.iter().any(|(tree, _, _)| tree.is_call_path()), "only call-path changes are queued");
         self.combiner.queue(writes, done, awaited);
-    }
-
-    /// How many bindings X holds, of whatever mode its app has (expired ones not yet purged
-    /// included): the pair counter, which every mode keeps (an X belongs to one app, so it only
-    /// ever holds one mode's bindings). Read from sled; [`Shared::bindings_on`] prefers the pools.
-    pub(crate) fn pairs_on(&self, x_number: &str) -> Result<u32, Error> {
-        Ok(keys::read_count(self.get(T::AxbPairs, x_number.as_bytes())?.as_deref()))
-    }
-
-    /// X's binding count as the writer sees it: from the pools when they know X. Allocation
-    /// orders numbers by it, and the admin API refuses to remove a number it counts.
-    pub(crate) fn bindings_on(&self, pools: &pools::Pools, x_number: &str) -> Result<u32, Error> {
-        match pools.pairs(x_number) {
-            Some(count) => Ok(count),
-            None => self.pairs_on(x_number),
-        }
-    }
-
-    /// Stages X's new binding count; [`pools::Pools::set_pairs`] follows after the commit.
-    pub(crate) fn stage_bindings_on(writes: &mut WriteSet, x_number: &str, count: u32) {
-        if count == 0 {
-            writes.remove(T::AxbPairs, x_number.as_bytes());
-        } else {
-            writes.put(T::AxbPairs, x_number.as_bytes(), keys::count(count));
-        }
     }
 
     /// Waits until every change committed before this call is on disk.

@@ -1,5 +1,5 @@
-//! The X-number pools in memory, for allocation: per app and area code, the numbers ordered by how
-//! many AXB pairs they hold.
+//! The X-number pools in memory, for allocation (`allocation.rs`): per app and area code, the
+//! numbers ordered by how many bindings they hold, of whatever mode (`axb_pairs`).
 //!
 //! Choosing an X is the hot part of an area-code bind. Reading every candidate's pair count from
 //! sled made it linear in the pool size; this index makes it a B-tree walk that usually stops at

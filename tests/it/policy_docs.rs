@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use privnum::config::AppConfig;
 use privnum::domain::ax::AxBindRequest;
-use privnum::domain::axb::BindRequest;
+use privnum::domain::axb::AxbBindRequest;
 use privnum::domain::axe::AxeBindRequest;
 use privnum::domain::Fields;
 use privnum::domain::{Binding, Mode};
@@ -22,7 +22,7 @@ fn sample_call() -> Call {
     // The binding as a bind request makes it: A to B through X, with both pre-answer tones.
     let request = json!({"relationNum": "+8617000000001", "callerNum": "+8613800000001", "calleeNum": "+8613900000002",
         "preVoice": {"callerHintTone": "to-b.wav", "calleeHintTone": "to-a.wav"}});
-    let request = BindRequest::parse(&Fields::new(request.as_object().unwrap())).unwrap();
+    let request = AxbBindRequest::parse(&Fields::new(request.as_object().unwrap())).unwrap();
     let binding = request.to_binding("sub-1".into(), "demo-app", "+8617000000001", 0);
     let mut call = Call::new("+8613800000001", "+8617000000001", "doc-session", 1_700_000_000, Arc::new(app));
     call.binding = Some(Binding::Axb(Arc::new(binding)));
