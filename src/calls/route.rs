@@ -11,11 +11,11 @@
 use std::sync::Arc;
 
 use super::session::Session;
-use crate::domain::{state, Action, Allowance, App, Binding, Decision, Mode, NumberStatus};
+use crate::domain::{state, Action, Allowance, App, AppToneSetting, Binding, Decision, Mode, NumberStatus};
 use crate::script::api::{Call, Release};
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
-use crate::telemetry::{AppToneNotApproved, AppToneSetting, AppToneSkipped, CallRecordedWithoutNotice, Metrics};
+use crate::telemetry::{AppToneNotApproved, AppToneSkipped, CallRecordedWithoutNotice, Metrics};
 
 /// The script and handler that decide each mode's callin, and AXE's digits.
 const AXB_SCRIPT: (&str, &str) = ("modes/axb.rhai", "on_callin");

@@ -57,6 +57,45 @@ pub fn check_app_key(app_key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The app settings that name a tone (the app's own recording notice, close hint and extension
+/// prompt). A call plays one only once its tone is approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppToneSetting {
+    RecordHint,
+    CloseHint,
+    ExtensionPrompt,
+}
+
+impl AppToneSetting {
+    pub const ALL: [AppToneSetting; 3] =
+        [AppToneSetting::RecordHint, AppToneSetting::CloseHint, AppToneSetting::ExtensionPrompt];
+
+    /// The setting's name in `privnum.toml` and the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppToneSetting::RecordHint => "record_hint_tone",
+            AppToneSetting::CloseHint => "close_hint_tone",
+            AppToneSetting::ExtensionPrompt => "extension_prompt",
+        }
+    }
+
+    pub fn of(self, app: &App) -> &str {
+        match self {
+            AppToneSetting::RecordHint => &app.record_hint_tone,
+            AppToneSetting::CloseHint => &app.close_hint_tone,
+            AppToneSetting::ExtensionPrompt => &app.extension_prompt,
+        }
+    }
+
+    pub fn of_mut(self, app: &mut App) -> &mut String {
+        match self {
+            AppToneSetting::RecordHint => &mut app.record_hint_tone,
+            AppToneSetting::CloseHint => &mut app.close_hint_tone,
+            AppToneSetting::ExtensionPrompt => &mut app.extension_prompt,
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::{App, Mode};
