@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::calls::ledger::Ledger;
+use crate::calls::Switchboard;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::binding::Recorded;
@@ -42,7 +42,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub scripts: Arc<ScriptHost>,
-    pub ledger: Ledger,
+    /// The call flow (the switch adapter, call controls).
+    pub switchboard: Switchboard,
 }
 
 /// Counts and logs a binding that records with no notice at all (CONTRACT §3).
@@ -162,7 +163,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     text.push_str(&format!(
         "# HELP privnum_sessions Calls in memory: under way, or ended less than a minute ago.\n\
          # TYPE privnum_sessions gauge\nprivnum_sessions {}\n",
-        state.ledger.sessions.len()
+        state.switchboard.sessions().len()
     ));
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
