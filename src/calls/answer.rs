@@ -117,3 +117,40 @@ impl Serialize for CdrAnswer {
         cdr(&self.session, &self.host_name, None).serialize(serializer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DecisionAnswer;
+    use crate::calls::route::Routed;
+    use crate::domain::Decision;
+
+    fn routed(decision: Decision) -> Routed {
+        let user_data = Some("order".to_owned());
+        Routed { decision, app: None, binding: None, user_data, script_version: None, fallback: false }
+    }
+
+    #[test]
+    fn each_action_answers_its_own_fields_in_the_order_the_switch_always_received() {
+        let mut connect = Decision::connect("+8613900000002");
+        connect.max_duration = 30;
+        connect.last_min_voice = Some("last.wav".into());
+        let answers = [
+            (
+                connect,
+                r#"{"action":"connect","callee":"+8613900000002","display":"+8617000000001","lastMinVoice":"last.wav","maxDuration":30,"record":false,"sessionId":"s-1","userData":"order"}"#,
+            ),
+            (
+                Decision::release(8014, Some("close.wav".into())),
+                r#"{"action":"release","sessionId":"s-1","stateCode":8014,"tone":"close.wav"}"#,
+            ),
+            (
+                Decision::collect(Some("ext.wav".into()), 4),
+                r#"{"action":"collect","maxDigits":4,"prompt":"ext.wav","sessionId":"s-1","timeoutMs":10000}"#,
+            ),
+        ];
+        for (decision, expected) in answers {
+            let answer = DecisionAnswer::new("s-1", "+8617000000001", &routed(decision));
+            assert_eq!(serde_json::to_string(&answer).unwrap(), expected);
+        }
+    }
+}

@@ -105,7 +105,7 @@ impl Pusher {
     }
 
     /// Waits until every lane has stopped (after `stop` changed). A push being sent gets
-    /// [`STOP_GRACE`] to finish; if it does not, it stays in the outbox and is sent again after
+    /// `STOP_GRACE` (2 s) to finish; if it does not, it stays in the outbox and is sent again after
     /// the restart.
     pub async fn stopped(&self) {
         let lanes = std::mem::take(&mut *self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));

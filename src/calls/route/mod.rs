@@ -8,7 +8,7 @@
 //! that is not an approved tone of the app is such a violation. The app's own tone settings count
 //! only once their tones are approved: until then the script and the host see them unset.
 //!
-//! Each mode is one [`ModeRoute`] in a file of its own (`axb`, `ax`, `axe`), listed in [`ROUTES`]:
+//! Each mode is one `ModeRoute` in a file of its own (`axb`, `ax`, `axe`), listed in `ROUTES`:
 //! it gathers its lookups, names its script handler and builds the [`Allowance`]. What every mode
 //! shares is here (the script run, the invariant check, the fallback) and in `tones` (which
 //! tones a call may play); a mode with no route is refused as a mode mismatch.
