@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::calls::ledger::Ledger;
 use crate::calls::session::{Session, Sessions};
+use crate::calls::Switchboard;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
@@ -90,7 +91,9 @@ pub async fn prepare(
     );
     let ledger = Ledger { store: store.clone(), sessions, pusher, node_name: config.node_name.clone() };
     let metrics = Arc::new(Metrics::default());
-    Ok((AppState { store, config, clock, metrics, scripts: Arc::new(scripts), ledger }, startup))
+    let scripts = Arc::new(scripts);
+    let switchboard = Switchboard::new(ledger, scripts.clone(), metrics.clone(), clock.clone(), config.clone());
+    Ok((AppState { store, config, clock, metrics, scripts, switchboard }, startup))
 }
 
 /// Ended and stale sessions, expired bindings and old nonces, swept, and newly accepted nonces
@@ -103,13 +106,12 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let now = state.clock.now();
-        let timeout = i64::try_from(state.config.session_timeout_secs).unwrap_or(i64::MAX);
         let skew = i64::try_from(state.config.auth_max_skew_secs).unwrap_or(i64::MAX);
         let store = state.store.clone();
-        let ledger = state.ledger.clone();
+        let switchboard = state.switchboard.clone();
         // The sweep takes the writer lock and writes sessions: keep it off the async workers.
         let swept = tokio::task::spawn_blocking(move || {
-            ledger.sweep(now, timeout);
+            switchboard.sweep();
             let axb = store.bindings().axb_sweep_expired(now, SWEEP_BATCH);
             let axe = store.bindings().axe_sweep_expired(now, SWEEP_BATCH);
             let bindings = axb.and_then(|axb| axe.map(|axe| axb + axe));
@@ -158,7 +160,7 @@ impl Running {
         // Queued call saves are applied (their callbacks may wake lanes) before the lanes are
         // awaited, so no lane starts after the wait and holds the store open.
         state.store.flush_now().context("flushing the store at shutdown")?;
-        state.ledger.pusher.stopped().await;
+        state.switchboard.pusher().stopped().await;
         // And what the lanes settled while they finished.
         state.store.flush_now().context("flushing the store at shutdown")?;
         match panicked {

@@ -3,11 +3,17 @@
 //!
 //! Counters are plain atomics or a small labelled map; `/metrics` renders them in the Prometheus
 //! text format without a metrics framework.
+//!
+//! A leaf: events name only domain types and plain data, never a subsystem's (script, store), so
+//! every layer can emit them. What other parts count themselves (the script host, the store's
+//! flushes and call log) reaches the renderers below as the plain structs defined here.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use crate::domain::{Action, AppToneSetting};
 
 /// A counter family for rendering: name, help, and `(labels, counter)` per series.
 type Family<'a> = (&'a str, &'a str, &'a [(&'a str, &'a AtomicU64)]);
@@ -132,40 +138,6 @@ impl CallRecordedWithoutNotice<'_> {
     }
 }
 
-/// The app settings that name a tone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppToneSetting {
-    RecordHint,
-    CloseHint,
-    ExtensionPrompt,
-}
-
-impl AppToneSetting {
-    pub fn name(self) -> &'static str {
-        match self {
-            AppToneSetting::RecordHint => "record_hint_tone",
-            AppToneSetting::CloseHint => "close_hint_tone",
-            AppToneSetting::ExtensionPrompt => "extension_prompt",
-        }
-    }
-
-    pub fn of(self, app: &crate::domain::App) -> &str {
-        match self {
-            AppToneSetting::RecordHint => &app.record_hint_tone,
-            AppToneSetting::CloseHint => &app.close_hint_tone,
-            AppToneSetting::ExtensionPrompt => &app.extension_prompt,
-        }
-    }
-
-    pub fn of_mut(self, app: &mut crate::domain::App) -> &mut String {
-        match self {
-            AppToneSetting::RecordHint => &mut app.record_hint_tone,
-            AppToneSetting::CloseHint => &mut app.close_hint_tone,
-            AppToneSetting::ExtensionPrompt => &mut app.extension_prompt,
-        }
-    }
-}
-
 /// An app names a tone that is not approved (yet), so a call went without it. Counted every
 /// time; logged at debug level here, and as a warning when the app is saved
 /// ([`AppToneNotApproved`]).
@@ -212,7 +184,7 @@ impl AppToneNotApproved<'_> {
 
 /// A callin was decided.
 pub struct CallinDecided {
-    pub action: crate::domain::Action,
+    pub action: Action,
     pub fallback: bool,
 }
 
@@ -220,9 +192,9 @@ impl CallinDecided {
     pub fn emit(&self, metrics: &Metrics) {
         let counter = match (self.fallback, self.action) {
             (true, _) => &metrics.decisions_fallback,
-            (false, crate::domain::Action::Release) => &metrics.decisions_release,
-            (false, crate::domain::Action::Collect) => &metrics.decisions_collect,
-            (false, crate::domain::Action::Connect) => &metrics.decisions_connect,
+            (false, Action::Release) => &metrics.decisions_release,
+            (false, Action::Collect) => &metrics.decisions_collect,
+            (false, Action::Connect) => &metrics.decisions_connect,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -242,8 +214,39 @@ impl BindingsExpired {
     }
 }
 
+/// What `/metrics` shows of the script host.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptCounters {
+    /// The active script version.
+    pub active: String,
+    /// Reloads that became active, and those rolled back.
+    pub reloads: u64,
+    pub rejected: u64,
+    /// Handler runs that failed and got the fallback decision.
+    pub runtime_errors: u64,
+    /// Whether the last reload was refused.
+    pub last_reload_failed: bool,
+}
+
+/// What `/metrics` shows of the call log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallLogCounters {
+    pub file_bytes: u64,
+    pub live_bytes: u64,
+    pub compactions: u64,
+    pub compaction_micros: u64,
+}
+
+/// What `/metrics` shows of group commit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlushCounters {
+    pub waits: u64,
+    pub flushes: u64,
+    pub flush_micros: u64,
+}
+
 /// The script host's counters, in the Prometheus text format.
-pub fn render_scripts(status: &crate::script::host::Status) -> String {
+pub fn render_scripts(status: &ScriptCounters) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -261,7 +264,7 @@ pub fn render_scripts(status: &crate::script::host::Status) -> String {
         out,
         "# HELP privnum_script_last_reload_failed 1 when the last reload was refused (see GET /v1/admin/scripts).\n\
          # TYPE privnum_script_last_reload_failed gauge\nprivnum_script_last_reload_failed {}",
-        u8::from(status.last_error.is_some())
+        u8::from(status.last_reload_failed)
     );
     let _ = writeln!(
         out,
@@ -273,7 +276,7 @@ pub fn render_scripts(status: &crate::script::host::Status) -> String {
 }
 
 /// The call log's gauges and counters for `/metrics`.
-pub fn render_call_log(stats: &crate::store::CallLogStats) -> String {
+pub fn render_call_log(stats: &CallLogCounters) -> String {
     format!(
         "# HELP privnum_call_log_bytes Size of the call log (sessions and waiting pushes) on disk.\n\
          # TYPE privnum_call_log_bytes gauge\nprivnum_call_log_bytes {}\n\
@@ -292,7 +295,7 @@ pub fn render_call_log(stats: &crate::store::CallLogStats) -> String {
 
 /// Group commit's counters, in the Prometheus text format: how many writers waited for the disk,
 /// and how many flushes served them, taking how long.
-pub fn render_flushes(stats: &crate::store::FlushStats) -> String {
+pub fn render_flushes(stats: &FlushCounters) -> String {
     format!(
         "# HELP privnum_store_durable_waits_total Changes that waited to be on disk before their answer.\n\
          # TYPE privnum_store_durable_waits_total counter\nprivnum_store_durable_waits_total {}\n\

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::report::{callin_event, cdr, collect_info_event, leg_event};
 use super::route::Routed;
 use super::session::{Event, EventKind, Session, Sessions};
@@ -43,11 +45,11 @@ impl Ledger {
         &self,
         session: &Session,
         lane: Lane,
-        body: serde_json::Value,
+        body: impl Serialize,
         out: &mut Vec<Push>,
     ) -> Result<(), store::Error> {
         if let Some(app_key) = &session.app_key {
-            out.push(self.store.calls().new_push(app_key, lane, body, self.pusher.now_ms())?);
+            out.push(self.store.calls().new_push(app_key, lane, &body, self.pusher.now_ms())?);
         }
         Ok(())
     }
@@ -144,9 +146,10 @@ impl Ledger {
         }
     }
 
-    /// Records an AXE call's digits and the decision they led to: the `collectInfo` event, and for
-    /// a release its `disconnect` and CDR; for a connect, the callback record (A ↔ the caller) in
-    /// the same transaction. Only a session that is still collecting takes digits.
+    /// Records an AXE call's digits and the decision they led to (the session takes it with
+    /// [`Session::take_decision`]): the `collectInfo` event, and for a release its `disconnect`
+    /// and CDR; for a connect, the callback record (A ↔ the caller) in the same transaction.
+    /// Only a session that is still collecting takes digits.
     pub fn digits(
         &self,
         session_id: &str,
@@ -158,20 +161,12 @@ impl Ledger {
             if !session.is_collecting() {
                 return Ok((session, (DigitsOutcome::NotCollecting, Vec::new())));
             }
-            let decision = routed.decision.clone();
-            let released = decision.action == crate::domain::Action::Release;
-            session.last_seen = now;
-            session.callee = decision.callee.clone().filter(|_| !released);
-            session.subscription_id = routed.binding.as_ref().map(|b| b.subscription_id().to_owned());
-            session.binding_caller_num = routed.binding.as_ref().map(|b| b.a_number().to_owned());
-            session.user_data.clone_from(&routed.user_data);
             session.extend_num = (!digits.is_empty()).then(|| digits.to_owned());
-            session.script_version.clone_from(&routed.script_version);
-            session.decision = decision;
+            session.take_decision(routed, now);
+            let released = session.ended_at.is_some();
             let mut pushes = Vec::new();
             self.push(&session, Lane::Events, collect_info_event(&session, digits, now), &mut pushes)?;
             if released {
-                session.ended_at = Some(now);
                 self.push_platform_release(&session, now, &mut pushes)?;
             }
             let callback = match &routed.binding {

@@ -1,16 +1,22 @@
 //! What privnum tells the customer about a call, in the reference's shapes: call events
-//! (`{"eventType","statusInfo"}`, §9) and CDR items (`feeLst[]`, §10).
+//! (`{"eventType","statusInfo"}`) and CDR items (`feeLst[]`); README, "What the customer
+//! receives".
 //!
 //! After the callin, events describe the forwarded leg: `caller` is the X shown to the callee,
 //! `called` the real callee (the reference's examples). Times are `yyyy-MM-dd HH:mm:ss` UTC.
+//!
+//! Each shape is a typed `Serialize` struct, encoded once when its push is made. Invariant: the
+//! fields are declared in the order of their names, which is the order customers have always
+//! received them in (they were once built as sorted maps), so the bytes on the wire stay the same.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::session::{Event, EventKind, Session};
+use crate::domain::state::{self, StateCode};
 use crate::domain::time::reference_time;
-use crate::domain::{state, Action, Mode};
+use crate::domain::{Action, Mode};
 
-/// The reference's `serviceType` of a mode (CONTRACT §5).
+/// The reference's `serviceType` of a mode (README, "What the customer receives").
 pub fn service_type(mode: Option<Mode>) -> &'static str {
     match mode {
         Some(Mode::Ax) => "003",
@@ -19,76 +25,166 @@ pub fn service_type(mode: Option<Mode>) -> &'static str {
     }
 }
 
-fn status_info(session: &Session, time: i64) -> Map<String, Value> {
-    let mut info = Map::new();
-    info.insert("timestamp".into(), reference_time(time).into());
-    info.insert("sessionId".into(), session.session_id.as_str().into());
-    if let Some(id) = &session.subscription_id {
-        info.insert("subscriptionId".into(), id.as_str().into());
+/// A call event: one POST to the app's `call_event_url`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallEvent<'a> {
+    pub event_type: &'static str,
+    pub status_info: StatusInfo<'a>,
+}
+
+/// A call event's `statusInfo`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusInfo<'a> {
+    /// `disconnect`: 1 when the caller hung up, 2 when the callee did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_rel_direction: Option<u8>,
+    pub called: &'a str,
+    pub caller: &'a str,
+    /// `collectInfo`: the digits the caller keyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digit_info: Option<&'a str>,
+    pub session_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_code: Option<StateCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_desc: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<&'a str>,
+    pub timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<&'a str>,
+}
+
+impl<'a> StatusInfo<'a> {
+    fn new(session: &'a Session, time: i64, (caller, called): (&'a str, &'a str)) -> Self {
+        StatusInfo {
+            call_rel_direction: None,
+            called,
+            caller,
+            digit_info: None,
+            session_id: &session.session_id,
+            state_code: None,
+            state_desc: None,
+            subscription_id: session.subscription_id.as_deref(),
+            timestamp: reference_time(time),
+            user_data: session.user_data.as_deref(),
+        }
     }
-    if let Some(data) = &session.user_data {
-        info.insert("userData".into(), data.as_str().into());
-    }
-    info
+}
+
+/// The first leg: the real caller calling X.
+fn first_leg(session: &Session) -> (&str, &str) {
+    (&session.caller, &session.x_number)
 }
 
 /// `callin`: caller = the real caller, called = X.
-pub fn callin_event(session: &Session) -> Value {
-    let mut info = status_info(session, session.started_at);
-    info.insert("caller".into(), session.caller.as_str().into());
-    info.insert("called".into(), session.x_number.as_str().into());
-    json!({"eventType": "callin", "statusInfo": info})
+pub fn callin_event(session: &Session) -> CallEvent<'_> {
+    CallEvent { event_type: "callin", status_info: StatusInfo::new(session, session.started_at, first_leg(session)) }
 }
 
 /// `collectInfo` (AXE): the digits the caller keyed, on the first leg (caller → X).
-pub fn collect_info_event(session: &Session, digits: &str, time: i64) -> Value {
-    let mut info = status_info(session, time);
-    info.insert("caller".into(), session.caller.as_str().into());
-    info.insert("called".into(), session.x_number.as_str().into());
-    info.insert("digitInfo".into(), digits.into());
-    json!({"eventType": "collectInfo", "statusInfo": info})
+pub fn collect_info_event<'a>(session: &'a Session, digits: &'a str, time: i64) -> CallEvent<'a> {
+    let status_info = StatusInfo { digit_info: Some(digits), ..StatusInfo::new(session, time, first_leg(session)) };
+    CallEvent { event_type: "collectInfo", status_info }
 }
 
 /// `callout`, `alerting`, `answer` or `disconnect` of the forwarded leg.
-pub fn leg_event(session: &Session, event: &Event) -> Value {
-    let mut info = status_info(session, event.time);
+pub fn leg_event<'a>(session: &'a Session, event: &Event) -> CallEvent<'a> {
     // A call released at routing has no forwarded leg: its disconnect names the first leg.
-    match &session.callee {
-        Some(callee) => {
-            info.insert("caller".into(), session.x_number.as_str().into());
-            info.insert("called".into(), callee.as_str().into());
-        }
-        None => {
-            info.insert("caller".into(), session.caller.as_str().into());
-            info.insert("called".into(), session.x_number.as_str().into());
-        }
-    }
+    let leg = match &session.callee {
+        Some(callee) => (session.x_number.as_str(), callee.as_str()),
+        None => first_leg(session),
+    };
+    let mut info = StatusInfo::new(session, event.time, leg);
     if event.kind == EventKind::Disconnect {
         let code = event.state_code.unwrap_or(state::NORMAL);
-        info.insert("stateCode".into(), code.into());
-        info.insert("stateDesc".into(), state::describe(code).unwrap_or("").into());
-        if let Some(side) = event.release_side.as_deref() {
-            let direction = match side {
-                "caller" => Some(1),
-                "callee" => Some(2),
-                _ => None,
-            };
-            if let Some(direction) = direction {
-                info.insert("callRelDirection".into(), direction.into());
-            }
-        }
+        info.state_code = Some(code);
+        info.state_desc = Some(state::describe(code).unwrap_or(""));
+        info.call_rel_direction = match event.release_side.as_deref() {
+            Some("caller") => Some(1),
+            Some("callee") => Some(2),
+            _ => None,
+        };
     }
-    let kind = match event.kind {
+    let event_type = match event.kind {
         EventKind::Callout => "callout",
         EventKind::Alerting => "alerting",
         EventKind::Answer => "answer",
         EventKind::Disconnect => "disconnect",
     };
-    json!({"eventType": kind, "statusInfo": info})
+    CallEvent { event_type, status_info: info }
+}
+
+/// The CDR of an ended call: one `feeLst` item (also the switch's `GET …/cdr` answer).
+#[derive(Debug, Serialize)]
+pub struct Cdr<'a> {
+    #[serde(rename = "appKey")]
+    pub app_key: &'a str,
+    #[serde(rename = "bindNum")]
+    pub bind_num: &'a str,
+    #[serde(rename = "callEndTime")]
+    pub call_end_time: String,
+    #[serde(rename = "callInTime")]
+    pub call_in_time: String,
+    #[serde(rename = "calleeNum")]
+    pub callee_num: &'a str,
+    #[serde(rename = "callerNum")]
+    pub caller_num: &'a str,
+    /// Why privnum ended the call itself (a stale session).
+    #[serde(rename = "closedBy", skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<&'a str>,
+    pub direction: u8,
+    #[serde(rename = "extendNum", skip_serializing_if = "Option::is_none")]
+    pub extend_num: Option<&'a str>,
+    #[serde(rename = "failTime")]
+    pub fail_time: String,
+    #[serde(rename = "fwdAlertingTime")]
+    pub fwd_alerting_time: String,
+    #[serde(rename = "fwdAnswerTime")]
+    pub fwd_answer_time: String,
+    #[serde(rename = "fwdDisplayNum")]
+    pub fwd_display_num: &'a str,
+    #[serde(rename = "fwdDstNum")]
+    pub fwd_dst_num: &'a str,
+    #[serde(rename = "fwdStartTime")]
+    pub fwd_start_time: String,
+    #[serde(rename = "fwdUnaswRsn")]
+    pub fwd_unasw_rsn: u32,
+    #[serde(rename = "hostName")]
+    pub host_name: &'a str,
+    pub icid: &'a str,
+    #[serde(rename = "recordBucketName", skip_serializing_if = "Option::is_none")]
+    pub record_bucket_name: Option<&'a str>,
+    #[serde(rename = "recordDomain", skip_serializing_if = "Option::is_none")]
+    pub record_domain: Option<&'a str>,
+    #[serde(rename = "recordFlag")]
+    pub record_flag: u8,
+    #[serde(rename = "recordObjectName", skip_serializing_if = "Option::is_none")]
+    pub record_object_name: Option<&'a str>,
+    #[serde(rename = "recordStartTime", skip_serializing_if = "Option::is_none")]
+    pub record_start_time: Option<&'a str>,
+    #[serde(rename = "scriptVersion", skip_serializing_if = "Option::is_none")]
+    pub script_version: Option<&'a str>,
+    #[serde(rename = "serviceType")]
+    pub service_type: &'static str,
+    #[serde(rename = "sessionId")]
+    pub session_id: &'a str,
+    #[serde(rename = "sipStatusCode")]
+    pub sip_status_code: u32,
+    #[serde(rename = "spId")]
+    pub sp_id: &'static str,
+    #[serde(rename = "subscriptionId")]
+    pub subscription_id: &'a str,
+    #[serde(rename = "ulFailReason")]
+    pub ul_fail_reason: StateCode,
+    #[serde(rename = "userData", skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<&'a str>,
 }
 
 /// The CDR (`feeLst` item) of an ended call. `closed_by` explains an end privnum decided itself.
-pub fn cdr(session: &Session, host_name: &str, closed_by: Option<&str>) -> Value {
+pub fn cdr<'a>(session: &'a Session, host_name: &'a str, closed_by: Option<&'a str>) -> Cdr<'a> {
     let at = |kind| session.events.iter().find(|event| event.kind == kind).map(|event| event.time);
     let end = session.events.iter().find(|event| event.kind == EventKind::Disconnect);
     let end_time = end.map_or(session.last_seen.max(session.started_at), |event| event.time);
@@ -96,57 +192,112 @@ pub fn cdr(session: &Session, host_name: &str, closed_by: Option<&str>) -> Value
     let answered = at(EventKind::Answer);
     // AXB: 1 = A called X (to B), 0 = B called X (to A), 2 = no binding (abnormal).
     // AX and AXE: 1 = A called out through X, 0 = someone called X (to A), 2 = no binding.
-    let direction = match (&session.binding_caller_num, session.decision.action) {
-        (Some(a), _) if *a == session.caller => 1,
-        (Some(_), _) => 0,
-        (None, _) => 2,
+    let direction = match &session.binding_caller_num {
+        Some(a) if *a == session.caller => 1,
+        Some(_) => 0,
+        None => 2,
     };
-    let time = |t: Option<i64>| t.map_or(Value::from(""), |t| reference_time(t).into());
-    let mut fields = Map::new();
-    let mut put = |name: &str, value: Value| {
-        fields.insert(name.to_owned(), value);
-    };
-    put("direction", direction.into());
-    put("spId", "".into());
-    put("appKey", session.app_key.clone().unwrap_or_default().into());
-    put("icid", session.icid.as_str().into());
-    put("bindNum", session.x_number.as_str().into());
-    put("sessionId", session.session_id.as_str().into());
-    put("subscriptionId", session.subscription_id.clone().unwrap_or_default().into());
-    put("callerNum", session.caller.as_str().into());
-    put("calleeNum", session.x_number.as_str().into());
+    let time = |t: Option<i64>| t.map_or_else(String::new, reference_time);
     let connected = session.decision.action == Action::Connect;
-    put("fwdDisplayNum", if connected { session.x_number.as_str().into() } else { "".into() });
-    put("fwdDstNum", session.callee.clone().unwrap_or_default().into());
-    put("callInTime", reference_time(session.started_at).into());
-    put("fwdStartTime", time(at(EventKind::Callout)));
-    put("fwdAlertingTime", time(at(EventKind::Alerting)));
-    put("fwdAnswerTime", time(answered));
-    put("callEndTime", reference_time(end_time).into());
-    put("fwdUnaswRsn", end.and_then(|event| event.q850).unwrap_or(0).into());
-    put("failTime", if answered.is_some() { "".into() } else { reference_time(end_time).into() });
-    put("ulFailReason", state_code.into());
-    put("sipStatusCode", end.and_then(|event| event.sip_status).unwrap_or(0).into());
-    put("recordFlag", u8::from(session.recording.is_some()).into());
-    if let Some(recording) = &session.recording {
-        put("recordStartTime", recording.start_time.as_str().into());
-        put("recordObjectName", recording.object_name.as_str().into());
-        put("recordBucketName", "".into());
-        put("recordDomain", "".into());
+    let recording = session.recording.as_ref();
+    Cdr {
+        app_key: session.app_key.as_deref().unwrap_or_default(),
+        bind_num: &session.x_number,
+        call_end_time: reference_time(end_time),
+        call_in_time: reference_time(session.started_at),
+        callee_num: &session.x_number,
+        caller_num: &session.caller,
+        closed_by,
+        direction,
+        extend_num: session.extend_num.as_deref(),
+        fail_time: if answered.is_some() { String::new() } else { reference_time(end_time) },
+        fwd_alerting_time: time(at(EventKind::Alerting)),
+        fwd_answer_time: time(answered),
+        fwd_display_num: if connected { &session.x_number } else { "" },
+        fwd_dst_num: session.callee.as_deref().unwrap_or_default(),
+        fwd_start_time: time(at(EventKind::Callout)),
+        fwd_unasw_rsn: end.and_then(|event| event.q850).unwrap_or(0),
+        host_name,
+        icid: &session.icid,
+        record_bucket_name: recording.map(|_| ""),
+        record_domain: recording.map(|_| ""),
+        record_flag: u8::from(recording.is_some()),
+        record_object_name: recording.map(|recording| recording.object_name.as_str()),
+        record_start_time: recording.map(|recording| recording.start_time.as_str()),
+        script_version: session.script_version.as_deref(),
+        service_type: service_type(session.mode),
+        session_id: &session.session_id,
+        sip_status_code: end.and_then(|event| event.sip_status).unwrap_or(0),
+        sp_id: "",
+        subscription_id: session.subscription_id.as_deref().unwrap_or_default(),
+        ul_fail_reason: state_code,
+        user_data: session.user_data.as_deref(),
     }
-    put("serviceType", service_type(session.mode).into());
-    put("hostName", host_name.into());
-    if let Some(data) = &session.user_data {
-        put("userData", data.as_str().into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::session::Recording;
+    use crate::domain::Decision;
+
+    fn ended_session() -> Session {
+        let event =
+            |kind, time| Event { kind, time, release_side: None, state_code: None, q850: None, sip_status: None };
+        Session {
+            session_id: "s-1".into(),
+            icid: "icid-1".into(),
+            app_key: Some("app".into()),
+            mode: Some(Mode::Axe),
+            caller: "+8613800000001".into(),
+            x_number: "+8617000000001".into(),
+            callee: Some("+8613900000002".into()),
+            subscription_id: Some("sub-1".into()),
+            binding_caller_num: Some("+8613800000001".into()),
+            user_data: Some("order".into()),
+            extend_num: Some("1234".into()),
+            recording: Some(Recording { object_name: "rec.wav".into(), start_time: "2026-01-02 03:04:05".into() }),
+            decision: Decision::connect("+8613900000002"),
+            script_version: Some("v1".into()),
+            started_at: 1_700_000_000,
+            events: vec![
+                event(EventKind::Callout, 1_700_000_001),
+                event(EventKind::Answer, 1_700_000_003),
+                Event {
+                    release_side: Some("callee".into()),
+                    state_code: Some(state::NORMAL),
+                    q850: Some(16),
+                    sip_status: Some(200),
+                    ..event(EventKind::Disconnect, 1_700_000_060)
+                },
+            ],
+            last_seen: 1_700_000_060,
+            ended_at: Some(1_700_000_060),
+        }
     }
-    if let Some(extend_num) = &session.extend_num {
-        put("extendNum", extend_num.as_str().into());
+
+    /// The bytes a value had when it was built as a map: serde_json's maps sort their keys.
+    fn as_sorted_map(value: &impl Serialize) -> String {
+        serde_json::to_string(&serde_json::to_value(value).unwrap()).unwrap()
     }
-    if let Some(version) = &session.script_version {
-        put("scriptVersion", version.as_str().into());
+
+    #[test]
+    fn every_shape_encodes_as_the_sorted_maps_customers_always_received() {
+        let session = ended_session();
+        let disconnect = session.events.last().unwrap().clone();
+        let shapes = [
+            serde_json::to_string(&callin_event(&session)).unwrap(),
+            serde_json::to_string(&collect_info_event(&session, "1234", 1_700_000_000)).unwrap(),
+            serde_json::to_string(&leg_event(&session, &disconnect)).unwrap(),
+            serde_json::to_string(&cdr(&session, "node-1", Some("closed"))).unwrap(),
+        ];
+        let maps = [
+            as_sorted_map(&callin_event(&session)),
+            as_sorted_map(&collect_info_event(&session, "1234", 1_700_000_000)),
+            as_sorted_map(&leg_event(&session, &disconnect)),
+            as_sorted_map(&cdr(&session, "node-1", Some("closed"))),
+        ];
+        assert_eq!(shapes, maps);
+        assert!(shapes[2].contains(r#""callRelDirection":2,"called":"+8613900000002","caller":"+8617000000001""#));
     }
-    if let Some(reason) = closed_by {
-        put("closedBy", reason.into());
-    }
-    Value::Object(fields)
 }

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Decision;
+use super::route::Routed;
+use crate::domain::{Action, Decision};
 
 /// What the switch reports after the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +82,24 @@ pub const MAX_EVENTS: usize = 32;
 impl Session {
     /// Waiting for the caller's digits (an AXE collect that has not ended).
     pub fn is_collecting(&self) -> bool {
-        self.decision.action == crate::domain::Action::Collect && self.ended_at.is_none()
+        self.decision.action == Action::Collect && self.ended_at.is_none()
+    }
+
+    /// Takes the decision a call was routed to, at `now`: who it connects to, under which binding,
+    /// with which `userData`, decided by which script version. A release ends the call here.
+    /// The one place a decision changes a session (the callin's, and an AXE call's digits').
+    pub fn take_decision(&mut self, routed: &Routed, now: i64) {
+        let released = routed.decision.action == Action::Release;
+        self.last_seen = now;
+        self.callee = routed.decision.callee.clone().filter(|_| !released);
+        self.subscription_id = routed.binding.as_ref().map(|b| b.subscription_id().to_owned());
+        self.binding_caller_num = routed.binding.as_ref().map(|b| b.a_number().to_owned());
+        self.user_data.clone_from(&routed.user_data);
+        self.script_version.clone_from(&routed.script_version);
+        self.decision = routed.decision.clone();
+        if released {
+            self.ended_at = Some(now);
+        }
     }
 
     /// Applies a reported event at `now` (privnum's clock). Returns whether the event was kept

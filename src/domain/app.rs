@@ -57,14 +57,68 @@ pub fn check_app_key(app_key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The app settings that name a tone (the app's own recording notice, close hint and extension
+/// prompt). A call plays one only once its tone is approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppToneSetting {
+    RecordHint,
+    CloseHint,
+    ExtensionPrompt,
+}
+
+impl AppToneSetting {
+    pub const ALL: [AppToneSetting; 3] =
+        [AppToneSetting::RecordHint, AppToneSetting::CloseHint, AppToneSetting::ExtensionPrompt];
+
+    /// The setting's name in `privnum.toml` and the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppToneSetting::RecordHint => "record_hint_tone",
+            AppToneSetting::CloseHint => "close_hint_tone",
+            AppToneSetting::ExtensionPrompt => "extension_prompt",
+        }
+    }
+
+    pub fn of(self, app: &App) -> &str {
+        match self {
+            AppToneSetting::RecordHint => &app.record_hint_tone,
+            AppToneSetting::CloseHint => &app.close_hint_tone,
+            AppToneSetting::ExtensionPrompt => &app.extension_prompt,
+        }
+    }
+
+    pub fn of_mut(self, app: &mut App) -> &mut String {
+        match self {
+            AppToneSetting::RecordHint => &mut app.record_hint_tone,
+            AppToneSetting::CloseHint => &mut app.close_hint_tone,
+            AppToneSetting::ExtensionPrompt => &mut app.extension_prompt,
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::{App, Mode};
 
-    /// An app with recording on and every other setting at its default.
+    /// An app with recording on and every other setting empty (four-digit extensions).
     pub(crate) fn app(app_key: &str, mode: Mode) -> App {
-        let (mut app, _) = crate::config::AppConfig::new(app_key, "", mode).into_parts();
-        app.recording = true;
-        app
+        App {
+            app_key: app_key.to_owned(),
+            app_secret: String::new(),
+            mode,
+            scenario: String::new(),
+            recording: true,
+            record_hint_tone: String::new(),
+            close_hint_tone: String::new(),
+            extension_digits: 4,
+            extension_prompt: String::new(),
+            sms: false,
+            sms_scenario: String::new(),
+            call_event_url: String::new(),
+            cdr_url: String::new(),
+            sms_url: String::new(),
+            sms_control_url: String::new(),
+            callin_url: String::new(),
+        }
     }
 }

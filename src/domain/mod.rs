@@ -20,7 +20,7 @@ pub mod state;
 pub mod time;
 pub mod tone;
 
-pub use app::{App, Mode};
+pub use app::{App, AppToneSetting, Mode};
 pub use ax::AxBinding;
 pub use axb::AxbBinding;
 pub use axe::AxeBinding;

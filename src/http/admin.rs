@@ -61,13 +61,13 @@ async fn pushes_redeliver(
     State(state): State<AppState>,
     PathParams(id): PathParams<u64>,
 ) -> Result<Response, AppError> {
-    let revived = state.store.calls().revive(id, state.ledger.pusher.now_ms()).await?;
+    let revived = state.store.calls().revive(id, state.switchboard.pusher().now_ms()).await?;
     let Some(push) = revived else {
         return Err(admin_error(Rejection::NotFound { what: format!("dead push {id}") }));
     };
     // The lane is in the call log, the dead letter it leaves in sled.
     state.store.durable().await?;
-    state.ledger.pusher.wake(&push.app_key, push.lane);
+    state.switchboard.pusher().wake(&push.app_key, push.lane);
     tracing::info!(old_id = id, new_id = push.id, app_key = %push.app_key, "push put back for redelivery");
     Ok(success(one("id", push.id.into())))
 }

@@ -7,21 +7,23 @@
 //! base64url(HMAC-SHA256(app secret, "{recordDomain}/{fileName}\n{expires}")) and `expires` is Unix
 //! seconds three days ahead: the storage in front of the recordings checks both. Only recordings
 //! that the switch reported for one of the app's calls get a link.
-
-use std::time::Duration;
+//!
+//! Both go through `calls::Switchboard` (which calls are live, which app a recording is of);
+//! this file parses the requests and signs the link.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Map};
+use serde_json::Map;
 use sha2::Sha256;
 
 use super::auth::Authenticated;
 use super::error::{success, AppError};
 use super::request::{query_object, JsonBody};
 use super::AppState;
+use crate::calls::switchboard::StopError;
 use crate::domain::{codes, Fields};
 
 pub const STOP_PATH: &str = "/rest/httpsessions/callStop/v2.0";
@@ -29,9 +31,6 @@ pub const RECORD_PATH: &str = "/rest/provision/voice/record/v1.0";
 
 /// How long a recording link works (the reference's three days).
 const RECORD_LINK_SECS: i64 = 3 * 24 * 3600;
-
-/// How long the switch may take to accept a stop.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn calls_stop(
     State(state): State<AppState>,
@@ -46,34 +45,21 @@ pub async fn calls_stop(
             return Err(AppError::invalid("signal", format!("must be \"call_stop\", not {signal:?}")));
         }
     }
-    let live = state
-        .ledger
-        .sessions
-        .get(session_id)
-        .filter(|session| session.app_key.as_deref() == Some(&auth.app.app_key) && session.ended_at.is_none());
-    if live.is_none() {
-        return Err(AppError::invalid(
+    match state.switchboard.stop(&auth.app.app_key, session_id).await {
+        Ok(()) => Ok(success(Map::new())),
+        Err(StopError::NotLive(session_id)) => Err(AppError::invalid(
             "sessionid",
             format!("{session_id} is not a call of this app that is still going on"),
-        ));
+        )),
+        Err(StopError::NotConfigured) => {
+            tracing::error!("a call stop was asked for, but switch_control_url is not configured");
+            Err(AppError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL_ERROR, "Internal system error."))
+        }
+        Err(StopError::Refused(reason)) => {
+            tracing::error!(reason, "the switch did not accept a call stop");
+            Err(AppError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL_ERROR, "Internal system error."))
+        }
     }
-    let url = &state.config.switch_control_url;
-    if url.is_empty() {
-        tracing::error!("a call stop was asked for, but switch_control_url is not configured");
-        return Err(AppError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL_ERROR, "Internal system error."));
-    }
-    let stop = json!({"sessionId": session_id, "command": "stop"});
-    let sent = state.ledger.pusher.http().post(url).timeout(STOP_TIMEOUT).json(&stop).send().await;
-    match sent {
-        Ok(response) if response.status().is_success() => Ok(success(Map::new())),
-        Ok(response) => Err(switch_failed(&format!("HTTP {}", response.status()))),
-        Err(err) => Err(switch_failed(&err.to_string())),
-    }
-}
-
-fn switch_failed(reason: &str) -> AppError {
-    tracing::error!(reason, "the switch did not accept a call stop");
-    AppError::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL_ERROR, "Internal system error.")
 }
 
 /// The signature of a recording link.
@@ -100,7 +86,7 @@ pub async fn record_link(
     }
     // Only a recording that one of this app's calls reported: a signed link to another app's
     // recording would hand it over.
-    if state.store.calls().recording_owner(file_name)?.as_deref() != Some(auth.app.app_key.as_str()) {
+    if state.switchboard.recording_owner(file_name)?.as_deref() != Some(auth.app.app_key.as_str()) {
         return Err(AppError::invalid("fileName", format!("{file_name} is not a recording of this app's calls")));
     }
     let expires = state.clock.now() + RECORD_LINK_SECS;

@@ -27,13 +27,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::calls::ledger::Ledger;
+use crate::calls::Switchboard;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::codes;
 use crate::script::ScriptHost;
 use crate::store::Store;
-use crate::telemetry::{Metrics, RequestAnswered};
+use crate::telemetry::{self, Metrics, RequestAnswered};
 use auth::{AxApi, AxbApi, AxeApi};
 use error::{Answered, AppError};
 
@@ -45,7 +45,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub scripts: Arc<ScriptHost>,
-    pub ledger: Ledger,
+    /// The call flow (the switch adapter, call controls).
+    pub switchboard: Switchboard,
 }
 
 impl AppState {
@@ -125,13 +126,30 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     let scripts = state.scripts.status();
-    text.push_str(&crate::telemetry::render_scripts(&scripts));
-    text.push_str(&crate::telemetry::render_flushes(&state.store.flush_stats()));
-    text.push_str(&crate::telemetry::render_call_log(&state.store.call_log_stats()));
+    let scripts = telemetry::ScriptCounters {
+        active: scripts.active,
+        reloads: scripts.reloads,
+        rejected: scripts.rejected,
+        runtime_errors: scripts.runtime_errors,
+        last_reload_failed: scripts.last_error.is_some(),
+    };
+    text.push_str(&telemetry::render_scripts(&scripts));
+    let flushes = state.store.flush_stats();
+    let flushes =
+        telemetry::FlushCounters { waits: flushes.waits, flushes: flushes.flushes, flush_micros: flushes.flush_micros };
+    text.push_str(&telemetry::render_flushes(&flushes));
+    let log = state.store.call_log_stats();
+    let log = telemetry::CallLogCounters {
+        file_bytes: log.file_bytes,
+        live_bytes: log.live_bytes,
+        compactions: log.compactions,
+        compaction_micros: log.compaction_micros,
+    };
+    text.push_str(&telemetry::render_call_log(&log));
     text.push_str(&format!(
         "# HELP privnum_sessions Calls in memory: under way, or ended less than a minute ago.\n\
          # TYPE privnum_sessions gauge\nprivnum_sessions {}\n",
-        state.ledger.sessions.len()
+        state.switchboard.sessions().len()
     ));
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }

@@ -12,6 +12,10 @@
 //!
 //! Errors use the provisioning envelope: 400 for a bad body, 401 for a bad token, 404 for an
 //! unknown session, 409 for a sessionId that is already in use.
+//!
+//! Handlers here only parse and check requests (every 400 is decided here) and serialize what
+//! `calls::Switchboard` answers, after the durability it asks for; the call's flow is the
+//! switchboard's.
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -20,20 +24,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::auth::has_bearer;
 use super::error::AppError;
 use super::request::{describe_json_error, read_body, PathParams};
 use super::AppState;
-use crate::calls::ledger::DigitsOutcome;
-use crate::calls::route::{decide_callin, decide_digits, state_code_for_release, CallIn, Routed};
-use crate::calls::session::{Event, EventKind, Recording, Session};
+use crate::calls::session::{EventKind, Recording};
+use crate::calls::switchboard::{CallReport, EventReport, ReleaseSide, SwitchError};
+use crate::calls::{Answered, Durability};
+use crate::domain::codes;
 use crate::domain::number::check_e164;
-use crate::domain::{codes, Action};
-use crate::script::api::Release;
-use crate::telemetry::CallinDecided;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -92,12 +94,12 @@ struct CallRequest {
     time: Option<String>,
 }
 
-/// An RFC 3339 time, or now when absent.
-fn parse_time(field: &str, time: Option<&str>, now: i64) -> Result<i64, AppError> {
+/// An RFC 3339 time, if one was sent.
+fn parse_time(field: &str, time: Option<&str>) -> Result<Option<i64>, AppError> {
     match time {
-        None => Ok(now),
+        None => Ok(None),
         Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp())
+            .map(|t| Some(t.timestamp()))
             .map_err(|_| bad_request(field, format!("{text:?} must be an RFC 3339 time such as 2026-01-02T03:04:05Z"))),
     }
 }
@@ -111,99 +113,40 @@ async fn calls_create(
     if request.caller.is_empty() || request.caller.len() > 32 {
         return Err(bad_request("caller", "must be 1 to 32 characters"));
     }
-    let session_id = match request.session_id {
-        Some(id) if id.is_empty() || id.len() > 256 => {
-            return Err(bad_request("sessionId", "must be 1 to 256 characters"))
-        }
-        Some(id) => id,
-        None => uuid::Uuid::new_v4().simple().to_string(),
-    };
-    let now = state.clock.now();
-    let time = parse_time("time", request.time.as_deref(), now)?;
-    let call = CallIn { session_id, caller: request.caller, called: request.called, time };
-    let routed = decide_callin(&state.store, &state.scripts, &state.metrics, &call, now)?;
-    CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&state.metrics);
-    let answer = decision_json(&call.session_id, &call.called, &routed);
-    let released = routed.decision.action == Action::Release;
-    let session = Session {
-        session_id: call.session_id,
-        icid: uuid::Uuid::new_v4().simple().to_string(),
-        app_key: routed.app.as_ref().map(|app| app.app_key.clone()),
-        mode: routed.app.as_ref().map(|app| app.mode),
-        caller: call.caller,
-        x_number: call.called,
-        callee: routed.decision.callee.clone().filter(|_| !released),
-        subscription_id: routed.binding.as_ref().map(|b| b.subscription_id().to_owned()),
-        binding_caller_num: routed.binding.as_ref().map(|b| b.a_number().to_owned()),
-        user_data: routed.user_data.clone(),
-        extend_num: None,
-        recording: None,
-        decision: routed.decision,
-        script_version: routed.script_version,
-        started_at: time,
-        events: Vec::new(),
-        last_seen: now,
-        ended_at: released.then_some(now),
-    };
-    // A connected call's save is only queued, so it opens right here; a released call's save is
-    // waited for, on a blocking thread.
-    let opened = if released {
-        let ledger = state.ledger.clone();
-        tokio::task::spawn_blocking(move || ledger.open(session)).await.map_err(|err| AppError::internal(&err))??
-    } else {
-        state.ledger.open(session)?
-    };
-    if !opened {
-        return Err(AppError::new(
-            StatusCode::CONFLICT,
-            codes::INVALID_REQUEST,
-            "Invalid request.sessionId is already in use",
-        ));
+    if request.session_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 256) {
+        return Err(bad_request("sessionId", "must be 1 to 256 characters"));
     }
-    // A call released at routing has its CDR now: it is on disk before the answer. A connect is
-    // answered at once (the switch is waiting to ring); its session and callin push are applied
-    // by the store's committer right after, and durable with the next flush (README, "Durability").
-    if released {
-        state.store.calls().durable().await?;
-    }
-    Ok(Json(answer).into_response())
+    let time = parse_time("time", request.time.as_deref())?;
+    let report = CallReport { caller: request.caller, called: request.called, session_id: request.session_id, time };
+    let answered = state.switchboard.callin(report).await.map_err(switch_error)?;
+    answer(&state, answered).await
 }
 
-/// The decision as the switch reads it (CONTRACT §4): camelCase, display always the X.
-fn decision_json(session_id: &str, x_number: &str, routed: &Routed) -> Value {
-    let decision = &routed.decision;
-    let mut fields = Map::new();
-    fields.insert("sessionId".into(), session_id.into());
-    fields.insert("action".into(), decision.action.as_str().into());
-    let mut put = |name: &str, value: Option<Value>| {
-        if let Some(value) = value {
-            fields.insert(name.to_owned(), value);
-        }
-    };
-    match decision.action {
-        Action::Connect => {
-            put("callee", decision.callee.clone().map(Value::from));
-            put("display", Some(x_number.into()));
-            put("subscriptionId", routed.binding.as_ref().map(|b| b.subscription_id().into()));
-            put("userData", routed.user_data.clone().map(Value::from));
-            put("record", Some(decision.record.into()));
-            put("recordHintTone", decision.record_hint_tone.clone().map(Value::from));
-            put("preVoice", decision.pre_voice.clone().map(Value::from));
-            put("waitVoice", decision.wait_voice.clone().map(Value::from));
-            put("maxDuration", Some(decision.max_duration.into()));
-            put("lastMinVoice", decision.last_min_voice.clone().filter(|_| decision.max_duration > 0).map(Value::from));
-        }
-        Action::Release => {
-            put("stateCode", decision.state_code.map(Value::from));
-            put("tone", decision.tone.clone().map(Value::from));
-        }
-        Action::Collect => {
-            put("prompt", decision.prompt.clone().map(Value::from));
-            put("maxDigits", Some(decision.max_digits.into()));
-            put("timeoutMs", Some(decision.timeout_ms.into()));
-        }
+/// Sends an answer once its change is as durable as the switchboard asked.
+async fn answer<T: Serialize>(state: &AppState, answered: Answered<T>) -> Result<Response, AppError> {
+    match answered.durability {
+        Durability::None => {}
+        Durability::Calls => state.store.calls().durable().await?,
+        Durability::All => state.store.durable().await?,
     }
-    Value::Object(fields)
+    Ok(Json(answered.answer).into_response())
+}
+
+fn switch_error(err: SwitchError) -> AppError {
+    match err {
+        SwitchError::UnknownSession(session_id) => unknown_session(&session_id),
+        SwitchError::SessionInUse(_) => {
+            AppError::new(StatusCode::CONFLICT, codes::INVALID_REQUEST, "Invalid request.sessionId is already in use")
+        }
+        SwitchError::NotCollecting(session_id) => not_collecting(&session_id),
+        SwitchError::NotEnded(session_id) => AppError::new(
+            StatusCode::CONFLICT,
+            codes::INVALID_REQUEST,
+            format!("Invalid request.session {session_id} has not ended"),
+        ),
+        SwitchError::Store(err) => err.into(),
+        SwitchError::Task(err) => AppError::internal(&err),
+    }
 }
 
 fn unknown_session(session_id: &str) -> AppError {
@@ -245,27 +188,8 @@ async fn calls_digits(
     }
     // An extension is the digits before the caller's closing '#'.
     let digits = digits.trim_end_matches('#').to_owned();
-    let session = state.ledger.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
-    if !session.is_collecting() {
-        return Err(not_collecting(&session_id));
-    }
-    let now = state.clock.now();
-    let routed = decide_digits(&state.store, &state.scripts, &state.metrics, &session, &digits, now)?;
-    CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&state.metrics);
-    let answer = decision_json(&session_id, &session.x_number, &routed);
-    let (ledger, id) = (state.ledger.clone(), session_id.clone());
-    let outcome = tokio::task::spawn_blocking(move || ledger.digits(&id, &digits, &routed, now))
-        .await
-        .map_err(|err| AppError::internal(&err))??;
-    match outcome {
-        DigitsOutcome::UnknownSession => return Err(unknown_session(&session_id)),
-        DigitsOutcome::NotCollecting => return Err(not_collecting(&session_id)),
-        DigitsOutcome::Recorded => {}
-    }
-    // The switch waited out a prompt already; the callback record or the CDR is on disk before
-    // the answer.
-    state.store.durable().await?;
-    Ok(Json(answer).into_response())
+    let answered = state.switchboard.digits(&session_id, digits).await.map_err(switch_error)?;
+    answer(&state, answered).await
 }
 
 #[derive(Deserialize)]
@@ -278,14 +202,6 @@ struct EventRequest {
     q850: Option<u32>,
     sip_status: Option<u32>,
     recording: Option<RecordingReport>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum ReleaseSide {
-    Caller,
-    Callee,
-    Platform,
 }
 
 #[derive(Deserialize)]
@@ -301,7 +217,7 @@ async fn calls_event(
     PathParams(session_id): PathParams<String>,
     Body(request): Body<EventRequest>,
 ) -> Result<Response, AppError> {
-    let time = parse_time("time", request.time.as_deref(), state.clock.now())?;
+    let time = parse_time("time", request.time.as_deref())?;
     if let Some(code) = request.state_code {
         if crate::domain::state::describe(code).is_none() {
             return Err(bad_request("stateCode", format!("{code} is not a reference state code (reference §14.1)")));
@@ -319,47 +235,17 @@ async fn calls_event(
         }
         None => None,
     };
-    let release_side = request.release_side.map(|side| match side {
-        ReleaseSide::Caller => "caller",
-        ReleaseSide::Callee => "callee",
-        ReleaseSide::Platform => "platform",
-    });
-    let mut state_code = request.state_code;
-    if request.event == EventKind::Disconnect && state_code.is_none() {
-        let (alerted, answered) =
-            state.ledger.sessions.progress(&session_id).ok_or_else(|| unknown_session(&session_id))?;
-        let release = Release {
-            q850: request.q850.map(i64::from),
-            sip_status: request.sip_status.map(i64::from),
-            release_side: release_side.unwrap_or_default().to_owned(),
-            alerted,
-            answered,
-            collecting: state.ledger.sessions.collecting(&session_id).unwrap_or(false),
-        };
-        state_code = Some(state_code_for_release(&state.scripts, release));
-    }
-    let event = Event {
+    let report = EventReport {
         kind: request.event,
         time,
-        release_side: release_side.map(str::to_owned),
-        state_code,
+        release_side: request.release_side,
+        state_code: request.state_code,
         q850: request.q850,
         sip_status: request.sip_status,
+        recording,
     };
-    let (ledger, now, id) = (state.ledger.clone(), state.clock.now(), session_id.clone());
-    let files_recording = recording.is_some();
-    let recorded = tokio::task::spawn_blocking(move || ledger.record(&id, event, recording, now))
-        .await
-        .map_err(|err| AppError::internal(&err))??;
-    recorded.ok_or_else(|| unknown_session(&session_id))?;
-    // The event is acknowledged only once its pushes are on disk (the call log), and the
-    // recording it files too (sled).
-    if files_recording {
-        state.store.durable().await?;
-    } else {
-        state.store.calls().durable().await?;
-    }
-    Ok(Json(json!({})).into_response())
+    let answered = state.switchboard.event(&session_id, report).await.map_err(switch_error)?;
+    answer(&state, answered).await
 }
 
 /// Answers with the JSON body it was sent: the switch's probe of the path (token, connection,
@@ -373,15 +259,8 @@ async fn calls_cdr(
     State(state): State<AppState>,
     PathParams(session_id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    let session = state.ledger.sessions.get(&session_id).ok_or_else(|| unknown_session(&session_id))?;
-    if session.ended_at.is_none() {
-        return Err(AppError::new(
-            StatusCode::CONFLICT,
-            codes::INVALID_REQUEST,
-            format!("Invalid request.session {session_id} has not ended"),
-        ));
-    }
-    Ok(Json(crate::calls::report::cdr(&session, &state.config.node_name, None)).into_response())
+    let answered = state.switchboard.cdr(&session_id).map_err(switch_error)?;
+    answer(&state, answered).await
 }
 
 /// A recording's start as the reference writes it (`yyyy-MM-dd HH:mm:ss` UTC), from RFC 3339 or

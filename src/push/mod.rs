@@ -5,12 +5,15 @@
 //! push waits for a retry, so one call's events never arrive out of order, and a slow or dead
 //! customer holds up only its own lanes. Routing never waits for a push: it only writes to the
 //! outbox and wakes the lane.
+//!
+//! A push's body is sent as the bytes stored with it: an event as it is, CDRs spliced into one
+//! `{"eventType":"fee","feeLst":[…]}` without decoding them (README, "What the customer
+//! receives").
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
 use crate::auth::{self, Scheme};
@@ -102,7 +105,7 @@ impl Pusher {
     }
 
     /// Waits until every lane has stopped (after `stop` changed). A push being sent gets
-    /// [`STOP_GRACE`] to finish; if it does not, it stays in the outbox and is sent again after
+    /// `STOP_GRACE` (2 s) to finish; if it does not, it stays in the outbox and is sent again after
     /// the restart.
     pub async fn stopped(&self) {
         let lanes = std::mem::take(&mut *self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
@@ -193,10 +196,8 @@ impl Pusher {
             return Err(retry(format!("app {app_key} has no {kind} URL")));
         }
         let body = match lane {
-            Lane::Events => batch.first().map(|push| push.body.clone()).unwrap_or(Value::Null),
-            Lane::Cdrs => {
-                json!({"eventType": "fee", "feeLst": batch.iter().map(|push| &push.body).collect::<Vec<_>>()})
-            }
+            Lane::Events => batch.first().map_or_else(|| "null".to_owned(), |push| push.body.get().to_owned()),
+            Lane::Cdrs => merged_cdrs(batch),
         };
         let signed = auth::sign(Scheme::Aksk, app_key, &app.app_secret, &auth::new_nonce(), chrono::Utc::now());
         let response = self
@@ -204,7 +205,8 @@ impl Pusher {
             .post(url)
             .header("Authorization", signed.authorization)
             .header(signed.token_name, signed.token)
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .map_err(|err| retry(format!("POST {url}: {err}")))?;
@@ -257,6 +259,22 @@ impl Pusher {
     }
 }
 
+/// One POST's body for a batch of CDRs: their stored bytes in a `feeLst`, in lane order.
+fn merged_cdrs(batch: &[Push]) -> String {
+    const OPEN: &str = r#"{"eventType":"fee","feeLst":["#;
+    let items: usize = batch.iter().map(|push| push.body.get().len() + 1).sum();
+    let mut body = String::with_capacity(OPEN.len() + items + 2);
+    body.push_str(OPEN);
+    for (index, push) in batch.iter().enumerate() {
+        if index > 0 {
+            body.push(',');
+        }
+        body.push_str(push.body.get());
+    }
+    body.push_str("]}");
+    body
+}
+
 /// Why a push was not acknowledged.
 struct Failure {
     reason: String,
@@ -271,4 +289,35 @@ enum Step {
     Idle,
     /// The oldest push is due at this instant (ms).
     WaitUntil(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged_cdrs;
+    use crate::store::outbox::{Lane, Push};
+
+    fn cdr(body: serde_json::Value) -> Push {
+        Push {
+            id: 1,
+            app_key: "app".into(),
+            lane: Lane::Cdrs,
+            body: serde_json::value::to_raw_value(&body).unwrap(),
+            attempts: 0,
+            created_at_ms: 0,
+            next_attempt_at_ms: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn merged_cdrs_are_the_fee_list_a_map_of_them_would_encode() {
+        let items = [serde_json::json!({"icid": "a", "direction": 1}), serde_json::json!({"icid": "b"})];
+        let batch: Vec<Push> = items.iter().cloned().map(cdr).collect();
+        let expected = serde_json::json!({"eventType": "fee", "feeLst": items}).to_string();
+        assert_eq!(merged_cdrs(&batch), expected);
+        assert_eq!(
+            merged_cdrs(&batch[..1]),
+            serde_json::json!({"eventType": "fee", "feeLst": [&items[0]]}).to_string()
+        );
+    }
 }

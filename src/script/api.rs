@@ -7,7 +7,7 @@
 //! is a pure function of its input and its test cases are plain data.
 //!
 //! Every mode's binding shows scripts the same getters for what all bindings have
-//! ([`ScriptBinding`]: `subscription_id`, `x_number`, `record`, `record_hint_tone`,
+//! (`ScriptBinding`: `subscription_id`, `x_number`, `record`, `record_hint_tone`,
 //! `user_data`); a mode registers only its own fields, in one function.
 
 use std::sync::Arc;

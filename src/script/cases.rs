@@ -17,8 +17,8 @@
 //! `modes/axe.rhai`). AX cases may give `temporary_callee`, AXE cases `callback` and
 //! `x_bindings` (default 1), and `on_digits` cases `call.digits`.
 //!
-//! Each mode's case binding is one type implementing [`CaseBinding`], listed once in
-//! [`MODE_SCRIPTS`] with the script that reads it.
+//! Each mode's case binding is one type implementing `CaseBinding`, listed once in
+//! `MODE_SCRIPTS` with the script that reads it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -26,7 +26,10 @@
 //!   the maps, synced, and renamed over the old one, so the file stays proportional to the calls
 //!   under way and their pending pushes;
 //! - a record is never empty: eight zero bytes (a length of 0, and the CRC of nothing, 0) are what
-//!   a file extended but never written holds, so replay treats them as a torn tail.
+//!   a file extended but never written holds, so replay treats them as a torn tail;
+//! - a log of an older version (2) is replayed, its pushes converted to today's layout, and
+//!   rewritten as a snapshot of this version (synced and renamed over it) before the store
+//!   serves, so records of two versions never share a file.
 //!
 //! Memory: everything live is held in the maps, so their size is the calls under way plus the
 //! pushes not yet delivered. While a customer's receiver is down, its pushes wait here for up to
@@ -48,9 +51,15 @@ use arc_swap::ArcSwap;
 
 use super::{Error, Op, T};
 
-/// The first bytes of a call log; the digit is the format's version. (Version 1, written only by
-/// development builds, kept dead letters and recordings too, under other tree codes.)
-const MAGIC: &[u8; 8] = b"PNCALLS2";
+/// The first bytes of a call log; the digit is the format's version. Version 3 keeps each push
+/// in the outbox's layout 2 (its body as the bytes delivery sends, `outbox.rs`). (Version 1,
+/// written only by development builds, kept dead letters and recordings too, under other tree
+/// codes.)
+const MAGIC: &[u8; 8] = b"PNCALLS3";
+
+/// The header of version 2, whose records are framed as today's but hold pushes as one JSON
+/// object each: opening one rewrites it as version 3 before anything is appended.
+const MAGIC_V2: &[u8; 8] = b"PNCALLS2";
 
 /// The file's name in the store's directory.
 pub(crate) const FILE_NAME: &str = "calls.log";
@@ -155,13 +164,14 @@ impl CallLog {
         let io = |source| Error::Io { path: path.clone(), source };
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         let mut maps = Maps::default();
+        let mut migrate = false;
         let len = if file.metadata().map_err(io)?.len() == 0 {
             file.write_all_at(MAGIC, 0).map_err(io)?;
             file.sync_all().map_err(io)?;
             File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
             MAGIC.len() as u64
         } else {
-            let (end, torn) = replay(&file, &path, &mut maps)?;
+            let (end, torn, version) = replay(&file, &path, &mut maps)?;
             if torn > 0 {
                 tracing::warn!(
                     path = %path.display(),
@@ -172,11 +182,15 @@ impl CallLog {
                 file.set_len(end).map_err(io)?;
                 file.sync_all().map_err(io)?;
             }
+            if version == 2 {
+                upgrade_pushes(&mut maps).map_err(|reason| corrupt(&path, 0, &reason))?;
+                migrate = true;
+            }
             end
         };
         let file = Arc::new(file);
         let compact_at = compact_threshold(maps.live_bytes);
-        Ok(CallLog {
+        let log = CallLog {
             path,
             dir: dir.to_owned(),
             maps: RwLock::new(maps),
@@ -188,7 +202,29 @@ impl CallLog {
             appended: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             dir_unsynced: AtomicBool::new(false),
-        })
+        };
+        if migrate {
+            log.rewrite_as_current()?;
+        }
+        Ok(log)
+    }
+
+    /// Rewrites a log opened at an older version as a snapshot of this one. Unlike a compaction,
+    /// a failure is an error: appending to the old file would mix two versions in it.
+    fn rewrite_as_current(&self) -> Result<(), Error> {
+        let temporary = self.dir.join(format!("{FILE_NAME}.compact"));
+        let io = |source| Error::Io { path: temporary.clone(), source };
+        let (file, len) = self.write_snapshot(&temporary).map_err(io)?;
+        File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(io)?;
+        let mut writer = self.lock_writer();
+        let file = Arc::new(file);
+        writer.file = file.clone();
+        writer.len = len;
+        writer.compact_at = compact_threshold(len);
+        self.current.store(file);
+        self.file_bytes.store(len, Ordering::Relaxed);
+        tracing::info!(path = %self.path.display(), bytes = len, "the call log was rewritten from version 2 to version 3");
+        Ok(())
     }
 
     fn read_maps(&self) -> RwLockReadGuard<'_, Maps> {
@@ -414,16 +450,23 @@ fn flush_snapshot_record(
     Ok(record.len() as u64)
 }
 
-/// Applies every whole record of `file` to `maps`. Returns where the whole records end and how
-/// many bytes follow them (a torn record).
-fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64), Error> {
+/// Applies every whole record of `file` to `maps`. Returns where the whole records end, how
+/// many bytes follow them (a torn record), and the file's version (2 or 3).
+fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64, u8), Error> {
     let io = |source| Error::Io { path: path.to_owned(), source };
     let total = file.metadata().map_err(io)?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0; 8];
-    if total < MAGIC.len() as u64 || reader.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        return Err(corrupt(path, 0, "it does not start with a call log's header (PNCALLS2)"));
-    }
+    let readable = total >= MAGIC.len() as u64 && reader.read_exact(&mut magic).is_ok();
+    let version = match &magic {
+        _ if !readable => None,
+        magic if magic == MAGIC => Some(3),
+        magic if magic == MAGIC_V2 => Some(2),
+        _ => None,
+    };
+    let Some(version) = version else {
+        return Err(corrupt(path, 0, "it does not start with a call log's header (PNCALLS3, or PNCALLS2)"));
+    };
     let mut end = MAGIC.len() as u64;
     let mut payload = Vec::new();
     loop {
@@ -442,7 +485,20 @@ fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64), Error
         apply_payload(&payload, maps).map_err(|reason| corrupt(path, end, &reason))?;
         end += 8 + u64::from(len);
     }
-    Ok((end, total - end))
+    Ok((end, total - end, version))
+}
+
+/// Converts every push of a version-2 log to today's layout, in memory (the rewrite follows).
+fn upgrade_pushes(maps: &mut Maps) -> Result<(), String> {
+    let Some(outbox) = code(T::Outbox) else { return Ok(()) };
+    let upgraded = maps.trees[outbox]
+        .iter()
+        .map(|(key, value)| super::outbox::upgrade_push_record(key, value).map(|value| (key.clone(), value)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in upgraded {
+        maps.apply(outbox, &key, Some(&value));
+    }
+    Ok(())
 }
 
 fn corrupt(path: &Path, offset: u64, reason: &str) -> Error {

@@ -9,10 +9,14 @@
 //! Waiting pushes are in the call log (`calllog.rs`); dead letters, which can stay for days, are
 //! in sled. A move between the two writes the destination and waits for it to be on disk before
 //! it removes the source, so a failure or crash may leave a push in both, never in neither.
+//!
+//! A push's body is encoded once, when the push is made, and kept as the bytes delivery sends:
+//! its record (layout 2) holds a small JSON header and then the body verbatim, so reading a lane
+//! does not decode the bodies, and delivery sends (or, for CDRs, splices) what was stored.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-use super::record::encode;
 use super::{keys, Calls, Error, WriteSet, T};
 
 /// What a push carries, and so which URL and how it is batched.
@@ -36,13 +40,13 @@ impl Lane {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Push {
     pub id: u64,
     pub app_key: String,
     pub lane: Lane,
-    /// Events: the whole body. CDRs: one `feeLst` item.
-    pub body: serde_json::Value,
+    /// The JSON as it is sent. Events: the whole body. CDRs: one `feeLst` item.
+    pub body: Box<RawValue>,
     pub attempts: u32,
     /// Milliseconds since the epoch.
     pub created_at_ms: i64,
@@ -60,14 +64,109 @@ fn lane_key(push: &Push) -> Vec<u8> {
     key
 }
 
+/// The record layout of a push written today: `2 · header length (u32 LE) · header (JSON) ·
+/// body`, the body as it is sent. Layout 1, every push written before it (the call log's version
+/// 2, dead letters in sled, an older store's outbox), was the whole push as one JSON object; it is
+/// read still.
+const PUSH_LAYOUT: u8 = 2;
+const PUSH_LAYOUT_JSON: u8 = 1;
+
+/// Everything of a push but its body, as layout 2 writes it.
+#[derive(Serialize)]
+struct PushHeader<'a> {
+    id: u64,
+    app_key: &'a str,
+    lane: Lane,
+    attempts: u32,
+    created_at_ms: i64,
+    next_attempt_at_ms: i64,
+    last_error: Option<&'a str>,
+}
+
+/// [`PushHeader`] as it is read back.
+#[derive(Deserialize)]
+struct StoredPushHeader {
+    id: u64,
+    app_key: String,
+    lane: Lane,
+    attempts: u32,
+    created_at_ms: i64,
+    next_attempt_at_ms: i64,
+    last_error: Option<String>,
+}
+
+pub(crate) fn encode_push(push: &Push) -> Vec<u8> {
+    let header = PushHeader {
+        id: push.id,
+        app_key: &push.app_key,
+        lane: push.lane,
+        attempts: push.attempts,
+        created_at_ms: push.created_at_ms,
+        next_attempt_at_ms: push.next_attempt_at_ms,
+        last_error: push.last_error.as_deref(),
+    };
+    // Serializing a struct of strings, numbers and an enum into a Vec cannot fail.
+    let header =
+        serde_json::to_vec(&header).unwrap_or_else(|err| unreachable!("push header serialization failed: {err}"));
+    let body = push.body.get().as_bytes();
+    let mut bytes = Vec::with_capacity(1 + 4 + header.len() + body.len());
+    bytes.push(PUSH_LAYOUT);
+    bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Reads a push record of either layout.
+pub(crate) fn decode_push(tree: T, key: &[u8], bytes: &[u8]) -> Result<Push, Error> {
+    let fail = |reason: String| Error::Decode { tree: tree.name(), key: super::show_key(key), reason };
+    match bytes.split_first() {
+        Some((&PUSH_LAYOUT, rest)) => {
+            let (header, body) = split_header(rest).ok_or_else(|| fail("a push record cut short".into()))?;
+            let header: StoredPushHeader = serde_json::from_slice(header).map_err(|err| fail(err.to_string()))?;
+            let body = std::str::from_utf8(body).map_err(|err| fail(err.to_string()))?;
+            let body = RawValue::from_string(body.to_owned()).map_err(|err| fail(err.to_string()))?;
+            Ok(Push {
+                id: header.id,
+                app_key: header.app_key,
+                lane: header.lane,
+                body,
+                attempts: header.attempts,
+                created_at_ms: header.created_at_ms,
+                next_attempt_at_ms: header.next_attempt_at_ms,
+                last_error: header.last_error,
+            })
+        }
+        Some((&PUSH_LAYOUT_JSON, _)) => super::record::decode(tree.name(), key, bytes),
+        Some((version, _)) => Err(fail(format!("unknown push layout {version}"))),
+        None => Err(fail("empty record".to_owned())),
+    }
+}
+
+fn split_header(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// A push record in today's layout, from one of either layout (the call log's migration).
+pub(crate) fn upgrade_push_record(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, String> {
+    match bytes.first() {
+        Some(&PUSH_LAYOUT) => Ok(bytes.to_vec()),
+        _ => decode_push(T::Outbox, key, bytes).map(|push| encode_push(&push)).map_err(|err| err.to_string()),
+    }
+}
+
 /// Adds a push to a change being staged.
 pub(super) fn stage_push(writes: &mut WriteSet, push: &Push) {
-    writes.put(T::Outbox, lane_key(push), encode(push));
+    writes.put(T::Outbox, lane_key(push), encode_push(push));
 }
 
 impl Calls {
-    /// A new push for `app_key`, due now.
-    pub fn new_push(&self, app_key: &str, lane: Lane, body: serde_json::Value, now_ms: i64) -> Result<Push, Error> {
+    /// A new push for `app_key`, due now, its body encoded here once.
+    pub fn new_push(&self, app_key: &str, lane: Lane, body: &impl Serialize, now_ms: i64) -> Result<Push, Error> {
+        let body = serde_json::value::to_raw_value(body)
+            .map_err(|err| Error::Transaction(format!("encoding a push to {}: {err}", lane.name())))?;
         Ok(Push {
             id: self.shared.next_id()?,
             app_key: app_key.to_owned(),
@@ -82,7 +181,8 @@ impl Calls {
 
     /// The first `max` pushes of a lane, oldest first.
     pub fn lane_head(&self, app_key: &str, lane: Lane, max: usize) -> Result<Vec<Push>, Error> {
-        self.shared.logged_records(T::Outbox, &lane_prefix(app_key, lane), max)
+        let records = self.shared.log.scan(T::Outbox, &lane_prefix(app_key, lane), max);
+        records.iter().map(|(key, value)| decode_push(T::Outbox, key, value)).collect()
     }
 
     /// How many pushes a lane holds, counting up to `max`.
@@ -128,7 +228,7 @@ impl Calls {
     pub async fn retry_later(&self, pushes: &[Push]) -> Result<(), Error> {
         let mut writes = WriteSet::default();
         for push in pushes {
-            writes.put(T::Outbox, lane_key(push), encode(push));
+            writes.put(T::Outbox, lane_key(push), encode_push(push));
         }
         self.shared.commit_async(writes).await
     }
@@ -140,7 +240,7 @@ impl Calls {
         let mut dead = WriteSet::default();
         let mut lane = WriteSet::default();
         for push in pushes {
-            dead.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode(push));
+            dead.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode_push(push));
             lane.remove(T::Outbox, lane_key(push));
         }
         self.shared.commit_async(dead).await?;
@@ -150,7 +250,14 @@ impl Calls {
 
     /// The dead letters, oldest first.
     pub fn dead_pushes(&self) -> Result<Vec<Push>, Error> {
-        super::decode_all(T::OutboxDead, self.shared.tree(T::OutboxDead).iter())
+        self.shared
+            .tree(T::OutboxDead)
+            .iter()
+            .map(|item| {
+                let (key, value) = item.map_err(|source| Error::Sled { tree: T::OutboxDead.name(), source })?;
+                decode_push(T::OutboxDead, &key, &value)
+            })
+            .collect()
     }
 
     /// Puts a dead push back at the end of its lane with fresh retries; `None` if no such push.
@@ -160,7 +267,8 @@ impl Calls {
     /// push is returned all the same: it is in its lane.
     pub async fn revive(&self, id: u64, now_ms: i64) -> Result<Option<Push>, Error> {
         let key = id.to_be_bytes();
-        let Some(push) = self.shared.get_record::<Push>(T::OutboxDead, &key)? else { return Ok(None) };
+        let Some(bytes) = self.shared.get(T::OutboxDead, &key)? else { return Ok(None) };
+        let push = decode_push(T::OutboxDead, &key, &bytes)?;
         // A new id puts it behind what is waiting now, keeping the lane in order from here on.
         let revived =
             Push { id: self.shared.next_id()?, attempts: 0, next_attempt_at_ms: now_ms, last_error: None, ..push };
@@ -179,7 +287,7 @@ impl Calls {
 
 #[cfg(test)]
 mod tests {
-    use super::Lane;
+    use super::{lane_prefix, Lane};
     use crate::store::Store;
 
     #[test]
@@ -192,7 +300,7 @@ mod tests {
             for lane in [Lane::Events, Lane::Cdrs] {
                 // Several pushes a lane, with ids that hold a 0 byte (the keys' separator).
                 for _ in 0..300 {
-                    pushes.push(store.calls().new_push(app_key, lane, serde_json::json!({}), 0).unwrap());
+                    pushes.push(store.calls().new_push(app_key, lane, &serde_json::json!({}), 0).unwrap());
                 }
             }
         }
@@ -204,5 +312,51 @@ mod tests {
             .flat_map(|app| [(app.to_owned(), Lane::Cdrs), (app.to_owned(), Lane::Events)])
             .collect();
         assert_eq!(lanes, expected);
+    }
+
+    /// One call-log record as version 2 framed it (the framing is unchanged): length, CRC, ops.
+    fn v2_record(ops: &[(u8, &[u8], &[u8])]) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for (tree, key, value) in ops {
+            payload.push(*tree);
+            payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            payload.extend_from_slice(key);
+            payload.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            payload.extend_from_slice(value);
+        }
+        let mut record = (payload.len() as u32).to_le_bytes().to_vec();
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        record
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_2_call_log_is_rewritten_and_keeps_its_sessions_and_pushes() {
+        let dir = tempfile::tempdir().unwrap();
+        // What the previous release wrote: tree 0 the outbox, tree 1 the sessions; each value a
+        // version byte 1 and JSON, a push's body inside its JSON.
+        let session = br#"{"sessionId":"call-1","caller":"+8613800000001"}"#;
+        let push = br#"{"id":7,"app_key":"app","lane":"cdrs","body":{"icid":"call-1","direction":1},"attempts":2,"created_at_ms":10,"next_attempt_at_ms":20,"last_error":"HTTP 503"}"#;
+        let mut push_key = lane_prefix("app", Lane::Cdrs);
+        push_key.extend_from_slice(&7u64.to_be_bytes());
+        let versioned = |json: &[u8]| [&[1u8][..], json].concat();
+        let mut file = b"PNCALLS2".to_vec();
+        file.extend(v2_record(&[(1, b"call-1", &versioned(session)), (0, &push_key, &versioned(push))]));
+        std::fs::write(dir.path().join("calls.log"), &file).unwrap();
+        for opening in ["first", "second"] {
+            let store = Store::open(dir.path()).unwrap();
+            let sessions: Vec<serde_json::Value> = store.calls().sessions().unwrap();
+            assert_eq!(sessions, [serde_json::json!({"sessionId": "call-1", "caller": "+8613800000001"})], "{opening}");
+            let pushes = store.calls().lane_head("app", Lane::Cdrs, 10).unwrap();
+            assert_eq!(pushes.len(), 1, "{opening}");
+            let push = &pushes[0];
+            assert_eq!((push.id, push.attempts, push.created_at_ms, push.next_attempt_at_ms), (7, 2, 10, 20));
+            assert_eq!(push.last_error.as_deref(), Some("HTTP 503"));
+            assert_eq!(push.body.get(), r#"{"icid":"call-1","direction":1}"#, "{opening}: the body as it will be sent");
+            assert_eq!(store.calls().waiting_lanes().unwrap(), [("app".to_owned(), Lane::Cdrs)]);
+            drop(store);
+            let header = std::fs::read(dir.path().join("calls.log")).unwrap();
+            assert_eq!(&header[..8], b"PNCALLS3", "{opening}: the log is rewritten at today's version");
+        }
     }
 }

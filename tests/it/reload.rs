@@ -161,7 +161,7 @@ async fn twenty_reloads_under_load_fail_no_call_and_mix_no_versions() {
     while let Some(answers) = callers.join_next().await {
         for answer in answers.unwrap() {
             // The session remembers the version that decided; its tag must be the one the answer has.
-            let session = server.state().ledger.sessions.get(answer["sessionId"].as_str().unwrap()).unwrap();
+            let session = server.state().switchboard.sessions().get(answer["sessionId"].as_str().unwrap()).unwrap();
             let version = session.script_version.unwrap();
             let expected = tags.get(&version).map_or(Value::Null, |tag| Value::from(tag.as_str()));
             assert_eq!(answer["waitVoice"], expected, "version {version} answered {answer}");

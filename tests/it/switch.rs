@@ -134,7 +134,7 @@ async fn the_switch_api_checks_its_token_bodies_and_sessions() {
         answer.expect(400, "1010002");
         assert!(answer.desc().contains(field), "{field}: {answer:?}");
     }
-    let session = server.state().ledger.sessions.get("s-1").unwrap();
+    let session = server.state().switchboard.sessions().get("s-1").unwrap();
     assert_eq!(session.events.len(), 2);
     assert!(session.script_version.is_some());
 }
@@ -159,7 +159,7 @@ async fn a_release_reported_by_cause_gets_its_state_code_from_the_script() {
         }
         let answer = server.switch(Method::POST, &format!("/calls/{session}/events"), &disconnect).await;
         assert_eq!(answer.status, 200, "{answer:?}");
-        let recorded = server.state().ledger.sessions.get(&session).unwrap();
+        let recorded = server.state().switchboard.sessions().get(&session).unwrap();
         let code = recorded.events.last().unwrap().state_code;
         assert_eq!(code, Some(expected), "{disconnect} after ringing: {rang}");
     }

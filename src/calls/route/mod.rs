@@ -1,0 +1,193 @@
+//! Deciding a callin: find the X's app and mode, gather what the mode's script needs, run it on
+//! the active script version, and enforce the platform's invariants on what it returns.
+//!
+//! This is the switch's hot path: two or three sled point reads, one script call, no lock, no
+//! engine construction, no compilation. A script that fails or breaks an invariant does not fail
+//! the call: it gets the documented fallback, release with 8020 (service exception) after the
+//! app's close-hint tone, and the failure is counted and logged once per location. Naming a tone
+//! that is not an approved tone of the app is such a violation. The app's own tone settings count
+//! only once their tones are approved: until then the script and the host see them unset.
+//!
+//! Each mode is one `ModeRoute` in a file of its own (`axb`, `ax`, `axe`), listed in `ROUTES`:
+//! it gathers its lookups, names its script handler and builds the [`Allowance`]. What every mode
+//! shares is here (the script run, the invariant check, the fallback) and in `tones` (which
+//! tones a call may play); a mode with no route is refused as a mode mismatch.
+
+mod ax;
+mod axb;
+mod axe;
+mod release;
+mod tones;
+
+use std::sync::Arc;
+
+use super::session::Session;
+use crate::domain::{state, Allowance, App, Binding, Decision, Mode, NumberStatus};
+use crate::script::api::Call;
+use crate::script::ScriptHost;
+use crate::store::{self, Store};
+use crate::telemetry::Metrics;
+
+pub use release::state_code_for_release;
+pub use tones::warn_unapproved_app_tones;
+
+/// One mode's routing: what its script needs to decide a call and what the platform lets it
+/// decide. Implemented once per mode, each in its own file; adding a mode is a new file, its
+/// entry in [`ROUTES`], and its script.
+pub(crate) trait ModeRoute: Sync {
+    /// The mode whose apps this routes.
+    fn mode(&self) -> Mode;
+
+    /// A callin to one of the mode's X numbers: the lookups, the script handler, the allowance.
+    /// `app` is the app as the call sees it (unapproved tone settings cleared).
+    fn callin(&self, store: &Store, call: Call, app: &App, now: i64) -> Result<Prepared, store::Error>;
+
+    /// The digits a caller keyed after a `collect` (`call.digits`), for a mode that collects;
+    /// `None` for one that never does.
+    fn digits(&self, _store: &Store, _call: Call, _app: &App, _now: i64) -> Option<Result<Prepared, store::Error>> {
+        None
+    }
+}
+
+/// Every mode's route. (X mode has none yet: its calls are refused as a mode mismatch.)
+const ROUTES: [&dyn ModeRoute; 3] = [&axb::AxbRoute, &ax::AxRoute, &axe::AxeRoute];
+
+fn route_of(mode: Mode) -> Option<&'static dyn ModeRoute> {
+    ROUTES.into_iter().find(|route| route.mode() == mode)
+}
+
+/// A call as the switch reports it.
+#[derive(Debug, Clone)]
+pub struct CallIn {
+    pub session_id: String,
+    pub caller: String,
+    /// The X dialled.
+    pub called: String,
+    pub time: i64,
+}
+
+/// A decided call, with what the session needs to remember.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub decision: Decision,
+    pub app: Option<Arc<App>>,
+    pub binding: Option<Binding>,
+    /// The `userData` this call's events and CDR carry.
+    pub user_data: Option<String>,
+    /// The script version that decided, or `None` when the host decided without a script.
+    pub script_version: Option<String>,
+    /// The script failed or broke an invariant and the fallback was used.
+    pub fallback: bool,
+}
+
+impl Routed {
+    fn by_host(decision: Decision, app: Option<Arc<App>>) -> Self {
+        Routed { decision, app, binding: None, user_data: None, script_version: None, fallback: false }
+    }
+}
+
+/// What a mode's route hands to the script runner.
+pub(crate) struct Prepared {
+    /// The script file and handler that decide.
+    pub(crate) script: (&'static str, &'static str),
+    pub(crate) call: Call,
+    /// What the decision may do: `Decision::check` enforces it.
+    pub(crate) allowance: Allowance,
+    /// The `userData` this call's events and CDR carry.
+    pub(crate) user_data: Option<String>,
+}
+
+/// Decides a callin. `now` is privnum's clock: whether a binding is still active is privnum's
+/// judgement, not the switch's (`call.time` is only recorded).
+pub fn decide_callin(
+    store: &Store,
+    scripts: &ScriptHost,
+    metrics: &Metrics,
+    call: &CallIn,
+    now: i64,
+) -> Result<Routed, store::Error> {
+    let number = store.apps().number(&call.called)?;
+    let app = match &number {
+        Some(number) => store.apps().get(&number.app_key)?,
+        None => None,
+    };
+    let (Some(number), Some(app)) = (number, app) else {
+        return Ok(Routed::by_host(Decision::release(state::APP_NOT_FOUND, None), None));
+    };
+    let (app, cleared) = tones::playable(store, app);
+    let by_host = |code| {
+        let decision = Decision::release(code, tones::close_tone(&app));
+        tones::count_skipped_tones(metrics, &app, &cleared, &decision);
+        Ok(Routed::by_host(decision, Some(app.clone())))
+    };
+    if matches!(number.status, NumberStatus::Paused | NumberStatus::Unavailable) {
+        return by_host(state::X_UNAVAILABLE);
+    }
+    let script_call = Call::new(&call.caller, &call.called, &call.session_id, now, app.clone());
+    let Some(route) = route_of(app.mode) else { return by_host(state::SERVICE_TYPE_MISMATCH) };
+    let prepared = route.callin(store, script_call, &app, now)?;
+    Ok(run(store, scripts, metrics, (app, &cleared), prepared))
+}
+
+/// Decides a call after the caller entered `digits` (the switch's collect; AXE). The session
+/// must be collecting; the caller checks that.
+pub fn decide_digits(
+    store: &Store,
+    scripts: &ScriptHost,
+    metrics: &Metrics,
+    session: &Session,
+    digits: &str,
+    now: i64,
+) -> Result<Routed, store::Error> {
+    let app = match &session.app_key {
+        Some(app_key) => store.apps().get(app_key)?,
+        None => None,
+    };
+    // The app was removed while its caller keyed digits.
+    let Some(app) = app else {
+        return Ok(Routed::by_host(Decision::release(state::SERVICE_EXCEPTION, None), None));
+    };
+    let (app, cleared) = tones::playable(store, app);
+    let mut call = Call::new(&session.caller, &session.x_number, &session.session_id, now, app.clone());
+    call.digits = digits.into();
+    match route_of(app.mode).and_then(|route| route.digits(store, call, &app, now)) {
+        Some(prepared) => Ok(run(store, scripts, metrics, (app, &cleared), prepared?)),
+        // Only a mode that collects opens a collecting session; one that changed mode meanwhile
+        // gets the service exception.
+        None => {
+            let decision = Decision::release(state::SERVICE_EXCEPTION, tones::close_tone(&app));
+            Ok(Routed::by_host(decision, Some(app)))
+        }
+    }
+}
+
+/// Runs a mode's handler on the active version and enforces the invariants (the tones named
+/// included); a failure or a violation gets the fallback (8020 after the close tone). `app` is the
+/// app as the call sees it, with the tone settings `playable` cleared.
+fn run(
+    store: &Store,
+    scripts: &ScriptHost,
+    metrics: &Metrics,
+    (app, cleared): (Arc<App>, &tones::Cleared),
+    prepared: Prepared,
+) -> Routed {
+    let Prepared { script: (file, function), call, allowance, user_data } = prepared;
+    let binding = call.binding.clone();
+    let set = scripts.active();
+    let decision = match scripts.run::<_, Decision>(&set, file, function, call) {
+        Ok(decision) => match decision.check(&allowance).and_then(|()| tones::approved_tones(store, &app, &decision)) {
+            Ok(()) => Some(decision),
+            Err(reason) => {
+                scripts.report_failure(&set, &set.path_of(file).display().to_string(), &reason);
+                None
+            }
+        },
+        // Already reported by the host.
+        Err(_) => None,
+    };
+    let fallback = decision.is_none();
+    let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, tones::close_tone(&app)));
+    tones::apply_recording_notice(&mut decision, &app, binding.as_ref(), metrics);
+    tones::count_skipped_tones(metrics, &app, cleared, &decision);
+    Routed { decision, app: Some(app), binding, user_data, script_version: Some(set.version.to_string()), fallback }
+}

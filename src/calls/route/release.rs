@@ -1,0 +1,38 @@
+//! Naming a release: the `stateCode` of a call the switch released without one, from
+//! `scripts/release.rhai`.
+//!
+//! Invariant: the code returned is always one of the reference's state codes; a script that
+//! fails or names another gets `0` for an answered call and `8020` for one that was not.
+
+use crate::domain::state;
+use crate::script::api::Release;
+use crate::script::ScriptHost;
+
+/// The script that names a release's `stateCode` when the switch gives only causes.
+const RELEASE_SCRIPT: (&str, &str) = ("release.rhai", "on_release");
+
+/// The `stateCode` of a release the switch reported without one, from `scripts/release.rhai`.
+/// If the script fails or names a code the reference does not list, the failure is reported
+/// and the call gets `0` when it was answered (it was released after talking) or `8020`
+/// (service exception) when it was not.
+pub fn state_code_for_release(scripts: &ScriptHost, release: Release) -> state::StateCode {
+    let answered = release.answered;
+    let set = scripts.active();
+    let (file, function) = RELEASE_SCRIPT;
+    // A failed run was reported by the host; a code outside the table is reported here.
+    if let Ok(code) = scripts.run::<_, i64>(&set, file, function, release) {
+        match state::StateCode::try_from(code).ok().filter(|code| state::describe(*code).is_some()) {
+            Some(code) => return code,
+            None => scripts.report_failure(
+                &set,
+                &set.path_of(file).display().to_string(),
+                &format!("{function} returned {code}, which is not a reference state code"),
+            ),
+        }
+    }
+    if answered {
+        state::NORMAL
+    } else {
+        state::SERVICE_EXCEPTION
+    }
+}

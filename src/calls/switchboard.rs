@@ -1,0 +1,325 @@
+//! The switchboard: the one way into a call's flow, for the switch adapter and the customer's
+//! call controls. It routes a callin (or an AXE call's digits), builds and changes the session
+//! through the ledger, names a release's code, and hands back the answer with how durable the
+//! change must be before it is sent; HTTP only parses requests and serializes answers.
+//!
+//! Invariants: a session is built and changed here and in the ledger only; blocking store work
+//! runs on a blocking thread, never on an async worker; a connected call's answer waits for no
+//! disk (README, "Durability"), an event or a release waits for the call log, and the digits
+//! or an event filing a recording for the whole store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::answer::{CdrAnswer, DecisionAnswer, EventAnswer};
+use super::ledger::{DigitsOutcome, Ledger};
+use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn};
+use super::session::{Event, EventKind, Recording, Session, Sessions};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::push::Pusher;
+use crate::script::api::Release;
+use crate::script::ScriptHost;
+use crate::store::{self, Store};
+use crate::telemetry::{CallinDecided, Metrics};
+
+/// How durable a change must be before its answer is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Answer at once (a connected call: the switch is waiting to ring).
+    None,
+    /// After the call log's flush (`Store::calls_durable`).
+    Calls,
+    /// After sled's flush and the call log's (`Store::durable`).
+    All,
+}
+
+/// An answer, and how durable its change must be before it is sent.
+#[derive(Debug, Clone)]
+pub struct Answered<T> {
+    pub answer: T,
+    pub durability: Durability,
+}
+
+/// Why the switchboard did not take a request.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("session {0} is not a known session")]
+    UnknownSession(String),
+    #[error("session {0} is already in use")]
+    SessionInUse(String),
+    #[error("session {0} is not collecting digits")]
+    NotCollecting(String),
+    #[error("session {0} has not ended")]
+    NotEnded(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A blocking task did not finish (it panicked, or the runtime is stopping).
+    #[error("a blocking task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// A callin as the switch reports it, parsed.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    pub caller: String,
+    /// The X dialled.
+    pub called: String,
+    /// The switch's id for the call; privnum makes one when it sends none.
+    pub session_id: Option<String>,
+    /// When the call came in, as the switch says (only recorded); privnum's clock when absent.
+    pub time: Option<i64>,
+}
+
+/// Who released a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseSide {
+    Caller,
+    Callee,
+    Platform,
+}
+
+impl ReleaseSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseSide::Caller => "caller",
+            ReleaseSide::Callee => "callee",
+            ReleaseSide::Platform => "platform",
+        }
+    }
+}
+
+/// An event as the switch reports it, parsed and checked (the codes are real ones).
+#[derive(Debug, Clone)]
+pub struct EventReport {
+    pub kind: EventKind,
+    /// privnum's clock when absent.
+    pub time: Option<i64>,
+    pub release_side: Option<ReleaseSide>,
+    pub state_code: Option<u32>,
+    pub q850: Option<u32>,
+    pub sip_status: Option<u32>,
+    pub recording: Option<Recording>,
+}
+
+/// Why a call stop was not passed on.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("{0} is not a call of this app that is still going on")]
+    NotLive(String),
+    #[error("a call stop was asked for, but switch_control_url is not configured")]
+    NotConfigured,
+    #[error("the switch did not accept a call stop: {0}")]
+    Refused(String),
+}
+
+/// How long the switch may take to accept a stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the switch's control URL is sent to stop a call.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StopCommand<'a> {
+    command: &'static str,
+    session_id: &'a str,
+}
+
+/// The call flow's facade; cheap to clone.
+#[derive(Clone)]
+pub struct Switchboard {
+    ledger: Ledger,
+    scripts: Arc<ScriptHost>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Switchboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switchboard").field("ledger", &self.ledger).finish_non_exhaustive()
+    }
+}
+
+impl Switchboard {
+    pub fn new(
+        ledger: Ledger,
+        scripts: Arc<ScriptHost>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        config: Arc<Config>,
+    ) -> Self {
+        Switchboard { ledger, scripts, metrics, clock, config }
+    }
+
+    /// The calls in memory.
+    pub fn sessions(&self) -> &Sessions {
+        &self.ledger.sessions
+    }
+
+    /// The push deliverer (the admin API wakes a lane after a redelivery).
+    pub fn pusher(&self) -> &Arc<Pusher> {
+        &self.ledger.pusher
+    }
+
+    fn store(&self) -> &Store {
+        &self.ledger.store
+    }
+
+    /// Decides a callin and opens its session. A connected call's save is only queued, so it
+    /// opens on this thread; a released call's save (it has its CDR) is waited for, on a
+    /// blocking thread, and its answer waits for the call log.
+    pub async fn callin(&self, report: CallReport) -> Result<Answered<DecisionAnswer>, SwitchError> {
+        let now = self.clock.now();
+        let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let call =
+            CallIn { session_id, caller: report.caller, called: report.called, time: report.time.unwrap_or(now) };
+        let routed = decide_callin(self.store(), &self.scripts, &self.metrics, &call, now)?;
+        CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
+        let answer = DecisionAnswer::new(&call.session_id, &call.called, &routed);
+        let mut session = Session {
+            session_id: call.session_id,
+            icid: uuid::Uuid::new_v4().simple().to_string(),
+            app_key: routed.app.as_ref().map(|app| app.app_key.clone()),
+            mode: routed.app.as_ref().map(|app| app.mode),
+            caller: call.caller,
+            x_number: call.called,
+            callee: None,
+            subscription_id: None,
+            binding_caller_num: None,
+            user_data: None,
+            extend_num: None,
+            recording: None,
+            decision: routed.decision.clone(),
+            script_version: None,
+            started_at: call.time,
+            events: Vec::new(),
+            last_seen: now,
+            ended_at: None,
+        };
+        session.take_decision(&routed, now);
+        let released = session.ended_at.is_some();
+        let session_id = session.session_id.clone();
+        let opened = if released {
+            let ledger = self.ledger.clone();
+            blocking(move || ledger.open(session)).await??
+        } else {
+            self.ledger.open(session)?
+        };
+        if !opened {
+            return Err(SwitchError::SessionInUse(session_id));
+        }
+        // A call released at routing has its CDR now: it is on disk before the answer. A connect
+        // is answered at once; its session and callin push are applied by the store's committer
+        // right after, and durable with the next flush (README, "Durability").
+        let durability = if released { Durability::Calls } else { Durability::None };
+        Ok(Answered { answer, durability })
+    }
+
+    /// An AXE caller's extension after a `collect` (`digits` without the closing `#`), decided by
+    /// `modes/axe.rhai` `on_digits`. The answer, connect or release, waits for the whole store:
+    /// the callback record or the CDR is on disk before the switch acts on it.
+    pub async fn digits(&self, session_id: &str, digits: String) -> Result<Answered<DecisionAnswer>, SwitchError> {
+        let unknown = || SwitchError::UnknownSession(session_id.to_owned());
+        let session = self.sessions().get(session_id).ok_or_else(unknown)?;
+        if !session.is_collecting() {
+            return Err(SwitchError::NotCollecting(session_id.to_owned()));
+        }
+        let now = self.clock.now();
+        let routed = decide_digits(self.store(), &self.scripts, &self.metrics, &session, &digits, now)?;
+        CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
+        let answer = DecisionAnswer::new(session_id, &session.x_number, &routed);
+        let (ledger, id) = (self.ledger.clone(), session_id.to_owned());
+        match blocking(move || ledger.digits(&id, &digits, &routed, now)).await?? {
+            DigitsOutcome::UnknownSession => Err(unknown()),
+            DigitsOutcome::NotCollecting => Err(SwitchError::NotCollecting(session_id.to_owned())),
+            DigitsOutcome::Recorded => Ok(Answered { answer, durability: Durability::All }),
+        }
+    }
+
+    /// Records an event the switch reported. A `disconnect` without a `stateCode` gets one from
+    /// `release.rhai`. Acknowledged once its pushes are on disk (the call log), and the recording
+    /// it files too (sled).
+    pub async fn event(&self, session_id: &str, report: EventReport) -> Result<Answered<EventAnswer>, SwitchError> {
+        let unknown = || SwitchError::UnknownSession(session_id.to_owned());
+        let mut state_code = report.state_code;
+        if report.kind == EventKind::Disconnect && state_code.is_none() {
+            let (alerted, answered) = self.sessions().progress(session_id).ok_or_else(unknown)?;
+            let release = Release {
+                q850: report.q850.map(i64::from),
+                sip_status: report.sip_status.map(i64::from),
+                release_side: report.release_side.map_or("", ReleaseSide::as_str).to_owned(),
+                alerted,
+                answered,
+                collecting: self.sessions().collecting(session_id).unwrap_or(false),
+            };
+            state_code = Some(state_code_for_release(&self.scripts, release));
+        }
+        let now = self.clock.now();
+        let event = Event {
+            kind: report.kind,
+            time: report.time.unwrap_or(now),
+            release_side: report.release_side.map(|side| side.as_str().to_owned()),
+            state_code,
+            q850: report.q850,
+            sip_status: report.sip_status,
+        };
+        let durability = if report.recording.is_some() { Durability::All } else { Durability::Calls };
+        let (ledger, id, recording) = (self.ledger.clone(), session_id.to_owned(), report.recording);
+        blocking(move || ledger.record(&id, event, recording, now)).await??.ok_or_else(unknown)?;
+        Ok(Answered { answer: EventAnswer {}, durability })
+    }
+
+    /// The CDR of an ended call (kept a minute after the end).
+    pub fn cdr(&self, session_id: &str) -> Result<Answered<CdrAnswer>, SwitchError> {
+        let session =
+            self.sessions().get(session_id).ok_or_else(|| SwitchError::UnknownSession(session_id.to_owned()))?;
+        if session.ended_at.is_none() {
+            return Err(SwitchError::NotEnded(session_id.to_owned()));
+        }
+        let answer = CdrAnswer { session, host_name: self.config.node_name.clone() };
+        Ok(Answered { answer, durability: Durability::None })
+    }
+
+    /// Drops ended sessions after their grace and closes stale ones (each with its CDR). Blocks
+    /// on the store: run it on a blocking thread.
+    pub fn sweep(&self) -> usize {
+        let timeout = i64::try_from(self.config.session_timeout_secs).unwrap_or(i64::MAX);
+        self.ledger.sweep(self.clock.now(), timeout)
+    }
+
+    /// Asks the switch, through `switch_control_url`, to stop a call of `app_key` that is still
+    /// going on (README, "Stopping a call, recordings").
+    pub async fn stop(&self, app_key: &str, session_id: &str) -> Result<(), StopError> {
+        let live = self
+            .sessions()
+            .get(session_id)
+            .is_some_and(|session| session.app_key.as_deref() == Some(app_key) && session.ended_at.is_none());
+        if !live {
+            return Err(StopError::NotLive(session_id.to_owned()));
+        }
+        let url = &self.config.switch_control_url;
+        if url.is_empty() {
+            return Err(StopError::NotConfigured);
+        }
+        let stop = StopCommand { command: "stop", session_id };
+        let sent = self.pusher().http().post(url).timeout(STOP_TIMEOUT).json(&stop).send().await;
+        match sent {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(StopError::Refused(format!("HTTP {}", response.status()))),
+            Err(err) => Err(StopError::Refused(err.to_string())),
+        }
+    }
+
+    /// The app a recording belongs to, if a call of that app reported it.
+    pub fn recording_owner(&self, object_name: &str) -> Result<Option<String>, store::Error> {
+        self.store().calls().recording_owner(object_name)
+    }
+}
+
+/// Runs blocking store work on a blocking thread.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, SwitchError> {
+    tokio::task::spawn_blocking(work).await.map_err(SwitchError::Task)
+}
