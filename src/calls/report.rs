@@ -1,9 +1,9 @@
-//! What privnum tells the customer about a call, in the reference's shapes: call events
+//! What privnum tells the customer about a call, in the Huawei API's shapes: call events
 //! (`{"eventType","statusInfo"}`) and CDR items (`feeLst[]`); README, "What the customer
 //! receives".
 //!
 //! After the callin, events describe the forwarded leg: `caller` is the X shown to the callee,
-//! `called` the real callee (the reference's examples). Times are `yyyy-MM-dd HH:mm:ss` UTC.
+//! `called` the real callee (the Huawei API's examples). Times are `yyyy-MM-dd HH:mm:ss` UTC.
 //!
 //! Each shape is a typed `Serialize` struct, encoded once when its push is made. Invariant: the
 //! fields are declared in the order of their names, which is the order customers have always
@@ -16,7 +16,7 @@ use crate::domain::state::{self, StateCode};
 use crate::domain::time::reference_time;
 use crate::domain::{Action, Mode};
 
-/// The reference's `serviceType` of a mode (README, "What the customer receives").
+/// The Huawei `serviceType` of a mode (README, "What the customer receives").
 pub fn service_type(mode: Option<Mode>) -> &'static str {
     match mode {
         Some(Mode::Ax) => "003",

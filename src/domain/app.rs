@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The binding mode of an app. One mode per app, as on the reference platform.
+/// The binding mode of an app. One mode per app, as on the Huawei platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Mode {
     #[serde(rename = "AXB")]

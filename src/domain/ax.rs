@@ -23,7 +23,7 @@ pub const MAX_X_PER_A: usize = 5;
 pub const TEMPORARY_CALLEE_SECS: RangeInclusive<i64> = 1..=259_200;
 /// A temporary callee set without `duration` lives a minute: long enough for A to dial.
 pub const DEFAULT_TEMPORARY_CALLEE_SECS: i64 = 60;
-/// The only `privateNumType` the reference knows.
+/// The only `privateNumType` the Huawei API knows.
 const PRIVATE_NUM_TYPE: &str = "mobile-virtual";
 
 /// Where A's own call through X goes, for a while.

@@ -2,7 +2,7 @@
 //!
 //! This module turns a request's fields into a validated request ([`AxbBindRequest`],
 //! [`AxbModifyRequest`], [`AxbQuery`], [`AxbUnbind`]) and applies it to an [`AxbBinding`];
-//! [`AxbMode`] is AXB's [`Provisioning`]. It knows the reference's ranges, defaults and
+//! [`AxbMode`] is AXB's [`Provisioning`]. It knows the Huawei API's ranges, defaults and
 //! precedence rules; it does not know where bindings are kept or how X numbers are chosen (the
 //! store does that under its writer lock).
 
@@ -71,7 +71,7 @@ pub struct AxbBinding {
     pub record_hint_tone: Option<String>,
     /// 0 means no limit.
     pub max_duration_min: i64,
-    /// Kept only while `max_duration_min` is non-zero: the reference says it is only effective then.
+    /// Kept only while `max_duration_min` is non-zero: the Huawei API says it is only effective then.
     pub last_min_voice: Option<String>,
     pub private_sms: bool,
     pub pre_voice: PreVoice,
@@ -168,7 +168,7 @@ pub struct AxbChanges {
 }
 
 impl AxbChanges {
-    /// Every tone these changes name, in the order the reference lists the fields: each must be an
+    /// Every tone these changes name, in the order the Huawei API lists the fields: each must be an
     /// approved tone of the app.
     pub fn tones(&self) -> impl Iterator<Item = &str> {
         fn named(tone: &Option<Option<String>>) -> Option<&str> {

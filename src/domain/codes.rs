@@ -2,7 +2,7 @@
 //!
 //! Every `resultcode` privnum answers with is named here, so that a code is never a bare literal
 //! elsewhere and a reader can see the whole vocabulary at once. The values and meanings are the
-//! reference platform's (Huawei Cloud PrivateNumber, "the reference", §1.3 and §2).
+//! Huawei Cloud PrivateNumber API's (README, Provisioning API).
 
 /// A provisioning result code: the string the client branches on.
 pub type ResultCode = &'static str;

@@ -2,7 +2,7 @@
 //!
 //! Scripts build a [`Decision`]; the host then enforces the platform's invariants with
 //! [`Decision::check`] before the switch sees it: the callee is a party the mode allows, tone
-//! names are well formed, limits are in range and release codes are real reference codes. The
+//! names are well formed, limits are in range and release codes are real Huawei codes. The
 //! display number is not the script's to choose: the host always shows the X.
 
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,7 @@ pub struct Decision {
     pub max_duration: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_min_voice: Option<String>,
-    /// Release: the reference `stateCode`.
+    /// Release: the Huawei `stateCode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_code: Option<StateCode>,
     /// Release: played to the caller before the release.
@@ -153,7 +153,7 @@ impl Decision {
             Action::Release => {
                 let code = self.state_code.ok_or("a release decision needs a state code")?;
                 if state::describe(code).is_none() {
-                    return Err(format!("state code {code} is not a reference release code"));
+                    return Err(format!("state code {code} is not a Huawei release code"));
                 }
             }
             Action::Collect => {

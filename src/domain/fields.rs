@@ -14,7 +14,7 @@ use super::number::{check_area_code, check_e164};
 use super::tone::check_tone_name;
 
 /// A field that is missing, of the wrong type, or out of range. Displays as the text that follows
-/// the reference's `Invalid request.` prefix, e.g. `callDirection must be 0, 1 or 2 (got 7)`.
+/// the Huawei API's `Invalid request.` prefix, e.g. `callDirection must be 0, 1 or 2 (got 7)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     pub field: String,
@@ -143,7 +143,7 @@ impl<'a> Fields<'a> {
         Ok(Some(n))
     }
 
-    /// A boolean sent as `"true"`/`"false"` (the reference) or as a JSON boolean.
+    /// A boolean sent as `"true"`/`"false"` (the Huawei API) or as a JSON boolean.
     pub fn flag(&self, field: &str) -> Result<Option<bool>, Invalid> {
         match self.present(field) {
             None => Ok(None),
@@ -170,7 +170,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// `userData`: 1-256 characters, no braces and no non-ASCII text (reference §0: clients
+    /// `userData`: 1-256 characters, no braces and no non-ASCII text (docs/compatibility.md: clients
     /// base64-encode anything else).
     pub fn user_data(&self, field: &str) -> Result<Option<&'a str>, Invalid> {
         let value = self.bounded_string(field, 256)?;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Shortest and longest accepted number, counting the `+` (the reference's String(4-31)).
+/// Shortest and longest accepted number, counting the `+` (the Huawei API's String(4-31)).
 const NUMBER_LEN: std::ops::RangeInclusive<usize> = 4..=31;
 
 /// Why a string is not an E.164 number; the caller adds the field name.
@@ -49,7 +49,7 @@ pub fn shared_area_prefix(a: &str, b: &str) -> usize {
     a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
 }
 
-/// The status of an X number (reference §12).
+/// The status of an X number (README, Admin API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum NumberStatus {

@@ -1,6 +1,6 @@
 //! Business rejections: a request that was well-formed but that the rules refuse.
 //!
-//! Each variant carries the ids it concerns and knows its reference result code, so the HTTP layer
+//! Each variant carries the ids it concerns and knows its Huawei result code, so the HTTP layer
 //! only maps variants to statuses and never invents a code.
 
 use super::codes::{self, ResultCode};
@@ -25,7 +25,7 @@ pub enum Rejection {
     RecordingDisabled { app_key: String },
     #[error("Abnormal number status: {x_number} is {status:?}")]
     NumberStatus { x_number: String, status: NumberStatus },
-    /// A tone that is not an approved tone of the app (the reference's wording, naming the file).
+    /// A tone that is not an approved tone of the app (the Huawei API's wording, naming the file).
     #[error("Invalid request.{file} does not exist")]
     UnknownTone { file: String },
     #[error("Insufficient number resources: no free X number {where_}")]

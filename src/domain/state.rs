@@ -1,4 +1,4 @@
-//! Call release codes (`stateCode`, reference §14.1) that privnum itself decides.
+//! Call release codes (`stateCode`; docs/compatibility.md, Calls) that privnum itself decides.
 //!
 //! Scripts name them through the `state` module (`state::INVALID_AXB_CALL`), the host through
 //! these constants; [`describe`] gives the `stateDesc` text and tells a known code from a typo.
@@ -46,7 +46,7 @@ pub const CALLEE_BUSY: StateCode = 8102;
 pub const CALLEE_UNREACHABLE: StateCode = 8103;
 pub const CALLEE_POWERED_OFF: StateCode = 8104;
 
-/// Every code of reference §14.1 with its meaning, in code order.
+/// Every Huawei release code (docs/compatibility.md, Calls) with its meaning, in code order.
 const TABLE: &[(StateCode, &str)] = &[
     (0, "The user releases the call."),
     (522, "Platform voice ports exhausted."),
@@ -117,7 +117,7 @@ const TABLE: &[(StateCode, &str)] = &[
     (8139, "Other abnormal behaviour."),
 ];
 
-/// The `stateDesc` of a code, or `None` for a code the reference does not list.
+/// The `stateDesc` of a code, or `None` for a code the Huawei API does not list.
 pub fn describe(code: StateCode) -> Option<&'static str> {
     TABLE.binary_search_by_key(&code, |(c, _)| *c).ok().map(|i| TABLE[i].1)
 }

@@ -1,7 +1,7 @@
 //! Tones (voice files): their names, and their review.
 //!
-//! A tone is named by its file name, at most 128 characters of `[A-Za-z0-9-_.@]` (reference §0,
-//! §15). Each app has its own tones. A tone is uploaded, then reviewed: only an approved tone is
+//! A tone is named by its file name, at most 128 characters of `[A-Za-z0-9-_.@]` (docs/compatibility.md,
+//! Requests and signing). Each app has its own tones. A tone is uploaded, then reviewed: only an approved tone is
 //! played or may be named by a binding or a decision.
 //!
 //! Replacing a tone never silences it: a new upload under an approved name waits for review while

@@ -88,7 +88,7 @@ pub async fn temporary_callee_set(
     Ok(success(fields))
 }
 
-/// A binding in the reference's vocabulary: booleans as strings, times `yyyy-MM-dd HH:mm:ss` UTC.
+/// A binding in the Huawei API's vocabulary: booleans as strings, times `yyyy-MM-dd HH:mm:ss` UTC.
 /// A temporary callee is listed while it is valid.
 pub fn binding_fields(binding: &AxBinding, now: i64) -> Map<String, Value> {
     let mut fields = Map::new();

@@ -62,7 +62,7 @@ impl ProvisioningApi for AxbApi {
     }
 }
 
-/// A binding in the reference's vocabulary: booleans as `"true"`/`"false"` strings, times as
+/// A binding in the Huawei API's vocabulary: booleans as `"true"`/`"false"` strings, times as
 /// `yyyy-MM-dd HH:mm:ss` UTC. Absent optional values are left out rather than sent as null.
 pub fn binding_fields(binding: &AxbBinding) -> Map<String, Value> {
     let mut fields = Map::new();

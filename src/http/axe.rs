@@ -2,7 +2,7 @@
 //! (PUT), unbind (DELETE), query with paging (GET), served by [`super::provisioning`]'s handlers
 //! through [`ProvisioningApi`]; and AXE's own request, the cursor query (GET) at `…/v2.0`.
 //!
-//! The reference does not name the query's list; privnum answers `extendNumList`, after the
+//! The Huawei API does not name the query's list; privnum answers `extendNumList`, after the
 //! AXB (`relationNumList`) and AX (`privateNumList`) pattern. Every change is on disk before it
 //! is acknowledged.
 
@@ -89,7 +89,7 @@ pub async fn bindings_query_cursor(
     Ok(success(fields))
 }
 
-/// A binding in the reference's vocabulary: booleans and switches as strings, times
+/// A binding in the Huawei API's vocabulary: booleans and switches as strings, times
 /// `yyyy-MM-dd HH:mm:ss` UTC; `cursor` is the binding's place in the v2.0 order.
 pub fn binding_fields(binding: &AxeBinding) -> Map<String, Value> {
     let mut fields = Map::new();

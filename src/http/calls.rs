@@ -1,4 +1,4 @@
-//! The customer's call controls (reference §8, §13): stop a live call, and get a recording's
+//! The customer's call controls (README, Stopping a call, recordings): stop a live call, and get a recording's
 //! download link.
 //!
 //! Stopping a call asks the switch through `switch_control_url` with
@@ -29,7 +29,7 @@ use crate::domain::{codes, Fields};
 pub const STOP_PATH: &str = "/rest/httpsessions/callStop/v2.0";
 pub const RECORD_PATH: &str = "/rest/provision/voice/record/v1.0";
 
-/// How long a recording link works (the reference's three days).
+/// How long a recording link works (the Huawei API's three days).
 const RECORD_LINK_SECS: i64 = 3 * 24 * 3600;
 
 pub async fn calls_stop(

@@ -1,4 +1,4 @@
-//! The switch adapter (CONTRACT §4), privnum's own API for the SBC or softswitch:
+//! The switch adapter (README, Switch adapter), privnum's own API for the SBC or softswitch:
 //! `Authorization: Bearer <switch_token>`.
 //!
 //! | call | body | answer |
@@ -220,7 +220,10 @@ async fn calls_event(
     let time = parse_time("time", request.time.as_deref())?;
     if let Some(code) = request.state_code {
         if crate::domain::state::describe(code).is_none() {
-            return Err(bad_request("stateCode", format!("{code} is not a reference state code (reference §14.1)")));
+            return Err(bad_request(
+                "stateCode",
+                format!("{code} is not a Huawei release code (docs/compatibility.md, Calls)"),
+            ));
         }
     }
     if request.q850.is_some_and(|cause| cause > 127) {
@@ -263,7 +266,7 @@ async fn calls_cdr(
     answer(&state, answered).await
 }
 
-/// A recording's start as the reference writes it (`yyyy-MM-dd HH:mm:ss` UTC), from RFC 3339 or
+/// A recording's start as the Huawei API writes it (`yyyy-MM-dd HH:mm:ss` UTC), from RFC 3339 or
 /// that format.
 fn reference_start_time(text: &str) -> Result<String, AppError> {
     if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {

@@ -17,7 +17,7 @@ use crate::domain::{App, Rejection};
 
 use super::keys;
 use super::pools::{Cursor, Pools};
-use super::{Bindings, Error, OpError, Shared, WriteSet, T};
+use super::{Bindings, Error, OpError, Shared, Tree, WriteSet};
 
 /// How many due expiries a bind sweeps before it looks for room, so expired bindings free
 /// capacity at once while one request never does unbounded work.
@@ -116,7 +116,7 @@ impl Shared {
     /// How many bindings X holds, of whatever mode its app has (expired ones not yet purged
     /// included): the `axb_pairs` counter, which every mode keeps.
     pub(crate) fn pairs_on(&self, x_number: &str) -> Result<u32, Error> {
-        Ok(keys::read_count(self.get(T::AxbPairs, x_number.as_bytes())?.as_deref()))
+        Ok(keys::read_count(self.get(Tree::AxbPairs, x_number.as_bytes())?.as_deref()))
     }
 
     /// X's binding count as the pools hold it (read from the store for a number they do not
@@ -132,9 +132,9 @@ impl Shared {
     /// Stages X's new binding count; [`Pools::set_pairs`] follows after the commit.
     pub(crate) fn stage_bindings_on(writes: &mut WriteSet, x_number: &str, count: u32) {
         if count == 0 {
-            writes.remove(T::AxbPairs, x_number.as_bytes());
+            writes.remove(Tree::AxbPairs, x_number.as_bytes());
         } else {
-            writes.put(T::AxbPairs, x_number.as_bytes(), keys::count(count));
+            writes.put(Tree::AxbPairs, x_number.as_bytes(), keys::count(count));
         }
     }
 }

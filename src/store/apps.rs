@@ -16,7 +16,7 @@ use crate::domain::{App, Mode, Rejection, XNumber};
 
 use super::keys;
 use super::record::encode;
-use super::{Error, OpError, Shared, WriteSet, T};
+use super::{Error, OpError, Shared, Tree, WriteSet};
 
 /// Every app by key, as stored.
 pub(super) type AppMap = HashMap<String, Arc<App>>;
@@ -34,7 +34,7 @@ pub(super) fn load(shared: &Shared) -> Result<AppMap, Error> {
 }
 
 fn all(shared: &Shared) -> Result<Vec<App>, Error> {
-    super::decode_all(T::Apps, shared.tree(T::Apps).iter())
+    super::decode_all(Tree::Apps, shared.tree(Tree::Apps).iter())
 }
 
 impl Apps {
@@ -92,7 +92,7 @@ impl Apps {
                 }
             }
         }
-        writes.put(T::Apps, app.app_key.as_bytes(), encode(app));
+        writes.put(Tree::Apps, app.app_key.as_bytes(), encode(app));
         for number in numbers {
             self.stage_number(number, &mut writes)?;
         }
@@ -110,7 +110,7 @@ impl Apps {
         if self.get(app_key)?.is_none() {
             return Err(Rejection::NotFound { what: format!("app {app_key}") }.into());
         }
-        let pool = self.shared.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))?;
+        let pool = self.shared.keys_with_prefix(Tree::AppArea, &keys::prefix(&[app_key]))?;
         if !pool.is_empty() {
             return Err(Rejection::InUse {
                 what: format!("app {app_key} still has {} numbers; remove them first", pool.len()),
@@ -118,7 +118,7 @@ impl Apps {
             .into());
         }
         let mut writes = WriteSet::default();
-        writes.remove(T::Apps, app_key.as_bytes());
+        writes.remove(Tree::Apps, app_key.as_bytes());
         super::tones::stage_removal(&self.shared, app_key, &mut writes)?;
         self.shared.apply_now(writes)?;
         self.remember_app(app_key, None);
@@ -134,7 +134,7 @@ impl Apps {
     /// The app's pool, ordered by area code, then number.
     pub fn numbers_of(&self, app_key: &str) -> Result<Vec<XNumber>, Error> {
         let mut numbers = Vec::new();
-        for key in self.shared.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))? {
+        for key in self.shared.keys_with_prefix(Tree::AppArea, &keys::prefix(&[app_key]))? {
             if let Some(number) = self.number(&keys::last_part(&key))? {
                 numbers.push(number);
             }
@@ -170,8 +170,8 @@ impl Apps {
             .into());
         }
         let mut writes = WriteSet::default();
-        writes.remove(T::Numbers, x_number.as_bytes());
-        writes.remove(T::AppArea, area_key(&existing));
+        writes.remove(Tree::Numbers, x_number.as_bytes());
+        writes.remove(Tree::AppArea, area_key(&existing));
         self.shared.apply_now(writes)?;
         pools.unfile(x_number);
         Ok(())
@@ -186,17 +186,17 @@ impl Apps {
                 }
                 .into());
             }
-            writes.remove(T::AppArea, area_key(&existing));
+            writes.remove(Tree::AppArea, area_key(&existing));
         }
-        writes.put(T::Numbers, number.number.as_bytes(), encode(number));
-        writes.put(T::AppArea, area_key(number), Vec::new());
+        writes.put(Tree::Numbers, number.number.as_bytes(), encode(number));
+        writes.put(Tree::AppArea, area_key(number), Vec::new());
         Ok(())
     }
 
     /// How many of the app's numbers hold at least one binding.
     fn bound_numbers(&self, app_key: &str) -> Result<usize, Error> {
         let mut bound = 0;
-        for key in self.shared.keys_with_prefix(T::AppArea, &keys::prefix(&[app_key]))? {
+        for key in self.shared.keys_with_prefix(Tree::AppArea, &keys::prefix(&[app_key]))? {
             if self.shared.pairs_on(&keys::last_part(&key))? > 0 {
                 bound += 1;
             }

@@ -16,7 +16,7 @@ use crate::domain::{App, AxBinding, Rejection, XSelection};
 use super::allocation::{self, new_subscription_id, RoomOnX};
 use super::pools::Pools;
 use super::record::encode;
-use super::{keys, Bindings, Error, OpError, Shared, WriteSet, T};
+use super::{keys, Bindings, Error, OpError, Shared, Tree, WriteSet};
 use crate::domain::binding::Recorded as _;
 
 fn a_key(app_key: &str, orig_num: &str, x_number: &str) -> Vec<u8> {
@@ -45,12 +45,12 @@ impl RoomOnX for AxRoom<'_> {
 
 impl Bindings {
     fn ax_stored(&self, subscription_id: &str) -> Result<Option<AxBinding>, Error> {
-        self.shared.get_record(T::Ax, subscription_id.as_bytes())
+        self.shared.get_record(Tree::Ax, subscription_id.as_bytes())
     }
 
     /// The AX binding on X, whichever app it belongs to: the lookup of the call path.
     pub fn ax_for_call(&self, x_number: &str) -> Result<Option<AxBinding>, Error> {
-        match self.shared.get(T::AxX, x_number.as_bytes())? {
+        match self.shared.get(Tree::AxX, x_number.as_bytes())? {
             Some(id) => self.ax_stored(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -59,8 +59,8 @@ impl Bindings {
     /// The app's X numbers bound to `orig_num`.
     fn ax_of_a(&self, app_key: &str, orig_num: &str) -> Result<Vec<AxBinding>, Error> {
         let mut bindings = Vec::new();
-        for key in self.shared.keys_with_prefix(T::AxA, &keys::prefix(&[app_key, orig_num]))? {
-            if let Some(id) = self.shared.get(T::AxA, &key)? {
+        for key in self.shared.keys_with_prefix(Tree::AxA, &keys::prefix(&[app_key, orig_num]))? {
+            if let Some(id) = self.shared.get(Tree::AxA, &key)? {
                 bindings.extend(self.ax_stored(&String::from_utf8_lossy(&id))?);
             }
         }
@@ -104,7 +104,7 @@ impl Bindings {
     /// X is in the app's pool, may take a binding, and has no A yet.
     fn ax_check_x_free(&self, app: &App, x_number: &str) -> Result<(), OpError> {
         self.check_x_of_app(app, x_number)?;
-        if self.shared.get(T::AxX, x_number.as_bytes())?.is_some() {
+        if self.shared.get(Tree::AxX, x_number.as_bytes())?.is_some() {
             return Err(Rejection::XAlreadyAllocated { x_number: x_number.to_owned() }.into());
         }
         Ok(())
@@ -131,7 +131,7 @@ impl Bindings {
             binding.check_against(app)?;
         }
         let mut writes = WriteSet::default();
-        writes.put(T::Ax, binding.subscription_id.as_bytes(), encode(&binding));
+        writes.put(Tree::Ax, binding.subscription_id.as_bytes(), encode(&binding));
         self.shared.apply_now(writes)?;
         Ok(binding)
     }
@@ -140,9 +140,9 @@ impl Bindings {
         let mut pools = self.shared.lock_writer();
         let binding = self.ax_target(app, target)?;
         let mut writes = WriteSet::default();
-        writes.remove(T::Ax, binding.subscription_id.as_bytes());
-        writes.remove(T::AxX, binding.x_number.as_bytes());
-        writes.remove(T::AxA, a_key(&binding.app_key, &binding.orig_num, &binding.x_number));
+        writes.remove(Tree::Ax, binding.subscription_id.as_bytes());
+        writes.remove(Tree::AxX, binding.x_number.as_bytes());
+        writes.remove(Tree::AxA, a_key(&binding.app_key, &binding.orig_num, &binding.x_number));
         Shared::stage_bindings_on(&mut writes, &binding.x_number, 0);
         self.shared.apply_now(writes)?;
         pools.set_pairs(&binding.x_number, 0);
@@ -180,7 +180,7 @@ impl Bindings {
         })?;
         binding.temporary_callee = Some(request.to_callee(now));
         let mut writes = WriteSet::default();
-        writes.put(T::Ax, binding.subscription_id.as_bytes(), encode(&binding));
+        writes.put(Tree::Ax, binding.subscription_id.as_bytes(), encode(&binding));
         self.shared.apply_now(writes)?;
         Ok(binding)
     }
@@ -188,7 +188,7 @@ impl Bindings {
 
 fn stage_insert(writes: &mut WriteSet, binding: &AxBinding) {
     let id = binding.subscription_id.as_bytes();
-    writes.put(T::Ax, id, encode(binding));
-    writes.put(T::AxX, binding.x_number.as_bytes(), id);
-    writes.put(T::AxA, a_key(&binding.app_key, &binding.orig_num, &binding.x_number), id);
+    writes.put(Tree::Ax, id, encode(binding));
+    writes.put(Tree::AxX, binding.x_number.as_bytes(), id);
+    writes.put(Tree::AxA, a_key(&binding.app_key, &binding.orig_num, &binding.x_number), id);
 }

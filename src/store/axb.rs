@@ -24,7 +24,7 @@ use super::allocation::{self, new_subscription_id, RoomOnX, SWEEP_BEFORE_BIND};
 use super::keys;
 use super::pools::Pools;
 use super::record::encode;
-use super::{Bindings, Error, OpError, Shared, WriteSet, T};
+use super::{Bindings, Error, OpError, Shared, Tree, WriteSet};
 use crate::domain::binding::Recorded as _;
 
 /// One page of a query, with the number of matches on all pages.
@@ -88,7 +88,7 @@ impl<'s> AxbWrites<'s> {
         let key = keys::join(&[x_number, number]);
         let id = match self.users.get(&key) {
             Some(staged) => staged.clone(),
-            None => self.store.shared.get(T::AxbUser, &key)?.map(|id| String::from_utf8_lossy(&id).into_owned()),
+            None => self.store.shared.get(Tree::AxbUser, &key)?.map(|id| String::from_utf8_lossy(&id).into_owned()),
         };
         let Some(id) = id else { return Ok(None) };
         match self.records.get(&id) {
@@ -107,15 +107,15 @@ impl<'s> AxbWrites<'s> {
 
     fn insert(&mut self, binding: &AxbBinding) -> Result<(), Error> {
         let (x, id) = (binding.x_number.as_str(), binding.subscription_id.as_str());
-        self.writes.put(T::Axb, id.as_bytes(), encode(binding));
+        self.writes.put(Tree::Axb, id.as_bytes(), encode(binding));
         self.records.insert(id.to_owned(), Some(binding.clone()));
         for party in binding.parties() {
-            self.writes.put(T::AxbUser, keys::join(&[x, party]), id.as_bytes());
+            self.writes.put(Tree::AxbUser, keys::join(&[x, party]), id.as_bytes());
             self.users.insert(keys::join(&[x, party]), Some(id.to_owned()));
         }
-        self.writes.put(T::AxbX, keys::join(&[x, id]), Vec::new());
+        self.writes.put(Tree::AxbX, keys::join(&[x, id]), Vec::new());
         if let Some(expires_at) = binding.expires_at {
-            self.writes.put(T::AxbExpiry, keys::expiry(expires_at, id), Vec::new());
+            self.writes.put(Tree::AxbExpiry, keys::expiry(expires_at, id), Vec::new());
         }
         *self.pairs(x)? += 1;
         Ok(())
@@ -123,15 +123,15 @@ impl<'s> AxbWrites<'s> {
 
     fn delete(&mut self, binding: &AxbBinding) -> Result<(), Error> {
         let (x, id) = (binding.x_number.as_str(), binding.subscription_id.as_str());
-        self.writes.remove(T::Axb, id.as_bytes());
+        self.writes.remove(Tree::Axb, id.as_bytes());
         self.records.insert(id.to_owned(), None);
         for party in binding.parties() {
-            self.writes.remove(T::AxbUser, keys::join(&[x, party]));
+            self.writes.remove(Tree::AxbUser, keys::join(&[x, party]));
             self.users.insert(keys::join(&[x, party]), None);
         }
-        self.writes.remove(T::AxbX, keys::join(&[x, id]));
+        self.writes.remove(Tree::AxbX, keys::join(&[x, id]));
         if let Some(expires_at) = binding.expires_at {
-            self.writes.remove(T::AxbExpiry, keys::expiry(expires_at, id));
+            self.writes.remove(Tree::AxbExpiry, keys::expiry(expires_at, id));
         }
         let pairs = self.pairs(x)?;
         *pairs = pairs.saturating_sub(1);
@@ -184,12 +184,12 @@ impl RoomOnX for AxbRoom<'_, '_> {
 
 impl Bindings {
     fn axb_stored(&self, subscription_id: &str) -> Result<Option<AxbBinding>, Error> {
-        self.shared.get_record(T::Axb, subscription_id.as_bytes())
+        self.shared.get_record(Tree::Axb, subscription_id.as_bytes())
     }
 
     /// The stored binding on X that has `number` as A or B, expired or not.
     fn axb_by_party(&self, x_number: &str, number: &str) -> Result<Option<AxbBinding>, Error> {
-        match self.shared.get(T::AxbUser, &keys::join(&[x_number, number]))? {
+        match self.shared.get(Tree::AxbUser, &keys::join(&[x_number, number]))? {
             Some(id) => self.axb_stored(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -404,7 +404,7 @@ impl Bindings {
     /// Every stored binding on X that belongs to the app, expired ones included.
     fn axb_on_x(&self, app_key: &str, x_number: &str) -> Result<Vec<AxbBinding>, Error> {
         let mut bindings = Vec::new();
-        for key in self.shared.keys_with_prefix(T::AxbX, &keys::prefix(&[x_number]))? {
+        for key in self.shared.keys_with_prefix(Tree::AxbX, &keys::prefix(&[x_number]))? {
             if let Some(binding) = self.axb_stored(&keys::last_part(&key))? {
                 if binding.app_key == app_key {
                     bindings.push(binding);
@@ -414,7 +414,7 @@ impl Bindings {
         Ok(bindings)
     }
 
-    /// Answers a query; no match at all is `NotFound` (1012007), as on the reference platform.
+    /// Answers a query; no match at all is `NotFound` (1012007), as on the Huawei platform.
     pub fn axb_query(&self, app: &App, query: &AxbQuery, now: i64) -> Result<AxbPage, OpError> {
         let (matches, page) = match query {
             AxbQuery::Subscription(id) => (vec![self.axb_active_of(&app.app_key, id, now)?], None),
@@ -445,8 +445,8 @@ impl Bindings {
 
     /// Whether some binding's expiry has come (one range probe of the expiry queue).
     fn axb_expiry_due(&self, now: i64) -> Result<bool, Error> {
-        let due = self.shared.tree(T::AxbExpiry).range(..keys::expiry_bound(now).to_vec()).keys().next();
-        due.transpose().map(|key| key.is_some()).map_err(|source| Error::Sled { tree: T::AxbExpiry.name(), source })
+        let due = self.shared.tree(Tree::AxbExpiry).range(..keys::expiry_bound(now).to_vec()).keys().next();
+        due.transpose().map(|key| key.is_some()).map_err(|source| Error::Sled { tree: Tree::AxbExpiry.name(), source })
     }
 
     /// Removes up to `limit` bindings that expired at or before `now`; returns how many. The
@@ -457,13 +457,13 @@ impl Bindings {
     }
 
     fn sweep_due(&self, pools: &mut Pools, now: i64, limit: usize) -> Result<usize, Error> {
-        let expiry = self.shared.tree(T::AxbExpiry);
+        let expiry = self.shared.tree(Tree::AxbExpiry);
         let due = expiry
             .range(..keys::expiry_bound(now).to_vec())
             .keys()
             .take(limit)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| Error::Sled { tree: T::AxbExpiry.name(), source })?;
+            .map_err(|source| Error::Sled { tree: Tree::AxbExpiry.name(), source })?;
         let mut writes = AxbWrites::new(self, pools);
         let mut swept = 0;
         for key in &due {
@@ -474,7 +474,7 @@ impl Bindings {
                 }
                 // An expiry entry left without its binding (it cannot happen through this module,
                 // but would block the queue forever): drop it.
-                None => writes.writes.remove(T::AxbExpiry, key.to_vec()),
+                None => writes.writes.remove(Tree::AxbExpiry, key.to_vec()),
                 Some(_) => {}
             }
         }

@@ -22,7 +22,7 @@ use crate::domain::{App, AxeBinding, Rejection, XSelection};
 use super::allocation::{self, new_subscription_id, RoomOnX, SWEEP_BEFORE_BIND};
 use super::pools::Pools;
 use super::record::encode;
-use super::{keys, Bindings, Error, OpError, Shared, WriteSet, T};
+use super::{keys, Bindings, Error, OpError, Shared, Tree, WriteSet};
 use crate::domain::binding::Recorded as _;
 
 /// One page of a v1.0 query, with the number of matches on all pages.
@@ -97,12 +97,12 @@ impl<'s> AxeWrites<'s> {
 
     fn insert(&mut self, binding: &AxeBinding) -> Result<(), Error> {
         let (x, id) = (binding.x_number.as_str(), binding.subscription_id.as_bytes());
-        self.writes.put(T::Axe, id, encode(binding));
-        self.writes.put(T::AxeExt, keys::join(&[x, &binding.extend_num]), id);
-        self.writes.put(T::AxeUser, keys::join(&[x, &binding.bind_num]), id);
-        self.writes.put(T::AxeOrder, order_key(binding), id);
+        self.writes.put(Tree::Axe, id, encode(binding));
+        self.writes.put(Tree::AxeExt, keys::join(&[x, &binding.extend_num]), id);
+        self.writes.put(Tree::AxeUser, keys::join(&[x, &binding.bind_num]), id);
+        self.writes.put(Tree::AxeOrder, order_key(binding), id);
         if let Some(expires_at) = binding.expires_at {
-            self.writes.put(T::AxeExpiry, keys::expiry(expires_at, &binding.subscription_id), Vec::new());
+            self.writes.put(Tree::AxeExpiry, keys::expiry(expires_at, &binding.subscription_id), Vec::new());
         }
         *self.count(x)? += 1;
         Ok(())
@@ -111,15 +111,15 @@ impl<'s> AxeWrites<'s> {
     /// Removes a binding and its indexes; its callback record too when `with_callback`.
     fn delete(&mut self, binding: &AxeBinding, with_callback: bool) -> Result<(), Error> {
         let x = binding.x_number.as_str();
-        self.writes.remove(T::Axe, binding.subscription_id.as_bytes());
-        self.writes.remove(T::AxeExt, keys::join(&[x, &binding.extend_num]));
-        self.writes.remove(T::AxeUser, keys::join(&[x, &binding.bind_num]));
-        self.writes.remove(T::AxeOrder, order_key(binding));
+        self.writes.remove(Tree::Axe, binding.subscription_id.as_bytes());
+        self.writes.remove(Tree::AxeExt, keys::join(&[x, &binding.extend_num]));
+        self.writes.remove(Tree::AxeUser, keys::join(&[x, &binding.bind_num]));
+        self.writes.remove(Tree::AxeOrder, order_key(binding));
         if let Some(expires_at) = binding.expires_at {
-            self.writes.remove(T::AxeExpiry, keys::expiry(expires_at, &binding.subscription_id));
+            self.writes.remove(Tree::AxeExpiry, keys::expiry(expires_at, &binding.subscription_id));
         }
         if with_callback {
-            self.writes.remove(T::AxeCallback, keys::join(&[x, &binding.bind_num]));
+            self.writes.remove(Tree::AxeCallback, keys::join(&[x, &binding.bind_num]));
         }
         let count = self.count(x)?;
         *count = count.saturating_sub(1);
@@ -140,10 +140,10 @@ impl<'s> AxeWrites<'s> {
 
 impl Bindings {
     fn axe_stored(&self, subscription_id: &str) -> Result<Option<AxeBinding>, Error> {
-        self.shared.get_record(T::Axe, subscription_id.as_bytes())
+        self.shared.get_record(Tree::Axe, subscription_id.as_bytes())
     }
 
-    fn axe_by_index(&self, tree: T, x_number: &str, part: &str) -> Result<Option<AxeBinding>, Error> {
+    fn axe_by_index(&self, tree: Tree, x_number: &str, part: &str) -> Result<Option<AxeBinding>, Error> {
         match self.shared.get(tree, &keys::join(&[x_number, part]))? {
             Some(id) => self.axe_stored(&String::from_utf8_lossy(&id)),
             None => Ok(None),
@@ -153,19 +153,19 @@ impl Bindings {
     /// The active binding of extension `extend_num` on X (a third party keyed it).
     pub fn axe_for_extension(&self, x_number: &str, extend_num: &str, now: i64) -> Result<Option<AxeBinding>, Error> {
         Ok(self
-            .axe_by_index(T::AxeExt, x_number, extend_num)?
+            .axe_by_index(Tree::AxeExt, x_number, extend_num)?
             .filter(|b| b.is_active(now) && b.extend_num == extend_num))
     }
 
     /// The active binding that has `number` as A on X (A calls X).
     pub fn axe_for_a(&self, x_number: &str, number: &str, now: i64) -> Result<Option<AxeBinding>, Error> {
-        Ok(self.axe_by_index(T::AxeUser, x_number, number)?.filter(|b| b.is_active(now) && b.bind_num == number))
+        Ok(self.axe_by_index(Tree::AxeUser, x_number, number)?.filter(|b| b.is_active(now) && b.bind_num == number))
     }
 
     /// A's callback record under `binding`, while it is valid.
     pub fn axe_callback(&self, binding: &AxeBinding, now: i64) -> Result<Option<Callback>, Error> {
         let key = keys::join(&[&binding.x_number, &binding.bind_num]);
-        let callback: Option<Callback> = self.shared.get_record(T::AxeCallback, &key)?;
+        let callback: Option<Callback> = self.shared.get_record(Tree::AxeCallback, &key)?;
         Ok(callback.filter(|callback| callback.is_valid_for(binding, now)))
     }
 
@@ -215,19 +215,19 @@ impl Bindings {
         now: i64,
     ) -> Result<String, OpError> {
         self.check_x_of_app(app, x_number)?;
-        self.axe_clear_way(pools, T::AxeUser, x_number, &request.bind_num, now, || Rejection::AlreadyBound {
+        self.axe_clear_way(pools, Tree::AxeUser, x_number, &request.bind_num, now, || Rejection::AlreadyBound {
             number: request.bind_num.clone(),
             x_number: x_number.to_owned(),
         })?;
         if let Some(extend_num) = &request.extend_num {
-            self.axe_clear_way(pools, T::AxeExt, x_number, extend_num, now, || Rejection::NoIdleExtension {
+            self.axe_clear_way(pools, Tree::AxeExt, x_number, extend_num, now, || Rejection::NoIdleExtension {
                 what: format!("extendNum {extend_num} is taken on {x_number}"),
             })?;
             return Ok(extend_num.clone());
         }
         let used: BTreeSet<String> = self
             .shared
-            .keys_with_prefix(T::AxeExt, &keys::prefix(&[x_number]))?
+            .keys_with_prefix(Tree::AxeExt, &keys::prefix(&[x_number]))?
             .iter()
             .map(|key| keys::last_part(key))
             .collect();
@@ -244,7 +244,7 @@ impl Bindings {
     fn axe_clear_way(
         &self,
         pools: &mut Pools,
-        tree: T,
+        tree: Tree,
         x_number: &str,
         part: &str,
         now: i64,
@@ -264,7 +264,7 @@ impl Bindings {
     fn axe_target(&self, app: &App, target: &AxeTarget, now: i64) -> Result<AxeBinding, OpError> {
         let found = match target {
             AxeTarget::Subscription(id) => self.axe_stored(id)?,
-            AxeTarget::Extension { x_number, extend_num } => self.axe_by_index(T::AxeExt, x_number, extend_num)?,
+            AxeTarget::Extension { x_number, extend_num } => self.axe_by_index(Tree::AxeExt, x_number, extend_num)?,
         };
         found
             .filter(|binding| binding.app_key == app.app_key && binding.is_active(now))
@@ -286,7 +286,7 @@ impl Bindings {
         let new_a = new.bind_num != old.bind_num;
         if new_a {
             let (x_number, number) = (new.x_number.clone(), new.bind_num.clone());
-            self.axe_clear_way(&mut pools, T::AxeUser, &x_number, &number, now, || Rejection::AlreadyBound {
+            self.axe_clear_way(&mut pools, Tree::AxeUser, &x_number, &number, now, || Rejection::AlreadyBound {
                 number: number.clone(),
                 x_number: x_number.clone(),
             })?;
@@ -313,12 +313,12 @@ impl Bindings {
         let (matches, page) = match query {
             AxeQuery::Subscription(id) => (self.axe_stored(id)?.into_iter().collect::<Vec<_>>(), None),
             AxeQuery::OnX { x_number, extend_num: Some(extend_num), page } => {
-                (self.axe_by_index(T::AxeExt, x_number, extend_num)?.into_iter().collect(), Some(*page))
+                (self.axe_by_index(Tree::AxeExt, x_number, extend_num)?.into_iter().collect(), Some(*page))
             }
             AxeQuery::OnX { x_number, extend_num: None, page } => {
                 let mut all = Vec::new();
-                for key in self.shared.keys_with_prefix(T::AxeExt, &keys::prefix(&[x_number]))? {
-                    if let Some(id) = self.shared.get(T::AxeExt, &key)? {
+                for key in self.shared.keys_with_prefix(Tree::AxeExt, &keys::prefix(&[x_number]))? {
+                    if let Some(id) = self.shared.get(Tree::AxeExt, &key)? {
                         all.extend(self.axe_stored(&String::from_utf8_lossy(&id))?);
                     }
                 }
@@ -344,8 +344,8 @@ impl Bindings {
         let start = keys::order(&app.app_key, query.cursor.seq);
         let mut bindings = Vec::new();
         let mut more = false;
-        for item in self.shared.tree(T::AxeOrder).range::<Vec<u8>, _>((Bound::Excluded(start), Bound::Unbounded)) {
-            let (key, id) = item.map_err(|source| Error::Sled { tree: T::AxeOrder.name(), source })?;
+        for item in self.shared.tree(Tree::AxeOrder).range::<Vec<u8>, _>((Bound::Excluded(start), Bound::Unbounded)) {
+            let (key, id) = item.map_err(|source| Error::Sled { tree: Tree::AxeOrder.name(), source })?;
             if !key.starts_with(&prefix) {
                 break;
             }
@@ -373,12 +373,12 @@ impl Bindings {
     fn axe_sweep_due(&self, pools: &mut Pools, now: i64, limit: usize) -> Result<usize, Error> {
         let due = self
             .shared
-            .tree(T::AxeExpiry)
+            .tree(Tree::AxeExpiry)
             .range(..keys::expiry_bound(now).to_vec())
             .keys()
             .take(limit)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| Error::Sled { tree: T::AxeExpiry.name(), source })?;
+            .map_err(|source| Error::Sled { tree: Tree::AxeExpiry.name(), source })?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -390,7 +390,7 @@ impl Bindings {
                     writes.delete(&binding, true)?;
                     swept += 1;
                 }
-                None => writes.writes.remove(T::AxeExpiry, key.to_vec()),
+                None => writes.writes.remove(Tree::AxeExpiry, key.to_vec()),
                 Some(_) => {}
             }
         }

@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use arc_swap::ArcSwap;
 
-use super::{Error, Op, T};
+use super::{Error, Op, Tree};
 
 /// The first bytes of a call log; the digit is the format's version. Version 3 keeps each push
 /// in the outbox's layout 2 (its body as the bytes delivery sends, `outbox.rs`). (Version 1,
@@ -80,12 +80,12 @@ const SNAPSHOT_RECORD_BYTES: usize = 1 << 20;
 const MAX_RECORD_BYTES: u32 = 1 << 30;
 
 /// The trees kept here, in their on-disk codes (their index in [`Maps::trees`]).
-const TREES: [T; 2] = [T::Outbox, T::Sessions];
+const TREES: [Tree; 2] = [Tree::Outbox, Tree::Sessions];
 
 /// One write as it is encoded: a tree, a key, and the value (`None` removes the key).
-type Write<'a> = (T, &'a [u8], Option<&'a [u8]>);
+type Write<'a> = (Tree, &'a [u8], Option<&'a [u8]>);
 
-fn code(tree: T) -> Option<usize> {
+fn code(tree: Tree) -> Option<usize> {
     TREES.iter().position(|t| *t == tree)
 }
 
@@ -356,13 +356,13 @@ impl CallLog {
     }
 
     /// One value.
-    pub(crate) fn get(&self, tree: T, key: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, tree: Tree, key: &[u8]) -> Option<Vec<u8>> {
         let code = code(tree)?;
         self.read_maps().trees[code].get(key).cloned()
     }
 
     /// Up to `max` entries whose keys start with `prefix`, in key order.
-    pub(crate) fn scan(&self, tree: T, prefix: &[u8], max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn scan(&self, tree: Tree, prefix: &[u8], max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let Some(code) = code(tree) else { return Vec::new() };
         let maps = self.read_maps();
         maps.trees[code]
@@ -374,13 +374,13 @@ impl CallLog {
     }
 
     /// The first key at or after `from`, in key order.
-    pub(crate) fn first_key_from(&self, tree: T, from: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn first_key_from(&self, tree: Tree, from: &[u8]) -> Option<Vec<u8>> {
         let code = code(tree)?;
         self.read_maps().trees[code].range(from.to_vec()..).next().map(|(key, _)| key.clone())
     }
 
     /// How many keys start with `prefix`, counting up to `max`.
-    pub(crate) fn count(&self, tree: T, prefix: &[u8], max: usize) -> usize {
+    pub(crate) fn count(&self, tree: Tree, prefix: &[u8], max: usize) -> usize {
         let Some(code) = code(tree) else { return 0 };
         let maps = self.read_maps();
         maps.trees[code].range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix)).take(max).count()
@@ -490,7 +490,7 @@ fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64, u8), E
 
 /// Converts every push of a version-2 log to today's layout, in memory (the rewrite follows).
 fn upgrade_pushes(maps: &mut Maps) -> Result<(), String> {
-    let Some(outbox) = code(T::Outbox) else { return Ok(()) };
+    let Some(outbox) = code(Tree::Outbox) else { return Ok(()) };
     let upgraded = maps.trees[outbox]
         .iter()
         .map(|(key, value)| super::outbox::upgrade_push_record(key, value).map(|value| (key.clone(), value)))
@@ -548,11 +548,11 @@ fn apply_payload(mut payload: &[u8], maps: &mut Maps) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn put(tree: T, key: &str, value: &str) -> Op {
+    fn put(tree: Tree, key: &str, value: &str) -> Op {
         (tree, key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()))
     }
 
-    fn remove(tree: T, key: &str) -> Op {
+    fn remove(tree: Tree, key: &str) -> Op {
         (tree, key.as_bytes().to_vec(), None)
     }
 
@@ -569,22 +569,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let log = CallLog::open(dir.path()).unwrap();
-            append(&log, &[put(T::Sessions, "s1", "one"), put(T::Outbox, "app\0events\x01", "p1")]);
-            append(&log, &[put(T::Sessions, "s2", "two"), put(T::Outbox, "app\0events\x02", "p2")]);
-            append(&log, &[remove(T::Sessions, "s1"), put(T::Sessions, "s2", "two again")]);
-            assert_eq!(text(log.get(T::Sessions, b"s2")), Some("two again".into()));
+            append(&log, &[put(Tree::Sessions, "s1", "one"), put(Tree::Outbox, "app\0events\x01", "p1")]);
+            append(&log, &[put(Tree::Sessions, "s2", "two"), put(Tree::Outbox, "app\0events\x02", "p2")]);
+            append(&log, &[remove(Tree::Sessions, "s1"), put(Tree::Sessions, "s2", "two again")]);
+            assert_eq!(text(log.get(Tree::Sessions, b"s2")), Some("two again".into()));
         }
         let log = CallLog::open(dir.path()).unwrap();
-        assert_eq!(text(log.get(T::Sessions, b"s1")), None, "a removal is replayed");
-        assert_eq!(text(log.get(T::Sessions, b"s2")), Some("two again".into()), "the latest value wins");
-        let lane = log.scan(T::Outbox, b"app\0events\0", 10);
+        assert_eq!(text(log.get(Tree::Sessions, b"s1")), None, "a removal is replayed");
+        assert_eq!(text(log.get(Tree::Sessions, b"s2")), Some("two again".into()), "the latest value wins");
+        let lane = log.scan(Tree::Outbox, b"app\0events\0", 10);
         assert!(lane.is_empty(), "a prefix selects only its own keys");
-        let lane = log.scan(T::Outbox, b"app\0events", 1);
+        let lane = log.scan(Tree::Outbox, b"app\0events", 1);
         assert_eq!(lane.len(), 1, "at most `max`");
         assert_eq!(lane[0].1, b"p1", "in key order");
-        assert_eq!(log.count(T::Outbox, b"app\0events", 10), 2);
-        assert_eq!(log.count(T::Outbox, b"app\0events", 1), 1, "counting stops at `max`");
-        assert_eq!(log.get(T::Outbox, b"s2"), None, "trees are apart");
+        assert_eq!(log.count(Tree::Outbox, b"app\0events", 10), 2);
+        assert_eq!(log.count(Tree::Outbox, b"app\0events", 1), 1, "counting stops at `max`");
+        assert_eq!(log.get(Tree::Outbox, b"s2"), None, "trees are apart");
     }
 
     #[test]
@@ -593,12 +593,12 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         let kept_end = {
             let log = CallLog::open(dir.path()).unwrap();
-            append(&log, &[put(T::Sessions, "kept", "1")]);
+            append(&log, &[put(Tree::Sessions, "kept", "1")]);
             log.stats().file_bytes
         };
         {
             let log = CallLog::open(dir.path()).unwrap();
-            append(&log, &[put(T::Sessions, "torn-a", "2"), put(T::Sessions, "torn-b", "3")]);
+            append(&log, &[put(Tree::Sessions, "torn-a", "2"), put(Tree::Sessions, "torn-b", "3")]);
         }
         let whole = std::fs::metadata(&path).unwrap().len();
         for cut in [1, 5, 9, 20] {
@@ -608,13 +608,17 @@ mod tests {
             let log = CallLog::open(copy.path()).unwrap();
             let len = std::fs::metadata(copy.path().join(FILE_NAME)).unwrap().len();
             assert_eq!(len, kept_end, "cut {cut}: the torn record is cut off the file");
-            assert_eq!(text(log.get(T::Sessions, b"kept")), Some("1".into()), "cut {cut}");
-            assert_eq!(log.get(T::Sessions, b"torn-a"), None, "cut {cut}: the torn batch is gone whole");
-            assert_eq!(log.get(T::Sessions, b"torn-b"), None, "cut {cut}: the torn batch is gone whole");
-            append(&log, &[put(T::Sessions, "after", "4")]);
+            assert_eq!(text(log.get(Tree::Sessions, b"kept")), Some("1".into()), "cut {cut}");
+            assert_eq!(log.get(Tree::Sessions, b"torn-a"), None, "cut {cut}: the torn batch is gone whole");
+            assert_eq!(log.get(Tree::Sessions, b"torn-b"), None, "cut {cut}: the torn batch is gone whole");
+            append(&log, &[put(Tree::Sessions, "after", "4")]);
             drop(log);
             let log = CallLog::open(copy.path()).unwrap();
-            assert_eq!(text(log.get(T::Sessions, b"after")), Some("4".into()), "cut {cut}: a later write is not lost");
+            assert_eq!(
+                text(log.get(Tree::Sessions, b"after")),
+                Some("4".into()),
+                "cut {cut}: a later write is not lost"
+            );
         }
     }
 
@@ -624,18 +628,18 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         {
             let log = CallLog::open(dir.path()).unwrap();
-            append(&log, &[put(T::Sessions, "kept", "1")]);
+            append(&log, &[put(Tree::Sessions, "kept", "1")]);
         }
         let whole = std::fs::metadata(&path).unwrap().len();
         // What a file extended by a crash before its data reached the disk holds.
         OpenOptions::new().write(true).open(&path).unwrap().set_len(whole + 4096).unwrap();
         let log = CallLog::open(dir.path()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole, "the zeros are cut off");
-        assert_eq!(text(log.get(T::Sessions, b"kept")), Some("1".into()));
-        append(&log, &[put(T::Sessions, "after", "2")]);
+        assert_eq!(text(log.get(Tree::Sessions, b"kept")), Some("1".into()));
+        append(&log, &[put(Tree::Sessions, "after", "2")]);
         drop(log);
         let log = CallLog::open(dir.path()).unwrap();
-        assert_eq!(text(log.get(T::Sessions, b"after")), Some("2".into()), "the next record follows the whole ones");
+        assert_eq!(text(log.get(Tree::Sessions, b"after")), Some("2".into()), "the next record follows the whole ones");
     }
 
     #[test]
@@ -644,16 +648,16 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         {
             let log = CallLog::open(dir.path()).unwrap();
-            append(&log, &[put(T::Sessions, "first", "1")]);
-            append(&log, &[put(T::Sessions, "second", "2")]);
+            append(&log, &[put(Tree::Sessions, "first", "1")]);
+            append(&log, &[put(Tree::Sessions, "second", "2")]);
         }
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let log = CallLog::open(dir.path()).unwrap();
-        assert!(log.get(T::Sessions, b"first").is_some());
-        assert_eq!(log.get(T::Sessions, b"second"), None, "a record failing its checksum is not applied");
+        assert!(log.get(Tree::Sessions, b"first").is_some());
+        assert_eq!(log.get(Tree::Sessions, b"second"), None, "a record failing its checksum is not applied");
     }
 
     #[test]
@@ -672,23 +676,23 @@ mod tests {
         // Sessions come and go; a few stay. Far more than the threshold passes through the log.
         let mut n = 0;
         while log.compactions.load(Ordering::Relaxed) < 2 {
-            append(&log, &[put(T::Sessions, &format!("call-{n}"), &value)]);
+            append(&log, &[put(Tree::Sessions, &format!("call-{n}"), &value)]);
             if n % 100 != 0 {
-                append(&log, &[remove(T::Sessions, &format!("call-{n}"))]);
+                append(&log, &[remove(Tree::Sessions, &format!("call-{n}"))]);
             }
             n += 1;
             assert!(n < 200_000, "compaction never ran");
         }
         let stats = log.stats();
         assert!(stats.file_bytes < COMPACT_MIN_BYTES, "{stats:?}");
-        append(&log, &[put(T::Outbox, "after", "compaction")]);
+        append(&log, &[put(Tree::Outbox, "after", "compaction")]);
         drop(log);
         let log = CallLog::open(dir.path()).unwrap();
         for k in 0..n {
-            let kept = log.get(T::Sessions, format!("call-{k}").as_bytes()).is_some();
+            let kept = log.get(Tree::Sessions, format!("call-{k}").as_bytes()).is_some();
             assert_eq!(kept, k % 100 == 0, "call-{k}");
         }
-        assert_eq!(text(log.get(T::Outbox, b"after")), Some("compaction".into()));
+        assert_eq!(text(log.get(Tree::Outbox, b"after")), Some("compaction".into()));
         assert!(!dir.path().join(format!("{FILE_NAME}.compact")).exists());
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::AxeBinding;
 
 use super::outbox::{self, Push};
 use super::record::encode;
-use super::{keys, Error, Shared, WriteSet, T};
+use super::{keys, Error, Shared, Tree, WriteSet};
 
 /// Sessions, the outbox and recordings.
 #[derive(Debug, Clone)]
@@ -65,9 +65,9 @@ impl Calls {
         recording: Option<(&str, &str)>,
     ) -> WriteSet {
         let mut writes = WriteSet::default();
-        writes.put(T::Sessions, session_id.as_bytes(), encode(session));
+        writes.put(Tree::Sessions, session_id.as_bytes(), encode(session));
         if let Some((object_name, app_key)) = recording {
-            writes.put(T::Recordings, object_name.as_bytes(), app_key.as_bytes());
+            writes.put(Tree::Recordings, object_name.as_bytes(), app_key.as_bytes());
         }
         for push in pushes {
             outbox::stage_push(&mut writes, push);
@@ -78,7 +78,7 @@ impl Calls {
     /// Forgets a finished session, with the pushes its end caused (a stale session's CDR).
     pub fn forget_session(&self, session_id: &str, pushes: &[Push]) -> Result<(), Error> {
         let mut writes = WriteSet::default();
-        writes.remove(T::Sessions, session_id.as_bytes());
+        writes.remove(Tree::Sessions, session_id.as_bytes());
         for push in pushes {
             outbox::stage_push(&mut writes, push);
         }
@@ -89,13 +89,13 @@ impl Calls {
     pub fn recording_owner(&self, object_name: &str) -> Result<Option<String>, Error> {
         Ok(self
             .shared
-            .get(T::Recordings, object_name.as_bytes())?
+            .get(Tree::Recordings, object_name.as_bytes())?
             .map(|app| String::from_utf8_lossy(&app).into_owned()))
     }
 
     /// Every saved session (at start-up).
     pub fn sessions<S: serde::de::DeserializeOwned>(&self) -> Result<Vec<S>, Error> {
-        self.shared.logged_records(T::Sessions, &[], usize::MAX)
+        self.shared.logged_records(Tree::Sessions, &[], usize::MAX)
     }
 
     /// Saves a session after its digits, with the pushes they caused and, for a connected call,
@@ -110,9 +110,9 @@ impl Calls {
         callback: Option<(&AxeBinding, &Callback)>,
     ) -> Result<(), Error> {
         let mut writes = WriteSet::default();
-        writes.put(T::Sessions, session_id.as_bytes(), encode(session));
+        writes.put(Tree::Sessions, session_id.as_bytes(), encode(session));
         if let Some((binding, callback)) = callback {
-            writes.put(T::AxeCallback, keys::join(&[&binding.x_number, &binding.bind_num]), encode(callback));
+            writes.put(Tree::AxeCallback, keys::join(&[&binding.x_number, &binding.bind_num]), encode(callback));
         }
         for push in pushes {
             outbox::stage_push(&mut writes, push);

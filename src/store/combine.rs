@@ -217,13 +217,13 @@ fn take_batch(queue: &mut VecDeque<Entry>) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::T;
+    use crate::store::Tree;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
     fn one_write(n: u32) -> WriteSet {
         let mut writes = WriteSet::default();
-        writes.put(T::Apps, n.to_be_bytes(), vec![]);
+        writes.put(Tree::Apps, n.to_be_bytes(), vec![]);
         writes
     }
 

@@ -83,9 +83,9 @@ pub enum OpError {
 }
 
 /// The trees of the store; see `keys.rs` for what each holds. The discriminant is the tree's index
-/// in `Store::trees`.
+/// in `Shared::trees`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum T {
+pub(crate) enum Tree {
     Apps,
     Numbers,
     AppArea,
@@ -111,31 +111,31 @@ pub(crate) enum T {
     AxeCallback,
 }
 
-impl T {
-    const ALL: [T; 23] = [
-        T::Apps,
-        T::Numbers,
-        T::AppArea,
-        T::Axb,
-        T::AxbUser,
-        T::AxbX,
-        T::AxbPairs,
-        T::AxbExpiry,
-        T::Outbox,
-        T::OutboxDead,
-        T::Sessions,
-        T::Recordings,
-        T::Tones,
-        T::ToneAudio,
-        T::Ax,
-        T::AxX,
-        T::AxA,
-        T::Axe,
-        T::AxeExt,
-        T::AxeUser,
-        T::AxeExpiry,
-        T::AxeOrder,
-        T::AxeCallback,
+impl Tree {
+    const ALL: [Tree; 23] = [
+        Tree::Apps,
+        Tree::Numbers,
+        Tree::AppArea,
+        Tree::Axb,
+        Tree::AxbUser,
+        Tree::AxbX,
+        Tree::AxbPairs,
+        Tree::AxbExpiry,
+        Tree::Outbox,
+        Tree::OutboxDead,
+        Tree::Sessions,
+        Tree::Recordings,
+        Tree::Tones,
+        Tree::ToneAudio,
+        Tree::Ax,
+        Tree::AxX,
+        Tree::AxA,
+        Tree::Axe,
+        Tree::AxeExt,
+        Tree::AxeUser,
+        Tree::AxeExpiry,
+        Tree::AxeOrder,
+        Tree::AxeCallback,
     ];
 
     /// The trees the call path writes. They change only through the committer thread, in queue
@@ -144,7 +144,7 @@ impl T {
     /// AXE callback record with the session); binding changes write that tree directly too, and
     /// sled serializes the two, in an order that does not matter there.
     pub(crate) fn is_call_path(self) -> bool {
-        matches!(self, T::Outbox | T::OutboxDead | T::Sessions | T::Recordings)
+        matches!(self, Tree::Outbox | Tree::OutboxDead | Tree::Sessions | Tree::Recordings)
     }
 
     /// The call-path trees kept in the call log rather than sled: what is short-lived and written
@@ -152,34 +152,34 @@ impl T {
     /// only to move an older store's records into the log. Dead letters and recordings live for
     /// days and are written rarely, so they stay in sled, on disk rather than in memory.
     pub(crate) fn in_call_log(self) -> bool {
-        matches!(self, T::Outbox | T::Sessions)
+        matches!(self, Tree::Outbox | Tree::Sessions)
     }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
-            T::Apps => "apps",
-            T::Numbers => "numbers",
-            T::AppArea => "app_area",
-            T::Axb => "axb",
-            T::AxbUser => "axb_user",
-            T::AxbX => "axb_x",
-            T::AxbPairs => "axb_pairs",
-            T::AxbExpiry => "axb_expiry",
-            T::Outbox => "outbox",
-            T::OutboxDead => "outbox_dead",
-            T::Sessions => "sessions",
-            T::Recordings => "recordings",
-            T::Tones => "tones",
-            T::ToneAudio => "tone_audio",
-            T::Ax => "ax",
-            T::AxX => "ax_x",
-            T::AxA => "ax_a",
-            T::Axe => "axe",
-            T::AxeExt => "axe_ext",
-            T::AxeUser => "axe_user",
-            T::AxeExpiry => "axe_expiry",
-            T::AxeOrder => "axe_order",
-            T::AxeCallback => "axe_callback",
+            Tree::Apps => "apps",
+            Tree::Numbers => "numbers",
+            Tree::AppArea => "app_area",
+            Tree::Axb => "axb",
+            Tree::AxbUser => "axb_user",
+            Tree::AxbX => "axb_x",
+            Tree::AxbPairs => "axb_pairs",
+            Tree::AxbExpiry => "axb_expiry",
+            Tree::Outbox => "outbox",
+            Tree::OutboxDead => "outbox_dead",
+            Tree::Sessions => "sessions",
+            Tree::Recordings => "recordings",
+            Tree::Tones => "tones",
+            Tree::ToneAudio => "tone_audio",
+            Tree::Ax => "ax",
+            Tree::AxX => "ax_x",
+            Tree::AxA => "ax_a",
+            Tree::Axe => "axe",
+            Tree::AxeExt => "axe_ext",
+            Tree::AxeUser => "axe_user",
+            Tree::AxeExpiry => "axe_expiry",
+            Tree::AxeOrder => "axe_order",
+            Tree::AxeCallback => "axe_callback",
         }
     }
 }
@@ -229,7 +229,7 @@ fn apply_combined(trees: &[sled::Tree], calls: &calllog::CallLog, ops: &[Op]) ->
 /// One sled transaction over the trees `ops` touch, applying them in order.
 fn apply(trees: &[sled::Tree], ops: &[Op]) -> Result<(), String> {
     // Only the trees this change touches take part: sled prepares every participant.
-    let mut used: Vec<T> = ops.iter().map(|(tree, _, _)| *tree).collect();
+    let mut used: Vec<Tree> = ops.iter().map(|(tree, _, _)| *tree).collect();
     used.sort_by_key(|tree| *tree as usize);
     used.dedup();
     let participants: Vec<&sled::Tree> = used.iter().map(|tree| &trees[*tree as usize]).collect();
@@ -252,7 +252,7 @@ fn apply(trees: &[sled::Tree], ops: &[Op]) -> Result<(), String> {
 }
 
 /// One write: a tree, a key, and the new value (`None` removes the key).
-pub(crate) type Op = (T, Vec<u8>, Option<Vec<u8>>);
+pub(crate) type Op = (Tree, Vec<u8>, Option<Vec<u8>>);
 
 /// Changes to commit together.
 #[derive(Debug, Default)]
@@ -261,11 +261,11 @@ pub(crate) struct WriteSet {
 }
 
 impl WriteSet {
-    pub(crate) fn put(&mut self, tree: T, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+    pub(crate) fn put(&mut self, tree: Tree, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push((tree, key.into(), Some(value.into())));
     }
 
-    pub(crate) fn remove(&mut self, tree: T, key: impl Into<Vec<u8>>) {
+    pub(crate) fn remove(&mut self, tree: Tree, key: impl Into<Vec<u8>>) {
         self.ops.push((tree, key.into(), None));
     }
 }
@@ -326,7 +326,8 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, Error> {
         let open_error = |source| Error::Open { path: dir.to_owned(), source };
         let db = open_when_free(dir).map_err(open_error)?;
-        let trees = T::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
+        let trees =
+            Tree::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
         let nonces = db.open_tree("nonces").map_err(open_error)?;
         let nonce_expiry = db.open_tree("nonce_expiry").map_err(open_error)?;
         let log = Arc::new(calllog::CallLog::open(dir)?);
@@ -424,13 +425,13 @@ impl Shared {
 
     /// An X number's record.
     pub(crate) fn number(&self, x_number: &str) -> Result<Option<crate::domain::XNumber>, Error> {
-        self.get_record(T::Numbers, x_number.as_bytes())
+        self.get_record(Tree::Numbers, x_number.as_bytes())
     }
 
     /// Rebuilds the in-memory pools from the `app_area` index and the pair counters.
     fn load_pools(&self) -> Result<pools::Pools, Error> {
         let mut pools = pools::Pools::default();
-        for key in self.keys_with_prefix(T::AppArea, &[])? {
+        for key in self.keys_with_prefix(Tree::AppArea, &[])? {
             let text = String::from_utf8_lossy(&key);
             let mut parts = text.split('\0');
             if let (Some(app_key), Some(area), Some(x_number)) = (parts.next(), parts.next(), parts.next()) {
@@ -441,12 +442,12 @@ impl Shared {
         Ok(pools)
     }
 
-    pub(crate) fn tree(&self, tree: T) -> &sled::Tree {
+    pub(crate) fn tree(&self, tree: Tree) -> &sled::Tree {
         &self.trees[tree as usize]
     }
 
     /// Reads one value.
-    pub(crate) fn get(&self, tree: T, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
+    pub(crate) fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
         if tree.in_call_log() {
             return Ok(self.log.get(tree, key).map(sled::IVec::from));
         }
@@ -456,7 +457,7 @@ impl Shared {
     /// Decodes up to `max` records of a call-log tree whose keys start with `prefix`, in order.
     pub(crate) fn logged_records<R: serde::de::DeserializeOwned>(
         &self,
-        tree: T,
+        tree: Tree,
         prefix: &[u8],
         max: usize,
     ) -> Result<Vec<R>, Error> {
@@ -465,7 +466,11 @@ impl Shared {
     }
 
     /// Reads and decodes one record.
-    pub(crate) fn get_record<R: serde::de::DeserializeOwned>(&self, tree: T, key: &[u8]) -> Result<Option<R>, Error> {
+    pub(crate) fn get_record<R: serde::de::DeserializeOwned>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+    ) -> Result<Option<R>, Error> {
         match self.get(tree, key)? {
             Some(bytes) => record::decode(tree.name(), key, &bytes).map(Some),
             None => Ok(None),
@@ -475,14 +480,14 @@ impl Shared {
     /// Decodes every record of a sled tree whose key starts with `prefix`, in order.
     pub(crate) fn records_with_prefix<R: serde::de::DeserializeOwned>(
         &self,
-        tree: T,
+        tree: Tree,
         prefix: &[u8],
     ) -> Result<Vec<R>, Error> {
         decode_all(tree, self.tree(tree).scan_prefix(prefix))
     }
 
     /// The keys under `prefix`, in order.
-    pub(crate) fn keys_with_prefix(&self, tree: T, prefix: &[u8]) -> Result<Vec<sled::IVec>, Error> {
+    pub(crate) fn keys_with_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<sled::IVec>, Error> {
         self.tree(tree)
             .scan_prefix(prefix)
             .keys()
@@ -571,7 +576,7 @@ impl Shared {
 
 /// Decodes every record an iterator over `tree` yields, in order.
 pub(crate) fn decode_all<R: serde::de::DeserializeOwned>(
-    tree: T,
+    tree: Tree,
     items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
 ) -> Result<Vec<R>, Error> {
     items
@@ -593,7 +598,7 @@ fn move_call_records_to_log(
     calls: &calllog::CallLog,
     dir: &Path,
 ) -> Result<(), Error> {
-    let logged_trees = || T::ALL.into_iter().filter(|tree| tree.in_call_log());
+    let logged_trees = || Tree::ALL.into_iter().filter(|tree| tree.in_call_log());
     let mut moved = 0;
     for tree in logged_trees() {
         let sled_tree = &trees[tree as usize];
@@ -625,7 +630,7 @@ fn move_call_records_to_log(
 
 #[cfg(test)]
 mod tests {
-    use super::{Store, T};
+    use super::{Store, Tree};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn opening_waits_for_a_store_that_is_closing() {
@@ -647,16 +652,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path()).unwrap();
-            let sessions = db.open_tree(T::Sessions.name()).unwrap();
+            let sessions = db.open_tree(Tree::Sessions.name()).unwrap();
             sessions.insert("call-1", super::record::encode(&serde_json::json!({"session": 1}))).unwrap();
-            db.open_tree(T::Recordings.name()).unwrap().insert("rec.wav", "app-1").unwrap();
+            db.open_tree(Tree::Recordings.name()).unwrap().insert("rec.wav", "app-1").unwrap();
             db.flush().unwrap();
         }
         {
             let store = Store::open(dir.path()).unwrap();
             let sessions: Vec<serde_json::Value> = store.calls().sessions().unwrap();
             assert_eq!(sessions, [serde_json::json!({"session": 1})], "the session moved to the log");
-            assert!(store.shared.tree(T::Sessions).is_empty(), "sled no longer holds it");
+            assert!(store.shared.tree(Tree::Sessions).is_empty(), "sled no longer holds it");
             assert_eq!(
                 store.calls().recording_owner("rec.wav").unwrap().as_deref(),
                 Some("app-1"),

@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{keys, Calls, Error, WriteSet, T};
+use super::{keys, Calls, Error, Tree, WriteSet};
 
 /// What a push carries, and so which URL and how it is batched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ pub(crate) fn encode_push(push: &Push) -> Vec<u8> {
 }
 
 /// Reads a push record of either layout.
-pub(crate) fn decode_push(tree: T, key: &[u8], bytes: &[u8]) -> Result<Push, Error> {
+pub(crate) fn decode_push(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<Push, Error> {
     let fail = |reason: String| Error::Decode { tree: tree.name(), key: super::show_key(key), reason };
     match bytes.split_first() {
         Some((&PUSH_LAYOUT, rest)) => {
@@ -153,13 +153,13 @@ fn split_header(rest: &[u8]) -> Option<(&[u8], &[u8])> {
 pub(crate) fn upgrade_push_record(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>, String> {
     match bytes.first() {
         Some(&PUSH_LAYOUT) => Ok(bytes.to_vec()),
-        _ => decode_push(T::Outbox, key, bytes).map(|push| encode_push(&push)).map_err(|err| err.to_string()),
+        _ => decode_push(Tree::Outbox, key, bytes).map(|push| encode_push(&push)).map_err(|err| err.to_string()),
     }
 }
 
 /// Adds a push to a change being staged.
 pub(super) fn stage_push(writes: &mut WriteSet, push: &Push) {
-    writes.put(T::Outbox, lane_key(push), encode_push(push));
+    writes.put(Tree::Outbox, lane_key(push), encode_push(push));
 }
 
 impl Calls {
@@ -181,13 +181,13 @@ impl Calls {
 
     /// The first `max` pushes of a lane, oldest first.
     pub fn lane_head(&self, app_key: &str, lane: Lane, max: usize) -> Result<Vec<Push>, Error> {
-        let records = self.shared.log.scan(T::Outbox, &lane_prefix(app_key, lane), max);
-        records.iter().map(|(key, value)| decode_push(T::Outbox, key, value)).collect()
+        let records = self.shared.log.scan(Tree::Outbox, &lane_prefix(app_key, lane), max);
+        records.iter().map(|(key, value)| decode_push(Tree::Outbox, key, value)).collect()
     }
 
     /// How many pushes a lane holds, counting up to `max`.
     pub fn lane_len(&self, app_key: &str, lane: Lane, max: usize) -> usize {
-        self.shared.log.count(T::Outbox, &lane_prefix(app_key, lane), max)
+        self.shared.log.count(Tree::Outbox, &lane_prefix(app_key, lane), max)
     }
 
     /// Every lane that has pushes waiting (at start-up, to resume them): one look per lane, from
@@ -195,14 +195,14 @@ impl Calls {
     pub fn waiting_lanes(&self) -> Result<Vec<(String, Lane)>, Error> {
         let mut lanes = Vec::new();
         let mut from = Vec::new();
-        while let Some(key) = self.shared.log.first_key_from(T::Outbox, &from) {
+        while let Some(key) = self.shared.log.first_key_from(Tree::Outbox, &from) {
             let (app_key, lane) = match keys::first_parts(&key, 2)[..] {
                 [app_key, name] => (app_key, Lane::ALL.into_iter().find(|lane| lane.name().as_bytes() == name)),
                 _ => (&key[..], None),
             };
             let Some(lane) = lane else {
                 return Err(Error::Decode {
-                    tree: T::Outbox.name(),
+                    tree: Tree::Outbox.name(),
                     key: super::show_key(&key),
                     reason: "not an outbox key (app key, events or cdrs, push id)".into(),
                 });
@@ -219,7 +219,7 @@ impl Calls {
     pub async fn delivered(&self, pushes: &[Push]) -> Result<(), Error> {
         let mut writes = WriteSet::default();
         for push in pushes {
-            writes.remove(T::Outbox, lane_key(push));
+            writes.remove(Tree::Outbox, lane_key(push));
         }
         self.shared.commit_async(writes).await
     }
@@ -228,7 +228,7 @@ impl Calls {
     pub async fn retry_later(&self, pushes: &[Push]) -> Result<(), Error> {
         let mut writes = WriteSet::default();
         for push in pushes {
-            writes.put(T::Outbox, lane_key(push), encode_push(push));
+            writes.put(Tree::Outbox, lane_key(push), encode_push(push));
         }
         self.shared.commit_async(writes).await
     }
@@ -240,8 +240,8 @@ impl Calls {
         let mut dead = WriteSet::default();
         let mut lane = WriteSet::default();
         for push in pushes {
-            dead.put(T::OutboxDead, push.id.to_be_bytes().to_vec(), encode_push(push));
-            lane.remove(T::Outbox, lane_key(push));
+            dead.put(Tree::OutboxDead, push.id.to_be_bytes().to_vec(), encode_push(push));
+            lane.remove(Tree::Outbox, lane_key(push));
         }
         self.shared.commit_async(dead).await?;
         self.shared.durable().await?;
@@ -251,11 +251,11 @@ impl Calls {
     /// The dead letters, oldest first.
     pub fn dead_pushes(&self) -> Result<Vec<Push>, Error> {
         self.shared
-            .tree(T::OutboxDead)
+            .tree(Tree::OutboxDead)
             .iter()
             .map(|item| {
-                let (key, value) = item.map_err(|source| Error::Sled { tree: T::OutboxDead.name(), source })?;
-                decode_push(T::OutboxDead, &key, &value)
+                let (key, value) = item.map_err(|source| Error::Sled { tree: Tree::OutboxDead.name(), source })?;
+                decode_push(Tree::OutboxDead, &key, &value)
             })
             .collect()
     }
@@ -267,8 +267,8 @@ impl Calls {
     /// push is returned all the same: it is in its lane.
     pub async fn revive(&self, id: u64, now_ms: i64) -> Result<Option<Push>, Error> {
         let key = id.to_be_bytes();
-        let Some(bytes) = self.shared.get(T::OutboxDead, &key)? else { return Ok(None) };
-        let push = decode_push(T::OutboxDead, &key, &bytes)?;
+        let Some(bytes) = self.shared.get(Tree::OutboxDead, &key)? else { return Ok(None) };
+        let push = decode_push(Tree::OutboxDead, &key, &bytes)?;
         // A new id puts it behind what is waiting now, keeping the lane in order from here on.
         let revived =
             Push { id: self.shared.next_id()?, attempts: 0, next_attempt_at_ms: now_ms, last_error: None, ..push };
@@ -277,7 +277,7 @@ impl Calls {
         self.shared.commit_async(lane).await?;
         self.shared.log_durable().await?;
         let mut dead = WriteSet::default();
-        dead.remove(T::OutboxDead, key.to_vec());
+        dead.remove(Tree::OutboxDead, key.to_vec());
         if let Err(err) = self.shared.commit_async(dead).await {
             tracing::error!(old_id = id, new_id = revived.id, error = %err, "a redelivered push is still listed among the dead letters");
         }

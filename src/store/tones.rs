@@ -18,7 +18,7 @@ use crate::domain::Rejection;
 
 use super::keys;
 use super::record::encode;
-use super::{Error, OpError, Shared, WriteSet, T};
+use super::{Error, OpError, Shared, Tree, WriteSet};
 
 /// App key → the names of its tones that have an approved version.
 pub(crate) type Serving = HashMap<String, HashSet<String>>;
@@ -36,9 +36,9 @@ pub struct Tones {
 /// Builds the serving set from the stored records (at open).
 pub(super) fn load_serving(shared: &Shared) -> Result<Serving, Error> {
     let mut serving = Serving::new();
-    for item in shared.tree(T::Tones).iter() {
-        let (key, value) = item.map_err(|source| Error::Sled { tree: T::Tones.name(), source })?;
-        let tone: Tone = super::record::decode(T::Tones.name(), &key, &value)?;
+    for item in shared.tree(Tree::Tones).iter() {
+        let (key, value) = item.map_err(|source| Error::Sled { tree: Tree::Tones.name(), source })?;
+        let tone: Tone = super::record::decode(Tree::Tones.name(), &key, &value)?;
         if tone.serving() {
             let text = String::from_utf8_lossy(&key);
             let app_key = text.split('\0').next().unwrap_or_default();
@@ -52,7 +52,7 @@ pub(super) fn load_serving(shared: &Shared) -> Result<Serving, Error> {
 /// and calls [`forget_serving`] after the commit.
 pub(super) fn stage_removal(shared: &Shared, app_key: &str, writes: &mut WriteSet) -> Result<(), Error> {
     let prefix = keys::prefix(&[app_key]);
-    for tree in [T::Tones, T::ToneAudio] {
+    for tree in [Tree::Tones, Tree::ToneAudio] {
         for key in shared.keys_with_prefix(tree, &prefix)? {
             writes.remove(tree, key.to_vec());
         }
@@ -108,11 +108,11 @@ impl Tones {
             return Err(Rejection::NotFound { what: format!("app {app_key}") }.into());
         }
         let key = keys::join(&[app_key, file_name]);
-        let previous: Option<Tone> = self.shared.get_record(T::Tones, &key)?;
+        let previous: Option<Tone> = self.shared.get_record(Tree::Tones, &key)?;
         let tone = Tone::uploaded(file_name, previous.as_ref(), now, audio.len(), seconds, converted);
         let mut writes = WriteSet::default();
-        writes.put(T::Tones, key, encode(&tone));
-        writes.put(T::ToneAudio, keys::join(&[app_key, file_name, PENDING]), audio);
+        writes.put(Tree::Tones, key, encode(&tone));
+        writes.put(Tree::ToneAudio, keys::join(&[app_key, file_name, PENDING]), audio);
         self.shared.apply_now(writes)?;
         Ok(tone)
     }
@@ -128,21 +128,21 @@ impl Tones {
     ) -> Result<Tone, OpError> {
         let _writer = self.shared.lock_writer();
         let key = keys::join(&[app_key, file_name]);
-        let Some(tone) = self.shared.get_record::<Tone>(T::Tones, &key)? else {
+        let Some(tone) = self.shared.get_record::<Tone>(Tree::Tones, &key)? else {
             return Err(Rejection::NotFound { what: format!("tone {file_name} of app {app_key}") }.into());
         };
         let reviewed = tone.reviewed(review, revision, now).map_err(|what| Rejection::InUse { what })?;
         let pending_key = keys::join(&[app_key, file_name, PENDING]);
         let mut writes = WriteSet::default();
-        writes.put(T::Tones, key, encode(&reviewed));
-        writes.remove(T::ToneAudio, pending_key.clone());
+        writes.put(Tree::Tones, key, encode(&reviewed));
+        writes.remove(Tree::ToneAudio, pending_key.clone());
         if *review == Review::Approve {
-            let audio = self.shared.get(T::ToneAudio, &pending_key)?.ok_or_else(|| Error::Decode {
-                tree: T::ToneAudio.name(),
+            let audio = self.shared.get(Tree::ToneAudio, &pending_key)?.ok_or_else(|| Error::Decode {
+                tree: Tree::ToneAudio.name(),
                 key: super::show_key(&pending_key),
                 reason: "the tone's record says an upload is pending, but its audio is missing".to_owned(),
             })?;
-            writes.put(T::ToneAudio, keys::join(&[app_key, file_name, APPROVED]), audio.to_vec());
+            writes.put(Tree::ToneAudio, keys::join(&[app_key, file_name, APPROVED]), audio.to_vec());
         }
         self.shared.apply_now(writes)?;
         if reviewed.serving() && !tone.serving() {
@@ -155,22 +155,22 @@ impl Tones {
 
     /// The app's tones, by name.
     pub fn of_app(&self, app_key: &str) -> Result<Vec<Tone>, Error> {
-        self.shared.records_with_prefix(T::Tones, &keys::prefix(&[app_key]))
+        self.shared.records_with_prefix(Tree::Tones, &keys::prefix(&[app_key]))
     }
 
     /// The approved audio of a tone: what the switch plays.
     pub fn audio(&self, app_key: &str, file_name: &str) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.shared.get(T::ToneAudio, &keys::join(&[app_key, file_name, APPROVED]))?.map(|audio| audio.to_vec()))
+        Ok(self.shared.get(Tree::ToneAudio, &keys::join(&[app_key, file_name, APPROVED]))?.map(|audio| audio.to_vec()))
     }
 
     /// The audio a reviewer should hear: the upload waiting for review, else the approved one,
     /// with its record (whose `revision` or `serving_revision` says which upload it is).
     pub fn audio_for_review(&self, app_key: &str, file_name: &str) -> Result<Option<(Tone, bool, Vec<u8>)>, Error> {
-        let Some(tone) = self.shared.get_record::<Tone>(T::Tones, &keys::join(&[app_key, file_name]))? else {
+        let Some(tone) = self.shared.get_record::<Tone>(Tree::Tones, &keys::join(&[app_key, file_name]))? else {
             return Ok(None);
         };
         for (which, pending) in [(PENDING, true), (APPROVED, false)] {
-            if let Some(audio) = self.shared.get(T::ToneAudio, &keys::join(&[app_key, file_name, which]))? {
+            if let Some(audio) = self.shared.get(Tree::ToneAudio, &keys::join(&[app_key, file_name, which]))? {
                 return Ok(Some((tone, pending, audio.to_vec())));
             }
         }

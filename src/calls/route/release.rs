@@ -1,7 +1,7 @@
 //! Naming a release: the `stateCode` of a call the switch released without one, from
 //! `scripts/release.rhai`.
 //!
-//! Invariant: the code returned is always one of the reference's state codes; a script that
+//! Invariant: the code returned is always one of the Huawei API's state codes; a script that
 //! fails or names another gets `0` for an answered call and `8020` for one that was not.
 
 use crate::domain::state;
@@ -12,7 +12,7 @@ use crate::script::ScriptHost;
 const RELEASE_SCRIPT: (&str, &str) = ("release.rhai", "on_release");
 
 /// The `stateCode` of a release the switch reported without one, from `scripts/release.rhai`.
-/// If the script fails or names a code the reference does not list, the failure is reported
+/// If the script fails or names a code the Huawei API does not list, the failure is reported
 /// and the call gets `0` when it was answered (it was released after talking) or `8020`
 /// (service exception) when it was not.
 pub fn state_code_for_release(scripts: &ScriptHost, release: Release) -> state::StateCode {
@@ -26,7 +26,7 @@ pub fn state_code_for_release(scripts: &ScriptHost, release: Release) -> state::
             None => scripts.report_failure(
                 &set,
                 &set.path_of(file).display().to_string(),
-                &format!("{function} returned {code}, which is not a reference state code"),
+                &format!("{function} returned {code}, which is not a Huawei release code"),
             ),
         }
     }
