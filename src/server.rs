@@ -77,7 +77,7 @@ pub async fn prepare(
     sessions.restore(saved);
     startup.calls_restore = step.elapsed();
     let step = std::time::Instant::now();
-    let pusher = Pusher::new(store.clone(), config.clone(), stop);
+    let pusher = Pusher::new(store.calls().clone(), store.apps().clone(), config.clone(), stop);
     pusher.resume().context("resuming the pushes waiting in the outbox")?;
     startup.pushes_resume = step.elapsed();
     startup.total = started.elapsed();
@@ -89,10 +89,11 @@ pub async fn prepare(
         pushes_resume_seconds = startup.pushes_resume.as_secs_f64(),
         "store opened, calls under way restored, pushes resumed"
     );
-    let ledger = Ledger { store: store.clone(), sessions, pusher, node_name: config.node_name.clone() };
+    let ledger = Ledger { calls: store.calls().clone(), sessions, pusher, node_name: config.node_name.clone() };
     let metrics = Arc::new(Metrics::default());
     let scripts = Arc::new(scripts);
-    let switchboard = Switchboard::new(ledger, scripts.clone(), metrics.clone(), clock.clone(), config.clone());
+    let switchboard =
+        Switchboard::new(store.clone(), ledger, scripts.clone(), metrics.clone(), clock.clone(), config.clone());
     Ok((AppState { store, config, clock, metrics, scripts, switchboard }, startup))
 }
 

@@ -11,8 +11,8 @@ use super::report::{callin_event, cdr, collect_info_event, leg_event};
 use super::route::Routed;
 use super::session::{Event, EventKind, Session, Sessions};
 use crate::push::Pusher;
+use crate::store;
 use crate::store::outbox::{Lane, Push};
-use crate::store::{self, Store};
 
 /// What a stale session's CDR says about its end.
 pub const CLOSED_BY_TIMEOUT: &str = "privnum: the switch sent no disconnect within session_timeout_secs";
@@ -28,7 +28,8 @@ pub enum DigitsOutcome {
 
 #[derive(Clone)]
 pub struct Ledger {
-    pub store: Arc<Store>,
+    /// The store's handle on sessions and the outbox: all the ledger writes.
+    pub calls: store::Calls,
     pub sessions: Arc<Sessions>,
     pub pusher: Arc<Pusher>,
     pub node_name: String,
@@ -49,7 +50,7 @@ impl Ledger {
         out: &mut Vec<Push>,
     ) -> Result<(), store::Error> {
         if let Some(app_key) = &session.app_key {
-            out.push(self.store.calls().new_push(app_key, lane, &body, self.pusher.now_ms())?);
+            out.push(self.calls.new_push(app_key, lane, &body, self.pusher.now_ms())?);
         }
         Ok(())
     }
@@ -89,9 +90,9 @@ impl Ledger {
             self.push_platform_release(&session, session.started_at, &mut pushes)?;
         }
         if session.ended_at.is_some() {
-            let opened = self.sessions.insert_with(session, |session| {
-                self.store.calls().save_session(&session.session_id, session, &pushes, None)
-            })?;
+            let opened = self
+                .sessions
+                .insert_with(session, |session| self.calls.save_session(&session.session_id, session, &pushes, None))?;
             if opened {
                 self.wake(&pushes);
             }
@@ -106,7 +107,7 @@ impl Ledger {
                 // The session is in memory and its next save (the next event) writes it whole.
                 Err(err) => tracing::error!(session_id, error = %err, "saving a new call's session failed"),
             });
-            self.store.calls().queue_session(&session.session_id, session, &pushes, done);
+            self.calls.queue_session(&session.session_id, session, &pushes, done);
             Ok::<(), store::Error>(())
         })
     }
@@ -133,7 +134,7 @@ impl Ledger {
                 }
             }
             let owner = object_name.as_deref().zip(session.app_key.as_deref());
-            self.store.calls().save_session(session_id, &session, &pushes, owner)?;
+            self.calls.save_session(session_id, &session, &pushes, owner)?;
             Ok((session, pushes))
         });
         match outcome {
@@ -176,7 +177,7 @@ impl Ledger {
                 _ => None,
             };
             let callback = callback.as_ref().map(|(binding, callback)| (*binding, callback));
-            self.store.calls().save_digits(session_id, &session, &pushes, callback)?;
+            self.calls.save_digits(session_id, &session, &pushes, callback)?;
             Ok((session, (DigitsOutcome::Recorded, pushes)))
         });
         match outcome {
@@ -223,7 +224,7 @@ impl Ledger {
                 self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
                 self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_TIMEOUT)), &mut pushes)?;
             }
-            self.store.calls().forget_session(&session.session_id, &pushes)?;
+            self.calls.forget_session(&session.session_id, &pushes)?;
             self.wake(&pushes);
         }
         Ok(())

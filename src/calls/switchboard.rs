@@ -30,7 +30,7 @@ use crate::telemetry::{CallinDecided, Metrics};
 pub enum Durability {
     /// Answer at once (a connected call: the switch is waiting to ring).
     None,
-    /// After the call log's flush (`Store::calls_durable`).
+    /// After the call log's flush (`Calls::durable`).
     Calls,
     /// After sled's flush and the call log's (`Store::durable`).
     All,
@@ -130,6 +130,8 @@ struct StopCommand<'a> {
 /// The call flow's facade; cheap to clone.
 #[derive(Clone)]
 pub struct Switchboard {
+    /// Routing reads bindings, apps and tones; every write goes through the ledger.
+    store: Arc<Store>,
     ledger: Ledger,
     scripts: Arc<ScriptHost>,
     metrics: Arc<Metrics>,
@@ -145,13 +147,14 @@ impl std::fmt::Debug for Switchboard {
 
 impl Switchboard {
     pub fn new(
+        store: Arc<Store>,
         ledger: Ledger,
         scripts: Arc<ScriptHost>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         config: Arc<Config>,
     ) -> Self {
-        Switchboard { ledger, scripts, metrics, clock, config }
+        Switchboard { store, ledger, scripts, metrics, clock, config }
     }
 
     /// The calls in memory.
@@ -165,7 +168,7 @@ impl Switchboard {
     }
 
     fn store(&self) -> &Store {
-        &self.ledger.store
+        &self.store
     }
 
     /// Decides a callin and opens its session. A connected call's save is only queued, so it

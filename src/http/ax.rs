@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::domain::ax::{AxBindRequest, AxMode, AxModifyRequest, AxQuery, AxTarget, TemporaryCalleeRequest};
 use crate::domain::time::reference_time;
 use crate::domain::{App, AxBinding, Fields};
-use crate::store::{OpError, Store};
+use crate::store::{Bindings, OpError};
 
 impl ProvisioningApi for AxApi {
     type Mode = AxMode;
@@ -27,25 +27,25 @@ impl ProvisioningApi for AxApi {
     type Found = Vec<AxBinding>;
 
     fn bind(
-        store: &Store,
+        bindings: &Bindings,
         app: &App,
         request: &AxBindRequest,
         now: i64,
         _config: &Config,
     ) -> Result<AxBinding, OpError> {
-        store.bindings().ax_bind(app, request, now)
+        bindings.ax_bind(app, request, now)
     }
 
-    fn modify(store: &Store, app: &App, request: &AxModifyRequest, _now: i64) -> Result<AxBinding, OpError> {
-        store.bindings().ax_modify(app, request)
+    fn modify(bindings: &Bindings, app: &App, request: &AxModifyRequest, _now: i64) -> Result<AxBinding, OpError> {
+        bindings.ax_modify(app, request)
     }
 
-    fn unbind(store: &Store, app: &App, target: &AxTarget, _now: i64) -> Result<AxBinding, OpError> {
-        store.bindings().ax_unbind(app, target)
+    fn unbind(bindings: &Bindings, app: &App, target: &AxTarget, _now: i64) -> Result<AxBinding, OpError> {
+        bindings.ax_unbind(app, target)
     }
 
-    fn query(store: &Store, app: &App, query: &AxQuery, _now: i64) -> Result<Vec<AxBinding>, OpError> {
-        store.bindings().ax_query(app, query)
+    fn query(bindings: &Bindings, app: &App, query: &AxQuery, _now: i64) -> Result<Vec<AxBinding>, OpError> {
+        bindings.ax_query(app, query)
     }
 
     fn binding_fields(binding: &AxBinding, now: i64) -> Map<String, Value> {

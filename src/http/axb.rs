@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::domain::axb::{AxbBindRequest, AxbMode, AxbModifyRequest, AxbQuery, AxbUnbind};
 use crate::domain::time::reference_time;
 use crate::domain::{App, AxbBinding};
-use crate::store::{AxbPage, OpError, Store};
+use crate::store::{AxbPage, Bindings, OpError};
 
 impl ProvisioningApi for AxbApi {
     type Mode = AxbMode;
@@ -21,25 +21,25 @@ impl ProvisioningApi for AxbApi {
     type Found = AxbPage;
 
     fn bind(
-        store: &Store,
+        bindings: &Bindings,
         app: &App,
         request: &AxbBindRequest,
         now: i64,
         config: &Config,
     ) -> Result<AxbBinding, OpError> {
-        store.bindings().axb_bind(app, request, now, config.axb_max_pairs_per_x)
+        bindings.axb_bind(app, request, now, config.axb_max_pairs_per_x)
     }
 
-    fn modify(store: &Store, app: &App, request: &AxbModifyRequest, now: i64) -> Result<AxbBinding, OpError> {
-        store.bindings().axb_modify(app, request, now)
+    fn modify(bindings: &Bindings, app: &App, request: &AxbModifyRequest, now: i64) -> Result<AxbBinding, OpError> {
+        bindings.axb_modify(app, request, now)
     }
 
-    fn unbind(store: &Store, app: &App, target: &AxbUnbind, now: i64) -> Result<Vec<AxbBinding>, OpError> {
-        store.bindings().axb_unbind(app, target, now)
+    fn unbind(bindings: &Bindings, app: &App, target: &AxbUnbind, now: i64) -> Result<Vec<AxbBinding>, OpError> {
+        bindings.axb_unbind(app, target, now)
     }
 
-    fn query(store: &Store, app: &App, query: &AxbQuery, now: i64) -> Result<AxbPage, OpError> {
-        store.bindings().axb_query(app, query, now)
+    fn query(bindings: &Bindings, app: &App, query: &AxbQuery, now: i64) -> Result<AxbPage, OpError> {
+        bindings.axb_query(app, query, now)
     }
 
     fn binding_fields(binding: &AxbBinding, _now: i64) -> Map<String, Value> {

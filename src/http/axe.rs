@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::domain::axe::{AxeBindRequest, AxeCursorQuery, AxeMode, AxeModifyRequest, AxeQuery, AxeTarget, Cursor};
 use crate::domain::time::reference_time;
 use crate::domain::{App, AxeBinding, Fields};
-use crate::store::{AxePage, OpError, Store};
+use crate::store::{AxePage, Bindings, OpError};
 
 impl ProvisioningApi for AxeApi {
     type Mode = AxeMode;
@@ -27,25 +27,25 @@ impl ProvisioningApi for AxeApi {
     type Found = AxePage;
 
     fn bind(
-        store: &Store,
+        bindings: &Bindings,
         app: &App,
         request: &AxeBindRequest,
         now: i64,
         _config: &Config,
     ) -> Result<AxeBinding, OpError> {
-        store.bindings().axe_bind(app, request, now)
+        bindings.axe_bind(app, request, now)
     }
 
-    fn modify(store: &Store, app: &App, request: &AxeModifyRequest, now: i64) -> Result<AxeBinding, OpError> {
-        store.bindings().axe_modify(app, request, now)
+    fn modify(bindings: &Bindings, app: &App, request: &AxeModifyRequest, now: i64) -> Result<AxeBinding, OpError> {
+        bindings.axe_modify(app, request, now)
     }
 
-    fn unbind(store: &Store, app: &App, target: &AxeTarget, now: i64) -> Result<AxeBinding, OpError> {
-        store.bindings().axe_unbind(app, target, now)
+    fn unbind(bindings: &Bindings, app: &App, target: &AxeTarget, now: i64) -> Result<AxeBinding, OpError> {
+        bindings.axe_unbind(app, target, now)
     }
 
-    fn query(store: &Store, app: &App, query: &AxeQuery, now: i64) -> Result<AxePage, OpError> {
-        store.bindings().axe_query(app, query, now)
+    fn query(bindings: &Bindings, app: &App, query: &AxeQuery, now: i64) -> Result<AxePage, OpError> {
+        bindings.axe_query(app, query, now)
     }
 
     fn binding_fields(binding: &AxeBinding, _now: i64) -> Map<String, Value> {

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::domain::binding::Recorded;
 use crate::domain::settings::PreVoice;
 use crate::domain::{App, Fields, Provisioning};
-use crate::store::{OpError, Store};
+use crate::store::{Bindings, OpError};
 
 /// The binding type of a mode's API.
 pub type BindingOf<M> = <<M as ProvisioningApi>::Mode as Provisioning>::Binding;
@@ -42,18 +42,18 @@ pub trait ProvisioningApi: ApiMode + Send + Sync + 'static {
 
     /// Makes the binding a bind asks for (runs under the store's writer lock).
     fn bind(
-        store: &Store,
+        bindings: &Bindings,
         app: &App,
         request: &BindOf<Self>,
         now: i64,
         config: &Config,
     ) -> Result<BindingOf<Self>, OpError>;
     /// Changes the binding a modify names (runs under the store's writer lock).
-    fn modify(store: &Store, app: &App, request: &ModifyOf<Self>, now: i64) -> Result<BindingOf<Self>, OpError>;
+    fn modify(bindings: &Bindings, app: &App, request: &ModifyOf<Self>, now: i64) -> Result<BindingOf<Self>, OpError>;
     /// Removes what an unbind names (runs under the store's writer lock).
-    fn unbind(store: &Store, app: &App, target: &UnbindOf<Self>, now: i64) -> Result<Self::Removed, OpError>;
+    fn unbind(bindings: &Bindings, app: &App, target: &UnbindOf<Self>, now: i64) -> Result<Self::Removed, OpError>;
     /// Answers a query (a read: no lock).
-    fn query(store: &Store, app: &App, query: &QueryOf<Self>, now: i64) -> Result<Self::Found, OpError>;
+    fn query(bindings: &Bindings, app: &App, query: &QueryOf<Self>, now: i64) -> Result<Self::Found, OpError>;
 
     /// A binding as a bind or modify answers it, and as a query lists it.
     fn binding_fields(binding: &BindingOf<Self>, now: i64) -> Map<String, Value>;
@@ -78,7 +78,7 @@ pub async fn bindings_create<M: ProvisioningApi>(
     let (app, binding) = state
         .write(move |store| {
             store.tones().check(&app.app_key, M::Mode::bind_tones(&request))?;
-            let binding = M::bind(store, &app, &request, now, &config)?;
+            let binding = M::bind(store.bindings(), &app, &request, now, &config)?;
             Ok((app, binding))
         })
         .await?;
@@ -98,7 +98,7 @@ pub async fn bindings_modify<M: ProvisioningApi>(
     let (app, binding) = state
         .write(move |store| {
             store.tones().check(&app.app_key, M::Mode::modify_tones(&request))?;
-            let binding = M::modify(store, &app, &request, now)?;
+            let binding = M::modify(store.bindings(), &app, &request, now)?;
             Ok((app, binding))
         })
         .await?;
@@ -117,7 +117,7 @@ pub async fn bindings_delete<M: ProvisioningApi>(
     let params = query_object(query.as_deref())?;
     let target = M::Mode::parse_unbind(&Fields::new(&params))?;
     let now = state.clock.now();
-    let removed = state.write(move |store| M::unbind(store, &app, &target, now)).await?;
+    let removed = state.write(move |store| M::unbind(store.bindings(), &app, &target, now)).await?;
     state.store.durable().await?;
     Ok(success(M::removed_fields(removed)))
 }
@@ -130,7 +130,7 @@ pub async fn bindings_query<M: ProvisioningApi>(
     let params = query_object(query.as_deref())?;
     let query = M::Mode::parse_query(&Fields::new(&params))?;
     let now = state.clock.now();
-    let found = M::query(&state.store, &app, &query, now)?;
+    let found = M::query(state.store.bindings(), &app, &query, now)?;
     Ok(success(M::found_fields(&found, now)))
 }
 

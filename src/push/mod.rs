@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 use crate::auth::{self, Scheme};
 use crate::config::Config;
 use crate::store::outbox::{Lane, Push};
-use crate::store::Store;
+use crate::store::{Apps, Calls};
 
 /// How long one POST may take. A customer that hangs holds up its own lane this long per try.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +35,10 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 type LaneTask = (Arc<Notify>, tokio::task::JoinHandle<()>);
 
 pub struct Pusher {
-    store: Arc<Store>,
+    /// The outbox, read and settled here.
+    calls: Calls,
+    /// Where each app's pushes go, and the secret that signs them.
+    apps: Apps,
     config: Arc<Config>,
     client: reqwest::Client,
     /// Each lane's wake-up and task; a shutdown waits for the tasks to let go of the store.
@@ -54,10 +57,10 @@ impl std::fmt::Debug for Pusher {
 
 impl Pusher {
     /// Must be called inside the tokio runtime that will run the lanes.
-    pub fn new(store: Arc<Store>, config: Arc<Config>, stop: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(calls: Calls, apps: Apps, config: Arc<Config>, stop: watch::Receiver<bool>) -> Arc<Self> {
         let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).no_proxy().build().unwrap_or_default();
         let runtime = tokio::runtime::Handle::current();
-        Arc::new(Pusher { store, config, client, lanes: Mutex::default(), stop, runtime })
+        Arc::new(Pusher { calls, apps, config, client, lanes: Mutex::default(), stop, runtime })
     }
 
     /// The HTTP client pushes use (keep-alive per customer host), for other calls to customers'
@@ -74,7 +77,7 @@ impl Pusher {
 
     /// Resumes every lane with pushes waiting (after a restart).
     pub fn resume(self: &Arc<Self>) -> Result<(), crate::store::Error> {
-        for (app_key, lane) in self.store.calls().waiting_lanes()? {
+        for (app_key, lane) in self.calls.waiting_lanes()? {
             self.wake(&app_key, lane);
         }
         Ok(())
@@ -160,7 +163,7 @@ impl Pusher {
         // The oldest push alone decides whether to send now; the rest are read only to send them
         // (a CDR lane is woken by every new CDR while it merges, and must not decode the batch
         // each time).
-        let Some(first) = self.store.calls().lane_head(app_key, lane, 1)?.pop() else { return Ok(Step::Idle) };
+        let Some(first) = self.calls.lane_head(app_key, lane, 1)?.pop() else { return Ok(Step::Idle) };
         let now = self.now_ms();
         if first.next_attempt_at_ms > now {
             return Ok(Step::WaitUntil(first.next_attempt_at_ms));
@@ -170,12 +173,12 @@ impl Pusher {
         if lane == Lane::Cdrs
             && first.attempts == 0
             && now < merge_until
-            && self.store.calls().lane_len(app_key, lane, max) < max
+            && self.calls.lane_len(app_key, lane, max) < max
         {
             // Merge: wait for more CDRs, at most cdr_flush_ms after the oldest.
             return Ok(Step::WaitUntil(merge_until));
         }
-        let heads = if max == 1 { vec![first] } else { self.store.calls().lane_head(app_key, lane, max)? };
+        let heads = if max == 1 { vec![first] } else { self.calls.lane_head(app_key, lane, max)? };
         let batch: Vec<Push> = heads.into_iter().filter(|push| push.next_attempt_at_ms <= now).collect();
         let outcome = self.send(app_key, lane, &batch).await;
         self.settle(batch, outcome, now).await?;
@@ -185,7 +188,7 @@ impl Pusher {
     /// POSTs one batch; `Err` says why it was not acknowledged and whether trying again can help.
     async fn send(&self, app_key: &str, lane: Lane, batch: &[Push]) -> Result<(), Failure> {
         let retry = |reason: String| Failure { reason, retry: true };
-        let app = self.store.apps().get(app_key).map_err(|err| retry(err.to_string()))?;
+        let app = self.apps.get(app_key).map_err(|err| retry(err.to_string()))?;
         let app = app.ok_or_else(|| Failure { reason: "the app no longer exists".into(), retry: false })?;
         let url = match lane {
             Lane::Events => &app.call_event_url,
@@ -229,7 +232,7 @@ impl Pusher {
         now: i64,
     ) -> Result<(), crate::store::Error> {
         let failure = match outcome {
-            Ok(()) => return self.store.calls().delivered(&batch).await,
+            Ok(()) => return self.calls.delivered(&batch).await,
             Err(failure) => failure,
         };
         let schedule = &self.config.push_retry_schedule;
@@ -249,11 +252,11 @@ impl Pusher {
         }
         if let Some(push) = again.first() {
             tracing::warn!(app_key = %push.app_key, lane = push.lane.name(), attempts = push.attempts, "push failed, will retry: {}", failure.reason);
-            self.store.calls().retry_later(&again).await?;
+            self.calls.retry_later(&again).await?;
         }
         if let Some(push) = buried.first() {
             tracing::error!(app_key = %push.app_key, lane = push.lane.name(), count = buried.len(), "push failed for the last time; kept for redelivery: {}", failure.reason);
-            self.store.calls().bury(&buried).await?;
+            self.calls.bury(&buried).await?;
         }
         Ok(())
     }
