@@ -1,5 +1,5 @@
 //! AK/SK UsernameToken authentication: the current `X-AKSK` scheme and the legacy `X-WSSE` one
-//! (reference §1). Parsing, digests and signing; no IO.
+//! (docs/compatibility.md, Requests and signing). Parsing, digests and signing; no IO.
 //!
 //! The server verifies every provisioning request with [`parse`] and [`Credentials::verify`];
 //! outgoing pushes and `privnum sign` use [`sign`]. Replay protection needs a store, so it lives
@@ -42,7 +42,7 @@ impl Scheme {
     }
 }
 
-/// An authentication failure with its reference result code. All are HTTP 400 (malformed headers)
+/// An authentication failure with its result code (the Huawei API's). All are HTTP 400 (malformed headers)
 /// except [`AuthError::is_unauthorized`] ones (401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{desc}")]
@@ -82,7 +82,7 @@ pub struct Credentials {
     pub digest: String,
 }
 
-/// Longest nonce accepted (the reference's 1-128).
+/// Longest nonce accepted: the Huawei API allows 1-128 characters (README, Provisioning API).
 const MAX_NONCE: usize = 128;
 
 /// Reads the `Authorization` header and the scheme's token header.
@@ -275,7 +275,7 @@ pub fn sign(scheme: Scheme, app_key: &str, secret: &str, nonce: &str, created: D
     }
 }
 
-/// A fresh random nonce: 32 hex characters, like the reference's example.
+/// A fresh random nonce: 32 hex characters, like the Huawei API's examples.
 pub fn new_nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string().to_uppercase()
 }

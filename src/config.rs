@@ -1,4 +1,4 @@
-//! `privnum.toml`: the server's configuration (CONTRACT §2).
+//! `privnum.toml`: the server's configuration (README, Configuration).
 //!
 //! Loading is strict: an unknown key, a value of the wrong type or out of range, or a missing
 //! required field stops start-up with a message naming it (and, for apps, which app). A missing
@@ -32,8 +32,8 @@ pub struct Config {
     pub cdr_flush_ms: u64,
     pub x_callin_timeout_ms: u64,
     pub switch_control_url: String,
-    /// privnum's extension to CONTRACT §2: the AXB pair capacity of one X (reference §3.7 says
-    /// 5000; older material says 1000).
+    /// privnum's extension: the AXB pair capacity of one X (the Huawei API caps an X at 5000 pairs;
+    /// older material says 1000).
     pub axb_max_pairs_per_x: u32,
     /// privnum's extension: a call the switch never ends is dropped after this long without news.
     /// The default outlasts the longest call a binding can allow (24 h).
@@ -118,7 +118,7 @@ impl Config {
             return fail("auth_max_skew_secs", "must be at least 1");
         }
         if !(1..=50).contains(&self.cdr_batch_max) {
-            return fail("cdr_batch_max", "must be between 1 and 50 (the reference's merge limit)");
+            return fail("cdr_batch_max", "must be between 1 and 50 (the Huawei API's merge limit)");
         }
         if self.cdr_flush_ms == 0 {
             return fail("cdr_flush_ms", "must be at least 1");

@@ -7,11 +7,12 @@
 //! - [`clock`]: the system clock and a manual one for tests.
 //! - [`script`]: the Rhai host: sandboxed engine, script API, load → test → swap, hot reload.
 //! - [`calls`]: deciding calls (store lookup → script → platform checks) and their sessions.
-//! - [`store`]: sled behind privnum's own API; atomic multi-key changes and group commit.
+//! - [`store`]: sled and the call log behind privnum's own API; atomic multi-key changes and group commit.
+//! - [`push`]: delivering call events and CDRs: one lane per app and kind, signed, retried.
 //! - [`telemetry`]: counters behind `/metrics`.
 //! - [`tone`]: hint-tone WAVs: checking the carrier format, converting to A-law 8000 Hz mono.
-//! - [`http`]: the axum router: provisioning (Huawei-compatible), admin, health.
-//! - [`cli`]: `privnum check`, `test` and `call` (a virtual switch).
+//! - [`http`]: the axum router: provisioning (Huawei-compatible), the switch adapter, admin, health.
+//! - [`cli`]: `privnum check`, `test`, `call` (a virtual switch) and `tone`.
 //! - [`server`]: wiring: open the store, load apps, start background tasks, serve.
 
 pub mod auth;

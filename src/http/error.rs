@@ -1,7 +1,7 @@
-//! `AppError`: every failure of every surface, as an HTTP status and the contract's envelope
+//! `AppError`: every failure of every surface, as an HTTP status and the platform's envelope
 //! `{"resultcode","resultdesc"}`.
 //!
-//! Statuses follow CONTRACT §3: 400 for malformed auth headers, 401 for digest, skew and replay,
+//! Statuses are the Huawei API's (docs/compatibility.md, Requests and signing): 400 for malformed auth headers, 401 for digest, skew and replay,
 //! 403 for invalid requests and business rejections, 413 for oversized bodies, 500 for internal
 //! errors. A 500's body says only "Internal system error."; the log says everything.
 

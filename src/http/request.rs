@@ -1,7 +1,7 @@
 //! Reading requests: bodies (at most 64 KiB, JSON objects) and query strings, both as the JSON
 //! object that [`crate::domain::Fields`] reads.
 //!
-//! Query strings are decoded with `+` kept as a plus sign: the reference asks clients to send
+//! Query strings are decoded with `+` kept as a plus sign: the Huawei API asks clients to send
 //! `%2B`, but a raw `+` in a phone number can only mean a plus, never a space.
 
 use axum::body::Body;
@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::error::AppError;
 use crate::domain::codes;
 
-/// The largest request body accepted (CONTRACT §3).
+/// The largest request body accepted (README, Provisioning API: 413 above it).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// How long a request body may take to arrive after its head: set by [`super::app`] from

@@ -29,7 +29,7 @@ fn blackman(x: f64) -> f64 {
     0.42 + 0.5 * (PI * x).cos() + 0.08 * (2.0 * PI * x).cos()
 }
 
-/// Resamples mono `input` at `from` Hz to [`RATE`], low-passed at [`CUTOFF`] × 4 kHz.
+/// Resamples mono `input` at `from` Hz to [`RATE`], low-passed at `CUTOFF` (0.9) × 4 kHz.
 pub fn resample(input: &[f32], from: u32) -> Vec<f32> {
     if input.is_empty() || from == 0 {
         return Vec::new();

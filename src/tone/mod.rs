@@ -1,5 +1,5 @@
 //! Hint tones: checking a WAV against the carrier's format (A-law, 8000 Hz, 64 kbit/s, mono, at
-//! most 2 MB; reference §15) and converting anything else into it.
+//! most 2 MB; README, Tones) and converting anything else into it.
 //!
 //! Reading uses `hound` for PCM and float WAVs of any rate, width and channel count. `hound`
 //! cannot read or write A-law (format tag 6), so this module parses and writes those small files

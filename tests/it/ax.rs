@@ -2,14 +2,13 @@
 //! produces, allocation and capacity, the temporary callee and its expiry on the manual clock,
 //! routing, and the events and CDRs of AX calls.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::receiver::{cdrs, events_of, Receiver};
-use crate::support::{self, Answer, TestServer, AXB_APP, AX_APP, AX_CALLEE_PATH, AX_PATH};
+use crate::support::{Answer, TestServer, AXB_APP, AX_APP, AX_CALLEE_PATH, AX_PATH};
 
 const A: &str = "+8613800000001";
 const C: &str = "+8613900000002";
@@ -21,20 +20,6 @@ async fn ax(server: &TestServer, method: Method, params: &str, body: Option<&Val
     server.call(AX_APP, method, &path, body).await
 }
 
-async fn bind(server: &TestServer, body: Value) -> Answer {
-    ax(server, Method::POST, "", Some(&body)).await
-}
-
-async fn bind_a_on_x(server: &TestServer, extra: Value) -> String {
-    let mut body = json!({"origNum": A, "privateNum": X});
-    for (key, value) in extra.as_object().unwrap() {
-        body[key] = value.clone();
-    }
-    let answer = bind(server, body).await;
-    answer.expect(200, "0");
-    answer.body["subscriptionId"].as_str().unwrap().to_owned()
-}
-
 async fn set_callee(server: &TestServer, body: Value) -> Answer {
     server.call(AX_APP, Method::PUT, AX_CALLEE_PATH, Some(&body)).await
 }
@@ -43,13 +28,11 @@ async fn set_callee(server: &TestServer, body: Value) -> Answer {
 async fn bind_query_modify_and_unbind_follow_the_reference() {
     let server = TestServer::start().await;
     server.approve_tones(AX_APP.0, &["rec.wav", "last.wav", "to-a.wav"]).await;
-    let answer = bind(
-        &server,
-        json!({"origNum": A, "privateNum": X, "areaCode": "010", "privateNumType": "mobile-virtual",
+    let answer = server
+        .bind_ax(json!({"origNum": A, "privateNum": X, "areaCode": "010", "privateNumType": "mobile-virtual",
             "calleeNumDisplay": "0", "recordFlag": "true", "recordHintTone": "rec.wav", "userData": "shop-1",
-            "maxDuration": 30, "lastMinVoice": "last.wav", "preVoice": {"calleeHintTone": "to-a.wav"}}),
-    )
-    .await;
+            "maxDuration": 30, "lastMinVoice": "last.wav", "preVoice": {"calleeHintTone": "to-a.wav"}}))
+        .await;
     answer.expect(200, "0");
     assert_eq!(
         (answer.body["origNum"].as_str(), answer.body["privateNum"].as_str()),
@@ -90,33 +73,33 @@ async fn allocation_by_area_code_and_the_capacity_rules() {
     // One X per A... three 0755 numbers for three different A numbers, then none.
     let mut given = Vec::new();
     for n in 1..=3 {
-        let answer = bind(&server, json!({"origNum": format!("+86138000000{n:02}"), "areaCode": "0755"})).await;
+        let answer = server.bind_ax(json!({"origNum": format!("+86138000000{n:02}"), "areaCode": "0755"})).await;
         answer.expect(200, "0");
         given.push(answer.body["privateNum"].as_str().unwrap().to_owned());
     }
     assert_eq!(given, ["+8617200000001", "+8617200000002", "+8617200000003"]);
-    let full = bind(&server, json!({"origNum": "+8613800000004", "areaCode": "755"})).await;
+    let full = server.bind_ax(json!({"origNum": "+8613800000004", "areaCode": "755"})).await;
     full.expect(403, "1011002");
     assert!(full.desc().contains("0755") || full.desc().contains("755"), "{full:?}");
     // Lenient matching takes the nearest area (0756 shares "75").
-    let lenient = bind(&server, json!({"origNum": "+8613800000004", "areaCode": "0755", "areaMatchMode": "1"})).await;
+    let lenient = server.bind_ax(json!({"origNum": "+8613800000004", "areaCode": "0755", "areaMatchMode": "1"})).await;
     lenient.expect(200, "0");
     assert_eq!(lenient.body["privateNum"], "+8617200000004");
     // An X already bound to an A: 1011005.
-    bind(&server, json!({"origNum": "+8613800000009", "privateNum": "+8617200000001"})).await.expect(403, "1011005");
+    server.bind_ax(json!({"origNum": "+8613800000009", "privateNum": "+8617200000001"})).await.expect(403, "1011005");
 
     // One A holds at most five X numbers: 1011003, checked before any X is looked for.
     let server = TestServer::start().await;
     for n in 1..=5 {
-        bind(&server, json!({"origNum": A, "privateNum": format!("+861720000000{n}")})).await.expect(200, "0");
+        server.bind_ax(json!({"origNum": A, "privateNum": format!("+861720000000{n}")})).await.expect(200, "0");
     }
     // An area with no X at all: looking for an X first would answer 1011002 instead.
-    let sixth = bind(&server, json!({"origNum": A, "areaCode": "0999"})).await;
+    let sixth = server.bind_ax(json!({"origNum": A, "areaCode": "0999"})).await;
     sixth.expect(403, "1011003");
     assert_eq!(ax(&server, Method::GET, &format!("origNum={A}"), None).await.body["totalCount"], 5);
     // Unbinding one frees room for A and the X for anyone.
     ax(&server, Method::DELETE, "privateNum=%2B8617200000005", None).await.expect(200, "0");
-    bind(&server, json!({"origNum": A, "areaCode": "010"})).await.expect(200, "0");
+    server.bind_ax(json!({"origNum": A, "areaCode": "010"})).await.expect(200, "0");
 }
 
 #[tokio::test]
@@ -137,20 +120,20 @@ async fn every_refusal_names_its_reason() {
         (json!({"origNum": A, "areaCode": "0755", "userData": "{}"}), "userData"),
         (json!({"origNum": A, "privateNum": A}), "privateNum"),
     ] {
-        let answer = bind(&server, body.clone()).await;
+        let answer = server.bind_ax(body.clone()).await;
         answer.expect(403, "1010002");
         assert!(answer.desc().starts_with(&format!("Invalid request.{field} ")), "{field}: {body} → {answer:?}");
     }
     // X of another app, or of none: 1012001. A paused X: 1012102.
-    bind(&server, json!({"origNum": A, "privateNum": "+8617000000001"})).await.expect(403, "1012001");
-    bind(&server, json!({"origNum": A, "privateNum": "+8617999999999"})).await.expect(403, "1012001");
+    server.bind_ax(json!({"origNum": A, "privateNum": "+8617000000001"})).await.expect(403, "1012001");
+    server.bind_ax(json!({"origNum": A, "privateNum": "+8617999999999"})).await.expect(403, "1012001");
     let paused = json!({"area_code": "0755", "status": "paused"});
     server.admin(Method::PUT, "/apps/ax-app/numbers/+8617200000002", Some(&paused)).await.expect(200, "0");
-    bind(&server, json!({"origNum": A, "privateNum": "+8617200000002"})).await.expect(403, "1012102");
+    server.bind_ax(json!({"origNum": A, "privateNum": "+8617200000002"})).await.expect(403, "1012102");
     // Recording on an app that does not record: 1012012.
     let quiet = json!({"mode": "AX", "app_secret": AX_APP.1, "recording": false});
     server.admin(Method::PUT, "/apps/ax-app", Some(&quiet)).await.expect(200, "0");
-    bind(&server, json!({"origNum": A, "privateNum": X, "recordFlag": true})).await.expect(403, "1012012");
+    server.bind_ax(json!({"origNum": A, "privateNum": X, "recordFlag": true})).await.expect(403, "1012012");
     // Another mode's app: 1010040, before its body is read.
     server.call(AXB_APP, Method::POST, AX_PATH, Some(&json!({"origNum": A}))).await.expect(403, "1010040");
     server.call(AXB_APP, Method::PUT, AX_CALLEE_PATH, Some(&json!({}))).await.expect(403, "1010040");
@@ -159,7 +142,7 @@ async fn every_refusal_names_its_reason() {
     ax(&server, Method::GET, "", None).await.expect(403, "1010002");
 
     // The temporary callee.
-    bind_a_on_x(&server, json!({})).await;
+    server.bind_ax(json!({"origNum": A, "privateNum": X})).await.expect(200, "0");
     for (body, field) in [
         (json!({"origNum": A, "privateNum": X}), "calleeNum"),
         (json!({"origNum": A, "privateNum": X, "calleeNum": A}), "calleeNum"),
@@ -183,11 +166,12 @@ async fn others_reach_a_and_a_reaches_its_temporary_callee_until_it_expires() {
     let unbound = server.switch_call(STRANGER, X).await;
     assert_eq!((unbound.body["action"].as_str(), unbound.body["stateCode"].as_u64()), (Some("release"), Some(8018)));
 
-    let id = bind_a_on_x(
-        &server,
-        json!({"userData": "shop-1", "preVoice": {"callerHintTone": "to-c.wav", "calleeHintTone": "to-a.wav"}}),
-    )
-    .await;
+    let id = server
+        .bind_ax(json!({"origNum": A, "privateNum": X, "userData": "shop-1",
+            "preVoice": {"callerHintTone": "to-c.wav", "calleeHintTone": "to-a.wav"}}))
+        .await
+        .expect(200, "0")
+        .field("subscriptionId");
     let from_stranger = server.switch_call(STRANGER, X).await;
     let expected = json!({"action": "connect", "callee": A, "display": X, "subscriptionId": id, "userData": "shop-1",
         "preVoice": "to-a.wav"});
@@ -231,15 +215,12 @@ async fn others_reach_a_and_a_reaches_its_temporary_callee_until_it_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ax_calls_push_their_events_and_one_cdr_with_service_type_003() {
     let receiver = Receiver::start(&[AX_APP]).await;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = support::test_config(dir.path().join("data"));
-    config.cdr_flush_ms = 50;
-    for app in &mut config.apps {
-        app.call_event_url = format!("{}/events", receiver.base);
-        app.cdr_url = format!("{}/cdr", receiver.base);
-    }
-    let server = TestServer::start_with(config, dir).await;
-    let id = bind_a_on_x(&server, json!({"userData": "shop-1"})).await;
+    let server = TestServer::builder().pushing_to(&receiver).cdr_flush_ms(50).start().await;
+    let id = server
+        .bind_ax(json!({"origNum": A, "privateNum": X, "userData": "shop-1"}))
+        .await
+        .expect(200, "0")
+        .field("subscriptionId");
     set_callee(&server, json!({"origNum": A, "privateNum": X, "calleeNum": C})).await.expect(200, "0");
 
     let call = |caller: &str, session: &str| json!({"caller": caller, "called": X, "sessionId": session});
@@ -281,8 +262,9 @@ async fn ax_calls_push_their_events_and_one_cdr_with_service_type_003() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_that_reaches_past_the_binding_gets_the_fallback() {
-    let (server, scripts) = TestServer::start_with_script_copy().await;
-    bind_a_on_x(&server, json!({})).await;
+    let server = TestServer::builder().scripts_copy().start().await;
+    let scripts = server.scripts_dir().to_owned();
+    server.bind_ax(json!({"origNum": A, "privateNum": X})).await.expect(200, "0");
     // A script that sends every call to a number the binding does not allow; without its cases,
     // it loads, and the host's invariant check must catch it.
     std::fs::remove_dir_all(scripts.join("modes/ax.cases")).unwrap();
@@ -298,7 +280,7 @@ async fn a_script_that_reaches_past_the_binding_gets_the_fallback() {
 #[tokio::test]
 async fn an_unbind_does_not_read_orig_num() {
     let server = TestServer::start().await;
-    bind_a_on_x(&server, json!({})).await;
+    server.bind_ax(json!({"origNum": A, "privateNum": X})).await.expect(200, "0");
     let answer = ax(&server, Method::DELETE, &format!("privateNum=%2B{}&origNum=abc", &X[1..]), None).await;
     answer.expect(200, "0");
 }

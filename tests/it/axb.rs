@@ -1,7 +1,5 @@
 //! AXB provisioning over real HTTP: every result code this API produces, from requests a client
-//! could really send, and the reference's ranges, precedence and capacity rules.
-
-use std::sync::Arc;
+//! could really send, and the Huawei API's ranges, precedence and capacity rules.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -28,7 +26,7 @@ async fn bind_answers_with_the_x_and_a_subscription_id() {
     let server = TestServer::start().await;
     server.approve_tones(AXB_APP.0, &["r.wav"]).await;
     let answer = server
-        .bind(with(pair(1, 1), json!({"userData": "order-1", "recordFlag": true, "recordHintTone": "r.wav"})))
+        .bind_axb(with(pair(1, 1), json!({"userData": "order-1", "recordFlag": true, "recordHintTone": "r.wav"})))
         .await;
     answer.expect(200, "0");
     assert_eq!(answer.body["relationNum"], "+8617000000001", "the emptiest 0755 number, lowest first");
@@ -67,7 +65,7 @@ async fn invalid_fields_are_named_in_1010002() {
         (with(pair(1, 1), json!({"relationNum": "+8613800000001"})), "relationNum"),
     ];
     for (body, field) in cases {
-        let answer = server.bind(body.clone()).await;
+        let answer = server.bind_axb(body.clone()).await;
         answer.expect(403, "1010002");
         assert!(answer.desc().starts_with(&format!("Invalid request.{field} ")), "{field}: {body} → {answer:?}");
     }
@@ -93,8 +91,8 @@ async fn malformed_and_oversized_bodies_are_refused_cleanly() {
     assert!(body["resultdesc"].as_str().unwrap().contains("not valid JSON"), "{body}");
 
     let huge = with(pair(1, 1), json!({"padding": "x".repeat(70_000)}));
-    server.bind(huge).await.expect(413, "1010002");
-    server.bind(json!([1, 2])).await.expect(403, "1010002");
+    server.bind_axb(huge).await.expect(413, "1010002");
+    server.bind_axb(json!([1, 2])).await.expect(403, "1010002");
     // A chunked body has no Content-Length to refuse up front: it is cut off at 64 KiB.
     let status_line = chunked_post(&server, 70_000).await;
     assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
@@ -109,20 +107,20 @@ async fn malformed_and_oversized_bodies_are_refused_cleanly() {
 async fn relation_num_must_be_in_the_apps_pool_and_usable() {
     let server = TestServer::start().await;
     let other_apps_x = with(pair(1, 1), json!({"relationNum": "+8617100000001"}));
-    server.bind(other_apps_x).await.expect(403, "1012001");
+    server.bind_axb(other_apps_x).await.expect(403, "1012001");
     let nobodys_x = with(pair(1, 1), json!({"relationNum": "+8617999999999"}));
-    server.bind(nobodys_x).await.expect(403, "1012001");
+    server.bind_axb(nobodys_x).await.expect(403, "1012001");
 
     let paused = json!({"area_code": "0755", "status": "paused"});
     server.admin(Method::PUT, "/apps/axb-app/numbers/+8617000000004", Some(&paused)).await.expect(200, "0");
     let on_paused = with(pair(1, 1), json!({"relationNum": "+8617000000004"}));
-    server.bind(on_paused).await.expect(403, "1012102");
+    server.bind_axb(on_paused).await.expect(403, "1012102");
 
     // A frozen X takes no new bindings, but the ones it has keep working.
-    server.bind(with(pair(2, 2), json!({"relationNum": "+8617000000003"}))).await.expect(200, "0");
+    server.bind_axb(with(pair(2, 2), json!({"relationNum": "+8617000000003"}))).await.expect(200, "0");
     let frozen = json!({"area_code": "0755", "status": "frozen"});
     server.admin(Method::PUT, "/apps/axb-app/numbers/+8617000000003", Some(&frozen)).await.expect(200, "0");
-    server.bind(with(pair(3, 3), json!({"relationNum": "+8617000000003"}))).await.expect(403, "1012102");
+    server.bind_axb(with(pair(3, 3), json!({"relationNum": "+8617000000003"}))).await.expect(403, "1012102");
     let call = server.switch_call("+8613800000002", "+8617000000003").await;
     assert_eq!(call.body["callee"], "+8613900000002", "{call:?}");
 }
@@ -131,36 +129,33 @@ async fn relation_num_must_be_in_the_apps_pool_and_usable() {
 async fn a_user_number_appears_once_per_x() {
     let server = TestServer::start().await;
     let x = json!({"relationNum": "+8617000000001"});
-    server.bind(with(pair(1, 1), x.clone())).await.expect(200, "0");
+    server.bind_axb(with(pair(1, 1), x.clone())).await.expect(200, "0");
     // Same A (as A), same B (as A), and the exact duplicate: all refused on this X.
-    let a_again = server.bind(with(pair(1, 2), x.clone())).await;
+    let a_again = server.bind_axb(with(pair(1, 2), x.clone())).await;
     a_again.expect(403, "1012010");
     assert!(a_again.desc().contains("+8613800000001"), "{a_again:?}");
     let b_as_a = json!({"relationNum": "+8617000000001", "callerNum": "+8613900000001", "calleeNum": "+8613800000099"});
-    server.bind(b_as_a).await.expect(403, "1012010");
-    server.bind(with(pair(1, 1), x.clone())).await.expect(403, "1012010");
+    server.bind_axb(b_as_a).await.expect(403, "1012010");
+    server.bind_axb(with(pair(1, 1), x.clone())).await.expect(403, "1012010");
     // A-X-B and C-X-D coexist; A-Y-C is fine on another X.
-    server.bind(with(pair(3, 4), x)).await.expect(200, "0");
-    let elsewhere = server.bind(pair(1, 5)).await;
+    server.bind_axb(with(pair(3, 4), x)).await.expect(200, "0");
+    let elsewhere = server.bind_axb(pair(1, 5)).await;
     elsewhere.expect(200, "0");
     assert_ne!(elsewhere.body["relationNum"], "+8617000000001");
 }
 
 #[tokio::test]
 async fn capacity_per_x_and_area_exhaustion() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = support::test_config(dir.path().join("data"));
-    config.axb_max_pairs_per_x = 2;
-    let server = TestServer::start_with(config, dir).await;
+    let server = TestServer::builder().axb_max_pairs_per_x(2).start().await;
     let x = json!({"relationNum": "+8617000000005"});
-    server.bind(with(pair(1, 1), x.clone())).await.expect(200, "0");
-    server.bind(with(pair(2, 2), x.clone())).await.expect(200, "0");
-    server.bind(with(pair(3, 3), x)).await.expect(403, "1012009");
+    server.bind_axb(with(pair(1, 1), x.clone())).await.expect(200, "0");
+    server.bind_axb(with(pair(2, 2), x.clone())).await.expect(200, "0");
+    server.bind_axb(with(pair(3, 3), x)).await.expect(403, "1012009");
 
     // Area 0756 has only that (now full) number: strict allocation fails, lenient finds another.
     let strict = with(pair(4, 4), json!({"areaCode": "0756"}));
-    server.bind(strict.clone()).await.expect(403, "1012008");
-    let lenient = server.bind(with(strict, json!({"areaMatchMode": "1"}))).await;
+    server.bind_axb(strict.clone()).await.expect(403, "1012008");
+    let lenient = server.bind_axb(with(strict, json!({"areaMatchMode": "1"}))).await;
     lenient.expect(200, "0");
     assert!(
         lenient.body["relationNum"].as_str().unwrap().starts_with("+861700000000"),
@@ -169,13 +164,13 @@ async fn capacity_per_x_and_area_exhaustion() {
     assert_ne!(lenient.body["relationNum"], "+8617000000006", "010 shares no digits with 0756");
     // Expired pairs give their room back as soon as they expire, before the periodic sweep.
     let short = json!({"relationNum": "+8617000000006", "duration": 30});
-    server.bind(with(pair(6, 6), short.clone())).await.expect(200, "0");
-    server.bind(with(pair(7, 7), short.clone())).await.expect(200, "0");
-    server.bind(with(pair(8, 8), short.clone())).await.expect(403, "1012009");
+    server.bind_axb(with(pair(6, 6), short.clone())).await.expect(200, "0");
+    server.bind_axb(with(pair(7, 7), short.clone())).await.expect(200, "0");
+    server.bind_axb(with(pair(8, 8), short.clone())).await.expect(403, "1012009");
     server.clock.advance(30);
-    server.bind(with(pair(8, 8), short)).await.expect(200, "0");
+    server.bind_axb(with(pair(8, 8), short)).await.expect(200, "0");
     // An unknown area code with strict matching has nothing to offer.
-    server.bind(with(pair(5, 5), json!({"areaCode": "0999"}))).await.expect(403, "1012008");
+    server.bind_axb(with(pair(5, 5), json!({"areaCode": "0999"}))).await.expect(403, "1012008");
 }
 
 #[tokio::test]
@@ -185,7 +180,7 @@ async fn recording_needs_it_enabled_on_the_app() {
         json!({"areaCode": "0755", "callerNum": "+8613800000001", "calleeNum": "+8613900000001", "recordFlag": "true"});
     server.call(QUIET_APP, Method::POST, AXB_PATH, Some(&body)).await.expect(403, "1012012");
     // Recording without a recordHintTone is accepted (real clients omit it) and counted.
-    server.bind(body).await.expect(200, "0");
+    server.bind_axb(body).await.expect(200, "0");
     let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("privnum_compliance_warnings_total{kind=\"record_without_notice\",on=\"binding\"} 1"),
@@ -197,10 +192,10 @@ async fn recording_needs_it_enabled_on_the_app() {
 async fn modify_keeps_absent_fields_restarts_the_clock_and_checks_numbers() {
     let server = TestServer::start().await;
     let bound = server
-        .bind(with(pair(1, 1), json!({"duration": 100, "userData": "u1", "relationNum": "+8617000000001"})))
+        .bind_axb(with(pair(1, 1), json!({"duration": 100, "userData": "u1", "relationNum": "+8617000000001"})))
         .await;
     let id = bound.body["subscriptionId"].as_str().unwrap().to_owned();
-    server.bind(with(pair(2, 2), json!({"relationNum": "+8617000000001"}))).await.expect(200, "0");
+    server.bind_axb(with(pair(2, 2), json!({"relationNum": "+8617000000001"}))).await.expect(200, "0");
 
     server.clock.advance(90);
     let modify = json!({"subscriptionId": id, "duration": "100", "calleeNum": "+8613900000077"});
@@ -215,7 +210,7 @@ async fn modify_keeps_absent_fields_restarts_the_clock_and_checks_numbers() {
     // The old B is free again on this X; the other pair's A is not available as a new B.
     let taken = json!({"subscriptionId": id, "calleeNum": "+8613800000002"});
     server.call(AXB_APP, Method::PUT, AXB_PATH, Some(&taken)).await.expect(403, "1012010");
-    server.bind(with(pair(3, 1), json!({"relationNum": "+8617000000001"}))).await.expect(200, "0");
+    server.bind_axb(with(pair(3, 1), json!({"relationNum": "+8617000000001"}))).await.expect(200, "0");
 
     let unknown = json!({"subscriptionId": "no-such-binding", "userData": "x"});
     server.call(AXB_APP, Method::PUT, AXB_PATH, Some(&unknown)).await.expect(403, "1012007");
@@ -227,9 +222,9 @@ async fn modify_keeps_absent_fields_restarts_the_clock_and_checks_numbers() {
 #[tokio::test]
 async fn bindings_expire_with_the_injected_clock() {
     let server = TestServer::start().await;
-    let bound = server.bind(with(pair(1, 1), json!({"duration": 60, "relationNum": "+8617000000001"}))).await;
+    let bound = server.bind_axb(with(pair(1, 1), json!({"duration": 60, "relationNum": "+8617000000001"}))).await;
     let id = bound.body["subscriptionId"].as_str().unwrap().to_owned();
-    let permanent = server.bind(with(pair(2, 2), json!({"duration": 0, "relationNum": "+8617000000001"}))).await;
+    let permanent = server.bind_axb(with(pair(2, 2), json!({"duration": 0, "relationNum": "+8617000000001"}))).await;
     permanent.expect(200, "0");
 
     server.clock.advance(59);
@@ -239,10 +234,10 @@ async fn bindings_expire_with_the_injected_clock() {
     let on_x = query(&server, "relationNum=%2B8617000000001").await;
     assert_eq!(on_x.body["totalCount"], 1, "only the permanent binding is listed: {on_x:?}");
     // The expired pair's numbers are free again on that X, before any sweep.
-    server.bind(with(pair(1, 1), json!({"relationNum": "+8617000000001"}))).await.expect(200, "0");
+    server.bind_axb(with(pair(1, 1), json!({"relationNum": "+8617000000001"}))).await.expect(200, "0");
 
     // The sweeper frees what expired.
-    server.bind(with(pair(5, 5), json!({"duration": 10, "relationNum": "+8617000000002"}))).await.expect(200, "0");
+    server.bind_axb(with(pair(5, 5), json!({"duration": 10, "relationNum": "+8617000000002"}))).await.expect(200, "0");
     server.clock.advance(10);
     let swept = server.state().store.bindings().axb_sweep_expired(server.clock_now(), 100).unwrap();
     assert_eq!(swept, 1);
@@ -253,9 +248,9 @@ async fn bindings_expire_with_the_injected_clock() {
 async fn unbind_by_subscription_or_by_x_and_subscription_id_wins() {
     let server = TestServer::start().await;
     let x = json!({"relationNum": "+8617000000003"});
-    let first = server.bind(with(pair(1, 1), x.clone())).await.body["subscriptionId"].as_str().unwrap().to_owned();
-    server.bind(with(pair(2, 2), x.clone())).await.expect(200, "0");
-    server.bind(with(pair(3, 3), json!({"relationNum": "+8617000000004"}))).await.expect(200, "0");
+    let first = server.bind_axb(with(pair(1, 1), x.clone())).await.body["subscriptionId"].as_str().unwrap().to_owned();
+    server.bind_axb(with(pair(2, 2), x.clone())).await.expect(200, "0");
+    server.bind_axb(with(pair(3, 3), json!({"relationNum": "+8617000000004"}))).await.expect(200, "0");
 
     // Both given: only the subscription goes.
     let both = format!("{AXB_PATH}?subscriptionId={first}&relationNum=%2B8617000000004");
@@ -274,7 +269,7 @@ async fn unbind_by_subscription_or_by_x_and_subscription_id_wins() {
 async fn query_pages_and_filters() {
     let server = TestServer::start().await;
     for i in 0..55 {
-        server.bind(with(pair(i, i), json!({"relationNum": "+8617000000002"}))).await.expect(200, "0");
+        server.bind_axb(with(pair(i, i), json!({"relationNum": "+8617000000002"}))).await.expect(200, "0");
     }
     let first = query(&server, "relationNum=%2B8617000000002&pageSize=10").await;
     assert_eq!(first.body["totalCount"], 55);
@@ -300,7 +295,7 @@ async fn query_pages_and_filters() {
 #[tokio::test]
 async fn get_and_delete_bodies_are_ignored() {
     let server = TestServer::start().await;
-    let bound = server.bind(pair(1, 1)).await;
+    let bound = server.bind_axb(pair(1, 1)).await;
     let id = bound.body["subscriptionId"].as_str().unwrap();
     let junk = json!({"subscriptionId": "something-else", "relationNum": 5});
     let found = server.call(AXB_APP, Method::GET, &format!("{AXB_PATH}?subscriptionId={id}"), Some(&junk)).await;

@@ -2,7 +2,6 @@
 //! it produces, extensions and their capacity, both queries, expiry on the manual clock, the
 //! collect → digits → connect flow with callback records, and the events and CDRs of AXE calls.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -21,24 +20,6 @@ async fn axe(server: &TestServer, method: Method, params: &str, body: Option<&Va
     server.call(AXE_APP, method, &path, body).await
 }
 
-async fn bind(server: &TestServer, body: Value) -> Answer {
-    axe(server, Method::POST, "", Some(&body)).await
-}
-
-fn with(mut body: Value, extra: Value) -> Value {
-    for (key, value) in extra.as_object().unwrap() {
-        body[key] = value.clone();
-    }
-    body
-}
-
-/// Binds `a` on X; returns the extension.
-async fn bind_on_x(server: &TestServer, a: &str, extra: Value) -> String {
-    let answer = bind(server, with(json!({"bindNum": a, "virtualNum": X}), extra)).await;
-    answer.expect(200, "0");
-    answer.body["extendNum"].as_str().unwrap().to_owned()
-}
-
 /// A third party calls X; returns the session id after checking the collect decision.
 async fn collect(server: &TestServer, caller: &str, session: &str) -> Value {
     let answer =
@@ -54,28 +35,43 @@ async fn digits(server: &TestServer, session: &str, digits: &str) -> Answer {
 #[tokio::test]
 async fn extensions_are_assigned_requested_and_refused_when_taken() {
     let server = TestServer::start().await;
-    let answer = bind(&server, json!({"bindNum": A, "virtualNum": X, "userData": "agent-1"})).await;
+    let answer = server.bind_axe(json!({"bindNum": A, "virtualNum": X, "userData": "agent-1"})).await;
     answer.expect(200, "0");
     assert_eq!(
         (answer.body["virtualNum"].as_str(), answer.body["extendNum"].as_str(), answer.body["bindNum"].as_str()),
         (Some(X), Some("0001"), Some(A))
     );
     assert!(answer.body["subscriptionId"].as_str().is_some_and(|id| !id.is_empty()));
-    assert_eq!(bind_on_x(&server, A2, json!({"extendNum": "0042"})).await, "0042");
-    assert_eq!(bind_on_x(&server, "+8613800000003", json!({})).await, "0002", "the lowest free one");
-    let taken = bind(&server, json!({"bindNum": "+8613800000004", "virtualNum": X, "extendNum": "0042"})).await;
+    assert_eq!(
+        server
+            .bind_axe(json!({"bindNum": A2, "virtualNum": X, "extendNum": "0042"}))
+            .await
+            .expect(200, "0")
+            .field("extendNum"),
+        "0042"
+    );
+    assert_eq!(
+        server
+            .bind_axe(json!({"bindNum": "+8613800000003", "virtualNum": X}))
+            .await
+            .expect(200, "0")
+            .field("extendNum"),
+        "0002",
+        "the lowest free one"
+    );
+    let taken = server.bind_axe(json!({"bindNum": "+8613800000004", "virtualNum": X, "extendNum": "0042"})).await;
     taken.expect(403, "1020167");
     assert!(taken.desc().contains("0042"), "{taken:?}");
     // One extension per A on an X.
-    bind(&server, json!({"bindNum": A, "virtualNum": X})).await.expect(403, "1012010");
+    server.bind_axe(json!({"bindNum": A, "virtualNum": X})).await.expect(403, "1012010");
     // By area code: the X with the fewest bindings.
-    let by_area = bind(&server, json!({"bindNum": A, "areaCode": "0755"})).await;
+    let by_area = server.bind_axe(json!({"bindNum": A, "areaCode": "0755"})).await;
     by_area.expect(200, "0");
     assert_eq!(
         (by_area.body["virtualNum"].as_str(), by_area.body["extendNum"].as_str()),
         (Some("+8617600000002"), Some("0001"))
     );
-    bind(&server, json!({"bindNum": A, "areaCode": "0999"})).await.expect(403, "1020167");
+    server.bind_axe(json!({"bindNum": A, "areaCode": "0999"})).await.expect(403, "1020167");
 }
 
 #[tokio::test]
@@ -136,14 +132,14 @@ async fn every_refusal_names_its_reason() {
         (json!({"bindNum": A, "virtualNum": X, "recordHintTone": "a/b.wav"}), "recordHintTone"),
         (json!({"bindNum": A, "virtualNum": X, "userData": "{x}"}), "userData"),
     ] {
-        let answer = bind(&server, body.clone()).await;
+        let answer = server.bind_axe(body.clone()).await;
         answer.expect(403, "1010002");
         assert!(answer.desc().starts_with(&format!("Invalid request.{field} ")), "{field}: {body} → {answer:?}");
     }
-    bind(&server, json!({"bindNum": A, "virtualNum": "+8617200000001"})).await.expect(403, "1012001");
+    server.bind_axe(json!({"bindNum": A, "virtualNum": "+8617200000001"})).await.expect(403, "1012001");
     let paused = json!({"area_code": "0755", "status": "paused"});
     server.admin(Method::PUT, "/apps/axe-app/numbers/+8617600000002", Some(&paused)).await.expect(200, "0");
-    bind(&server, json!({"bindNum": A, "virtualNum": "+8617600000002"})).await.expect(403, "1012102");
+    server.bind_axe(json!({"bindNum": A, "virtualNum": "+8617600000002"})).await.expect(403, "1012102");
     server.call(AX_APP, Method::POST, AXE_PATH, Some(&json!({"bindNum": A}))).await.expect(403, "1010040");
     server.call(AX_APP, Method::GET, AXE_CURSOR_PATH, None).await.expect(403, "1010040");
     axe(&server, Method::DELETE, &format!("virtualNum={X}"), None).await.expect(403, "1010002");
@@ -153,7 +149,7 @@ async fn every_refusal_names_its_reason() {
         .expect(403, "1012007");
     let quiet = json!({"mode": "AXE", "app_secret": AXE_APP.1, "recording": false});
     server.admin(Method::PUT, "/apps/axe-app", Some(&quiet)).await.expect(200, "0");
-    bind(&server, json!({"bindNum": A, "virtualNum": X, "recordFlag": "true"})).await.expect(403, "1012012");
+    server.bind_axe(json!({"bindNum": A, "virtualNum": X, "recordFlag": "true"})).await.expect(403, "1012012");
 }
 
 #[tokio::test]
@@ -161,7 +157,11 @@ async fn modify_unbind_and_both_queries() {
     let server = TestServer::start().await;
     server.approve_tones(AXE_APP.0, &["cb.wav"]).await;
     for n in 1..=12 {
-        bind_on_x(&server, &format!("+86138000000{n:02}"), json!({})).await;
+        server
+            .bind_axe(json!({"bindNum": &format!("+86138000000{n:02}"), "virtualNum": X}))
+            .await
+            .expect(200, "0")
+            .field("extendNum");
     }
     let page = axe(&server, Method::GET, &format!("virtualNum={X}&pageSize=10&pageIndex=2"), None).await;
     page.expect(200, "0");
@@ -230,7 +230,11 @@ async fn a_third_party_keys_an_extension_and_a_calls_back() {
     let empty = collect(&server, B, "before-any").await;
     assert_eq!((empty["action"].as_str(), empty["stateCode"].as_u64()), (Some("release"), Some(8025)));
 
-    let ext = bind_on_x(&server, A, json!({"userData": "agent-1", "callbackExpiredTime": 1})).await;
+    let ext = server
+        .bind_axe(json!({"bindNum": A, "virtualNum": X, "userData": "agent-1", "callbackExpiredTime": 1}))
+        .await
+        .expect(200, "0")
+        .field("extendNum");
     let asked = collect(&server, B, "s-1").await;
     assert_eq!(
         asked,
@@ -283,35 +287,33 @@ async fn a_third_party_keys_an_extension_and_a_calls_back() {
     assert_eq!(digits(&server, "s-3", "0999").await.body["stateCode"], 8022);
     collect(&server, B, "s-4").await;
     assert_eq!(digits(&server, "s-4", "").await.body["stateCode"], 8033);
-    let short = bind_on_x(&server, A2, json!({"timeUnit": "1", "bindExpiredTime": 1})).await;
+    let short = server
+        .bind_axe(json!({"bindNum": A2, "virtualNum": X, "timeUnit": "1", "bindExpiredTime": 1}))
+        .await
+        .expect(200, "0")
+        .field("extendNum");
     collect(&server, B, "s-5").await;
     server.clock.advance(60);
     assert_eq!(digits(&server, "s-5", &short).await.body["stateCode"], 8022, "expired after a minute");
     // The sweeper frees the expired extension; a new bind may take it.
-    let mut freed = false;
-    for _ in 0..100 {
-        let answer = bind(&server, json!({"bindNum": "+8613800000005", "virtualNum": X, "extendNum": short})).await;
-        if answer.code() == "0" {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let freed = support::eventually(Duration::from_secs(2), || async {
+        let answer = server.bind_axe(json!({"bindNum": "+8613800000005", "virtualNum": X, "extendNum": short})).await;
+        (answer.code() == "0").then_some(())
+    })
+    .await
+    .is_some();
     assert!(freed, "the expired binding's extension is free again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axe_calls_push_collect_info_and_cdrs_with_service_type_005() {
     let receiver = Receiver::start(&[AXE_APP]).await;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = support::test_config(dir.path().join("data"));
-    config.cdr_flush_ms = 50;
-    for app in &mut config.apps {
-        app.call_event_url = format!("{}/events", receiver.base);
-        app.cdr_url = format!("{}/cdr", receiver.base);
-    }
-    let server = TestServer::start_with(config, dir).await;
-    let ext = bind_on_x(&server, A, json!({"userData": "agent-1"})).await;
+    let server = TestServer::builder().pushing_to(&receiver).cdr_flush_ms(50).start().await;
+    let ext = server
+        .bind_axe(json!({"bindNum": A, "virtualNum": X, "userData": "agent-1"}))
+        .await
+        .expect(200, "0")
+        .field("extendNum");
 
     collect(&server, B, "answered").await;
     digits(&server, "answered", &ext).await;
@@ -377,7 +379,7 @@ async fn axe_calls_push_collect_info_and_cdrs_with_service_type_005() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privnum_call_with_digits_drives_an_axe_call_end_to_end() {
     let server = TestServer::start().await;
-    let ext = bind_on_x(&server, A, json!({})).await;
+    let ext = server.bind_axe(json!({"bindNum": A, "virtualNum": X})).await.expect(200, "0").field("extendNum");
     let plan = |digits: Option<String>| privnum::cli::CallPlan {
         server: server.base.clone(),
         switch_token: SWITCH_TOKEN.into(),
@@ -401,7 +403,7 @@ async fn privnum_call_with_digits_drives_an_axe_call_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_asked_for_its_extension_survives_a_restart() {
     let server = TestServer::start().await;
-    let ext = bind_on_x(&server, A, json!({})).await;
+    let ext = server.bind_axe(json!({"bindNum": A, "virtualNum": X})).await.expect(200, "0").field("extendNum");
     collect(&server, B, "across").await;
     let server = server.restart().await;
     let connected = digits(&server, "across", &ext).await;
@@ -413,8 +415,9 @@ async fn a_call_asked_for_its_extension_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_that_breaks_the_collect_or_callee_rules_gets_the_fallback() {
-    let (server, scripts) = TestServer::start_with_script_copy().await;
-    let ext = bind_on_x(&server, A, json!({})).await;
+    let server = TestServer::builder().scripts_copy().start().await;
+    let scripts = server.scripts_dir().to_owned();
+    let ext = server.bind_axe(json!({"bindNum": A, "virtualNum": X})).await.expect(200, "0").field("extendNum");
     // Without its cases, a script that asks for 3 digits and sends keyed calls elsewhere loads;
     // the host's invariant checks must catch both.
     std::fs::remove_dir_all(scripts.join("modes/axe.cases")).unwrap();
@@ -439,7 +442,7 @@ async fn a_script_that_breaks_the_collect_or_callee_rules_gets_the_fallback() {
 #[tokio::test]
 async fn a_modify_cannot_make_x_its_own_a_and_the_cursor_follows_the_store_order() {
     let server = TestServer::start().await;
-    let ext = bind_on_x(&server, A, json!({})).await;
+    let ext = server.bind_axe(json!({"bindNum": A, "virtualNum": X})).await.expect(200, "0").field("extendNum");
     let modify = json!({"virtualNum": X, "extendNum": ext, "bindNum": X});
     let refused = axe(&server, Method::PUT, "", Some(&modify)).await;
     refused.expect(403, "1010002");
@@ -447,7 +450,7 @@ async fn a_modify_cannot_make_x_its_own_a_and_the_cursor_follows_the_store_order
 
     // Bindings come back from the cursor query in the order they were stored, each exactly once,
     // even when they share a creation second.
-    bind_on_x(&server, A2, json!({})).await;
+    server.bind_axe(json!({"bindNum": A2, "virtualNum": X})).await.expect(200, "0").field("extendNum");
     let page = server.call(AXE_APP, Method::GET, &format!("{AXE_CURSOR_PATH}?limit=1"), None).await;
     page.expect(200, "0");
     let first = page.body["cursor"].as_str().unwrap_or_else(|| panic!("{page:?}")).to_owned();

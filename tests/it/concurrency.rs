@@ -5,14 +5,14 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{self, TestServer, AXB_APP, AXB_PATH};
+use crate::support::{TestServer, AXB_APP, AXB_PATH};
 
 async fn race(server: Arc<TestServer>, bodies: Vec<serde_json::Value>) -> Vec<(u16, String)> {
     let mut tasks = tokio::task::JoinSet::new();
     for body in bodies {
         let server = server.clone();
         tasks.spawn(async move {
-            let answer = server.bind(body).await;
+            let answer = server.bind_axb(body).await;
             (answer.status.as_u16(), answer.code().to_owned())
         });
     }
@@ -25,10 +25,7 @@ async fn race(server: Arc<TestServer>, bodies: Vec<serde_json::Value>) -> Vec<(u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_for_the_last_free_x_of_an_area() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = support::test_config(dir.path().join("data"));
-    config.axb_max_pairs_per_x = 3;
-    let server = Arc::new(TestServer::start_with(config, dir).await);
+    let server = Arc::new(TestServer::builder().axb_max_pairs_per_x(3).start().await);
     // Area 0756 has exactly one X, with room for 3 pairs; 48 clients want it at once.
     let bodies = (0..48)
         .map(

@@ -1,30 +1,22 @@
 //! The customer's call controls: stopping a live call through the switch, recording links, and
 //! the CDR the virtual switch prints.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
 
 use crate::receiver::Receiver;
-use crate::support::{self, TestServer, AXB_APP, QUIET_APP};
+use crate::support::{TestServer, AXB_APP, QUIET_APP};
 
 const A: &str = "+8613800000001";
 const X: &str = "+8617000000001";
 
-async fn server_with_switch_control(receiver: &Receiver) -> TestServer {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = support::test_config(dir.path().join("data"));
-    config.switch_control_url = format!("{}/control", receiver.base);
-    TestServer::start_with(config, dir).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_call_is_stopped_through_the_switch() {
     let receiver = Receiver::start(&[]).await;
-    let server = server_with_switch_control(&receiver).await;
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    let server = TestServer::builder().switch_control(&receiver).start().await;
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
     server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "live"})).await;
 
     let stop = json!({"sessionid": "live", "signal": "call_stop"});
@@ -51,7 +43,7 @@ async fn a_live_call_is_stopped_through_the_switch() {
 #[tokio::test]
 async fn without_a_switch_control_url_a_stop_is_an_internal_error() {
     let server = TestServer::start().await;
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
     server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "live"})).await;
     let stop = json!({"sessionid": "live", "signal": "call_stop"});
     server.call(AXB_APP, Method::POST, "/rest/httpsessions/callStop/v2.0", Some(&stop)).await.expect(500, "1010001");
@@ -61,7 +53,7 @@ async fn without_a_switch_control_url_a_stop_is_an_internal_error() {
 async fn a_recording_link_is_a_signed_expiring_redirect() {
     let server = TestServer::start().await;
     // The switch reports a recording of one of the app's calls.
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
     server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "recorded"})).await;
     let recording = json!({"objectName": "call-1.wav", "startTime": "2026-11-24T08:00:05Z"});
     let end = json!({"event": "disconnect", "stateCode": 0, "recording": recording});
@@ -98,7 +90,7 @@ async fn the_cdr_of_an_ended_call_can_be_read_by_the_switch() {
     server.switch(Method::POST, "/calls", &json!({"caller": "+8613700000001", "called": X, "sessionId": "gone"})).await;
     let cdr = server.switch(Method::GET, "/calls/gone/cdr", &json!({})).await;
     assert_eq!((cdr.status.as_u16(), cdr.body["ulFailReason"].as_u64()), (200, Some(8014)), "{cdr:?}");
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
     server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "on"})).await;
     server.switch(Method::GET, "/calls/on/cdr", &json!({})).await.expect(409, "1010002");
 }

@@ -14,7 +14,7 @@ use crate::support::{TestServer, AXB_APP, AXB_PATH};
 async fn bindings_apps_and_numbers_survive_a_restart() {
     let server = TestServer::start().await;
     let bound = server
-        .bind(json!({"areaCode": "0755", "callerNum": "+8613800000001", "calleeNum": "+8613900000001",
+        .bind_axb(json!({"areaCode": "0755", "callerNum": "+8613800000001", "calleeNum": "+8613900000001",
         "duration": 3600, "userData": "kept"}))
         .await;
     bound.expect(200, "0");

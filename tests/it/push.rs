@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::receiver::{cdrs, events_of, Receiver};
-use crate::support::{self, TestServer, AXB_APP};
+use crate::support::{eventually, TestServer, AXB_APP};
 
 const A: &str = "+8613800000001";
 const B: &str = "+8613900000002";
@@ -16,16 +16,13 @@ const X: &str = "+8617000000001";
 
 /// A server whose AXB app pushes to `receiver`, with fast retries and CDR merging.
 async fn server_pushing_to(receiver: &Receiver, retries: &[&str], flush_ms: u64) -> TestServer {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = support::test_config(dir.path().join("data"));
-    config.push_retry_schedule = retries.iter().map(|r| privnum::config::HumanDuration::parse(r).unwrap()).collect();
-    config.cdr_flush_ms = flush_ms;
-    for app in &mut config.apps {
-        app.call_event_url = format!("{}/events", receiver.base);
-        app.cdr_url = format!("{}/cdr", receiver.base);
-        app.close_hint_tone = "close.wav".into();
-    }
-    let server = TestServer::start_with(config, dir).await;
+    let server = TestServer::builder()
+        .pushing_to(receiver)
+        .retries(retries)
+        .cdr_flush_ms(flush_ms)
+        .close_hint_tone("close.wav")
+        .start()
+        .await;
     server.approve_tones(AXB_APP.0, &["close.wav"]).await;
     server
 }
@@ -47,7 +44,7 @@ async fn each_outcome_gets_its_events_in_order_and_one_cdr() {
     let receiver = Receiver::start(&[AXB_APP]).await;
     let server = server_pushing_to(&receiver, &["100ms"], 50).await;
     server
-        .bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "userData": "order-9", "recordFlag": true}))
+        .bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "userData": "order-9", "recordFlag": true}))
         .await
         .expect(200, "0");
 
@@ -182,7 +179,7 @@ async fn failed_pushes_are_retried_then_kept_for_redelivery() {
     // Down for longer than the schedule: the push is kept and listed, and can be sent again.
     receiver.fail_next(1000);
     call(&server, "+8613700000002", "buried").await;
-    let listed = loop_until(Duration::from_secs(5), || async {
+    let listed = eventually(Duration::from_secs(5), || async {
         let dead = server.admin(Method::GET, "/pushes/dead", None).await;
         let events =
             dead.body["pushes"].as_array().and_then(|p| p.iter().find(|push| push["lane"] == "events").cloned());
@@ -199,20 +196,6 @@ async fn failed_pushes_are_retried_then_kept_for_redelivery() {
         receiver.wait_for(Duration::from_secs(5), |r| events_of(r, "buried").contains(&"callin".to_owned())).await;
     assert!(events_of(&received, "buried").contains(&"callin".to_owned()));
     server.admin(Method::POST, &format!("/pushes/dead/{id}/redeliver"), None).await.expect(404, "1012007");
-}
-
-async fn loop_until<T, F: std::future::Future<Output = Option<T>>>(
-    limit: Duration,
-    mut probe: impl FnMut() -> F,
-) -> Option<T> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(found) = probe().await {
-            return Some(found);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +215,10 @@ async fn a_hanging_receiver_does_not_delay_decisions() {
 async fn a_blocked_direction_is_rejected_at_routing_with_its_cdr() {
     let receiver = Receiver::start(&[AXB_APP]).await;
     let server = server_pushing_to(&receiver, &["100ms"], 50).await;
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "callDirection": 1})).await.expect(200, "0");
+    server
+        .bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "callDirection": 1}))
+        .await
+        .expect(200, "0");
     let decision = call(&server, B, "blocked").await;
     assert_eq!(decision["stateCode"], 8016);
     let received = receiver.wait_for(Duration::from_secs(5), |r| cdrs(r).len() == 1).await;
@@ -245,7 +231,7 @@ async fn a_blocked_direction_is_rejected_at_routing_with_its_cdr() {
 async fn a_restart_mid_call_loses_nothing() {
     let receiver = Receiver::start(&[AXB_APP]).await;
     let server = server_pushing_to(&receiver, &["100ms"], 50).await;
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
     call(&server, A, "across").await;
     event(&server, "across", json!({"event": "answer"})).await;
     let server = server.restart().await;
@@ -261,15 +247,8 @@ async fn a_restart_mid_call_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_the_switch_never_ends_is_closed_with_a_cdr_that_says_so() {
     let receiver = Receiver::start(&[AXB_APP]).await;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut config = support::test_config(dir.path().join("data"));
-    config.session_timeout_secs = 600;
-    for app in &mut config.apps {
-        app.call_event_url = format!("{}/events", receiver.base);
-        app.cdr_url = format!("{}/cdr", receiver.base);
-    }
-    let server = TestServer::start_with(config, dir).await;
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    let server = TestServer::builder().pushing_to(&receiver).session_timeout_secs(600).start().await;
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
     call(&server, A, "forgotten").await;
     event(&server, "forgotten", json!({"event": "answer"})).await;
     server.clock.advance(600);
@@ -287,7 +266,7 @@ async fn a_refused_payload_is_set_aside_at_once() {
     let server = server_pushing_to(&receiver, &["1h", "1h"], 50).await;
     receiver.reject_next(1);
     call(&server, "+8613700000001", "refused").await;
-    let listed = loop_until(Duration::from_secs(5), || async {
+    let listed = eventually(Duration::from_secs(5), || async {
         let dead = server.admin(Method::GET, "/pushes/dead", None).await;
         dead.body["pushes"].as_array().and_then(|p| p.first().cloned())
     })
@@ -301,7 +280,7 @@ async fn a_refused_payload_is_set_aside_at_once() {
 async fn concurrent_reports_of_one_call_end_it_once() {
     let receiver = Receiver::start(&[AXB_APP]).await;
     let server = Arc::new(server_pushing_to(&receiver, &["100ms"], 50).await);
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
     call(&server, A, "racy").await;
     let mut reports = tokio::task::JoinSet::new();
     for i in 0..12 {

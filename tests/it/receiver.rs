@@ -3,12 +3,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
 use serde_json::Value;
+
+use crate::support::eventually;
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -84,16 +86,14 @@ impl Receiver {
         self.inner.received.lock().unwrap().clone()
     }
 
-    /// Waits (polling, at most `limit`) until `done` holds for what was received.
+    /// Waits (at most `limit`) until `done` holds for what was received; what was received then,
+    /// or at the limit, for the test's assertions to judge.
     pub async fn wait_for(&self, limit: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let start = Instant::now();
-        loop {
+        let received = eventually(limit, || {
             let received = self.received();
-            if done(&received) || start.elapsed() > limit {
-                return received;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            std::future::ready(done(&received).then_some(received))
+        });
+        received.await.unwrap_or_else(|| self.received())
     }
 }
 

@@ -1,7 +1,7 @@
-//! An AXB client written only from the public reference (shared/reference/huawei-privatenumber.md
-//! §0–§3 and §18), not from privnum's code: its own AKSK and WSSE signing, the header strings the
-//! reference shows, `%2B` in query strings, and a JSON copy of the query parameters on GET and
-//! DELETE, as real Huawei clients send. It proves such a client works against privnum unchanged.
+//! An AXB client written only from Huawei's public PrivateNumber API documentation (signing,
+//! result codes, AXB provisioning; docs/compatibility.md), not from privnum's code: its own AKSK
+//! and WSSE signing, the header strings Huawei's documentation shows, `%2B` in query strings, and
+//! a JSON copy of the query parameters on GET and DELETE, as real Huawei clients send. It proves such a client works against privnum unchanged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,7 +37,7 @@ impl Reply {
         self.body["resultcode"].as_str().unwrap_or("<no resultcode>")
     }
 
-    /// Asserts the result code (and HTTP 200 for success, reference §2) and returns the body.
+    /// Asserts the result code (and HTTP 200 for success) and returns the body.
     #[track_caller]
     fn expect(&self, what: &str, code: &str) -> &Value {
         assert_eq!(self.code(), code, "{what}: HTTP {} body {}", self.status, self.raw);
@@ -48,7 +48,7 @@ impl Reply {
     }
 }
 
-/// `PasswordDigest` per reference §1.1 (AKSK) and §1.2 (WSSE).
+/// `PasswordDigest` of AKSK and of WSSE (docs/compatibility.md, Requests and signing).
 fn password_digest(scheme: Scheme, secret: &str, nonce: &str, created: &str) -> String {
     match scheme {
         Scheme::Aksk => {
@@ -60,7 +60,7 @@ fn password_digest(scheme: Scheme, secret: &str, nonce: &str, created: &str) -> 
     }
 }
 
-/// Percent-encodes everything but unreserved characters, so `+` becomes `%2B` (reference §0).
+/// Percent-encodes everything but unreserved characters, so `+` becomes `%2B`, as the Huawei API asks.
 fn encode(value: &str) -> String {
     value
         .bytes()
@@ -209,7 +209,7 @@ async fn lifecycle(scheme: Scheme) {
     let item = only_item(&reply, "query by subscriptionId");
     let expected = json!({"subscriptionId": id, "relationNum": x, "callerNum": a, "calleeNum": b, "callDirection": 0,
         "duration": 3600, "recordFlag": "true", "maxDuration": 30, "userData": "order-42"});
-    assert_fields(&reply, item, &expected, "query by subscriptionId (§3.5)");
+    assert_fields(&reply, item, &expected, "query by subscriptionId");
     assert_eq!(item["preVoice"]["callerHintTone"], TONES[2], "query: preVoice; body {}", reply.raw);
 
     let reply = client.modify(&json!({"subscriptionId": id, "calleeNum": new_b, "userData": "order-43"})).await;
@@ -217,7 +217,7 @@ async fn lifecycle(scheme: Scheme) {
 
     let reply = client.query(&[("relationNum", json!(x)), ("callerNum", json!(a))]).await;
     let item = only_item(&reply, "query by relationNum + callerNum after modify");
-    // New values from the modify; absent fields keep their values (§3.4).
+    // New values from the modify; absent fields keep their values.
     let expected = json!({"subscriptionId": id, "calleeNum": new_b, "userData": "order-43", "callerNum": a,
         "maxDuration": 30, "recordFlag": "true"});
     assert_fields(&reply, item, &expected, "query by relationNum + callerNum after modify");
@@ -243,7 +243,7 @@ async fn a_wrong_secret_is_an_invalid_digest() {
     for scheme in [Scheme::Aksk, Scheme::Wsse] {
         let client = HuaweiClient::new(&server, (support::AXB_APP.0, "not-the-secret"), scheme);
         let reply = client.query(&[("relationNum", json!(X_0755[0]))]).await;
-        assert_eq!((reply.status, reply.code()), (401, "1010010"), "{scheme:?} wrong secret (§1.3): {}", reply.raw);
+        assert_eq!((reply.status, reply.code()), (401, "1010010"), "{scheme:?} wrong secret: {}", reply.raw);
     }
 }
 
@@ -255,7 +255,7 @@ async fn an_explicit_relation_num_wins_over_area_code() {
         "calleeNum": fresh_number()});
     let reply = client.bind(&body).await;
     let bound = reply.expect("bind with relationNum and areaCode", "0");
-    assert_eq!(bound["relationNum"], "+8617000000006", "relationNum wins (§3.2, §18); body {}", reply.raw);
+    assert_eq!(bound["relationNum"], "+8617000000006", "relationNum wins; body {}", reply.raw);
     let id = bound["subscriptionId"].as_str().expect("subscriptionId");
     let reply = client.query(&[("subscriptionId", json!(id))]).await;
     assert_eq!(only_item(&reply, "query")["relationNum"], "+8617000000006", "query: X; body {}", reply.raw);
@@ -271,7 +271,7 @@ async fn unbind_by_relation_num_alone_removes_every_binding_on_that_x() {
     client.unbind(&[("relationNum", json!("+8617000000005"))]).await.expect("unbind by relationNum", "0");
     for id in &on_x {
         let reply = client.query(&[("subscriptionId", json!(id))]).await;
-        reply.expect("query a binding that was on the unbound X (§3.3)", "1012007");
+        reply.expect("query a binding that was on the unbound X", "1012007");
     }
     let reply = client.query(&[("subscriptionId", json!(elsewhere))]).await;
     only_item(&reply, "a binding on another X survives");
@@ -289,13 +289,13 @@ async fn query_pages_by_fifty_unless_page_size_is_in_range() {
 
     let page = |reply: &Reply, what: &str| -> Vec<String> {
         let body = reply.expect(what, "0");
-        assert_eq!(body["totalCount"], 55, "{what}: totalCount counts all (§3.5); body {}", reply.raw);
+        assert_eq!(body["totalCount"], 55, "{what}: totalCount counts all; body {}", reply.raw);
         let list = body["relationNumList"].as_array().unwrap_or_else(|| panic!("{what}: no list: {}", reply.raw));
         list.iter().map(|item| item["subscriptionId"].as_str().unwrap_or_default().to_owned()).collect()
     };
 
     let first = page(&client.query(&[("relationNum", json!(x))]).await, "page 1 without pageSize");
-    assert_eq!(first.len(), 50, "absent pageSize means 50 (§3.5)");
+    assert_eq!(first.len(), 50, "absent pageSize means 50");
     let second = client.query(&[("relationNum", json!(x)), ("pageIndex", json!(2))]).await;
     let second = page(&second, "page 2 without pageSize");
     assert_eq!(second.len(), 5, "page 2 holds the rest");
@@ -305,9 +305,9 @@ async fn query_pages_by_fifty_unless_page_size_is_in_range() {
     assert_eq!(seen, ids, "the two pages together list every binding once");
 
     let ten = client.query(&[("relationNum", json!(x)), ("pageSize", json!(10))]).await;
-    assert_eq!(page(&ten, "pageSize 10").len(), 10, "pageSize 10 is in range (§3.5)");
+    assert_eq!(page(&ten, "pageSize 10").len(), 10, "pageSize 10 is in range");
     for size in [5, 101] {
         let reply = client.query(&[("relationNum", json!(x)), ("pageSize", json!(size))]).await;
-        assert_eq!(page(&reply, "pageSize out of range").len(), 50, "pageSize {size} is out of range: 50 (§3.5)");
+        assert_eq!(page(&reply, "pageSize out of range").len(), 50, "pageSize {size} is out of range: 50");
     }
 }

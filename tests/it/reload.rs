@@ -6,20 +6,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{TestServer, AXB_APP};
+use crate::support::{eventually, TestServer, AXB_APP};
 
 const A: &str = "+8613800000001";
 const B: &str = "+8613900000002";
 const X: &str = "+8617000000001";
-
-async fn bind_pair(server: &TestServer) {
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
-}
 
 fn axb_script(scripts: &Path) -> std::path::PathBuf {
     scripts.join("modes/axb.rhai")
@@ -43,21 +39,6 @@ fn save(path: &Path, text: &str) {
     std::fs::rename(&temporary, path).unwrap();
 }
 
-/// Polls until `done` holds, at most `limit`; returns how long it took.
-async fn within<F: std::future::Future<Output = bool>>(
-    limit: Duration,
-    mut done: impl FnMut() -> F,
-) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done().await {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
 async fn wait_voice(server: &TestServer) -> Value {
     server.switch_call(A, X).await.body["waitVoice"].clone()
 }
@@ -68,13 +49,15 @@ async fn scripts_status(server: &TestServer) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_edit_is_live_within_two_seconds_and_can_be_rolled_back() {
-    let (server, scripts) = TestServer::start_with_script_copy().await;
+    let server = TestServer::builder().scripts_copy().start().await;
+    let scripts = server.scripts_dir().to_owned();
     server.approve_tones(AXB_APP.0, &["v2.wav"]).await;
-    bind_pair(&server).await;
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
     assert_eq!(wait_voice(&server).await, Value::Null);
 
     save_with_wait_voice(&scripts, "v2.wav");
-    let took = within(Duration::from_secs(2), || async { wait_voice(&server).await == "v2.wav" }).await;
+    let took =
+        eventually(Duration::from_secs(2), || async { (wait_voice(&server).await == "v2.wav").then_some(()) }).await;
     assert!(took.is_some(), "the edit was not live within 2 s");
     let status = scripts_status(&server).await;
     assert!(status["active"].as_str().unwrap().starts_with("v2-"), "{status}");
@@ -94,8 +77,8 @@ async fn a_good_edit_is_live_within_two_seconds_and_can_be_rolled_back() {
 async fn refused(server: &TestServer, scripts: &Path, text: &str) -> String {
     let before = scripts_status(server).await["rejected"].as_u64().unwrap();
     save(&axb_script(scripts), text);
-    let reported = within(Duration::from_secs(3), || async {
-        scripts_status(server).await["rejected"].as_u64().unwrap() > before
+    let reported = eventually(Duration::from_secs(3), || async {
+        (scripts_status(server).await["rejected"].as_u64().unwrap() > before).then_some(())
     })
     .await;
     assert!(reported.is_some(), "the bad edit was not reported");
@@ -104,8 +87,9 @@ async fn refused(server: &TestServer, scripts: &Path, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_edits_are_refused_with_their_location_and_the_old_version_keeps_answering() {
-    let (server, scripts) = TestServer::start_with_script_copy().await;
-    bind_pair(&server).await;
+    let server = TestServer::builder().scripts_copy().start().await;
+    let scripts = server.scripts_dir().to_owned();
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
     let original = std::fs::read_to_string(axb_script(&scripts)).unwrap();
     let active = scripts_status(&server).await["active"].clone();
 
@@ -126,10 +110,9 @@ async fn bad_edits_are_refused_with_their_location_and_the_old_version_keeps_ans
     let missing = refused(&server, &scripts, &original.replace("fn on_callin(callin)", "fn on_call(callin)")).await;
     assert!(missing.contains("modes/axb.rhai") && missing.contains("on_callin"), "missing handler: {missing}");
     std::fs::remove_file(axb_script(&scripts)).unwrap();
-    let gone = within(Duration::from_secs(3), || async {
-        scripts_status(&server).await["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("missing: privnum needs this script"))
+    let gone = eventually(Duration::from_secs(3), || async {
+        let error = scripts_status(&server).await["last_error"].as_str().map(str::to_owned);
+        error.filter(|e| e.contains("missing: privnum needs this script"))
     })
     .await;
     assert!(gone.is_some(), "a deleted script is a failed reload, not 'no scripts'");
@@ -142,11 +125,12 @@ async fn bad_edits_are_refused_with_their_location_and_the_old_version_keeps_ans
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_reloads_under_load_fail_no_call_and_mix_no_versions() {
-    let (server, scripts) = TestServer::start_with_script_copy().await;
+    let server = TestServer::builder().scripts_copy().start().await;
+    let scripts = server.scripts_dir().to_owned();
     let server = Arc::new(server);
     let tags: Vec<String> = (0..20).map(|round| format!("round-{round}.wav")).collect();
     server.approve_tones(AXB_APP.0, &tags.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    bind_pair(&server).await;
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
     let stop = Arc::new(AtomicBool::new(false));
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..4 {

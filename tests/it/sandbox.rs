@@ -24,7 +24,8 @@ fn hostile(callin) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_scripts_are_stopped_and_the_call_still_gets_an_answer() {
-    let (server, scripts) = TestServer::start_with_script_copy().await;
+    let server = TestServer::builder().scripts_copy().start().await;
+    let scripts = server.scripts_dir().to_owned();
     let path = scripts.join("modes/axb.rhai");
     let original = std::fs::read_to_string(&path).unwrap();
     let hostile = original
@@ -33,7 +34,7 @@ async fn hostile_scripts_are_stopped_and_the_call_still_gets_an_answer() {
     let reload = server.admin(reqwest::Method::POST, "/scripts/reload", None).await;
     assert_eq!(reload.body["outcome"], "reloaded", "{reload:?}");
     server
-        .bind(json!({"relationNum": X, "callerNum": "+8613800000001", "calleeNum": "+8613900000002"}))
+        .bind_axb(json!({"relationNum": X, "callerNum": "+8613800000001", "calleeNum": "+8613900000002"}))
         .await
         .expect(200, "0");
 

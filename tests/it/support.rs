@@ -4,16 +4,20 @@
 //! that clock's time, so a test can move time forward (expiry) without sleeping and without
 //! tripping the `Created` skew check.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use privnum::auth::{self, Scheme};
 use privnum::clock::{Clock, ManualClock};
-use privnum::config::{AppConfig, Config, NumberConfig};
+use privnum::config::{AppConfig, Config, HumanDuration, NumberConfig};
 use privnum::domain::{Mode, NumberStatus};
 use privnum::server::{self, Running};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+
+use crate::receiver::Receiver;
 
 pub const AXB_PATH: &str = "/rest/caas/relationnumber/partners/v1.0";
 pub const AX_PATH: &str = "/rest/provision/caas/privatenumber/v1.0";
@@ -128,6 +132,15 @@ impl Answer {
         self.body["resultdesc"].as_str().unwrap_or("<no resultdesc>")
     }
 
+    /// A string field of the body, e.g. a bind's `subscriptionId`; fails showing the answer.
+    #[track_caller]
+    pub fn field(&self, name: &str) -> String {
+        match self.body[name].as_str() {
+            Some(value) => value.to_owned(),
+            None => panic!("no string {name:?} in the answer: {self:?}"),
+        }
+    }
+
     /// Asserts the status and result code, showing the whole answer when they differ.
     #[track_caller]
     pub fn expect(&self, status: u16, code: &str) -> &Self {
@@ -136,33 +149,104 @@ impl Answer {
     }
 }
 
+/// What a test changes in the test configuration before its server starts: the one way to start
+/// an in-process [`TestServer`] (`TestServer::start()` is `TestServer::builder().start()`).
+pub struct TestServerBuilder {
+    dir: Arc<tempfile::TempDir>,
+    config: Config,
+    scripts_copy: bool,
+}
+
+impl TestServerBuilder {
+    /// Every app pushes its call events and CDRs to `receiver`.
+    pub fn pushing_to(mut self, receiver: &Receiver) -> Self {
+        for app in &mut self.config.apps {
+            app.call_event_url = format!("{}/events", receiver.base);
+            app.cdr_url = format!("{}/cdr", receiver.base);
+        }
+        self
+    }
+
+    /// The waits before each retry of a push (`push_retry_schedule`), e.g. `&["100ms", "1s"]`.
+    pub fn retries(mut self, waits: &[&str]) -> Self {
+        self.config.push_retry_schedule =
+            waits.iter().map(|wait| HumanDuration::parse(wait).expect("a valid retry wait")).collect();
+        self
+    }
+
+    /// How long the oldest waiting CDR waits for others to merge with (`cdr_flush_ms`).
+    pub fn cdr_flush_ms(mut self, ms: u64) -> Self {
+        self.config.cdr_flush_ms = ms;
+        self
+    }
+
+    /// privnum asks `receiver` (at `/control`) to stop calls (`switch_control_url`).
+    pub fn switch_control(mut self, receiver: &Receiver) -> Self {
+        self.config.switch_control_url = format!("{}/control", receiver.base);
+        self
+    }
+
+    /// The AXB pair capacity of one X (`axb_max_pairs_per_x`).
+    pub fn axb_max_pairs_per_x(mut self, pairs: u32) -> Self {
+        self.config.axb_max_pairs_per_x = pairs;
+        self
+    }
+
+    /// How long a call may go without news before the sweeper closes it (`session_timeout_secs`).
+    pub fn session_timeout_secs(mut self, secs: u64) -> Self {
+        self.config.session_timeout_secs = secs;
+        self
+    }
+
+    /// Every app's `close_hint_tone`; the test still approves the tone once the server runs.
+    pub fn close_hint_tone(mut self, tone: &str) -> Self {
+        for app in &mut self.config.apps {
+            app.close_hint_tone = tone.into();
+        }
+        self
+    }
+
+    /// The server's scripts are a fresh copy of the repository's, in the test's temporary
+    /// directory, for tests that edit them ([`TestServer::scripts_dir`] says where).
+    pub fn scripts_copy(mut self) -> Self {
+        self.scripts_copy = true;
+        self
+    }
+
+    pub async fn start(mut self) -> TestServer {
+        if self.scripts_copy {
+            let scripts = self.dir.path().join("scripts");
+            copy_dir(&scripts_dir(), &scripts);
+            self.config.scripts_dir = scripts;
+        }
+        let clock = ManualClock::new(chrono::Utc::now().timestamp());
+        TestServer::start_on(self.config, self.dir, clock).await
+    }
+}
+
 impl TestServer {
-    pub async fn start() -> TestServer {
+    /// A builder over the test configuration, in a fresh temporary directory.
+    pub fn builder() -> TestServerBuilder {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let config = test_config(dir.path().join("data"));
-        TestServer::start_with(config, dir).await
+        TestServerBuilder { dir, config, scripts_copy: false }
     }
 
-    /// A server whose scripts are a fresh copy of the repository's, in `dir/scripts`, for tests
-    /// that edit them.
-    pub async fn start_with_script_copy() -> (TestServer, PathBuf) {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let scripts = dir.path().join("scripts");
-        copy_dir(&scripts_dir(), &scripts);
-        let mut config = test_config(dir.path().join("data"));
-        config.scripts_dir = scripts.clone();
-        (TestServer::start_with(config, dir).await, scripts)
-    }
-
-    pub async fn start_with(config: Config, dir: Arc<tempfile::TempDir>) -> TestServer {
-        let clock = ManualClock::new(chrono::Utc::now().timestamp());
-        TestServer::start_on(config, dir, clock).await
+    /// A server on the test configuration as it is.
+    pub async fn start() -> TestServer {
+        TestServer::builder().start().await
     }
 
     async fn start_on(config: Config, dir: Arc<tempfile::TempDir>, clock: ManualClock) -> TestServer {
         let running = server::start(config.clone(), Arc::new(clock.clone())).await.expect("server starts");
         let base = format!("http://{}", running.addr);
         TestServer { base, clock, config, running: Some(running), _dir: dir, client: reqwest::Client::new() }
+    }
+
+    /// The scripts this server runs (a copy under the temporary directory with
+    /// [`TestServerBuilder::scripts_copy`]).
+    pub fn scripts_dir(&self) -> &Path {
+        &self.config.scripts_dir
     }
 
     /// Stops the server gracefully and starts a new one on the same data directory.
@@ -258,18 +342,54 @@ impl TestServer {
         }
     }
 
-    /// Binds A and B on the AXB app and returns the answer body.
-    pub async fn bind(&self, body: Value) -> Answer {
+    /// Binds on the AXB app (`POST`, signed); the answer, whatever it is.
+    pub async fn bind_axb(&self, body: Value) -> Answer {
         self.call(AXB_APP, Method::POST, AXB_PATH, Some(&body)).await
     }
+
+    /// Binds on the AX app (`POST`, signed); the answer, whatever it is.
+    pub async fn bind_ax(&self, body: Value) -> Answer {
+        self.call(AX_APP, Method::POST, AX_PATH, Some(&body)).await
+    }
+
+    /// Binds on the AXE app (`POST`, signed); the answer, whatever it is.
+    pub async fn bind_axe(&self, body: Value) -> Answer {
+        self.call(AXE_APP, Method::POST, AXE_PATH, Some(&body)).await
+    }
 }
+
+/// `body` with the fields of `extra` added or replaced.
+pub fn with(mut body: Value, extra: Value) -> Value {
+    for (key, value) in extra.as_object().expect("extra fields are an object") {
+        body[key] = value.clone();
+    }
+    body
+}
+
+/// Polls `probe` every 20 ms until it gives `Some`, for at most `limit`; `None` if it never did.
+/// The one way a test waits for something another task does: no sleeps as synchronisation.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(limit: Duration, mut probe: impl FnMut() -> F) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// How often [`eventually`] looks: short next to every limit the tests use (a second or more).
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A tenth of a second of silence, already in the carrier format.
 pub fn silence_wav() -> Vec<u8> {
     privnum::tone::wav::write_alaw(&[0xD5; 800])
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let path = entry.expect("entry").path();

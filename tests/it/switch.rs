@@ -1,23 +1,13 @@
 //! AXB routing through the switch adapter of a real server running the real `scripts/`.
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::{TestServer, AXB_APP};
 
 const A: &str = "+8613800000001";
 const B: &str = "+8613900000002";
 const X: &str = "+8617000000001";
-
-async fn bind(server: &TestServer, extra: Value) -> String {
-    let mut body = json!({"relationNum": X, "callerNum": A, "calleeNum": B});
-    for (key, value) in extra.as_object().unwrap() {
-        body[key] = value.clone();
-    }
-    let answer = server.bind(body).await;
-    answer.expect(200, "0");
-    answer.body["subscriptionId"].as_str().unwrap().to_owned()
-}
 
 async fn set_close_tone(server: &TestServer, tone: &str) {
     server.approve_tones(AXB_APP.0, &[tone]).await;
@@ -29,12 +19,13 @@ async fn set_close_tone(server: &TestServer, tone: &str) {
 async fn a_reaches_b_and_b_reaches_a_showing_x() {
     let server = TestServer::start().await;
     server.approve_tones(AXB_APP.0, &["rec.wav", "last.wav", "to-b.wav", "to-a.wav"]).await;
-    let id = bind(
-        &server,
-        json!({"userData": "order-7", "recordFlag": "true", "recordHintTone": "rec.wav", "maxDuration": 30,
-        "lastMinVoice": "last.wav", "preVoice": {"callerHintTone": "to-b.wav", "calleeHintTone": "to-a.wav"}}),
-    )
-    .await;
+    let id = server
+        .bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "userData": "order-7",
+            "recordFlag": "true", "recordHintTone": "rec.wav", "maxDuration": 30, "lastMinVoice": "last.wav",
+            "preVoice": {"callerHintTone": "to-b.wav", "calleeHintTone": "to-a.wav"}}))
+        .await
+        .expect(200, "0")
+        .field("subscriptionId");
     let from_a = server.switch_call(A, X).await;
     assert_eq!(from_a.status, 200, "{from_a:?}");
     let expected = json!({"action": "connect", "callee": B, "display": X, "subscriptionId": id, "userData": "order-7",
@@ -57,7 +48,10 @@ async fn a_reaches_b_and_b_reaches_a_showing_x() {
 async fn strangers_expired_bindings_and_blocked_directions_are_released() {
     let server = TestServer::start().await;
     set_close_tone(&server, "close.wav").await;
-    bind(&server, json!({"callDirection": 1, "duration": 60})).await;
+    server
+        .bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "callDirection": 1, "duration": 60}))
+        .await
+        .expect(200, "0");
 
     let stranger = server.switch_call("+8613700000009", X).await;
     assert_eq!((stranger.body["action"].as_str(), stranger.body["stateCode"].as_u64()), (Some("release"), Some(8014)));
@@ -88,7 +82,10 @@ async fn recording_without_its_own_notice_plays_the_apps() {
     let server = TestServer::start().await;
     let app = json!({"mode": "AXB", "app_secret": AXB_APP.1, "recording": true, "record_hint_tone": "notice.wav"});
     server.admin(Method::PUT, "/apps/axb-app", Some(&app)).await.expect(200, "0");
-    bind(&server, json!({"recordFlag": true})).await;
+    server
+        .bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "recordFlag": true}))
+        .await
+        .expect(200, "0");
     let unapproved = server.switch_call(A, X).await;
     assert_eq!(
         (unapproved.body["record"].as_bool(), unapproved.body.get("recordHintTone")),
@@ -145,7 +142,7 @@ async fn the_switch_api_checks_its_token_bodies_and_sessions() {
 #[tokio::test]
 async fn a_release_reported_by_cause_gets_its_state_code_from_the_script() {
     let server = TestServer::start().await;
-    bind(&server, json!({})).await;
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
     let cases = [
         (json!({"event": "disconnect", "q850": 17, "releaseSide": "callee"}), false, 8102),
         (json!({"event": "disconnect", "sipStatus": 404}), false, 8100),

@@ -75,7 +75,7 @@ async fn an_upload_is_converted_reviewed_and_only_then_served_and_usable() {
     assert_eq!(uploaded.body["bytes"], 8000 + privnum::tone::wav::ALAW_HEADER_BYTES, "one second of A-law");
 
     assert_eq!(fetch(&server, "hint.wav").await.0, StatusCode::NOT_FOUND, "pending tones are not served");
-    let refused = server.bind(bind_naming("hint.wav")).await;
+    let refused = server.bind_axb(bind_naming("hint.wav")).await;
     refused.expect(403, "1010002");
     assert_eq!(refused.desc(), "Invalid request.hint.wav does not exist");
 
@@ -92,7 +92,7 @@ async fn an_upload_is_converted_reviewed_and_only_then_served_and_usable() {
     assert_eq!(served, pending, "the switch gets the audio that was reviewed");
     let inspection = privnum::tone::inspect(&served).unwrap();
     assert!(inspection.problems.is_empty(), "served in the carrier format: {inspection}");
-    server.bind(bind_naming("hint.wav")).await.expect(200, "0");
+    server.bind_axb(bind_naming("hint.wav")).await.expect(200, "0");
     let call = server.switch_call(A, X).await;
     assert_eq!(call.body["recordHintTone"], "hint.wav");
 
@@ -115,7 +115,7 @@ async fn a_replacement_waits_for_review_while_the_approved_tone_keeps_playing() 
     replaced.expect(200, "0");
     assert_eq!((replaced.body["state"].as_str(), replaced.body["serving"].as_bool()), (Some("pending"), Some(true)));
     assert_eq!(fetch(&server, "close.wav").await.1, original, "the approved audio plays until the new one is approved");
-    server.bind(bind_naming("close.wav")).await.expect(200, "0");
+    server.bind_axb(bind_naming("close.wav")).await.expect(200, "0");
 
     let rejected = review(&server, "close.wav", json!({"approve": false, "reason": "clipped at the end"})).await;
     rejected.expect(200, "0");
@@ -220,7 +220,7 @@ async fn pre_voice_tones_are_checked_and_deleting_an_app_deletes_its_tones() {
     server.approve_tones(AXB_APP.0, &["to-b.wav"]).await;
     let body = json!({"relationNum": X, "callerNum": A, "calleeNum": B,
         "preVoice": {"callerHintTone": "to-b.wav", "calleeHintTone": "to-a.wav"}});
-    let refused = server.bind(body).await;
+    let refused = server.bind_axb(body).await;
     refused.expect(403, "1010002");
     assert_eq!(refused.desc(), "Invalid request.to-a.wav does not exist");
 
@@ -237,8 +237,9 @@ async fn pre_voice_tones_are_checked_and_deleting_an_app_deletes_its_tones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_naming_an_unapproved_tone_gets_the_fallback_and_is_counted() {
-    let (server, scripts) = TestServer::start_with_script_copy().await;
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    let server = TestServer::builder().scripts_copy().start().await;
+    let scripts = server.scripts_dir().to_owned();
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
     crate::reload::save_with_wait_voice(&scripts, "ringback.wav");
     let reload = server.admin(Method::POST, "/scripts/reload", None).await;
     assert!(matches!(reload.body["outcome"].as_str(), Some("reloaded" | "unchanged")), "{reload:?}");
@@ -269,7 +270,10 @@ async fn an_apps_unapproved_tones_are_not_played_and_are_counted() {
     server.admin(Method::PUT, &format!("/apps/{}", AXB_APP.0), Some(&app)).await.expect(200, "0");
     let stranger = server.switch_call(A, X).await;
     assert_eq!((stranger.body["stateCode"].as_u64(), stranger.body.get("tone")), (Some(8014), None), "{stranger:?}");
-    server.bind(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "recordFlag": true})).await.expect(200, "0");
+    server
+        .bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "recordFlag": true}))
+        .await
+        .expect(200, "0");
     let recorded = server.switch_call(A, X).await;
     assert_eq!((recorded.body["record"].as_bool(), recorded.body.get("recordHintTone")), (Some(true), None));
     let metrics = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
