@@ -38,6 +38,16 @@ pub struct Config {
     /// privnum's extension: a call the switch never ends is dropped after this long without news.
     /// The default outlasts the longest call a binding can allow (24 h).
     pub session_timeout_secs: u64,
+    /// privnum's extension: a connection that has not sent a complete request head this long
+    /// after connecting or after its last answer is closed (slow headers and idle keep-alive
+    /// connections alike).
+    pub http_idle_timeout_secs: u64,
+    /// privnum's extension: a request body that has not fully arrived this long after its head
+    /// is refused with 408.
+    pub http_body_timeout_secs: u64,
+    /// privnum's extension: connections served at once; one more is answered 503 and closed. At
+    /// start it is lowered, with a warning, to what the open-file limit leaves room for.
+    pub max_connections: usize,
     pub apps: Vec<AppConfig>,
 }
 
@@ -61,6 +71,9 @@ impl Default for Config {
             switch_control_url: String::new(),
             axb_max_pairs_per_x: crate::domain::axb::DEFAULT_MAX_PAIRS_PER_X,
             session_timeout_secs: 90_000,
+            http_idle_timeout_secs: 30,
+            http_body_timeout_secs: 10,
+            max_connections: 10_000,
             apps: Vec::new(),
         }
     }
@@ -112,6 +125,15 @@ impl Config {
         }
         if self.x_callin_timeout_ms == 0 {
             return fail("x_callin_timeout_ms", "must be at least 1");
+        }
+        if self.http_idle_timeout_secs == 0 {
+            return fail("http_idle_timeout_secs", "must be at least 1");
+        }
+        if self.http_body_timeout_secs == 0 {
+            return fail("http_body_timeout_secs", "must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return fail("max_connections", "must be at least 1");
         }
         if self.push_retry_schedule.is_empty() {
             return fail("push_retry_schedule", "needs at least one interval");

@@ -187,20 +187,40 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let (stop, stopped) = watch::channel(false);
     let (state, startup) = prepare(config, clock, stopped.clone()).await?;
     let router = http::app(state.clone());
-    let mut server_stop = stopped.clone();
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = server_stop.changed().await;
-        };
-        if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %err, "the HTTP server failed");
-        }
-    });
+    let limits = connection_limits(&state.config);
+    let server = tokio::spawn(http::listener::serve(listener, router, limits, state.metrics.clone(), stopped.clone()));
     let watcher = crate::script::watch::spawn(state.scripts.clone(), stopped.clone())
         .with_context(|| format!("watching {} for changes", state.config.scripts_dir.display()))?;
     let sweeper = tokio::spawn(sweep(state.clone(), stopped));
     tracing::info!(%addr, "privnum is listening");
     Ok(Running { addr, state, startup, stop, tasks: vec![server, sweeper, watcher] })
+}
+
+/// Connections to serve at once: the configured cap, lowered to what the open-file limit leaves
+/// room for (after raising it as far as the system allows) with a warning when it must be.
+fn connection_limits(config: &Config) -> http::listener::Limits {
+    /// Descriptors kept for what is not a client connection: sled, the call log, the script
+    /// watcher, outgoing pushes.
+    const RESERVED_FILES: u64 = 256;
+    let mut max_connections = config.max_connections;
+    let open_files = http::listener::raise_open_file_limit();
+    if let Some(open_files) = open_files {
+        let room = usize::try_from(open_files.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX);
+        if room < max_connections {
+            tracing::warn!(
+                max_connections = config.max_connections,
+                open_files,
+                serving = room,
+                "the open-file limit leaves room for fewer connections than max_connections; raise it (ulimit -n) to serve more"
+            );
+            max_connections = room;
+        }
+    }
+    tracing::info!(open_files = ?open_files, max_connections, "connection limits");
+    http::listener::Limits {
+        idle_timeout: std::time::Duration::from_secs(config.http_idle_timeout_secs),
+        max_connections,
+    }
 }
 
 async fn shutdown_signal() {

@@ -33,6 +33,7 @@ pub struct Metrics {
     app_tones_skipped_record: AtomicU64,
     app_tones_skipped_close: AtomicU64,
     app_tones_skipped_prompt: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -50,7 +51,12 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let families: [Family<'_>; 4] = [
+        let families: [Family<'_>; 5] = [
+            (
+                "privnum_connections_refused_total",
+                "Connections answered 503 and closed because max_connections were open.",
+                &[("", &self.connections_refused)],
+            ),
             (
                 "privnum_compliance_warnings_total",
                 "Recording with no notice at all (no recordHintTone and no app record_hint_tone): bindings made, calls decided.",
@@ -307,4 +313,22 @@ pub fn render_flushes(stats: &FlushCounters) -> String {
         stats.flushes,
         stats.flush_micros as f64 / 1e6
     )
+}
+
+/// A connection was refused because `max_connections` were open. Counted every time; logged at
+/// most once a second, so a flood of connections cannot flood the log.
+pub struct ConnectionRefused {
+    pub peer: std::net::SocketAddr,
+    pub limit: usize,
+}
+
+impl ConnectionRefused {
+    pub fn emit(&self, metrics: &Metrics) {
+        static LAST_LOGGED_SEC: AtomicU64 = AtomicU64::new(0);
+        let refused = metrics.connections_refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if LAST_LOGGED_SEC.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(peer = %self.peer, limit = self.limit, refused_so_far = refused, "refused a connection: max_connections are open");
+        }
+    }
 }

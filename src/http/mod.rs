@@ -13,6 +13,7 @@ pub mod axb;
 pub mod axe;
 pub mod calls;
 pub mod error;
+pub mod listener;
 pub mod provisioning;
 pub mod request;
 pub mod switch;
@@ -97,6 +98,9 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::Extension(request::BodyTimeout(std::time::Duration::from_secs(
+            state.config.http_body_timeout_secs,
+        ))))
         .with_state(state)
 }
 

@@ -17,6 +17,14 @@ use crate::domain::codes;
 /// The largest request body accepted (README, Provisioning API: 413 above it).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How long a request body may take to arrive after its head: set by [`super::app`] from
+/// `http_body_timeout_secs`, as a request extension, so every body reader finds it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// The body timeout of a router built without one (tests driving a bare handler).
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A request body that is a JSON object.
 #[derive(Debug)]
 pub struct JsonBody(pub Map<String, Value>);
@@ -49,7 +57,15 @@ pub async fn read_body_up_to(request: Request, limit: usize) -> Result<axum::bod
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large(limit));
     }
-    read_limited(request.into_body(), limit).await
+    let timeout = request.extensions().get::<BodyTimeout>().map_or(DEFAULT_BODY_TIMEOUT, |timeout| timeout.0);
+    match tokio::time::timeout(timeout, read_limited(request.into_body(), limit)).await {
+        Ok(read) => read,
+        Err(_) => Err(AppError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            codes::INVALID_REQUEST,
+            format!("Invalid request.body did not arrive within {} s", timeout.as_secs_f64()),
+        )),
+    }
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, AppError> {

@@ -11,6 +11,7 @@ mod ax;
 mod axb;
 mod axe;
 mod concurrency;
+mod connections;
 mod controls;
 mod layering;
 mod persistence;

@@ -206,6 +206,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Any other change to the test configuration, e.g. a limit of the HTTP listener.
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
     /// The server's scripts are a fresh copy of the repository's, in the test's temporary
     /// directory, for tests that edit them ([`TestServer::scripts_dir`] says where).
     pub fn scripts_copy(mut self) -> Self {
