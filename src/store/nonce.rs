@@ -85,7 +85,11 @@ pub(crate) struct NonceBook {
 
 impl NonceBook {
     pub(crate) fn open(db: &sled::Db) -> Result<NonceBook, sled::Error> {
-        Ok(NonceBook { recent: RecentNonces::default(), nonces: db.open_tree("nonces")?, expiry: db.open_tree("nonce_expiry")? })
+        Ok(NonceBook {
+            recent: RecentNonces::default(),
+            nonces: db.open_tree("nonces")?,
+            expiry: db.open_tree("nonce_expiry")?,
+        })
     }
 
     fn remember(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
