@@ -27,6 +27,11 @@ pub struct Config {
     pub switch_token: String,
     /// How far an AKSK/WSSE `Created` may be from the server's clock.
     pub auth_max_skew_secs: u64,
+    /// privnum's extension: failed authentications an address or an app key may make at once
+    /// before it is answered 429 (`http::throttle`).
+    pub auth_failures_burst: u32,
+    /// privnum's extension: how fast that allowance refills.
+    pub auth_failures_per_minute: u32,
     pub push_retry_schedule: Vec<HumanDuration>,
     pub cdr_batch_max: usize,
     pub cdr_flush_ms: u64,
@@ -58,9 +63,11 @@ impl Default for Config {
             data_dir: "data".into(),
             scripts_dir: "scripts".into(),
             node_name: "node1".into(),
-            admin_token: "dev-admin-token".into(),
-            switch_token: "dev-switch-token".into(),
+            admin_token: DEMO_ADMIN_TOKEN.into(),
+            switch_token: DEMO_SWITCH_TOKEN.into(),
             auth_max_skew_secs: 900,
+            auth_failures_burst: 20,
+            auth_failures_per_minute: 60,
             push_retry_schedule: ["1m", "4m", "9m", "106m", "203m", "300m"]
                 .into_iter()
                 .map(|text| HumanDuration::parse(text).unwrap_or(HumanDuration(Duration::from_secs(60))))
@@ -79,6 +86,11 @@ impl Default for Config {
     }
 }
 
+/// The built-in admin token: well known (README shows it), so only for a server on loopback.
+pub const DEMO_ADMIN_TOKEN: &str = "dev-admin-token";
+/// The built-in switch token, likewise.
+pub const DEMO_SWITCH_TOKEN: &str = "dev-switch-token";
+
 /// A configuration problem, naming the file and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -91,6 +103,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Reads and validates `path`, which must exist (a path the operator named).
+    pub fn load_required(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, path)
+    }
+
     /// Reads and validates `path`; a missing file gives the built-in defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
@@ -125,6 +144,28 @@ impl Config {
         }
         if self.x_callin_timeout_ms == 0 {
             return fail("x_callin_timeout_ms", "must be at least 1");
+        }
+        if !self.listen.ip().is_loopback() {
+            for (key, token, demo) in [
+                ("admin_token", &self.admin_token, DEMO_ADMIN_TOKEN),
+                ("switch_token", &self.switch_token, DEMO_SWITCH_TOKEN),
+            ] {
+                if token == demo {
+                    return Err((
+                        key.to_owned(),
+                        format!(
+                            "is the well-known demo token {demo:?}: set a secret of your own before listening on {} (beyond loopback)",
+                            self.listen
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.auth_failures_burst == 0 {
+            return fail("auth_failures_burst", "must be at least 1");
+        }
+        if self.auth_failures_per_minute == 0 {
+            return fail("auth_failures_per_minute", "must be at least 1");
         }
         if self.http_idle_timeout_secs == 0 {
             return fail("http_idle_timeout_secs", "must be at least 1");
@@ -379,6 +420,26 @@ mod tests {
         let modes: Vec<Mode> = config.apps.iter().map(|app| app.mode).collect();
         assert_eq!(modes, [Mode::Axb, Mode::Ax, Mode::Axe], "one demo app per built mode");
         assert_eq!(config.push_retry_schedule[3], HumanDuration(Duration::from_secs(106 * 60)));
+    }
+
+    #[test]
+    fn the_demo_tokens_are_refused_beyond_loopback_only() {
+        parse("listen = \"127.0.0.1:8080\"\n").unwrap();
+        parse("listen = \"[::1]:8080\"\n").unwrap();
+        let err = parse("listen = \"0.0.0.0:8080\"\n").unwrap_err();
+        assert!(err.contains("admin_token") && err.contains("demo token") && err.contains("0.0.0.0:8080"), "{err}");
+        let err = parse("listen = \"0.0.0.0:8080\"\nadmin_token = \"a-real-secret\"\n").unwrap_err();
+        assert!(err.contains("switch_token"), "{err}");
+        parse("listen = \"0.0.0.0:8080\"\nadmin_token = \"a-real-secret\"\nswitch_token = \"another\"\n").unwrap();
+    }
+
+    #[test]
+    fn a_config_file_the_operator_named_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere.toml");
+        let err = Config::load_required(&missing).unwrap_err().to_string();
+        assert!(err.contains("nowhere.toml"), "{err}");
+        assert!(Config::load(&missing).is_ok(), "without --config, no file means the defaults");
     }
 
     #[test]

@@ -21,9 +21,10 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve {
-        /// The configuration file; a missing file means the built-in defaults.
-        #[arg(long, default_value = "privnum.toml")]
-        config: PathBuf,
+        /// The configuration file, which must exist. Without it, `privnum.toml` in the current
+        /// directory, or the built-in defaults when there is none.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Compile the scripts, check their handlers and run their cases; non-zero exit on problems.
     Check {
@@ -124,15 +125,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let config = Config::load(&config_path)?;
+    let (config, config_path) = match config_path {
+        Some(path) => (Config::load_required(&path)?, path),
+        None => {
+            let path = PathBuf::from("privnum.toml");
+            (Config::load(&path)?, path)
+        }
+    };
     tracing::info!(config = %config_path.display(), apps = config.apps.len(), "configuration loaded");
+    if config.admin_token == privnum::config::DEMO_ADMIN_TOKEN
+        || config.switch_token == privnum::config::DEMO_SWITCH_TOKEN
+    {
+        tracing::warn!(
+            listen = %config.listen,
+            "the admin or switch token is the well-known demo token: fine on loopback, refused beyond it; set your own"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
         let running = privnum::server::start(config, Arc::new(SystemClock)).await?;

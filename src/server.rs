@@ -94,7 +94,9 @@ pub async fn prepare(
     let scripts = Arc::new(scripts);
     let switchboard =
         Switchboard::new(store.clone(), ledger, scripts.clone(), metrics.clone(), clock.clone(), config.clone());
-    Ok((AppState { store, config, clock, metrics, scripts, switchboard }, startup))
+    let throttle =
+        Arc::new(crate::http::throttle::AuthThrottle::new(config.auth_failures_burst, config.auth_failures_per_minute));
+    Ok((AppState { store, config, clock, metrics, scripts, switchboard, throttle }, startup))
 }
 
 /// Ended and stale sessions, expired bindings and old nonces, swept, and newly accepted nonces

@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use super::error::AppError;
+use super::throttle::ClientAddr;
 use super::AppState;
 use crate::auth::{self, constant_time_eq, AuthError};
 use crate::domain::{codes, App, Mode, Rejection};
@@ -78,18 +79,59 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let addr = client_ip(parts);
+        let now = std::time::Instant::now();
+        throttled(state, addr, None, now)?;
         let header_text = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
-        let credentials = auth::parse(header_text(header::AUTHORIZATION.as_str()), header_text)?;
-        let app = state.store.apps().get(&credentials.app_key)?;
-        let Some(app) = app.filter(|app| credentials.verify(&app.app_secret)) else {
-            return Err(AuthError::invalid_digest().into());
+        let credentials = match auth::parse(header_text(header::AUTHORIZATION.as_str()), header_text) {
+            Ok(credentials) => credentials,
+            Err(err) => {
+                state.throttle.failed(addr, None, now);
+                return Err(err.into());
+            }
         };
-        credentials.check_skew(state.clock.now(), state.config.auth_max_skew_secs)?;
-        if !state.store.nonces().remember(&app.app_key, &credentials.nonce, credentials.created_at)? {
-            return Err(AuthError::replay().into());
+        let app_key = Some(credentials.app_key.as_str());
+        throttled(state, addr, app_key, now)?;
+        let checked = check(state, &credentials);
+        if checked.as_ref().is_err_and(|err| err.status == StatusCode::UNAUTHORIZED) {
+            state.throttle.failed(addr, app_key, now);
         }
-        Ok(Authenticated { app })
+        checked.map(|app| Authenticated { app })
     }
+}
+
+/// Digest, skew, then the nonce, in that order (see the module's notes).
+fn check(state: &AppState, credentials: &auth::Credentials) -> Result<Arc<App>, AppError> {
+    let app = state.store.apps().get(&credentials.app_key)?;
+    let Some(app) = app.filter(|app| credentials.verify(&app.app_secret)) else {
+        return Err(AuthError::invalid_digest().into());
+    };
+    credentials.check_skew(state.clock.now(), state.config.auth_max_skew_secs)?;
+    if !state.store.nonces().remember(&app.app_key, &credentials.nonce, credentials.created_at)? {
+        return Err(AuthError::replay().into());
+    }
+    Ok(app)
+}
+
+/// The address a request came from, when it came over a socket.
+fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<ClientAddr>().map(|addr| addr.0.ip())
+}
+
+/// 429 while the address or the app key has used up its failed authentications.
+fn throttled(
+    state: &AppState,
+    addr: Option<std::net::IpAddr>,
+    app_key: Option<&str>,
+    now: std::time::Instant,
+) -> Result<(), AppError> {
+    state.throttle.check(addr, app_key, now).map_err(|wait| {
+        AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::INVALID_DIGEST,
+            format!("Too many failed authentications; retry in {} s", wait.as_secs().max(1)),
+        )
+    })
 }
 
 /// A request carrying `Authorization: Bearer <admin_token>`.
@@ -100,9 +142,12 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let (addr, now) = (client_ip(parts), std::time::Instant::now());
+        throttled(state, addr, None, now)?;
         if has_bearer(parts, &state.config.admin_token) {
             return Ok(Admin);
         }
+        state.throttle.failed(addr, None, now);
         Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             codes::INVALID_DIGEST,

@@ -86,8 +86,10 @@ impl From<AuthError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        // Internal errors were logged with their cause where they happened.
-        if self.status != StatusCode::INTERNAL_SERVER_ERROR {
+        // Internal errors were logged with their cause where they happened; failed authentication
+        // is summarized by `throttle`, not logged a line each.
+        let summarized = matches!(self.status, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS);
+        if self.status != StatusCode::INTERNAL_SERVER_ERROR && !summarized {
             tracing::info!(status = self.status.as_u16(), resultcode = self.code, "request refused: {}", self.desc);
         }
         let mut response =

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -76,7 +75,12 @@ pub async fn serve(
         let router = router.clone();
         let mut closed = closed.clone();
         tokio::spawn(async move {
-            let service = TowerToHyperService::new(router);
+            // Each request carries the address it came from (failed authentication is limited
+            // per address).
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(super::throttle::ClientAddr(peer));
+                tower::ServiceExt::oneshot(router.clone(), request)
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout).keep_alive(true);
             let connection = builder.serve_connection(TokioIo::new(stream), service);

@@ -17,6 +17,7 @@ pub mod listener;
 pub mod provisioning;
 pub mod request;
 pub mod switch;
+pub mod throttle;
 pub mod tones;
 
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub scripts: Arc<ScriptHost>,
     /// The call flow (the switch adapter, call controls).
     pub switchboard: Switchboard,
+    /// Failed authentication, limited per address and app key.
+    pub throttle: Arc<throttle::AuthThrottle>,
 }
 
 impl AppState {

@@ -137,9 +137,20 @@ impl Drop for GroupFlush {
     }
 }
 
+/// What runs just before each sled flush, on the flusher thread.
+pub(crate) type BeforeSledFlush = Box<dyn Fn() -> Result<(), String> + Send>;
+
 impl GroupFlush {
     /// Starts the flusher thread for `db`, whose files are in `dir`, and the call log `calls`.
-    pub(crate) fn start(db: sled::Db, calls: Arc<CallLog>, dir: &Path) -> std::io::Result<Arc<Self>> {
+    ///
+    /// `before_sled_flush` runs on the flusher thread before each sled flush, so what it writes
+    /// to sled is in that flush (the store writes the pending nonces there).
+    pub(crate) fn start(
+        db: sled::Db,
+        calls: Arc<CallLog>,
+        before_sled_flush: BeforeSledFlush,
+        dir: &Path,
+    ) -> std::io::Result<Arc<Self>> {
         // The log file (sled 0.34 keeps everything in `dir/db`) and the directory entry that names it.
         let log = File::open(dir.join("db"))?;
         File::open(dir)?.sync_all()?;
@@ -178,7 +189,11 @@ impl GroupFlush {
                 let calls = group.calls_wanted.swap(false, Ordering::SeqCst).then(|| group.calls.clone());
                 drop(group);
                 let started = std::time::Instant::now();
-                let flushed = flush(sled, &log, calls);
+                let flushed = if sled.is_some() {
+                    before_sled_flush().and_then(|()| flush(sled, &log, calls))
+                } else {
+                    flush(sled, &log, calls)
+                };
                 let Some(group) = weak.upgrade() else { return };
                 match flushed {
                     Ok(()) => {

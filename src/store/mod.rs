@@ -277,10 +277,8 @@ impl WriteSet {
 pub(crate) struct Shared {
     db: sled::Db,
     trees: Vec<sled::Tree>,
-    nonces: sled::Tree,
-    nonce_expiry: sled::Tree,
-    /// Nonces accepted and not yet written to sled (`nonce.rs`).
-    recent_nonces: nonce::RecentNonces,
+    /// Nonces in memory and in sled (`nonce.rs`), shared with the group flush.
+    nonces: Arc<nonce::NonceBook>,
     writer: Mutex<pools::Pools>,
     /// Every app, for lock-free reads (`apps.rs`).
     apps: ArcSwap<apps::AppMap>,
@@ -328,11 +326,14 @@ impl Store {
         let db = open_when_free(dir).map_err(open_error)?;
         let trees =
             Tree::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
-        let nonces = db.open_tree("nonces").map_err(open_error)?;
-        let nonce_expiry = db.open_tree("nonce_expiry").map_err(open_error)?;
+        let nonces = Arc::new(nonce::NonceBook::open(&db).map_err(open_error)?);
         let log = Arc::new(calllog::CallLog::open(dir)?);
         move_call_records_to_log(&db, &trees, &log, dir)?;
-        let flush = flush::GroupFlush::start(db.clone(), log.clone(), dir)
+        // Nonces reach sled just before each of its flushes, so every change a signed request
+        // made is durable with its nonce (`nonce.rs`).
+        let flushed_nonces = nonces.clone();
+        let before_sled_flush = Box::new(move || flushed_nonces.persist().map(|_| ()).map_err(|err| err.to_string()));
+        let flush = flush::GroupFlush::start(db.clone(), log.clone(), before_sled_flush, dir)
             .map_err(|source| Error::Io { path: dir.join("db"), source })?;
         let (committer_trees, committer_log) = (trees.clone(), log.clone());
         let combiner =
@@ -342,8 +343,6 @@ impl Store {
             db,
             trees,
             nonces,
-            nonce_expiry,
-            recent_nonces: nonce::RecentNonces::default(),
             writer: Mutex::default(),
             apps: ArcSwap::default(),
             serving_tones: ArcSwap::default(),
@@ -360,7 +359,7 @@ impl Store {
             bindings: Bindings { shared: shared.clone() },
             apps: Apps { shared: shared.clone() },
             tones: Tones { shared: shared.clone() },
-            nonces: Nonces { shared: shared.clone() },
+            nonces: Nonces { book: shared.nonces.clone() },
             calls: Calls { shared: shared.clone() },
             shared,
         })

@@ -7,10 +7,11 @@
 //! A nonce is always in `recent`, in sled, or in both, because persisting writes sled before it
 //! forgets the nonce in memory, and a check looks in both under the shard's lock.
 //!
-//! Nonces are not flushed on their own. If the process is killed, those of the last second or so
-//! are forgotten (what sled had not yet written out); after a power cut, those since sled's last
-//! durable flush, which every bind, unbind or admin change makes. Either way this re-opens a
-//! replay window only for requests that were accepted once already.
+//! Nonces are durable no later than the change they authorize: the group flush writes the
+//! pending nonces to sled just before each sled flush, and every change a signed request makes
+//! waits for such a flush before it is answered, so a bind replayed after a crash is refused.
+//! A signed request that changes nothing (a query) has its nonce written by the sweeper within
+//! a second or so; a crash in between forgets it, which re-opens a replay of that query only.
 //!
 //! `nonce_expiry` files each nonce under its `Created` time, so the sweeper drops old nonces with
 //! one range scan instead of reading them all; a nonce older than the skew window can no longer
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{keys, Error, Shared};
+use super::{keys, Error};
 
 fn sled_error(source: sled::Error) -> Error {
     Error::Sled { tree: "nonces", source }
@@ -72,34 +73,45 @@ impl RecentNonces {
     }
 }
 
-/// The store's handle on replay protection. A check is one shard lock and a sled point read; it
-/// may run on an async worker.
-#[derive(Debug, Clone)]
-pub struct Nonces {
-    pub(super) shared: Arc<Shared>,
+/// Nonces in memory and in sled: what the [`Nonces`] handle and the group flush share.
+#[derive(Debug)]
+pub(crate) struct NonceBook {
+    /// Nonces accepted and not yet written to sled.
+    recent: RecentNonces,
+    nonces: sled::Tree,
+    /// Each nonce filed under its `Created` time, for the sweep.
+    expiry: sled::Tree,
 }
 
-impl Nonces {
-    /// Records a nonce; `false` when it was already seen (a replay).
-    pub fn remember(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
+impl NonceBook {
+    pub(crate) fn open(db: &sled::Db) -> Result<NonceBook, sled::Error> {
+        Ok(NonceBook {
+            recent: RecentNonces::default(),
+            nonces: db.open_tree("nonces")?,
+            expiry: db.open_tree("nonce_expiry")?,
+        })
+    }
+
+    fn remember(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
         let key = keys::join(&[app_key, nonce]);
         // Both looks under the key's shard lock: persisting removes a nonce from memory only after
         // writing it to sled, so with the lock held a nonce seen before is in one or the other,
         // and this request's own nonce cannot be persisted between the looks and found as a
         // replay of itself. The sled read is a point read, about a microsecond.
-        let mut recent = self.shared.recent_nonces.shard(&key);
+        let mut recent = self.recent.shard(&key);
         let Entry::Vacant(vacant) = recent.entry(key) else { return Ok(false) };
-        if self.shared.nonces.contains_key(vacant.key()).map_err(sled_error)? {
+        if self.nonces.contains_key(vacant.key()).map_err(sled_error)? {
             return Ok(false);
         }
         vacant.insert(created_at);
         Ok(true)
     }
 
-    /// Writes the nonces accepted since the last call to sled, then forgets them in memory;
-    /// returns how many. Not flushed on their own (see the module notes).
-    pub fn persist(&self) -> Result<usize, Error> {
-        let pending = self.shared.recent_nonces.pending();
+    /// Writes the nonces accepted so far to sled (not flushed), then forgets them in memory.
+    /// Safe to run from two threads at once (the sweeper's and the group flush's): a nonce
+    /// written twice is written the same.
+    pub(crate) fn persist(&self) -> Result<usize, Error> {
+        let pending = self.recent.pending();
         if pending.is_empty() {
             return Ok(0);
         }
@@ -110,23 +122,48 @@ impl Nonces {
         for (key, created_at) in &pending {
             let mut expiry = keys::expiry(*created_at, "").to_vec();
             expiry.extend_from_slice(key);
-            self.shared.nonce_expiry.insert(expiry, &[]).map_err(sled_error)?;
-            self.shared.nonces.insert(key.as_slice(), &created_at.to_be_bytes()[..]).map_err(sled_error)?;
+            self.expiry.insert(expiry, &[]).map_err(sled_error)?;
+            self.nonces.insert(key.as_slice(), &created_at.to_be_bytes()[..]).map_err(sled_error)?;
         }
-        self.shared.recent_nonces.forget(&pending);
+        self.recent.forget(&pending);
         Ok(pending.len())
+    }
+
+    fn forget_before(&self, before: i64) -> Result<usize, Error> {
+        let mut forgotten = 0;
+        for item in self.expiry.range(..keys::expiry_bound(before.saturating_sub(1)).to_vec()) {
+            let (expiry, _) = item.map_err(sled_error)?;
+            self.nonces.remove(&expiry[8..]).map_err(sled_error)?;
+            self.expiry.remove(&expiry).map_err(sled_error)?;
+            forgotten += 1;
+        }
+        Ok(forgotten)
+    }
+}
+
+/// The store's handle on replay protection. A check is one shard lock and a sled point read; it
+/// may run on an async worker.
+#[derive(Debug, Clone)]
+pub struct Nonces {
+    pub(super) book: Arc<NonceBook>,
+}
+
+impl Nonces {
+    /// Records a nonce; `false` when it was already seen (a replay).
+    pub fn remember(&self, app_key: &str, nonce: &str, created_at: i64) -> Result<bool, Error> {
+        self.book.remember(app_key, nonce, created_at)
+    }
+
+    /// Writes the nonces accepted since the last call to sled, then forgets them in memory;
+    /// returns how many. Not flushed here: the next flush of sled makes them durable, and every
+    /// change a signed request makes waits for one (see the module notes).
+    pub fn persist(&self) -> Result<usize, Error> {
+        self.book.persist()
     }
 
     /// Drops nonces created before `before`; returns how many.
     pub fn forget_before(&self, before: i64) -> Result<usize, Error> {
-        let mut forgotten = 0;
-        for item in self.shared.nonce_expiry.range(..keys::expiry_bound(before.saturating_sub(1)).to_vec()) {
-            let (expiry, _) = item.map_err(sled_error)?;
-            self.shared.nonces.remove(&expiry[8..]).map_err(sled_error)?;
-            self.shared.nonce_expiry.remove(&expiry).map_err(sled_error)?;
-            forgotten += 1;
-        }
-        Ok(forgotten)
+        self.book.forget_before(before)
     }
 }
 

@@ -130,3 +130,31 @@ async fn the_admin_api_needs_its_token() {
     server.send(Method::GET, "/v1/admin/apps", &wrong, None).await.expect(401, "1010010");
     server.admin(Method::GET, "/apps", None).await.expect(200, "0");
 }
+
+#[tokio::test]
+async fn failed_authentication_is_limited_per_address_then_allowed_again() {
+    // Three failures at once, then one more a tenth of a second.
+    let server = TestServer::builder()
+        .configure(|config| {
+            config.auth_failures_burst = 3;
+            config.auth_failures_per_minute = 600;
+        })
+        .start()
+        .await;
+    let wrong = server.signed((AXB_APP.0, "not-the-secret"), Scheme::Aksk);
+    for _ in 0..3 {
+        server.send(Method::GET, QUERY, &wrong, None).await.expect(401, "1010010");
+    }
+    let blocked = server.send(Method::GET, QUERY, &server.signed(AX_APP, Scheme::Aksk), None).await;
+    blocked.expect(429, "1010010");
+    assert!(blocked.desc().contains("Too many failed authentications"), "{blocked:?}");
+    let admin_blocked = server.admin(Method::GET, "/apps", None).await;
+    admin_blocked.expect(429, "1010010");
+
+    let allowed = crate::support::eventually(std::time::Duration::from_secs(5), || async {
+        let answer = server.send(Method::GET, QUERY, &server.signed(AXB_APP, Scheme::Aksk), None).await;
+        (answer.status.as_u16() == 403).then_some(answer)
+    })
+    .await;
+    allowed.expect("the address may try again once its allowance refilled").expect(403, "1012007");
+}

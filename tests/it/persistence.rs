@@ -130,6 +130,36 @@ async fn acknowledged_binds_survive_kill_9() {
     }
 }
 
+/// Sends one signed request with the headers given, as a client replaying captured headers would.
+async fn send_with(client: &reqwest::Client, url: &str, signed: &auth::SignedHeaders, body: &Value) -> Value {
+    let request = client
+        .post(url)
+        .header("Authorization", signed.authorization.clone())
+        .header(signed.token_name, signed.token.clone())
+        .json(body);
+    request.send().await.expect("request").json().await.expect("json answer")
+}
+
+#[tokio::test]
+async fn a_bind_replayed_after_kill_9_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = format!("scripts_dir = {:?}\n", crate::support::scripts_dir().display().to_string());
+    std::fs::write(dir.path().join("privnum.toml"), format!("{scripts}{CONFIG}")).unwrap();
+    let client = reqwest::Client::new();
+    let (process, base) = spawn_server(dir.path());
+    let url = format!("{base}{AXB_PATH}");
+    let signed = auth::sign(Scheme::Aksk, "demo-app", "demo-secret", &auth::new_nonce(), chrono::Utc::now());
+    let body = json!({"areaCode": "0755", "callerNum": "+8613800000077", "calleeNum": "+8613900000077"});
+    let first = send_with(&client, &url, &signed, &body).await;
+    assert_eq!(first["resultcode"], "0", "{first}");
+    // SIGKILL at once, before the sweeper's once-a-second write of new nonces.
+    drop(process);
+
+    let (_process, base) = spawn_server(dir.path());
+    let replayed = send_with(&client, &format!("{base}{AXB_PATH}"), &signed, &body).await;
+    assert_eq!(replayed["resultcode"], "1010010", "the replay must be refused as a replay: {replayed}");
+}
+
 /// The release binary with its config pointing pushes at `receiver`, in `dir`.
 fn spawn_pushing_server(dir: &std::path::Path, receiver: &crate::receiver::Receiver) -> (Process, String) {
     let config = format!(

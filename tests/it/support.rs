@@ -74,6 +74,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         scripts_dir: scripts_dir(),
         admin_token: ADMIN_TOKEN.into(),
         switch_token: SWITCH_TOKEN.into(),
+        // Tests refuse many requests on purpose, all from 127.0.0.1; `auth.rs` tests the limit.
+        auth_failures_burst: 10_000,
         apps: vec![
             app(
                 AXB_APP,
