@@ -131,6 +131,8 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(privnum::telemetry::OneLineLog)
+        .with_ansi(false)
         .init();
     let (config, config_path) = match config_path {
         Some(path) => (Config::load_required(&path)?, path),

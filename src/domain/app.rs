@@ -54,6 +54,9 @@ pub fn check_app_key(app_key: &str) -> Result<(), String> {
     if app_key.is_empty() || app_key.len() > 128 || !app_key.chars().all(ok_char) {
         return Err(format!("{app_key:?} must be 1 to 128 characters of letters, digits, '-', '_' or '.'"));
     }
+    if app_key.bytes().all(|b| b == b'.') {
+        return Err(format!("{app_key:?} is not a name: an app key names paths and files"));
+    }
     Ok(())
 }
 
@@ -92,6 +95,19 @@ impl AppToneSetting {
             AppToneSetting::RecordHint => &mut app.record_hint_tone,
             AppToneSetting::CloseHint => &mut app.close_hint_tone,
             AppToneSetting::ExtensionPrompt => &mut app.extension_prompt,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_app_key;
+
+    #[test]
+    fn app_keys_are_names_that_cannot_walk_paths() {
+        assert!(check_app_key("ride.hailing-1_cn").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "a\u{1b}[31m"] {
+            assert!(check_app_key(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -661,11 +661,8 @@ mod tests {
             let sessions: Vec<serde_json::Value> = store.calls().sessions().unwrap();
             assert_eq!(sessions, [serde_json::json!({"session": 1})], "the session moved to the log");
             assert!(store.shared.tree(Tree::Sessions).is_empty(), "sled no longer holds it");
-            assert_eq!(
-                store.calls().recording_owner("rec.wav").unwrap().as_deref(),
-                Some("app-1"),
-                "recordings stay in sled"
-            );
+            assert!(store.calls().is_recording_of("app-1", "rec.wav").unwrap(), "recordings stay in sled");
+            assert!(!store.calls().is_recording_of("app-2", "rec.wav").unwrap(), "and are the app's own");
             // The call goes on in the log: a second opening must not bring sled's copy back.
             // (That the removal from sled is on disk before serving, against a power cut, is
             // the fdatasync's job; no test here can cut the power.)
@@ -674,6 +671,6 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert!(store.calls().sessions::<serde_json::Value>().unwrap().is_empty(), "the ended call stays ended");
-        assert_eq!(store.calls().recording_owner("rec.wav").unwrap().as_deref(), Some("app-1"));
+        assert!(store.calls().is_recording_of("app-1", "rec.wav").unwrap());
     }
 }

@@ -59,8 +59,20 @@ fn chunks(bytes: &[u8]) -> Result<Vec<Chunk<'_>>, ToneError> {
     Ok(found)
 }
 
-/// Reads a WAV of any supported encoding.
+/// Reads a WAV of any supported encoding that has something to play: a WAV without samples, or
+/// with a sample rate of 0 (nothing could be converted or timed), is refused.
 pub fn read(bytes: &[u8]) -> Result<Audio, ToneError> {
+    let audio = read_encoded(bytes)?;
+    if audio.sample_rate == 0 {
+        return Err(ToneError::Unsupported("a sample rate of 0 Hz".into()));
+    }
+    if audio.frames == 0 {
+        return Err(ToneError::Truncated("it has no samples: there is nothing to play".into()));
+    }
+    Ok(audio)
+}
+
+fn read_encoded(bytes: &[u8]) -> Result<Audio, ToneError> {
     let chunks = chunks(bytes)?;
     let fmt = chunks.iter().find(|(id, _)| id == b"fmt ").map(|(_, body)| *body);
     let fmt = fmt.ok_or_else(|| ToneError::Truncated("there is no fmt chunk".into()))?;
@@ -145,4 +157,20 @@ pub fn write_alaw(codes: &[u8]) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read, write_alaw};
+    use crate::tone::ToneError;
+
+    #[test]
+    fn a_wav_with_nothing_to_play_is_refused() {
+        assert!(read(&write_alaw(&[0xd5; 80])).is_ok());
+        assert!(matches!(read(&write_alaw(&[])), Err(ToneError::Truncated(why)) if why.contains("no samples")));
+        let mut zero_rate = write_alaw(&[0xd5; 80]);
+        // The fmt chunk's body starts at byte 20; its sample rate is the u32 at offset 4.
+        zero_rate[24..28].copy_from_slice(&0u32.to_le_bytes());
+        assert!(matches!(read(&zero_rate), Err(ToneError::Unsupported(why)) if why.contains("0 Hz")));
+    }
 }
