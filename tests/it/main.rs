@@ -13,6 +13,7 @@ mod axe;
 mod concurrency;
 mod connections;
 mod controls;
+mod delivery;
 mod hygiene;
 mod layering;
 mod persistence;
