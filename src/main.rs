@@ -104,7 +104,13 @@ fn main() {
     // Errors are for people: the message and its causes, no backtrace.
     if let Err(err) = run(Cli::parse()) {
         eprintln!("error: {err:#}");
-        std::process::exit(1);
+        // As a shell reports a process stopped by SIGINT or SIGPIPE.
+        let code = match err.downcast_ref::<privnum::cli::CallInterrupted>() {
+            Some(privnum::cli::CallInterrupted::CtrlC) => 130,
+            Some(privnum::cli::CallInterrupted::OutputClosed) => 141,
+            None => 1,
+        };
+        std::process::exit(code);
     }
 }
 

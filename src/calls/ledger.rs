@@ -17,6 +17,23 @@ use crate::store::outbox::{Lane, Push};
 /// What a stale session's CDR says about its end.
 pub const CLOSED_BY_TIMEOUT: &str = "privnum: the switch sent no disconnect within session_timeout_secs";
 
+/// What the CDR of a call ops ended says about its end.
+pub const CLOSED_BY_OPS: &str = "privnum: ended by ops through the admin API (POST /v1/admin/calls/{sessionId}/end)";
+
+/// The `stateCode` of the `disconnect` privnum gives a call it ends itself, stale or ended by ops:
+/// 8020, "Service exception".
+pub const PLATFORM_END_CODE: u32 = crate::domain::state::SERVICE_EXCEPTION;
+
+/// What became of a request to end a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndOutcome {
+    UnknownSession,
+    /// It had ended already (it is kept a minute after its end).
+    AlreadyEnded,
+    /// Ended now, with its `disconnect` and CDR.
+    Ended,
+}
+
 /// What became of digits the switch reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigitsOutcome {
@@ -195,6 +212,34 @@ impl Ledger {
         }
     }
 
+    /// Ends a live call for ops, as the platform: a `disconnect` (releaseSide `platform`,
+    /// [`PLATFORM_END_CODE`]) and the CDR, whose `closedBy` is [`CLOSED_BY_OPS`], saved with the
+    /// session in one transaction like every other change. The session stays in memory for its
+    /// grace, so its CDR can be read and the switch's late events still land (neither is pushed).
+    /// Blocks on the store.
+    pub fn end(&self, session_id: &str, now: i64) -> Result<EndOutcome, store::Error> {
+        let outcome = self.sessions.update(session_id, |mut session| {
+            if session.ended_at.is_some() {
+                return Ok((session, (EndOutcome::AlreadyEnded, Vec::new())));
+            }
+            let disconnect = platform_disconnect(now);
+            session.apply(disconnect.clone(), None, now);
+            let mut pushes = Vec::new();
+            self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
+            self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_OPS)), &mut pushes)?;
+            self.calls.save_session(session_id, &session, &pushes, None)?;
+            Ok((session, (EndOutcome::Ended, pushes)))
+        });
+        match outcome {
+            None => Ok(EndOutcome::UnknownSession),
+            Some(Err(err)) => Err(err),
+            Some(Ok((outcome, pushes))) => {
+                self.wake(&pushes);
+                Ok(outcome)
+            }
+        }
+    }
+
     /// Drops ended sessions after their grace, and ends stale ones with a `disconnect` (8020)
     /// and a CDR that says privnum closed them.
     pub fn sweep(&self, now: i64, timeout_secs: i64) -> usize {
@@ -215,14 +260,7 @@ impl Ledger {
         {
             let mut pushes = Vec::new();
             if session.ended_at.is_none() {
-                let disconnect = Event {
-                    kind: EventKind::Disconnect,
-                    time: now,
-                    release_side: Some("platform".into()),
-                    state_code: Some(crate::domain::state::SERVICE_EXCEPTION),
-                    q850: None,
-                    sip_status: None,
-                };
+                let disconnect = platform_disconnect(now);
                 session.events.push(disconnect.clone());
                 session.ended_at = Some(now);
                 tracing::warn!(session_id = %session.session_id, "closing a session the switch never ended");
@@ -233,5 +271,17 @@ impl Ledger {
             self.wake(&pushes);
         }
         Ok(())
+    }
+}
+
+/// The `disconnect` of a call privnum ends itself (stale, or ended by ops).
+fn platform_disconnect(now: i64) -> Event {
+    Event {
+        kind: EventKind::Disconnect,
+        time: now,
+        release_side: Some("platform".into()),
+        state_code: Some(PLATFORM_END_CODE),
+        q850: None,
+        sip_status: None,
     }
 }

@@ -221,6 +221,33 @@ impl Sessions {
         dropped
     }
 
+    /// The live calls (not ended), of one app or of all, oldest first: at most `limit` of them,
+    /// and how many there are in all. Copies only ids and start times under the shards' locks,
+    /// then the `limit` sessions shown; a call that ends meanwhile is left out. Walks every call
+    /// in memory: run it on a blocking thread.
+    pub fn live(&self, app_key: Option<&str>, limit: usize) -> (Vec<Session>, usize) {
+        let mut keys: Vec<(i64, String)> = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            keys.extend(
+                shard
+                    .values()
+                    .filter(|session| session.ended_at.is_none())
+                    .filter(|session| app_key.is_none_or(|key| session.app_key.as_deref() == Some(key)))
+                    .map(|session| (session.started_at, session.session_id.clone())),
+            );
+        }
+        let total = keys.len();
+        keys.sort_unstable();
+        let shown = keys
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| self.get(id))
+            .filter(|session| session.ended_at.is_none())
+            .collect();
+        (shown, total)
+    }
+
     /// Calls in memory: under way, or ended less than a minute ago.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|shard| shard.lock().map_or(0, |shard| shard.len())).sum()

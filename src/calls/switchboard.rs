@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{CdrAnswer, DecisionAnswer, EventAnswer};
-use super::ledger::{DigitsOutcome, Ledger};
+use super::ledger::{DigitsOutcome, EndOutcome, Ledger};
 use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn};
 use super::session::{Applied, Event, EventKind, Recording, Session, Sessions};
 use crate::clock::Clock;
@@ -375,6 +375,15 @@ impl Switchboard {
     pub fn sweep(&self) -> usize {
         let timeout = i64::try_from(self.config.session_timeout_secs).unwrap_or(i64::MAX);
         self.ledger.sweep(self.clock.now(), timeout)
+    }
+
+    /// Ends a live call for ops, in privnum: its `disconnect` (platform, 8020) and CDR, through
+    /// the ledger (`Ledger::end`); answered once they are in the call log. Asking the switch to
+    /// stop the call too is [`Switchboard::stop`].
+    pub async fn end(&self, session_id: &str) -> Result<Answered<EndOutcome>, SwitchError> {
+        let (ledger, id, now) = (self.ledger.clone(), session_id.to_owned(), self.clock.now());
+        let answer = blocking(move || ledger.end(&id, now)).await??;
+        Ok(Answered { answer, durability: Durability::Calls })
     }
 
     /// Asks the switch, through `switch_control_url`, to stop a call of `app_key` that is still

@@ -15,6 +15,7 @@
 //! | `POST /v1/admin/scripts/rollback` | | `version` now active; 409 when there is no earlier version |
 //! | `GET /v1/admin/pushes/dead` | | `pushes` whose retries are used up, oldest first |
 //! | `POST /v1/admin/pushes/dead/{id}/redeliver` | | puts one back at the end of its lane with fresh retries |
+//! | `GET /v1/admin/calls`, `POST /v1/admin/calls/{sessionId}/end` | | live calls, and ending one: see `http::admin_calls` |
 
 use std::sync::Arc;
 
@@ -28,8 +29,8 @@ use serde_json::{json, Map, Value};
 use super::auth::Admin;
 use super::error::{success, AppError};
 use super::request::{JsonBody, PathParams};
-use super::tones;
 use super::AppState;
+use super::{admin_calls, tones};
 use crate::config::{AppConfig, NumberConfig};
 use crate::domain::{App, Rejection, XNumber};
 use crate::script::ReloadOutcome;
@@ -48,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/scripts/rollback", post(scripts_rollback))
         .route("/pushes/dead", get(pushes_dead))
         .route("/pushes/dead/{id}/redeliver", post(pushes_redeliver))
+        .merge(admin_calls::router())
 }
 
 async fn pushes_dead(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {

@@ -7,11 +7,13 @@
 //! `axe.rs`). No handler holds a lock across an `.await`.
 
 pub mod admin;
+pub mod admin_calls;
 pub mod auth;
 pub mod ax;
 pub mod axb;
 pub mod axe;
 pub mod calls;
+pub mod console;
 pub mod error;
 pub mod listener;
 pub mod provisioning;
@@ -99,6 +101,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/v1/switch", switch::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(console::router())
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::Extension(request::BodyTimeout(std::time::Duration::from_secs(
