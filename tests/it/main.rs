@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap in a test helper is a failed test with its location
 
 mod admin;
+mod admin_calls;
 mod auth;
 mod ax;
 mod axb;
