@@ -1,7 +1,8 @@
 //! The call ledger: every change to a call's session is saved together with the pushes it causes
 //! (call events, and the CDR when the call ends), in one store transaction, and the delivery
 //! lanes are woken. Exactly one CDR per session: it is made when the session ends (a release
-//! decision, the switch's `disconnect`, or the stale-session timeout), and a session ends once.
+//! decision, the switch's `disconnect`, the stale-session timeout, or ops ending it through the admin
+//! API), and a session ends once.
 
 use std::sync::Arc;
 

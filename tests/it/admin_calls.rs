@@ -16,8 +16,9 @@ const X: &str = "+8617000000001";
 const QUIET_X: &str = "+8617100000001";
 
 async fn callin(server: &TestServer, caller: &str, called: &str, session_id: &str) -> Value {
-    let answer =
-        server.switch(Method::POST, "/calls", &json!({"caller": caller, "called": called, "sessionId": session_id})).await;
+    let answer = server
+        .switch(Method::POST, "/calls", &json!({"caller": caller, "called": called, "sessionId": session_id}))
+        .await;
     assert_eq!(answer.status, 200, "{answer:?}");
     answer.body
 }
@@ -179,4 +180,97 @@ async fn the_virtual_switch_ends_its_call_when_its_output_is_closed() {
     let (status, stderr) = call_with_stdout_closed(&server, &["--from", "not-a-number", "--to", X]).await;
     assert_eq!(status, Some(141), "{stderr}");
     assert!(!stderr.contains("may be left open"), "{stderr}");
+}
+
+/// A TCP relay to `server` that holds the first connection's second request: what the first
+/// request's answer is relayed, nothing more the client sends on that connection reaches the
+/// server (a switch API that hangs mid-call). Other connections are relayed as they are.
+async fn relay_holding_the_second_request(server: &str) -> String {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let target = server.trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = tokio::net::TcpStream::connect(&target).await.unwrap();
+            if !std::mem::take(&mut first) {
+                tokio::spawn(async move {
+                    let (mut client, mut upstream) = (client, upstream);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+                continue;
+            }
+            let answered = Arc::new(AtomicBool::new(false));
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut upstream_read, mut upstream_write) = upstream.into_split();
+            let seen = answered.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 * 1024];
+                while let Ok(read @ 1..) = upstream_read.read(&mut buffer).await {
+                    // Set before the client can see the answer, so its next request is held.
+                    seen.store(true, Ordering::SeqCst);
+                    if client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 * 1024];
+                while let Ok(read @ 1..) = client_read.read(&mut buffer).await {
+                    if answered.load(Ordering::SeqCst) {
+                        // Held: read and dropped, never answered.
+                        continue;
+                    }
+                    if upstream_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_virtual_switch_ends_its_call_at_ctrl_c() {
+    use std::io::BufRead as _;
+
+    let server = TestServer::start().await;
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    let relay = relay_holding_the_second_request(&server.base).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_privnum"))
+        .args(["call", "--server", &relay, "--switch-token", SWITCH_TOKEN, "--from", A, "--to", X])
+        .args(["--answer-after", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The callin's answer is printed; its callout is then held by the relay.
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let found = lines.by_ref().map_while(Result::ok).any(|line| line.starts_with("← 200"));
+        (found, lines)
+    });
+    let (found, rest) = printed.await.unwrap();
+    assert!(found, "privnum call printed the callin's answer");
+    let live = server.admin(Method::GET, "/calls", None).await;
+    assert_eq!(live.body["total"], 1, "the call is open while its callout hangs: {live:?}");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let output = tokio::task::spawn_blocking(move || {
+        rest.for_each(drop);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "Ctrl-C exits as SIGINT would; stderr: {stderr}");
+    assert!(stderr.contains("ended: the caller hung up"), "{stderr}");
+    assert_eq!(server.admin(Method::GET, "/calls", None).await.body["total"], 0, "no call is left open");
 }
