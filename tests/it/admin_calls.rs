@@ -151,8 +151,10 @@ async fn a_call_ends_in_privnum_whether_or_not_a_switch_can_be_asked() {
 /// Runs `privnum call` against `server` with its standard output already closed, as when piped
 /// into a `head` that has exited; its exit status and standard error.
 async fn call_with_stdout_closed(server: &TestServer, args: &[&str]) -> (Option<i32>, String) {
-    let (reader, writer) = std::io::pipe().unwrap();
+    // A socket pair stands for the pipe: writing to it once its peer is closed fails with EPIPE.
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
     drop(reader);
+    let writer = std::os::fd::OwnedFd::from(writer);
     let mut command = Command::new(env!("CARGO_BIN_EXE_privnum"));
     command.args(["call", "--server", &server.base, "--switch-token", SWITCH_TOKEN]).args(args);
     command.stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped());
