@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::push::Pusher;
-use crate::script::{Limits, ScriptHost};
+use crate::script::{Limits, PoolConfig, ScriptHost};
 use crate::store::Store;
 use crate::telemetry::{BindingsExpired, Metrics};
 
@@ -66,7 +66,8 @@ pub async fn prepare(
         crate::calls::route::warn_unapproved_app_tones(&store, &app);
     }
     store.durable().await.context("flushing the configured apps")?;
-    let scripts = ScriptHost::load(&config.scripts_dir, Limits::default())
+    let pool = PoolConfig { threads: config.script_threads, queue_per_app: config.script_queue_per_app };
+    let scripts = ScriptHost::load_with(&config.scripts_dir, Limits::default(), pool)
         .with_context(|| format!("loading the scripts in {}", config.scripts_dir.display()))?;
     let store = Arc::new(store);
     let config = Arc::new(config);

@@ -232,6 +232,31 @@ pub struct ScriptCounters {
     pub runtime_errors: u64,
     /// Whether the last reload was refused.
     pub last_reload_failed: bool,
+    /// The script pool's main-lane threads.
+    pub pool_threads: usize,
+    /// Inputs kept in the pool's lane for those recently stopped by the sandbox.
+    pub suspects: usize,
+    /// Failed runs by script, location and kind.
+    pub strikes: Vec<ScriptStrike>,
+    /// The worst time from a run's deadline to its caller's fallback answer.
+    pub deadline_overrun_max_micros: u64,
+}
+
+/// Failed handler runs of one script at one location, of one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptStrike {
+    /// The script's path under the scripts directory.
+    pub script: String,
+    /// `line:column` where it was stopped or failed, or the handler's name.
+    pub location: String,
+    /// `deadline`, `limit`, `error`, `late` or `refused`.
+    pub kind: &'static str,
+    pub count: u64,
+}
+
+/// A label value in the Prometheus text format.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// What `/metrics` shows of the call log.
@@ -265,6 +290,33 @@ pub fn render_scripts(status: &ScriptCounters) -> String {
         "# HELP privnum_script_runtime_errors_total Handler runs that failed and got the fallback decision.\n\
          # TYPE privnum_script_runtime_errors_total counter\nprivnum_script_runtime_errors_total {}",
         status.runtime_errors
+    );
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_strikes_total Handler runs that failed, by script, location (line:column where it was stopped or failed, else the handler) and kind (deadline, limit, error, late, refused).\n\
+         # TYPE privnum_script_strikes_total counter"
+    );
+    for strike in &status.strikes {
+        let _ = writeln!(
+            out,
+            "privnum_script_strikes_total{{script=\"{}\",location=\"{}\",kind=\"{}\"}} {}",
+            label(&strike.script),
+            label(&strike.location),
+            strike.kind,
+            strike.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_deadline_overrun_max_seconds The longest a caller waited past a script's deadline for its fallback answer.\n\
+         # TYPE privnum_script_deadline_overrun_max_seconds gauge\nprivnum_script_deadline_overrun_max_seconds {:.6}\n\
+         # HELP privnum_script_pool_threads Threads running scripts (script_threads), besides the one for inputs recently stopped.\n\
+         # TYPE privnum_script_pool_threads gauge\nprivnum_script_pool_threads {}\n\
+         # HELP privnum_script_suspect_inputs Inputs recently stopped by the sandbox, run apart on one thread at a tenth of a core.\n\
+         # TYPE privnum_script_suspect_inputs gauge\nprivnum_script_suspect_inputs {}",
+        status.deadline_overrun_max_micros as f64 / 1e6,
+        status.pool_threads,
+        status.suspects
     );
     let _ = writeln!(
         out,

@@ -179,7 +179,7 @@ impl Switchboard {
         let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let call =
             CallIn { session_id, caller: report.caller, called: report.called, time: report.time.unwrap_or(now) };
-        let routed = decide_callin(self.store(), &self.scripts, &self.metrics, &call, now)?;
+        let routed = decide_callin(self.store(), &self.scripts, &self.metrics, &call, now).await?;
         CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
         let answer = DecisionAnswer::new(&call.session_id, &call.called, &routed);
         let mut session = Session {
@@ -231,7 +231,7 @@ impl Switchboard {
             return Err(SwitchError::NotCollecting(session_id.to_owned()));
         }
         let now = self.clock.now();
-        let routed = decide_digits(self.store(), &self.scripts, &self.metrics, &session, &digits, now)?;
+        let routed = decide_digits(self.store(), &self.scripts, &self.metrics, &session, &digits, now).await?;
         CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
         let answer = DecisionAnswer::new(session_id, &session.x_number, &routed);
         let (ledger, id) = (self.ledger.clone(), session_id.to_owned());
@@ -258,7 +258,7 @@ impl Switchboard {
                 answered,
                 collecting: self.sessions().collecting(session_id).unwrap_or(false),
             };
-            state_code = Some(state_code_for_release(&self.scripts, release));
+            state_code = Some(state_code_for_release(&self.scripts, release).await);
         }
         let now = self.clock.now();
         let event = Event {

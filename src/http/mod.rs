@@ -133,12 +133,17 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     let scripts = state.scripts.status();
+    let pool = state.scripts.pool_status();
     let scripts = telemetry::ScriptCounters {
         active: scripts.active,
         reloads: scripts.reloads,
         rejected: scripts.rejected,
         runtime_errors: scripts.runtime_errors,
         last_reload_failed: scripts.last_error.is_some(),
+        pool_threads: pool.threads,
+        suspects: pool.suspects,
+        strikes: pool.strikes,
+        deadline_overrun_max_micros: u64::try_from(pool.deadline_overrun_max.as_micros()).unwrap_or(u64::MAX),
     };
     text.push_str(&telemetry::render_scripts(&scripts));
     let flushes = state.store.flush_stats();
