@@ -21,6 +21,7 @@ mod receiver;
 mod reference_client;
 mod reload;
 mod sandbox;
+mod script_pool;
 mod support;
 mod switch;
 mod tone_registry;
