@@ -204,6 +204,11 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The hostile branch: endless, and slow per operation (each pads an array to 1,000 items), so
+/// the deadline stops it rather than the operations limit (a bare `loop {}` reaches 100,000
+/// operations in a millisecond or two).
+const SLOW_LOOP: &str = "let n = 0; loop { let a = []; a.pad(1000, n); n += 1; }";
+
 /// The caller number the harness's script copy loops for.
 const HOSTILE_CALLER: &str = "+8613666666601";
 
@@ -222,14 +227,17 @@ async fn run_hostile(args: HostileArgs) -> anyhow::Result<()> {
     if !text.contains(anchor) {
         bail!("{}: the line the hostile branch goes before is gone: {anchor:?}", path.display());
     }
-    let branch = format!("    if callin.caller == \"{HOSTILE_CALLER}\" {{ loop {{ }} }}\n{anchor}");
+    let branch = format!("    if callin.caller == \"{HOSTILE_CALLER}\" {{ {SLOW_LOOP} }}\n{anchor}");
     std::fs::write(&path, text.replacen(anchor, &branch, 1)).context("editing the script copy")?;
     let scripts = server.running.state.scripts.clone();
     let outcome = tokio::task::spawn_blocking(move || scripts.reload()).await.context("the reload task")?;
     if !matches!(outcome, privnum::script::ReloadOutcome::Reloaded { .. }) {
         bail!("the hostile script copy did not load: {outcome:?}");
     }
-    print_header(&server, &format!("AXB callin decisions, alone and beside a caller whose script loops ({HOSTILE_CALLER})"));
+    print_header(
+        &server,
+        &format!("AXB callin decisions, alone and beside a caller whose script loops ({HOSTILE_CALLER})"),
+    );
     let pairs = preload(&server, args.bindings).await?;
     let x = pairs[0].1.clone();
     let caller = Arc::new(Caller::new(&server.base, pairs)?);

@@ -331,10 +331,7 @@ fn run_case(
         }
         (None, Some(release)) => call_handler::<_, i64>(engine, set, script, &case.handler, release, limits)
             .map(|code| Map::from_iter([("stateCode".to_owned(), Value::from(code))])),
-        _ => Err(RunError::new(
-            path.display().to_string(),
-            "give exactly one of \"call\" and \"release\"".into(),
-        )),
+        _ => Err(RunError::new(path.display().to_string(), "give exactly one of \"call\" and \"release\"".into())),
     };
     let outcome = outcome.map_err(|err| format!("{err} (in case {})", path.display())).and_then(|actual| {
         let wrong: Vec<String> = case

@@ -203,12 +203,17 @@ impl ScriptHost {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let host = self.clone();
         let run_set = set.clone();
+        let apart = self.pool.is_suspect(key);
         let job = Box::new(move || {
             if answer.is_closed() {
                 return;
             }
             let result = if Instant::now() >= deadline {
                 Err(host.not_run(&run_set, file, function, Failure::Late, "waited past its deadline in the queue"))
+            } else if !apart && host.pool.is_suspect(key) {
+                // Stopped by the sandbox while this run waited: it would hold the thread again.
+                let why = "not run: the same input was stopped by the sandbox while it waited";
+                Err(host.not_run(&run_set, file, function, Failure::Refused, why))
             } else {
                 let result = call_handler_until(&host.engine, &run_set, file, function, input, &host.limits, deadline);
                 if let Err(err) = &result {
@@ -221,7 +226,7 @@ impl ScriptHost {
             };
             let _ = answer.send(result);
         });
-        let lane = if self.pool.is_suspect(key) { Lane::Suspect } else { Lane::Main(app) };
+        let lane = if apart { Lane::Suspect } else { Lane::Main(app) };
         let result = match self.pool.submit(lane, job) {
             Err(refused) => Err(self.not_run(&set, file, function, Failure::Refused, &refused.to_string())),
             Ok(()) => {

@@ -2,7 +2,8 @@
 //! them and never an async worker of the server.
 //!
 //! Two lanes:
-//! - **main**: `threads` std threads serving one FIFO queue per app, round-robin, so a busy app
+//! - **main**: `threads` std threads (by default one per core, at least four) serving one FIFO
+//!   queue per app, round-robin, so a busy app
 //!   does not queue ahead of a quiet one. One app runs on at most `threads - 1` of them at once
 //!   (all of them when there is one), so a script that stalls for one app leaves a thread to the
 //!   others. Each app's queue holds at most `queue_per_app` runs; one more is refused at once.
@@ -36,10 +37,16 @@ const SUSPECT_REST_FACTOR: u32 = 9;
 /// runs in the main lane, still bounded by its app's share of the threads.
 const MAX_SUSPECTS: usize = 4096;
 
+/// The fewest main-lane threads `script_threads = 0` gives. Idle threads cost nothing; with
+/// fewer than four, a script that stalls for one app would leave the app's other calls one
+/// thread, or none: on two cores, four threads let the operating system share the cores between
+/// a stalled run and the others instead of queueing them behind it.
+pub const MIN_DEFAULT_THREADS: usize = 4;
+
 /// The pool's size (`script_threads`, `script_queue_per_app` in `privnum.toml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
-    /// Main-lane threads; 0 means one per core.
+    /// Main-lane threads; 0 means one per core, and at least [`MIN_DEFAULT_THREADS`].
     pub threads: usize,
     /// Runs one app may have waiting in the main lane.
     pub queue_per_app: usize,
@@ -52,10 +59,11 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// The main lane's thread count, with 0 resolved to the cores this process may use.
+    /// The main lane's thread count, with 0 resolved to the cores this process may use (at least
+    /// [`MIN_DEFAULT_THREADS`]).
     pub fn resolved_threads(&self) -> usize {
         match self.threads {
-            0 => thread::available_parallelism().map_or(2, usize::from),
+            0 => thread::available_parallelism().map_or(MIN_DEFAULT_THREADS, usize::from).max(MIN_DEFAULT_THREADS),
             threads => threads,
         }
     }
