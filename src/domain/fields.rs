@@ -267,12 +267,44 @@ mod fuzz {
 
     /// The fields the request parsers read, and a few they do not.
     const NAMES: &[&str] = &[
-        "approve", "areaCode", "areaMatchMode", "bindExpiredTime", "bindNum", "callDirection",
-        "callbackExpiredTime", "callbackNum", "callbackTone", "calleeHintTone", "calleeNum", "calleeNumDisplay",
-        "callerHintTone", "callerNum", "cursor", "displayNumMode", "duration", "extendNum", "lastMinVoice", "limit",
-        "maxDuration", "origNum", "pageIndex", "pageSize", "preVoice", "privateNum", "privateNumType", "privateSms",
-        "reason", "recordFlag", "recordHintTone", "relationNum", "revision", "subscriptionId", "timeUnit",
-        "userData", "virtualNum", "unknown",
+        "approve",
+        "areaCode",
+        "areaMatchMode",
+        "bindExpiredTime",
+        "bindNum",
+        "callDirection",
+        "callbackExpiredTime",
+        "callbackNum",
+        "callbackTone",
+        "calleeHintTone",
+        "calleeNum",
+        "calleeNumDisplay",
+        "callerHintTone",
+        "callerNum",
+        "cursor",
+        "displayNumMode",
+        "duration",
+        "extendNum",
+        "lastMinVoice",
+        "limit",
+        "maxDuration",
+        "origNum",
+        "pageIndex",
+        "pageSize",
+        "preVoice",
+        "privateNum",
+        "privateNumType",
+        "privateSms",
+        "reason",
+        "recordFlag",
+        "recordHintTone",
+        "relationNum",
+        "revision",
+        "subscriptionId",
+        "timeUnit",
+        "userData",
+        "virtualNum",
+        "unknown",
     ];
 
     fn name() -> impl Strategy<Value = String> {
@@ -299,7 +331,8 @@ mod fuzz {
         leaf().prop_recursive(2, 24, 6, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-                proptest::collection::btree_map(name(), inner, 0..6).prop_map(|map| Value::Object(map.into_iter().collect())),
+                proptest::collection::btree_map(name(), inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
             ]
         })
     }

@@ -698,7 +698,12 @@ mod tests {
             let log = CallLog::open(dir.path()).unwrap();
             assert_eq!(text(log.get(Tree::Sessions, b"s")), Some("1".into()), "{bytes:?}");
         }
-        for bytes in [&b"X"[..], b"PNCALLS4", b"PNCALLS3"[..7].iter().chain(b"x").copied().collect::<Vec<_>>().as_slice(), &[0; 9]] {
+        for bytes in [
+            &b"X"[..],
+            b"PNCALLS4",
+            b"PNCALLS3"[..7].iter().chain(b"x").copied().collect::<Vec<_>>().as_slice(),
+            &[0; 9],
+        ] {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
             let err = CallLog::open(dir.path()).unwrap_err().to_string();
