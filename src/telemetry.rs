@@ -34,6 +34,9 @@ pub struct Metrics {
     app_tones_skipped_close: AtomicU64,
     app_tones_skipped_prompt: AtomicU64,
     connections_refused: AtomicU64,
+    retried_callins: AtomicU64,
+    retried_events: AtomicU64,
+    rebuilt_calls: AtomicU64,
 }
 
 impl Metrics {
@@ -51,7 +54,7 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let families: [Family<'_>; 5] = [
+        let families: [Family<'_>; 7] = [
             (
                 "privnum_connections_refused_total",
                 "Connections answered 503 and closed because max_connections were open.",
@@ -75,6 +78,16 @@ impl Metrics {
                     ("{action=\"collect\"}", &self.decisions_collect),
                     ("{action=\"fallback\"}", &self.decisions_fallback),
                 ],
+            ),
+            (
+                "privnum_switch_retries_total",
+                "Switch requests recognized as retries: a callin answered again with its session's decision, an event already recorded (not pushed again).",
+                &[("{request=\"callin\"}", &self.retried_callins), ("{request=\"event\"}", &self.retried_events)],
+            ),
+            (
+                "privnum_calls_rebuilt_total",
+                "Calls privnum had lost (a crash right after a connect's answer) rebuilt from an event that named them.",
+                &[("", &self.rebuilt_calls)],
             ),
             (
                 "privnum_app_tones_skipped_total",
@@ -203,6 +216,38 @@ impl CallinDecided {
             (false, Action::Connect) => &metrics.decisions_connect,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A callin retried with a live session's id was answered with its decision again.
+pub struct CallinRetried;
+
+impl CallinRetried {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.retried_callins.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An event the switch reported again was recognized and not pushed twice.
+pub struct EventRetried;
+
+impl EventRetried {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.retried_events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A lost call was rebuilt from an event that named it; `action` is what deciding it again gave.
+pub struct CallRebuilt {
+    pub action: Action,
+}
+
+impl CallRebuilt {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.rebuilt_calls.fetch_add(1, Ordering::Relaxed);
+        if self.action != Action::Connect {
+            tracing::warn!(action = ?self.action, "a rebuilt call was not decided connect again: its binding changed");
+        }
     }
 }
 
@@ -382,5 +427,84 @@ impl ConnectionRefused {
         if LAST_LOGGED_SEC.swap(now, Ordering::Relaxed) != now {
             tracing::warn!(peer = %self.peer, limit = self.limit, refused_so_far = refused, "refused a connection: max_connections are open");
         }
+    }
+}
+
+/// A log writer that keeps every log event on one line of plain text: control characters in what
+/// a line carries (a `%0D%0A` decoded from a path, a terminal escape sent as a caller) are written
+/// as `\r`, `\n`, `\x1b` and so on, so untrusted text can neither forge a log line nor drive the
+/// terminal that shows it. Each `write` is one formatted event; its final newline is kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OneLineLog;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OneLineLog {
+    type Writer = OneLine<std::io::Stdout>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        OneLine(std::io::stdout())
+    }
+}
+
+/// Writes to `W` with control characters escaped (see [`OneLineLog`]).
+#[derive(Debug)]
+pub struct OneLine<W>(pub W);
+
+/// `line` with its control characters (C0, DEL and C1) escaped, but for one final newline.
+pub fn escape_controls(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let (body, end) = match line.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (line, &b""[..]),
+    };
+    let is_c1 = |i: usize| body[i] == 0xc2 && body.get(i + 1).is_some_and(|b| (0x80..0xa0).contains(b));
+    let needs = |i: usize| body[i] < 0x20 || body[i] == 0x7f || is_c1(i);
+    if !(0..body.len()).any(needs) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = Vec::with_capacity(line.len() + 16);
+    let mut i = 0;
+    while i < body.len() {
+        let byte = body[i];
+        match byte {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ if byte < 0x20 || byte == 0x7f => out.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
+            _ if is_c1(i) => {
+                out.extend_from_slice(format!("\\u{{{:x}}}", body[i + 1]).as_bytes());
+                i += 1;
+            }
+            _ => out.push(byte),
+        }
+        i += 1;
+    }
+    out.extend_from_slice(end);
+    std::borrow::Cow::Owned(out)
+}
+
+impl<W: std::io::Write> std::io::Write for OneLine<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(&escape_controls(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::escape_controls;
+
+    #[test]
+    fn a_log_line_stays_one_line_of_plain_text() {
+        let plain = b"request refused: Invalid request.sessionId abc is not a known session\n";
+        assert_eq!(&*escape_controls(plain), plain, "plain lines are written as they are");
+        let forged = "refused: abc\r\n2026-01-01 INFO admin logged in \u{1b}[31mred\u{9b}2J\n";
+        assert_eq!(
+            String::from_utf8(escape_controls(forged.as_bytes()).into_owned()).unwrap(),
+            "refused: abc\\r\\n2026-01-01 INFO admin logged in \\x1b[31mred\\u{9b}2J\n"
+        );
+        assert_eq!(&*escape_controls("中文 ü\n".as_bytes()), "中文 ü\n".as_bytes(), "other UTF-8 is kept");
     }
 }

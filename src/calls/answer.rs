@@ -10,7 +10,7 @@ use super::report::cdr;
 use super::route::Routed;
 use super::session::Session;
 use crate::domain::state::StateCode;
-use crate::domain::Action;
+use crate::domain::{Action, Decision};
 
 /// A decision as the switch reads it: camelCase, display always the X.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,7 +53,29 @@ pub struct DecisionAnswer {
 impl DecisionAnswer {
     /// The answer to a call on `x_number` routed to `routed`.
     pub fn new(session_id: &str, x_number: &str, routed: &Routed) -> Self {
-        let decision = &routed.decision;
+        let subscription_id = routed.binding.as_ref().map(|b| b.subscription_id());
+        DecisionAnswer::of(session_id, x_number, &routed.decision, subscription_id, routed.user_data.as_deref())
+    }
+
+    /// The answer a session's decision was given with: what a retried callin hears again. The
+    /// session keeps every field the answer is made of (`Session::take_decision`).
+    pub fn of_session(session: &Session) -> Self {
+        DecisionAnswer::of(
+            &session.session_id,
+            &session.x_number,
+            &session.decision,
+            session.subscription_id.as_deref(),
+            session.user_data.as_deref(),
+        )
+    }
+
+    fn of(
+        session_id: &str,
+        x_number: &str,
+        decision: &Decision,
+        subscription_id: Option<&str>,
+        user_data: Option<&str>,
+    ) -> Self {
         let mut answer = DecisionAnswer {
             action: decision.action,
             callee: None,
@@ -77,8 +99,8 @@ impl DecisionAnswer {
             Action::Connect => {
                 answer.callee.clone_from(&decision.callee);
                 answer.display = Some(x_number.to_owned());
-                answer.subscription_id = routed.binding.as_ref().map(|b| b.subscription_id().to_owned());
-                answer.user_data.clone_from(&routed.user_data);
+                answer.subscription_id = subscription_id.map(str::to_owned);
+                answer.user_data = user_data.map(str::to_owned);
                 answer.record = Some(decision.record);
                 answer.record_hint_tone.clone_from(&decision.record_hint_tone);
                 answer.pre_voice.clone_from(&decision.pre_voice);

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::report::{callin_event, cdr, collect_info_event, leg_event};
 use super::route::Routed;
-use super::session::{Event, EventKind, Session, Sessions};
+use super::session::{Applied, Event, EventKind, Session, Sessions};
 use crate::push::Pusher;
 use crate::store;
 use crate::store::outbox::{Lane, Push};
@@ -114,35 +114,40 @@ impl Ledger {
 
     /// Records an event the switch reported; `None` for an unknown session. Changes to one
     /// session are serialized, and saved (with their pushes) before the session in memory
-    /// changes. An event after the end is kept in the session but not pushed.
+    /// changes. An event after the end is kept in the session but not pushed; one the session
+    /// has already is neither saved nor pushed again.
     pub fn record(
         &self,
         session_id: &str,
         event: Event,
         recording: Option<super::session::Recording>,
         now: i64,
-    ) -> Result<Option<()>, store::Error> {
+    ) -> Result<Option<Applied>, store::Error> {
         let outcome = self.sessions.update(session_id, |mut session| {
             let was_ended = session.ended_at.is_some();
             let object_name = recording.as_ref().map(|r| r.object_name.clone());
-            let (kept, ended_now) = session.apply(event.clone(), recording, now);
+            let applied = session.apply(event.clone(), recording, now);
             let mut pushes = Vec::new();
-            if kept && !was_ended {
+            if let (Applied::Kept { ends }, false) = (applied, was_ended) {
                 self.push(&session, Lane::Events, leg_event(&session, &event), &mut pushes)?;
-                if ended_now {
+                if ends {
                     self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
                 }
             }
-            let owner = object_name.as_deref().zip(session.app_key.as_deref());
-            self.calls.save_session(session_id, &session, &pushes, owner)?;
-            Ok((session, pushes))
+            // A retry changes nothing worth a write: what it repeats was saved before it was
+            // acknowledged, and its answer waits for the log like the first one's.
+            if applied != Applied::Repeated {
+                let owner = object_name.as_deref().zip(session.app_key.as_deref());
+                self.calls.save_session(session_id, &session, &pushes, owner)?;
+            }
+            Ok((session, (applied, pushes)))
         });
         match outcome {
             None => Ok(None),
             Some(Err(err)) => Err(err),
-            Some(Ok(pushes)) => {
+            Some(Ok((applied, pushes))) => {
                 self.wake(&pushes);
-                Ok(Some(()))
+                Ok(Some(applied))
             }
         }
     }

@@ -35,6 +35,17 @@ pub struct Event {
     pub sip_status: Option<u32>,
 }
 
+/// What [`Session::apply`] made of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Recorded; `ends` when it ended the call.
+    Kept { ends: bool },
+    /// Past [`MAX_EVENTS`]: news that the call lives, not recorded.
+    Dropped,
+    /// The session has this event already: a retry, not pushed again.
+    Repeated,
+}
+
 /// The recording the switch made of a call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recording {
@@ -102,11 +113,16 @@ impl Session {
         }
     }
 
-    /// Applies a reported event at `now` (privnum's clock). Returns whether the event was kept
-    /// (and so should be pushed) and whether it ended the call. A `disconnect` is always kept;
-    /// other events past [`MAX_EVENTS`] count as news but are dropped.
-    pub fn apply(&mut self, event: Event, recording: Option<Recording>, now: i64) -> (bool, bool) {
+    /// Applies a reported event at `now` (privnum's clock): whether it was kept (and so should be
+    /// pushed), dropped, or is one the session has already (the switch retried it). A `disconnect`
+    /// that ends the call is always kept; other events past [`MAX_EVENTS`] count as news but are
+    /// dropped. A retry is the same event (kind, time, codes) again: a switch that sends its
+    /// events' `time` has each retry recognized.
+    pub fn apply(&mut self, event: Event, recording: Option<Recording>, now: i64) -> Applied {
         self.last_seen = now;
+        if self.events.contains(&event) {
+            return Applied::Repeated;
+        }
         if recording.is_some() {
             self.recording = recording;
         }
@@ -114,11 +130,12 @@ impl Session {
         if ends {
             self.ended_at = Some(now);
         }
-        let kept = ends || self.events.len() < MAX_EVENTS;
-        if kept {
+        if ends || self.events.len() < MAX_EVENTS {
             self.events.push(event);
+            Applied::Kept { ends }
+        } else {
+            Applied::Dropped
         }
-        (kept, ends)
     }
 }
 
@@ -226,6 +243,11 @@ impl Sessions {
         self.shard(session_id).get(session_id).map(Session::is_collecting)
     }
 
+    /// Whether a call with this id is in memory, without copying it.
+    pub fn contains(&self, session_id: &str) -> bool {
+        self.shard(session_id).contains_key(session_id)
+    }
+
     pub fn get(&self, session_id: &str) -> Option<Session> {
         self.shard(session_id).get(session_id).cloned()
     }
@@ -262,7 +284,7 @@ mod tests {
         Event { kind, time: 0, release_side: None, state_code: None, q850: None, sip_status: None }
     }
 
-    fn apply(sessions: &Sessions, id: &str, kind: EventKind, now: i64) -> (bool, bool) {
+    fn apply(sessions: &Sessions, id: &str, kind: EventKind, now: i64) -> Applied {
         let outcome = sessions.update(id, |mut session| {
             let applied = session.apply(event(kind), None, now);
             Ok::<_, ()>((session, applied))
@@ -283,8 +305,7 @@ mod tests {
         let stale = sessions.prune(1000, 1000);
         assert_eq!(stale[0].session_id, "forgotten", "no news for the whole timeout");
         assert!(sessions.get("talking").is_some());
-        let (_, ended) = apply(&sessions, "talking", EventKind::Disconnect, 1200);
-        assert!(ended);
+        assert_eq!(apply(&sessions, "talking", EventKind::Disconnect, 1200), Applied::Kept { ends: true });
         assert_eq!(sessions.prune(1260, 1000).len(), 1);
         assert!(sessions.is_empty());
     }
@@ -293,11 +314,28 @@ mod tests {
     fn a_repeating_switch_cannot_grow_a_session_without_bound() {
         let sessions = Sessions::default();
         sessions.insert(session("s", 0, false));
-        for _ in 0..1000 {
-            apply(&sessions, "s", EventKind::Alerting, 1);
+        for time in 0..1000 {
+            let outcome = sessions.update("s", |mut session| {
+                let applied = session.apply(Event { time, ..event(EventKind::Alerting) }, None, 1);
+                Ok::<_, ()>((session, applied))
+            });
+            let expected = if time < MAX_EVENTS as i64 { Applied::Kept { ends: false } } else { Applied::Dropped };
+            assert_eq!(outcome.unwrap().unwrap(), expected);
         }
         assert_eq!(sessions.get("s").unwrap().events.len(), MAX_EVENTS);
-        let (kept, ended) = apply(&sessions, "s", EventKind::Disconnect, 2);
-        assert!(kept && ended, "the end of a call is always kept");
+        assert_eq!(apply(&sessions, "s", EventKind::Disconnect, 2), Applied::Kept { ends: true }, "the end is kept");
+    }
+
+    #[test]
+    fn an_event_reported_again_is_a_retry_and_a_new_one_is_not() {
+        let sessions = Sessions::default();
+        sessions.insert(session("s", 0, false));
+        assert_eq!(apply(&sessions, "s", EventKind::Alerting, 1), Applied::Kept { ends: false });
+        assert_eq!(apply(&sessions, "s", EventKind::Alerting, 2), Applied::Repeated, "same kind, time and codes");
+        assert_eq!(apply(&sessions, "s", EventKind::Answer, 3), Applied::Kept { ends: false });
+        assert_eq!(apply(&sessions, "s", EventKind::Disconnect, 4), Applied::Kept { ends: true });
+        assert_eq!(apply(&sessions, "s", EventKind::Disconnect, 5), Applied::Repeated);
+        assert_eq!(sessions.get("s").unwrap().events.len(), 3);
+        assert_eq!(sessions.get("s").unwrap().last_seen, 5, "a retry is still news of the call");
     }
 }

@@ -16,14 +16,15 @@ use serde::{Deserialize, Serialize};
 use super::answer::{CdrAnswer, DecisionAnswer, EventAnswer};
 use super::ledger::{DigitsOutcome, Ledger};
 use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn};
-use super::session::{Event, EventKind, Recording, Session, Sessions};
+use super::session::{Applied, Event, EventKind, Recording, Session, Sessions};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::Action;
 use crate::push::Pusher;
 use crate::script::api::Release;
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
-use crate::telemetry::{CallinDecided, Metrics};
+use crate::telemetry::{CallRebuilt, CallinDecided, CallinRetried, EventRetried, Metrics};
 
 /// How durable a change must be before its answer is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,18 @@ pub struct EventReport {
     pub q850: Option<u32>,
     pub sip_status: Option<u32>,
     pub recording: Option<Recording>,
+    /// The call this event is of, as the switch knows it: lets privnum rebuild a call it lost
+    /// (a crash right after a connect's answer, before its session reached the disk).
+    pub call: Option<CallOrigin>,
+}
+
+/// What the switch knows of a call from its callin: enough to decide it again.
+#[derive(Debug, Clone)]
+pub struct CallOrigin {
+    pub caller: String,
+    pub called: String,
+    /// When the call came in; the event's time when absent.
+    pub time: Option<i64>,
 }
 
 /// Why a call stop was not passed on.
@@ -174,11 +187,22 @@ impl Switchboard {
     /// Decides a callin and opens its session. A connected call's save is only queued, so it
     /// opens on this thread; a released call's save (it has its CDR) is waited for, on a
     /// blocking thread, and its answer waits for the call log.
+    ///
+    /// A callin retried with the `sessionId`, caller and X of a session that lives hears that
+    /// session's decision again, without routing it twice (the switch lost the first answer);
+    /// the same `sessionId` for another call is [`SwitchError::SessionInUse`].
     pub async fn callin(&self, report: CallReport) -> Result<Answered<DecisionAnswer>, SwitchError> {
+        if let Some(session_id) = &report.session_id {
+            if let Some(retried) = self.retried_callin(session_id, &report.caller, &report.called) {
+                return retried;
+            }
+        }
         let now = self.clock.now();
         let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let call =
             CallIn { session_id, caller: report.caller, called: report.called, time: report.time.unwrap_or(now) };
+        // Kept to tell a retry of this call from another call, should the id be taken meanwhile.
+        let (caller, called) = (call.caller.clone(), call.called.clone());
         let routed = decide_callin(self.store(), &self.scripts, &self.metrics, &call, now).await?;
         CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
         let answer = DecisionAnswer::new(&call.session_id, &call.called, &routed);
@@ -212,13 +236,36 @@ impl Switchboard {
             self.ledger.open(session)?
         };
         if !opened {
-            return Err(SwitchError::SessionInUse(session_id));
+            // Another callin with this id opened it first: the same call retried at once, or
+            // another call.
+            let retried = self.retried_callin(&session_id, &caller, &called);
+            return retried.unwrap_or(Err(SwitchError::SessionInUse(session_id)));
         }
         // A call released at routing has its CDR now: it is on disk before the answer. A connect
         // is answered at once; its session and callin push are applied by the store's committer
         // right after, and durable with the next flush (README, "Durability").
         let durability = if released { Durability::Calls } else { Durability::None };
         Ok(Answered { answer, durability })
+    }
+
+    /// The answer to a callin for a session that exists: its decision again when the callin is
+    /// the same call's (caller and X), else [`SwitchError::SessionInUse`]; `None` when no session
+    /// has this id. A decision that ended the call has its CDR in the call log: the retry's answer
+    /// waits for the log like the first one did.
+    fn retried_callin(
+        &self,
+        session_id: &str,
+        caller: &str,
+        called: &str,
+    ) -> Option<Result<Answered<DecisionAnswer>, SwitchError>> {
+        let session = self.sessions().get(session_id)?;
+        if session.caller != caller || session.x_number != called {
+            return Some(Err(SwitchError::SessionInUse(session_id.to_owned())));
+        }
+        CallinRetried.emit(&self.metrics);
+        let released = session.decision.action == Action::Release;
+        let durability = if released { Durability::Calls } else { Durability::None };
+        Some(Ok(Answered { answer: DecisionAnswer::of_session(&session), durability }))
     }
 
     /// An AXE caller's extension after a `collect` (`digits` without the closing `#`), decided by
@@ -245,8 +292,18 @@ impl Switchboard {
     /// Records an event the switch reported. A `disconnect` without a `stateCode` gets one from
     /// `release.rhai`. Acknowledged once its pushes are on disk (the call log), and the recording
     /// it files too (sled).
+    ///
+    /// An event for a call privnum does not know, that names its call (`CallOrigin`), first
+    /// rebuilds the session by deciding the callin again: a connect is answered before its
+    /// session is on disk (for an answer in microseconds), so a crash in that window loses it, and
+    /// this is how the call still gets its events and its CDR.
     pub async fn event(&self, session_id: &str, report: EventReport) -> Result<Answered<EventAnswer>, SwitchError> {
         let unknown = || SwitchError::UnknownSession(session_id.to_owned());
+        if let Some(call) = &report.call {
+            if !self.sessions().contains(session_id) {
+                self.rebuild(session_id, call, report.time).await?;
+            }
+        }
         let mut state_code = report.state_code;
         if report.kind == EventKind::Disconnect && state_code.is_none() {
             let (alerted, answered) = self.sessions().progress(session_id).ok_or_else(unknown)?;
@@ -271,8 +328,35 @@ impl Switchboard {
         };
         let durability = if report.recording.is_some() { Durability::All } else { Durability::Calls };
         let (ledger, id, recording) = (self.ledger.clone(), session_id.to_owned(), report.recording);
-        blocking(move || ledger.record(&id, event, recording, now)).await??.ok_or_else(unknown)?;
+        let applied = blocking(move || ledger.record(&id, event, recording, now)).await??.ok_or_else(unknown)?;
+        if applied == Applied::Repeated {
+            EventRetried.emit(&self.metrics);
+        }
         Ok(Answered { answer: EventAnswer {}, durability })
+    }
+
+    /// Opens a lost call's session again by deciding its callin again, with its first time.
+    async fn rebuild(&self, session_id: &str, call: &CallOrigin, event_time: Option<i64>) -> Result<(), SwitchError> {
+        let report = CallReport {
+            caller: call.caller.clone(),
+            called: call.called.clone(),
+            session_id: Some(session_id.to_owned()),
+            time: call.time.or(event_time),
+        };
+        match self.callin(report).await {
+            Ok(answered) => {
+                CallRebuilt { action: answered.answer.action }.emit(&self.metrics);
+                tracing::info!(
+                    session_id,
+                    action = ?answered.answer.action,
+                    "an event named a call privnum did not know; its session was rebuilt by deciding it again"
+                );
+                Ok(())
+            }
+            // Another event of the call rebuilt it meanwhile.
+            Err(SwitchError::SessionInUse(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// The CDR of an ended call (kept a minute after the end).
@@ -316,9 +400,9 @@ impl Switchboard {
         }
     }
 
-    /// The app a recording belongs to, if a call of that app reported it.
-    pub fn recording_owner(&self, object_name: &str) -> Result<Option<String>, store::Error> {
-        self.store().calls().recording_owner(object_name)
+    /// Whether a call of `app_key` reported a recording named `object_name`.
+    pub fn is_recording_of(&self, app_key: &str, object_name: &str) -> Result<bool, store::Error> {
+        self.store().calls().is_recording_of(app_key, object_name)
     }
 }
 

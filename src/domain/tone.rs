@@ -24,6 +24,9 @@ pub fn check_tone_name(name: &str) -> Result<(), String> {
     if let Some(bad) = name.chars().find(|&c| !ok_char(c)) {
         return Err(format!("{name:?} contains {bad:?}; tone names use only letters, digits, '-', '_', '.' and '@'"));
     }
+    if name.bytes().all(|b| b == b'.') {
+        return Err(format!("{name:?} is not a file name"));
+    }
     Ok(())
 }
 
@@ -170,6 +173,10 @@ mod tests {
         assert!(check_tone_name("a b.wav").is_err());
         assert!(check_tone_name("../etc/passwd").is_err());
         assert!(check_tone_name(&"a".repeat(129)).is_err());
+        for dots in [".", "..", "..."] {
+            assert!(check_tone_name(dots).is_err(), "{dots} names a directory, not a tone");
+        }
+        assert!(check_tone_name(".hidden.wav").is_ok());
     }
 
     fn review(body: serde_json::Value) -> Result<Review, String> {

@@ -62,11 +62,12 @@ pub async fn calls_stop(
     }
 }
 
-/// The signature of a recording link.
-pub fn record_signature(secret: &str, domain: &str, file_name: &str, expires: i64) -> String {
+/// The signature of a recording link: it covers the app the link was made for with the file, so
+/// a link for one app's recording cannot be turned into another app's by editing `appKey`.
+pub fn record_signature(secret: &str, app_key: &str, domain: &str, file_name: &str, expires: i64) -> String {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
-    mac.update(format!("{domain}/{file_name}\n{expires}").as_bytes());
+    mac.update(format!("{app_key}\n{domain}/{file_name}\n{expires}").as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
@@ -86,11 +87,11 @@ pub async fn record_link(
     }
     // Only a recording that one of this app's calls reported: a signed link to another app's
     // recording would hand it over.
-    if state.switchboard.recording_owner(file_name)?.as_deref() != Some(auth.app.app_key.as_str()) {
+    if !state.switchboard.is_recording_of(&auth.app.app_key, file_name)? {
         return Err(AppError::invalid("fileName", format!("{file_name} is not a recording of this app's calls")));
     }
     let expires = state.clock.now() + RECORD_LINK_SECS;
-    let signature = record_signature(&auth.app.app_secret, domain, file_name, expires);
+    let signature = record_signature(&auth.app.app_secret, &auth.app.app_key, domain, file_name, expires);
     let location =
         format!("https://{domain}/{file_name}?appKey={}&expires={expires}&signature={signature}", auth.app.app_key);
     Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)]).into_response())

@@ -5,13 +5,16 @@
 //! |---|---|---|
 //! | `POST /v1/switch/calls` | `{"caller","called","sessionId"?,"time"?}` | a decision |
 //! | `POST /v1/switch/calls/{sessionId}/digits` | `{"digits"}` | a decision (AXE, after a `collect`) |
-//! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?}` | `{}` |
+//! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?,"caller"?,"called"?,"callTime"?}` | `{}` |
 //! | `GET /v1/switch/calls/{sessionId}/cdr` | | the CDR of an ended call (kept a minute after the end) |
 //! | `GET /v1/switch/tones/{appKey}/{fileName}` | | an approved tone's WAV (`http::tones`) |
 //! | `POST /v1/switch/echo` | any JSON | the same JSON (a probe, and the load harness's baseline) |
 //!
 //! Errors use the provisioning envelope: 400 for a bad body, 401 for a bad token, 404 for an
-//! unknown session, 409 for a sessionId that is already in use.
+//! unknown session, 409 for a sessionId that another call uses. Numbers are E.164, a sessionId is
+//! printable ASCII, and a recording's `objectName` a file name (the alphabet of tone names), so
+//! nothing the switch sends can forge a log line or walk a path. A callin retried with the same
+//! sessionId, caller and X hears its decision again; an event reported again is not pushed twice.
 //!
 //! Handlers here only parse and check requests (every 400 is decided here) and serialize what
 //! `calls::Switchboard` answers, after the durability it asks for; the call's flow is the
@@ -32,10 +35,11 @@ use super::error::AppError;
 use super::request::{describe_json_error, read_body, PathParams};
 use super::AppState;
 use crate::calls::session::{EventKind, Recording};
-use crate::calls::switchboard::{CallReport, EventReport, ReleaseSide, SwitchError};
+use crate::calls::switchboard::{CallOrigin, CallReport, EventReport, ReleaseSide, SwitchError};
 use crate::calls::{Answered, Durability};
 use crate::domain::codes;
 use crate::domain::number::check_e164;
+use crate::domain::tone::check_tone_name;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -110,11 +114,9 @@ async fn calls_create(
     Body(request): Body<CallRequest>,
 ) -> Result<Response, AppError> {
     check_e164(&request.called).map_err(|reason| bad_request("called", reason))?;
-    if request.caller.is_empty() || request.caller.len() > 32 {
-        return Err(bad_request("caller", "must be 1 to 32 characters"));
-    }
-    if request.session_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 256) {
-        return Err(bad_request("sessionId", "must be 1 to 256 characters"));
+    check_e164(&request.caller).map_err(|reason| bad_request("caller", reason))?;
+    if let Some(session_id) = &request.session_id {
+        check_session_id(session_id)?;
     }
     let time = parse_time("time", request.time.as_deref())?;
     let report = CallReport { caller: request.caller, called: request.called, session_id: request.session_id, time };
@@ -149,6 +151,34 @@ fn switch_error(err: SwitchError) -> AppError {
     }
 }
 
+/// The switch's id of a call: 1 to 256 printable ASCII characters (a SIP Call-ID's alphabet), so
+/// that it can name the call in a log line, a path and a push as it is.
+fn check_session_id(session_id: &str) -> Result<(), AppError> {
+    if session_id.is_empty() || session_id.len() > 256 {
+        return Err(bad_request("sessionId", "must be 1 to 256 characters"));
+    }
+    if let Some(bad) = session_id.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(bad_request(
+            "sessionId",
+            format!("contains {bad:?}; a sessionId is printable ASCII without spaces"),
+        ));
+    }
+    Ok(())
+}
+
+/// A `{sessionId}` path segment, checked like a callin's.
+struct SessionPath(String);
+
+impl FromRequestParts<AppState> for SessionPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let PathParams(session_id) = PathParams::<String>::from_request_parts(parts, state).await?;
+        check_session_id(&session_id)?;
+        Ok(SessionPath(session_id))
+    }
+}
+
 fn unknown_session(session_id: &str) -> AppError {
     AppError::new(
         StatusCode::NOT_FOUND,
@@ -179,7 +209,7 @@ fn not_collecting(session_id: &str) -> AppError {
 async fn calls_digits(
     _: Switch,
     State(state): State<AppState>,
-    PathParams(session_id): PathParams<String>,
+    SessionPath(session_id): SessionPath,
     Body(request): Body<DigitsRequest>,
 ) -> Result<Response, AppError> {
     let digits = request.digits.trim();
@@ -202,6 +232,11 @@ struct EventRequest {
     q850: Option<u32>,
     sip_status: Option<u32>,
     recording: Option<RecordingReport>,
+    /// The call's `caller` and `called` (and `callTime`) as in its callin, so that privnum can
+    /// rebuild a call a crash made it lose; optional, and used only for a call it does not know.
+    caller: Option<String>,
+    called: Option<String>,
+    call_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -214,7 +249,7 @@ struct RecordingReport {
 async fn calls_event(
     _: Switch,
     State(state): State<AppState>,
-    PathParams(session_id): PathParams<String>,
+    SessionPath(session_id): SessionPath,
     Body(request): Body<EventRequest>,
 ) -> Result<Response, AppError> {
     let time = parse_time("time", request.time.as_deref())?;
@@ -234,11 +269,22 @@ async fn calls_event(
     }
     let recording = match request.recording {
         Some(report) => {
+            check_tone_name(&report.object_name).map_err(|reason| bad_request("recording.objectName", reason))?;
             Some(Recording { start_time: reference_start_time(&report.start_time)?, object_name: report.object_name })
         }
         None => None,
     };
+    let call = match (request.caller, request.called) {
+        (Some(caller), Some(called)) => {
+            check_e164(&caller).map_err(|reason| bad_request("caller", reason))?;
+            check_e164(&called).map_err(|reason| bad_request("called", reason))?;
+            Some(CallOrigin { caller, called, time: parse_time("callTime", request.call_time.as_deref())? })
+        }
+        (None, None) => None,
+        _ => return Err(bad_request("caller", "and called go together: both name the call, or neither")),
+    };
     let report = EventReport {
+        call,
         kind: request.event,
         time,
         release_side: request.release_side,
@@ -260,7 +306,7 @@ async fn echo(_: Switch, Body(body): Body<Value>) -> Response {
 async fn calls_cdr(
     _: Switch,
     State(state): State<AppState>,
-    PathParams(session_id): PathParams<String>,
+    SessionPath(session_id): SessionPath,
 ) -> Result<Response, AppError> {
     let answered = state.switchboard.cdr(&session_id).map_err(switch_error)?;
     answer(&state, answered).await

@@ -67,7 +67,7 @@ impl Calls {
         let mut writes = WriteSet::default();
         writes.put(Tree::Sessions, session_id.as_bytes(), encode(session));
         if let Some((object_name, app_key)) = recording {
-            writes.put(Tree::Recordings, object_name.as_bytes(), app_key.as_bytes());
+            writes.put(Tree::Recordings, keys::join(&[app_key, object_name]), Vec::new());
         }
         for push in pushes {
             outbox::stage_push(&mut writes, push);
@@ -85,12 +85,16 @@ impl Calls {
         self.shared.commit_blocking(writes)
     }
 
-    /// The app a recording belongs to, if a call of that app reported it.
-    pub fn recording_owner(&self, object_name: &str) -> Result<Option<String>, Error> {
-        Ok(self
-            .shared
-            .get(Tree::Recordings, object_name.as_bytes())?
-            .map(|app| String::from_utf8_lossy(&app).into_owned()))
+    /// Whether a call of `app_key` reported a recording named `object_name`. Recordings are per
+    /// app: another app's report of the same name files its own, and moves nothing. (A store of
+    /// before per-app recordings keyed them by name alone, with the app as the value; those are
+    /// still believed for their app.)
+    pub fn is_recording_of(&self, app_key: &str, object_name: &str) -> Result<bool, Error> {
+        if self.shared.get(Tree::Recordings, &keys::join(&[app_key, object_name]))?.is_some() {
+            return Ok(true);
+        }
+        let legacy = self.shared.get(Tree::Recordings, object_name.as_bytes())?;
+        Ok(legacy.is_some_and(|owner| owner == app_key.as_bytes()))
     }
 
     /// Every saved session (at start-up).

@@ -31,7 +31,7 @@
 //! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |
 //! | `outbox_dead`| push id (8 bytes BE)                  | record `Push` (retries used up) |
 //! | `sessions`   | session id                            | record `Session` (calls under way) |
-//! | `recordings` | recording object name                 | app key (whose recording it is) |
+//! | `recordings` | app key, recording object name        | empty (a call of the app reported it; older stores: object name → app key) |
 //! | `tones`      | app key, file name                    | record `Tone` (state, review) |
 //! | `tone_audio` | app key, file name, `approved`/`pending` | the WAV, A-law 8000 Hz mono |
 

@@ -74,7 +74,8 @@ async fn a_recording_link_is_a_signed_expiring_redirect() {
     let expires: i64 = location.split("expires=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
     assert_eq!(expires, server.clock_now() + 3 * 24 * 3600);
     let signature = location.split("signature=").nth(1).unwrap();
-    let expected = privnum::http::calls::record_signature(AXB_APP.1, "rec.example.com", "call-1.wav", expires);
+    let expected =
+        privnum::http::calls::record_signature(AXB_APP.1, AXB_APP.0, "rec.example.com", "call-1.wav", expires);
     assert_eq!(signature, expected);
 
     let missing =
