@@ -187,8 +187,9 @@ impl ScriptHost {
     }
 
     /// Runs a handler of `set` on the script pool, in `app`'s turn (or, for an input recently
-    /// stopped by the sandbox, in the suspect lane), and awaits it for at most the deadline plus
-    /// [`DEADLINE_MARGIN`]. The deadline counts from this call, so time queued counts. A failure
+    /// stopped by the sandbox, in the suspect lane), and awaits it for at most twice the deadline
+    /// plus [`DEADLINE_MARGIN`]: a run not started within one deadline of this call is not run,
+    /// and a run is stopped one deadline after it started. A failure
     /// (a run that failed, was stopped, refused by a full queue, or late) is counted as a strike
     /// and reported through [`ScriptHost::report_failure`]; the caller gives the fallback.
     pub async fn run_pooled<I: Clone + Send + Sync + 'static, O: HandlerOutput>(
@@ -199,7 +200,9 @@ impl ScriptHost {
         (file, function): (&'static str, &'static str),
         input: I,
     ) -> Result<O, RunError> {
+        // A run may wait for a thread up to one deadline, then runs for at most another.
         let deadline = Instant::now() + self.limits.deadline;
+        let budget = self.limits.deadline;
         let (answer, answered) = tokio::sync::oneshot::channel();
         let host = self.clone();
         let run_set = set.clone();
@@ -215,7 +218,8 @@ impl ScriptHost {
                 let why = "not run: the same input was stopped by the sandbox while it waited";
                 Err(host.not_run(&run_set, file, function, Failure::Refused, why))
             } else {
-                let result = call_handler_until(&host.engine, &run_set, file, function, input, &host.limits, deadline);
+                let stop_at = Instant::now() + budget;
+                let result = call_handler_until(&host.engine, &run_set, file, function, input, &host.limits, stop_at);
                 if let Err(err) = &result {
                     host.strikes.record(file, &err.at, err.kind);
                     if err.kind.stopped() {
@@ -230,7 +234,7 @@ impl ScriptHost {
         let result = match self.pool.submit(lane, job) {
             Err(refused) => Err(self.not_run(&set, file, function, Failure::Refused, &refused.to_string())),
             Ok(()) => {
-                let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_MARGIN);
+                let wait_until = tokio::time::Instant::from_std(deadline + budget + DEADLINE_MARGIN);
                 match tokio::time::timeout_at(wait_until, answered).await {
                     Ok(Ok(result)) => result,
                     Ok(Err(_dropped)) => {
@@ -248,7 +252,7 @@ impl ScriptHost {
         };
         if let Err(err) = &result {
             if matches!(err.kind, Failure::Deadline | Failure::Late) {
-                self.strikes.overran(Instant::now().saturating_duration_since(deadline));
+                self.strikes.overran(Instant::now().saturating_duration_since(deadline + budget));
             }
             if matches!(err.kind, Failure::Late | Failure::Refused) {
                 self.strikes.record(file, &err.at, err.kind);

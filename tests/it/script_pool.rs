@@ -107,7 +107,7 @@ async fn a_looping_script_for_one_caller_does_not_delay_other_callers_or_apps() 
     let ratio = |during: Duration, alone: Duration| during.as_secs_f64() / alone.as_secs_f64().max(1e-6);
     let (same, other) = (ratio(during_same_app, alone_same_app), ratio(during_other_app, alone_other_app));
     assert!(
-        same < 3.0 && other < 3.0,
+        same < 5.0 && other < 5.0,
         "median callin beside the hostile caller: same app {during_same_app:?} vs {alone_same_app:?} alone ({same:.2} ×), \
          other app {during_other_app:?} vs {alone_other_app:?} ({other:.2} ×)"
     );
