@@ -445,7 +445,7 @@ impl Bindings {
 
     /// Whether some binding's expiry has come (one range probe of the expiry queue).
     fn axb_expiry_due(&self, now: i64) -> Result<bool, Error> {
-        let due = self.shared.tree(Tree::AxbExpiry).range(..keys::expiry_bound(now).to_vec()).keys().next();
+        let due = self.shared.tree(Tree::AxbExpiry)?.range(..keys::expiry_bound(now).to_vec()).keys().next();
         due.transpose().map(|key| key.is_some()).map_err(|source| Error::Sled { tree: Tree::AxbExpiry.name(), source })
     }
 
@@ -457,7 +457,7 @@ impl Bindings {
     }
 
     fn sweep_due(&self, pools: &mut Pools, now: i64, limit: usize) -> Result<usize, Error> {
-        let expiry = self.shared.tree(Tree::AxbExpiry);
+        let expiry = self.shared.tree(Tree::AxbExpiry)?;
         let due = expiry
             .range(..keys::expiry_bound(now).to_vec())
             .keys()
