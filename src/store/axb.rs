@@ -243,11 +243,7 @@ impl Bindings {
             Err(err) => Err(err),
         };
         if let Err(err) = swept {
-            let message = err.to_string();
-            return batch
-                .into_iter()
-                .map(|bind| (bind.ticket, Err(Error::Transaction(message.clone()).into())))
-                .collect();
+            return batch.into_iter().map(|bind| (bind.ticket, Err(err.for_each().into()))).collect();
         }
         let mut writes = AxbWrites::new(self, pools);
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -267,13 +263,7 @@ impl Bindings {
             Ok(()) => outcomes,
             // Nothing was stored, so every bind fails alike: a refusal caused by another bind of
             // the batch would name a binding that does not exist.
-            Err(err) => {
-                let message = err.to_string();
-                outcomes
-                    .into_iter()
-                    .map(|(ticket, _)| (ticket, Err(Error::Transaction(message.clone()).into())))
-                    .collect()
-            }
+            Err(err) => outcomes.into_iter().map(|(ticket, _)| (ticket, Err(err.for_each().into()))).collect(),
         }
     }
 

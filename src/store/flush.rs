@@ -299,7 +299,8 @@ impl GroupFlush {
         let mut flushed = self.flushed.subscribe();
         let mut faults = self.health.subscribe();
         self.wake.notify(|state| state.pending = true);
-        let spanned = |now: &[u64; 2]| scope.parts().iter().copied().find(|part| now[part.index()] != generations[part.index()]);
+        let spanned =
+            |now: &[u64; 2]| scope.parts().iter().copied().find(|part| now[part.index()] != generations[part.index()]);
         let waited = tokio::time::timeout(FLUSH_TIMEOUT, async {
             tokio::select! {
                 done = flushed.wait_for(|published| published.covers(scope, ticket)) => {

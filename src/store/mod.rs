@@ -52,11 +52,11 @@ pub use axe::{AxeCursorPage, AxePage};
 pub use bindings::Bindings;
 pub use calllog::CallLogStats;
 pub use calls::Calls;
-pub use fault::{HealthStats, StoreFault, StorePart};
 use fault::Health;
+pub use fault::{HealthStats, StoreFault, StorePart};
 pub use flush::FlushStats;
-use handles::{SledHandles, SledSlot};
 use flush::Scope;
+use handles::{SledHandles, SledSlot};
 pub use nonce::Nonces;
 pub use tones::Tones;
 
@@ -79,6 +79,17 @@ pub enum Error {
     /// disk spanned the fault.
     #[error("{0}")]
     Unavailable(StoreFault),
+}
+
+impl Error {
+    /// This error again, for each of several changes that failed together (a batch): a fault
+    /// stays a fault, anything else becomes its text.
+    pub(crate) fn for_each(&self) -> Error {
+        match self {
+            Error::Unavailable(fault) => Error::Unavailable(fault.clone()),
+            other => Error::Transaction(other.to_string()),
+        }
+    }
 }
 
 /// What a store operation can end in: the rules refused it, or storage failed.

@@ -119,3 +119,111 @@ fn probe_disk(dir: &Path, health: &Health, part: StorePart) -> Result<(), String
     }
     probed.map_err(|err| format!("probing {}: {err}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::domain::app::tests_support::app;
+    use crate::domain::Mode;
+    use crate::store::{Error, Store, StorePart};
+
+    /// Polls `done` every 50 ms for up to `limit`.
+    fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        done()
+    }
+
+    fn save_session(store: &Store, id: &str) -> Result<(), Error> {
+        store.calls().save_session(id, &serde_json::json!({"id": id}), &[], None)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_refuses_changes_at_once_and_the_store_recovers_by_itself_keeping_what_was_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.apps().upsert(&app("before", Mode::Axb), &[]).unwrap();
+        save_session(&store, "call-before").unwrap();
+        store.durable().await.unwrap();
+
+        store.inject_write_failures(StorePart::Sled, true);
+        store.inject_write_failures(StorePart::CallLog, true);
+        // The first failures fault each part...
+        assert!(store.apps().upsert(&app("during", Mode::Axb), &[]).is_err());
+        assert!(save_session(&store, "call-during").is_err());
+        let fault = store.fault().expect("the store is faulted");
+        assert!(fault.error.contains("No space left on device"), "{fault}");
+        // ...and from then on changes and waits are refused at once, saying why.
+        let started = Instant::now();
+        let refused = store.apps().upsert(&app("during", Mode::Axb), &[]).unwrap_err();
+        assert!(matches!(refused, crate::store::OpError::Store(Error::Unavailable(_))), "{refused}");
+        assert!(matches!(save_session(&store, "call-during"), Err(Error::Unavailable(_))));
+        assert!(matches!(store.durable().await, Err(Error::Unavailable(_))));
+        assert!(matches!(store.calls().durable().await, Err(Error::Unavailable(_))));
+        assert!(started.elapsed() < Duration::from_secs(1), "refused at once: {:?}", started.elapsed());
+        // Recovery is tried, and fails, while the disk is still full.
+        std::thread::sleep(Duration::from_millis(1600));
+        assert!(store.fault().is_some(), "no recovery while writes still fail");
+
+        store.inject_write_failures(StorePart::Sled, false);
+        store.inject_write_failures(StorePart::CallLog, false);
+        assert!(within(Duration::from_secs(5), || store.fault().is_none()), "recovered by itself: {:?}", store.fault());
+        let stats = store.health_stats();
+        assert_eq!((stats.faults, stats.recoveries), ([1, 1], [1, 1]), "{stats:?}");
+        store.apps().upsert(&app("after", Mode::Axb), &[]).unwrap();
+        save_session(&store, "call-after").unwrap();
+        store.durable().await.unwrap();
+        for key in ["before", "after"] {
+            assert!(store.apps().get(key).unwrap().is_some(), "app {key}");
+        }
+        assert!(store.apps().get("during").unwrap().is_none(), "a refused change was not made");
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        for key in ["before", "after"] {
+            assert!(store.apps().get(key).unwrap().is_some(), "app {key} after reopening");
+        }
+        let sessions: Vec<serde_json::Value> = store.calls().sessions().unwrap();
+        let ids: Vec<&str> = sessions.iter().filter_map(|session| session["id"].as_str()).collect();
+        assert_eq!(ids, ["call-after", "call-before"], "sessions after reopening");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn call_log_changes_are_made_durable_while_sled_is_faulted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.inject_write_failures(StorePart::Sled, true);
+        assert!(store.apps().upsert(&app("refused", Mode::Axb), &[]).is_err());
+        assert_eq!(store.fault().map(|fault| fault.part), Some(StorePart::Sled));
+        let started = Instant::now();
+        for n in 0..20 {
+            save_session(&store, &format!("call-{n}")).unwrap();
+            store.calls().durable().await.unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "events do not wait on sled: {:?}", started.elapsed());
+        assert!(matches!(store.durable().await, Err(Error::Unavailable(_))), "a wait for sled is refused");
+        store.inject_write_failures(StorePart::Sled, false);
+        assert!(within(Duration::from_secs(5), || store.fault().is_none()));
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.calls().sessions::<serde_json::Value>().unwrap().len(), 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_that_began_before_the_fault_fails_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.apps().upsert(&app("one", Mode::Axb), &[]).unwrap();
+        // The flush this wait needs fails: the wait ends with the fault, not a timeout.
+        store.inject_write_failures(StorePart::Sled, true);
+        let started = Instant::now();
+        assert!(matches!(store.durable().await, Err(Error::Unavailable(_))));
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+}

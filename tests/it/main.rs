@@ -23,6 +23,7 @@ mod reference_client;
 mod reload;
 mod retries;
 mod sandbox;
+mod store_faults;
 mod support;
 mod switch;
 mod tone_registry;
