@@ -535,7 +535,8 @@ impl Shared {
     /// Applies `writes` atomically in a sled transaction of their own, now, on this thread, and
     /// returns once they are applied (visible to every read; on disk after [`Store::durable`]).
     /// For the writer-lock holders (bindings, pools, apps, tones), which are serialized anyway
-    /// and must not wait behind the call path's queue. Never for the call path's trees.
+    /// and must not wait behind the call path's queue. Never for the call path's trees. Refused
+    /// at once while either part of the store is faulted.
     pub(crate) fn apply_now(&self, writes: WriteSet) -> Result<(), Error> {
         debug_assert!(
             writes.ops.iter().all(|(tree, _, _)| !tree.is_call_path()),
@@ -544,7 +545,10 @@ impl Shared {
         if writes.ops.is_empty() {
             return Ok(());
         }
+        // Their answers wait for the whole store (`Store::durable`): refused while either part
+        // is faulted, before anything is applied.
         self.health.check(StorePart::Sled)?;
+        self.health.check(StorePart::CallLog)?;
         write_sled(&*self.sled.get()?, &self.health, &writes.ops).map_err(|err| self.failed(&writes.ops, err))
     }
 

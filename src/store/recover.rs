@@ -216,6 +216,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn while_the_call_log_is_faulted_an_app_change_is_refused_before_it_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.inject_write_failures(StorePart::CallLog, true);
+        assert!(save_session(&store, "call-1").is_err());
+        assert_eq!(store.fault().map(|fault| fault.part), Some(StorePart::CallLog));
+        let refused = store.apps().upsert(&app("refused", Mode::Axb), &[]).unwrap_err();
+        assert!(matches!(refused, crate::store::OpError::Store(Error::Unavailable(_))), "{refused}");
+        assert!(store.apps().get("refused").unwrap().is_none(), "nothing was applied");
+        store.inject_write_failures(StorePart::CallLog, false);
+        assert!(within(Duration::from_secs(5), || store.fault().is_none()));
+        save_session(&store, "call-2").unwrap();
+        store.calls().durable().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_wait_that_began_before_the_fault_fails_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
