@@ -37,6 +37,7 @@ pub struct Metrics {
     retried_callins: AtomicU64,
     retried_events: AtomicU64,
     callins_unrecordable: AtomicU64,
+    rebuilt_calls: AtomicU64,
 }
 
 impl Metrics {
@@ -54,7 +55,7 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let families: [Family<'_>; 7] = [
+        let families: [Family<'_>; 8] = [
             (
                 "privnum_connections_refused_total",
                 "Connections answered 503 and closed because max_connections were open.",
@@ -87,7 +88,12 @@ impl Metrics {
             (
                 "privnum_callins_released_store_fault_total",
                 "Callins answered release (8011) because the store could not record their session.",
-                &[("", &self.callins_unrecordable)],
+                &[("", &self.callins_unrecordable)]
+            ),
+            (
+                "privnum_calls_rebuilt_total",
+                "Calls privnum had lost (a crash right after a connect's answer) rebuilt from an event that named them.",
+                &[("", &self.rebuilt_calls)],
             ),
             (
                 "privnum_app_tones_skipped_total",
@@ -234,6 +240,20 @@ pub struct EventRetried;
 impl EventRetried {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.retried_events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A lost call was rebuilt from an event that named it; `action` is what deciding it again gave.
+pub struct CallRebuilt {
+    pub action: Action,
+}
+
+impl CallRebuilt {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.rebuilt_calls.fetch_add(1, Ordering::Relaxed);
+        if self.action != Action::Connect {
+            tracing::warn!(action = ?self.action, "a rebuilt call was not decided connect again: its binding changed");
+        }
     }
 }
 

@@ -41,7 +41,10 @@ impl SledHandles {
     /// within moments).
     pub(crate) fn open(dir: &Path) -> Result<SledHandles, Error> {
         let open_error = |source| Error::Open { path: dir.to_owned(), source };
-        let db = open_when_free(dir).map_err(open_error)?;
+        let db = open_when_free(dir).map_err(|source| match source {
+            sled::Error::Io(err) if is_lock_error(&err) => Error::Locked { path: dir.to_owned() },
+            source => open_error(source),
+        })?;
         let trees =
             Tree::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
         let nonces = db.open_tree("nonces").map_err(open_error)?;
@@ -88,15 +91,21 @@ impl SledHandles {
     }
 }
 
-/// Opens sled in `dir`, waiting up to [`LOCK_WAIT`] while another holder has it locked.
+/// sled reports a directory another holder has locked as a plain I/O error; its message is all
+/// that tells it apart.
+fn is_lock_error(err: &std::io::Error) -> bool {
+    err.to_string().contains("could not acquire lock")
+}
+
+/// Opens sled in `dir`, waiting up to [`LOCK_WAIT`] while another holder has it locked. A store
+/// being closed in this process lets go within moments (a flush in progress finishes first), so a
+/// restart on the same directory waits for it instead of failing; another process holding it
+/// for longer is still an error.
 fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
     let started = std::time::Instant::now();
     loop {
         match sled::Config::new().path(dir).open() {
-            // sled reports the lock as a plain I/O error; its message is all that tells it apart.
-            Err(sled::Error::Io(err))
-                if err.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
-            {
+            Err(sled::Error::Io(err)) if is_lock_error(&err) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             result => return result,

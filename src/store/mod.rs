@@ -65,6 +65,8 @@ pub use tones::Tones;
 pub enum Error {
     #[error("cannot open the store at {path}: {source}")]
     Open { path: PathBuf, source: sled::Error },
+    #[error("another privnum holds the data directory {path} (its lock stayed taken for 5 s): stop that one, or give this one a data_dir of its own")]
+    Locked { path: PathBuf },
     #[error("sled failed on tree {tree}: {source}")]
     Sled { tree: &'static str, source: sled::Error },
     #[error("cannot decode the record at {tree}/{key}: {reason}")]
@@ -709,6 +711,14 @@ mod tests {
         assert!(second.is_ok(), "{:?}", second.err());
         assert!(started.elapsed() >= std::time::Duration::from_millis(150), "it waited for the first to close");
         closing.join().unwrap();
+    }
+
+    #[test]
+    fn a_store_another_holder_keeps_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let second = Store::open(dir.path()).err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(second.starts_with("another privnum holds the data directory"), "{second}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
