@@ -112,6 +112,11 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
+        // While the store is faulted every sweep's writes would be refused: the recovery
+        // thread brings it back, and the next tick sweeps what is due.
+        if state.store.fault().is_some() {
+            continue;
+        }
         let now = state.clock.now();
         let skew = i64::try_from(state.config.auth_max_skew_secs).unwrap_or(i64::MAX);
         let store = state.store.clone();

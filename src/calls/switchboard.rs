@@ -15,16 +15,16 @@ use serde::{Deserialize, Serialize};
 
 use super::answer::{CdrAnswer, DecisionAnswer, EventAnswer};
 use super::ledger::{DigitsOutcome, Ledger};
-use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn};
+use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn, Routed};
 use super::session::{Applied, Event, EventKind, Recording, Session, Sessions};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::Action;
+use crate::domain::{state, Action, Decision};
 use crate::push::Pusher;
 use crate::script::api::Release;
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
-use crate::telemetry::{CallRebuilt, CallinDecided, CallinRetried, EventRetried, Metrics};
+use crate::telemetry::{CallRebuilt, CallinDecided, CallinRetried, CallinUnrecordable, EventRetried, Metrics};
 
 /// How durable a change must be before its answer is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +197,9 @@ impl Switchboard {
                 return retried;
             }
         }
+        if self.store.fault().is_some() {
+            return Ok(unrecordable(report, &self.metrics));
+        }
         let now = self.clock.now();
         let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let call =
@@ -274,6 +277,10 @@ impl Switchboard {
     pub async fn digits(&self, session_id: &str, digits: String) -> Result<Answered<DecisionAnswer>, SwitchError> {
         let unknown = || SwitchError::UnknownSession(session_id.to_owned());
         let session = self.sessions().get(session_id).ok_or_else(unknown)?;
+        // Its answer needs the whole store: refused at once while a part is faulted.
+        if let Some(fault) = self.store.fault() {
+            return Err(store::Error::Unavailable(fault).into());
+        }
         if !session.is_collecting() {
             return Err(SwitchError::NotCollecting(session_id.to_owned()));
         }
@@ -337,6 +344,11 @@ impl Switchboard {
 
     /// Opens a lost call's session again by deciding its callin again, with its first time.
     async fn rebuild(&self, session_id: &str, call: &CallOrigin, event_time: Option<i64>) -> Result<(), SwitchError> {
+        // A callin is released unrecorded while the store is faulted: refuse the event instead,
+        // and the switch's retry rebuilds the call once the store is back.
+        if let Some(fault) = self.store.fault() {
+            return Err(store::Error::Unavailable(fault).into());
+        }
         let report = CallReport {
             caller: call.caller.clone(),
             called: call.called.clone(),
@@ -404,6 +416,17 @@ impl Switchboard {
     pub fn is_recording_of(&self, app_key: &str, object_name: &str) -> Result<bool, store::Error> {
         self.store().calls().is_recording_of(app_key, object_name)
     }
+}
+
+/// The answer to a callin while the store cannot record its session (a storage fault):
+/// `release` with 8011 ([`state::PLATFORM_FAULT`]), and nothing recorded (no session, push or
+/// CDR: the call never rang). Counted; the fault itself was logged once.
+fn unrecordable(report: CallReport, metrics: &Metrics) -> Answered<DecisionAnswer> {
+    CallinUnrecordable.emit(metrics);
+    let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let decision = Decision::release(state::PLATFORM_FAULT, None);
+    let routed = Routed { decision, app: None, binding: None, user_data: None, script_version: None, fallback: false };
+    Answered { answer: DecisionAnswer::new(&session_id, &report.called, &routed), durability: Durability::None }
 }
 
 /// Runs blocking store work on a blocking thread.

@@ -119,7 +119,19 @@ async fn count_results(
     response
 }
 
+/// 200 `{"status":"ok"}` while the store reads and can make changes durable; 503 otherwise,
+/// with the faulted part, its first error and since when (README, "Storage faults").
 async fn healthz(State(state): State<AppState>) -> Response {
+    if let Some(fault) = state.store.fault() {
+        let body = serde_json::json!({
+            "status": "store faulted",
+            "part": fault.part.name(),
+            "error": fault.error,
+            "since": fault.since_rfc3339(),
+            "seconds": fault.age().as_secs(),
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     match state.store.apps().get("") {
         Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response(),
         Err(err) => {
@@ -158,6 +170,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
         compaction_micros: log.compaction_micros,
     };
     text.push_str(&telemetry::render_call_log(&log));
+    let health = state.store.health_stats();
+    let health = telemetry::StoreHealthCounters {
+        parts: crate::store::StorePart::ALL
+            .iter()
+            .map(|part| {
+                let index = part.index();
+                (part.name(), !health.faulted[index], health.faults[index], health.recoveries[index])
+            })
+            .collect(),
+        refused: health.refused,
+    };
+    text.push_str(&telemetry::render_store_health(&health));
     text.push_str(&format!(
         "# HELP privnum_sessions Calls in memory: under way, or ended less than a minute ago.\n\
          # TYPE privnum_sessions gauge\nprivnum_sessions {}\n",

@@ -260,10 +260,12 @@ impl CallLog {
             &mut writer.buffer,
             ops.iter().map(|(tree, key, value)| (*tree, key.as_slice(), value.as_deref())),
         )?;
-        writer
-            .file
-            .write_all_at(&writer.buffer, writer.len)
-            .map_err(|err| format!("appending {} bytes to {}: {err}", writer.buffer.len(), self.path.display()))?;
+        if let Err(err) = writer.file.write_all_at(&writer.buffer, writer.len) {
+            // Cut off what part of the record reached the file (a full disk may take some of it),
+            // so the file ends at the last whole record and gives its space back.
+            let _ = writer.file.set_len(writer.len);
+            return Err(format!("appending {} bytes to {}: {err}", writer.buffer.len(), self.path.display()));
+        }
         writer.len += writer.buffer.len() as u64;
         self.file_bytes.store(writer.len, Ordering::Relaxed);
         self.appended.fetch_add(1, Ordering::SeqCst);
@@ -279,6 +281,35 @@ impl CallLog {
             self.compact(writer);
         }
         Ok(())
+    }
+
+    /// Makes the log whole again after a failed append or sync (the store's recovery thread,
+    /// while the call log is faulted and nothing appends): rewrites it as a snapshot of the
+    /// maps, synced, and renamed over the log, so everything they hold is on disk whatever the
+    /// failed syncs left (after a failed `fdatasync` the kernel may have dropped the pages it
+    /// could not write, and a later sync would not say so). A failure leaves the old file the
+    /// log, and is returned.
+    pub(crate) fn recover(&self) -> std::io::Result<u64> {
+        let temporary = self.dir.join(format!("{FILE_NAME}.compact"));
+        let mut writer = self.lock_writer();
+        let appended = self.appended.load(Ordering::SeqCst);
+        let (file, len) = self.write_snapshot(&temporary).inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })?;
+        // From the rename on, the new file is the log.
+        let file = Arc::new(file);
+        writer.file = file.clone();
+        writer.len = len;
+        writer.compact_at = compact_threshold(len);
+        self.current.store(file);
+        self.file_bytes.store(len, Ordering::Relaxed);
+        if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
+            self.dir_unsynced.store(true, Ordering::SeqCst);
+            return Err(err);
+        }
+        self.dir_unsynced.store(false, Ordering::SeqCst);
+        self.synced.fetch_max(appended, Ordering::SeqCst);
+        Ok(len)
     }
 
     /// Rewrites the file as a snapshot of the maps. A failure before the rename is logged and
