@@ -3,6 +3,8 @@
 200 and appends {"path", "body"} as one JSON line to the file named by its first argument.
 
     python3 receiver.py PUSHES.jsonl [PORT]      # listens on 127.0.0.1:PORT (default 9000)
+
+With "-" as the file it keeps nothing (the measurement, examples/kamailio/measure.sh).
 """
 import json
 import sys
@@ -20,8 +22,9 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        with open(OUT, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"path": self.path, "body": body}) + "\n")
+        if OUT != "-":
+            with open(OUT, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"path": self.path, "body": body}) + "\n")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", "2")
