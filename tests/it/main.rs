@@ -25,5 +25,6 @@ mod retries;
 mod sandbox;
 mod support;
 mod switch;
+mod tls;
 mod tone_registry;
 mod tones;
