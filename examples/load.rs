@@ -33,11 +33,18 @@
 //!   `--reloads` times, each time waiting until the new version answers; prints save → live and
 //!   each reload's read, compile, swap and test-case times.
 //!
+//! - `crash`: the crash loop (`load_modes/crash.rs`): the `privnum` binary killed with SIGKILL
+//!   every few seconds under binds and whole calls, then checked for anything acknowledged and
+//!   lost. Needs `cargo build --release` first; `.ci/crash-loop` runs it.
+//!
 //! Run: `cargo run --release --example load -- binds --clients 1,16,64 --seconds 5`
 //! and  `cargo run --release --example load -- calls --bindings 100000 --clients 4,64 --seconds 5`
 //! and  `cargo run --release --example load -- complete --clients 16,64 --seconds 5`
 //! and  `cargo run --release --example load -- scale --clients 4,64 --seconds 5 --max-requests 1000000`
 //! and  `cargo run --release --example load -- reloads --clients 4,64 --seconds 25 --max-requests 2000000`
+
+#[path = "load_modes/crash.rs"]
+mod crash;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -81,6 +88,9 @@ enum Command {
     Scale(ScaleArgs),
     /// Callin decisions steady, then while the AXB script is edited and reloaded again and again.
     Reloads(ReloadsArgs),
+    /// The crash loop: binds and whole calls while the `privnum` binary is killed with SIGKILL
+    /// and restarted again and again; checks nothing acknowledged was lost (`load_modes/crash.rs`).
+    Crash(crash::CrashArgs),
 }
 
 #[derive(Args)]
@@ -180,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Complete(args) => run_complete(args).await,
         Command::Scale(args) => run_scale(args).await,
         Command::Reloads(args) => run_reloads(args).await,
+        Command::Crash(args) => crash::run(args).await,
     }
 }
 
