@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 const APP_KEY: &str = "crash-app";
 const APP_SECRET: &str = "crash-secret";
 const SWITCH_TOKEN: &str = "crash-switch-token";
-const X_NUMBERS: u64 = 20;
+const X_NUMBERS: u64 = 40;
 const FIRST_X: u64 = 8_617_000_000_000;
 /// The events of an answered call, in the order privnum must push them (after its `callin`).
 const EVENTS: [&str; 4] = ["callout", "alerting", "answer", "disconnect"];
