@@ -18,6 +18,7 @@ pub mod provisioning;
 pub mod request;
 pub mod switch;
 pub mod throttle;
+pub mod tls;
 pub mod tones;
 
 use std::sync::Arc;

@@ -27,5 +27,6 @@ mod script_pool;
 mod store_faults;
 mod support;
 mod switch;
+mod tls;
 mod tone_registry;
 mod tones;
