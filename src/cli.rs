@@ -57,10 +57,28 @@ pub fn test(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `privnum tone inspect FILE`.
+///
+/// Fails (exit 1) when the WAV is not in the carrier's format, after saying why, so a script can
+/// tell; `privnum tone convert` makes one that is.
 pub fn tone_inspect(file: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let inspection = crate::tone::inspect(&bytes).with_context(|| file.display().to_string())?;
     println!("{}\n{inspection}", file.display());
+    if !inspection.problems.is_empty() {
+        anyhow::bail!(
+            "{} is not in the carrier's format; privnum tone convert {} OUT.wav makes one that is (uploads are converted too)",
+            file.display(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// `privnum tone make --hz HZ --secs S OUT`: a sine tone in the carrier's format.
+pub fn tone_make(hz: f64, seconds: f64, output: &Path) -> anyhow::Result<()> {
+    let wav = crate::tone::make(hz, seconds).map_err(anyhow::Error::msg)?;
+    std::fs::write(output, &wav).with_context(|| format!("writing {}", output.display()))?;
+    println!("{}: {hz} Hz for {seconds} s (A-law, 8000 Hz, mono, {} bytes)", output.display(), wav.len());
     Ok(())
 }
 

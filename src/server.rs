@@ -64,6 +64,9 @@ pub async fn prepare(
             .upsert(&app, &numbers)
             .with_context(|| format!("loading app {} from the configuration", app.app_key))?;
         crate::calls::route::warn_unapproved_app_tones(&store, &app);
+        for warning in app.push_warnings() {
+            tracing::warn!(app_key = %app.app_key, "{warning}");
+        }
     }
     store.durable().await.context("flushing the configured apps")?;
     let scripts = ScriptHost::load(&config.scripts_dir, Limits::default())

@@ -36,6 +36,7 @@ pub struct Metrics {
     connections_refused: AtomicU64,
     retried_callins: AtomicU64,
     retried_events: AtomicU64,
+    rebuilt_calls: AtomicU64,
 }
 
 impl Metrics {
@@ -53,7 +54,7 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let families: [Family<'_>; 6] = [
+        let families: [Family<'_>; 7] = [
             (
                 "privnum_connections_refused_total",
                 "Connections answered 503 and closed because max_connections were open.",
@@ -82,6 +83,11 @@ impl Metrics {
                 "privnum_switch_retries_total",
                 "Switch requests recognized as retries: a callin answered again with its session's decision, an event already recorded (not pushed again).",
                 &[("{request=\"callin\"}", &self.retried_callins), ("{request=\"event\"}", &self.retried_events)],
+            ),
+            (
+                "privnum_calls_rebuilt_total",
+                "Calls privnum had lost (a crash right after a connect's answer) rebuilt from an event that named them.",
+                &[("", &self.rebuilt_calls)],
             ),
             (
                 "privnum_app_tones_skipped_total",
@@ -228,6 +234,20 @@ pub struct EventRetried;
 impl EventRetried {
     pub fn emit(&self, metrics: &Metrics) {
         metrics.retried_events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A lost call was rebuilt from an event that named it; `action` is what deciding it again gave.
+pub struct CallRebuilt {
+    pub action: Action,
+}
+
+impl CallRebuilt {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.rebuilt_calls.fetch_add(1, Ordering::Relaxed);
+        if self.action != Action::Connect {
+            tracing::warn!(action = ?self.action, "a rebuilt call was not decided connect again: its binding changed");
+        }
     }
 }
 

@@ -243,6 +243,11 @@ impl Sessions {
         self.shard(session_id).get(session_id).map(Session::is_collecting)
     }
 
+    /// Whether a call with this id is in memory, without copying it.
+    pub fn contains(&self, session_id: &str) -> bool {
+        self.shard(session_id).contains_key(session_id)
+    }
+
     pub fn get(&self, session_id: &str) -> Option<Session> {
         self.shard(session_id).get(session_id).cloned()
     }

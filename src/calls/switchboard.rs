@@ -24,7 +24,7 @@ use crate::push::Pusher;
 use crate::script::api::Release;
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
-use crate::telemetry::{CallinDecided, CallinRetried, EventRetried, Metrics};
+use crate::telemetry::{CallRebuilt, CallinDecided, CallinRetried, EventRetried, Metrics};
 
 /// How durable a change must be before its answer is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,18 @@ pub struct EventReport {
     pub q850: Option<u32>,
     pub sip_status: Option<u32>,
     pub recording: Option<Recording>,
+    /// The call this event is of, as the switch knows it: lets privnum rebuild a call it lost
+    /// (a crash right after a connect's answer, before its session reached the disk).
+    pub call: Option<CallOrigin>,
+}
+
+/// What the switch knows of a call from its callin: enough to decide it again.
+#[derive(Debug, Clone)]
+pub struct CallOrigin {
+    pub caller: String,
+    pub called: String,
+    /// When the call came in; the event's time when absent.
+    pub time: Option<i64>,
 }
 
 /// Why a call stop was not passed on.
@@ -280,8 +292,18 @@ impl Switchboard {
     /// Records an event the switch reported. A `disconnect` without a `stateCode` gets one from
     /// `release.rhai`. Acknowledged once its pushes are on disk (the call log), and the recording
     /// it files too (sled).
+    ///
+    /// An event for a call privnum does not know, that names its call (`CallOrigin`), first
+    /// rebuilds the session by deciding the callin again: a connect is answered before its
+    /// session is on disk (for an answer in microseconds), so a crash in that window loses it, and
+    /// this is how the call still gets its events and its CDR.
     pub async fn event(&self, session_id: &str, report: EventReport) -> Result<Answered<EventAnswer>, SwitchError> {
         let unknown = || SwitchError::UnknownSession(session_id.to_owned());
+        if let Some(call) = &report.call {
+            if !self.sessions().contains(session_id) {
+                self.rebuild(session_id, call, report.time).await?;
+            }
+        }
         let mut state_code = report.state_code;
         if report.kind == EventKind::Disconnect && state_code.is_none() {
             let (alerted, answered) = self.sessions().progress(session_id).ok_or_else(unknown)?;
@@ -311,6 +333,30 @@ impl Switchboard {
             EventRetried.emit(&self.metrics);
         }
         Ok(Answered { answer: EventAnswer {}, durability })
+    }
+
+    /// Opens a lost call's session again by deciding its callin again, with its first time.
+    async fn rebuild(&self, session_id: &str, call: &CallOrigin, event_time: Option<i64>) -> Result<(), SwitchError> {
+        let report = CallReport {
+            caller: call.caller.clone(),
+            called: call.called.clone(),
+            session_id: Some(session_id.to_owned()),
+            time: call.time.or(event_time),
+        };
+        match self.callin(report).await {
+            Ok(answered) => {
+                CallRebuilt { action: answered.answer.action }.emit(&self.metrics);
+                tracing::info!(
+                    session_id,
+                    action = ?answered.answer.action,
+                    "an event named a call privnum did not know; its session was rebuilt by deciding it again"
+                );
+                Ok(())
+            }
+            // Another event of the call rebuilt it meanwhile.
+            Err(SwitchError::SessionInUse(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// The CDR of an ended call (kept a minute after the end).

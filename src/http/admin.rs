@@ -172,7 +172,15 @@ async fn apps_put(
     state.store.durable().await?;
     tracing::info!(app_key = %app.app_key, mode = %app.mode, numbers = numbers.len(), "app saved through the admin API");
     crate::calls::route::warn_unapproved_app_tones(&state.store, &app);
-    Ok(success(one("app", app_view(&app))))
+    let warnings = app.push_warnings();
+    for warning in &warnings {
+        tracing::warn!(app_key = %app.app_key, "{warning}");
+    }
+    let mut answer = one("app", app_view(&app));
+    if !warnings.is_empty() {
+        answer.insert("warnings".into(), warnings.into());
+    }
+    Ok(success(answer))
 }
 
 async fn apps_delete(

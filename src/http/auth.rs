@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
 use super::error::AppError;
-use super::throttle::ClientAddr;
+use super::throttle::{ClientAddr, Failure};
 use super::AppState;
 use crate::auth::{self, constant_time_eq, AuthError};
 use crate::domain::{codes, App, Mode, Rejection};
@@ -86,29 +86,60 @@ impl FromRequestParts<AppState> for Authenticated {
         let credentials = match auth::parse(header_text(header::AUTHORIZATION.as_str()), header_text) {
             Ok(credentials) => credentials,
             Err(err) => {
-                state.throttle.failed(addr, None, now);
+                state.throttle.failed(addr, None, Failure::Malformed, now);
                 return Err(err.into());
             }
         };
         let app_key = Some(credentials.app_key.as_str());
         throttled(state, addr, app_key, now)?;
-        let checked = check(state, &credentials);
-        if checked.as_ref().is_err_and(|err| err.status == StatusCode::UNAUTHORIZED) {
-            state.throttle.failed(addr, app_key, now);
+        match check(state, &credentials) {
+            Ok(app) => Ok(Authenticated { app }),
+            Err(Refused::Unauthenticated(why, err)) => {
+                state.throttle.failed(addr, app_key, why, now);
+                Err(err)
+            }
+            Err(Refused::Other(err)) => Err(err),
         }
-        checked.map(|app| Authenticated { app })
+    }
+}
+
+/// Why [`check`] refused: a failed authentication (counted against the sender), or anything else.
+enum Refused {
+    Unauthenticated(Failure, AppError),
+    Other(AppError),
+}
+
+impl Refused {
+    /// A refusal for `why` when it is a failed authentication (401), else passed on as it is.
+    fn because(why: Failure, err: impl Into<AppError>) -> Refused {
+        let err = err.into();
+        if err.status == StatusCode::UNAUTHORIZED {
+            Refused::Unauthenticated(why, err)
+        } else {
+            Refused::Other(err)
+        }
+    }
+}
+
+impl From<crate::store::Error> for Refused {
+    fn from(err: crate::store::Error) -> Self {
+        Refused::Other(err.into())
     }
 }
 
 /// Digest, skew, then the nonce, in that order (see the module's notes).
-fn check(state: &AppState, credentials: &auth::Credentials) -> Result<Arc<App>, AppError> {
-    let app = state.store.apps().get(&credentials.app_key)?;
-    let Some(app) = app.filter(|app| credentials.verify(&app.app_secret)) else {
-        return Err(AuthError::invalid_digest().into());
+fn check(state: &AppState, credentials: &auth::Credentials) -> Result<Arc<App>, Refused> {
+    let Some(app) = state.store.apps().get(&credentials.app_key)? else {
+        return Err(Refused::because(Failure::UnknownAppKey, AuthError::invalid_digest()));
     };
-    credentials.check_skew(state.clock.now(), state.config.auth_max_skew_secs)?;
+    if !credentials.verify(&app.app_secret) {
+        return Err(Refused::because(Failure::WrongDigest, AuthError::invalid_digest()));
+    }
+    credentials
+        .check_skew(state.clock.now(), state.config.auth_max_skew_secs)
+        .map_err(|err| Refused::because(Failure::Stale, err))?;
     if !state.store.nonces().remember(&app.app_key, &credentials.nonce, credentials.created_at)? {
-        return Err(AuthError::replay().into());
+        return Err(Refused::because(Failure::Replay, AuthError::replay()));
     }
     Ok(app)
 }
@@ -147,7 +178,7 @@ impl FromRequestParts<AppState> for Admin {
         if has_bearer(parts, &state.config.admin_token) {
             return Ok(Admin);
         }
-        state.throttle.failed(addr, None, now);
+        state.throttle.failed(addr, None, Failure::AdminToken, now);
         Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             codes::INVALID_DIGEST,

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `POST /v1/switch/calls` | `{"caller","called","sessionId"?,"time"?}` | a decision |
 //! | `POST /v1/switch/calls/{sessionId}/digits` | `{"digits"}` | a decision (AXE, after a `collect`) |
-//! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?}` | `{}` |
+//! | `POST /v1/switch/calls/{sessionId}/events` | `{"event","time"?,"releaseSide"?,"stateCode"?,"q850"?,"sipStatus"?,"recording"?,"caller"?,"called"?,"callTime"?}` | `{}` |
 //! | `GET /v1/switch/calls/{sessionId}/cdr` | | the CDR of an ended call (kept a minute after the end) |
 //! | `GET /v1/switch/tones/{appKey}/{fileName}` | | an approved tone's WAV (`http::tones`) |
 //! | `POST /v1/switch/echo` | any JSON | the same JSON (a probe, and the load harness's baseline) |
@@ -35,7 +35,7 @@ use super::error::AppError;
 use super::request::{describe_json_error, read_body, PathParams};
 use super::AppState;
 use crate::calls::session::{EventKind, Recording};
-use crate::calls::switchboard::{CallReport, EventReport, ReleaseSide, SwitchError};
+use crate::calls::switchboard::{CallOrigin, CallReport, EventReport, ReleaseSide, SwitchError};
 use crate::calls::{Answered, Durability};
 use crate::domain::codes;
 use crate::domain::number::check_e164;
@@ -232,6 +232,11 @@ struct EventRequest {
     q850: Option<u32>,
     sip_status: Option<u32>,
     recording: Option<RecordingReport>,
+    /// The call's `caller` and `called` (and `callTime`) as in its callin, so that privnum can
+    /// rebuild a call a crash made it lose; optional, and used only for a call it does not know.
+    caller: Option<String>,
+    called: Option<String>,
+    call_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -269,7 +274,17 @@ async fn calls_event(
         }
         None => None,
     };
+    let call = match (request.caller, request.called) {
+        (Some(caller), Some(called)) => {
+            check_e164(&caller).map_err(|reason| bad_request("caller", reason))?;
+            check_e164(&called).map_err(|reason| bad_request("called", reason))?;
+            Some(CallOrigin { caller, called, time: parse_time("callTime", request.call_time.as_deref())? })
+        }
+        (None, None) => None,
+        _ => return Err(bad_request("caller", "and called go together: both name the call, or neither")),
+    };
     let report = EventReport {
+        call,
         kind: request.event,
         time,
         release_side: request.release_side,

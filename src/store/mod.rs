@@ -61,6 +61,8 @@ pub use tones::Tones;
 pub enum Error {
     #[error("cannot open the store at {path}: {source}")]
     Open { path: PathBuf, source: sled::Error },
+    #[error("another privnum holds the data directory {path} (its lock stayed taken for 5 s): stop that one, or give this one a data_dir of its own")]
+    Locked { path: PathBuf },
     #[error("sled failed on tree {tree}: {source}")]
     Sled { tree: &'static str, source: sled::Error },
     #[error("cannot decode the record at {tree}/{key}: {reason}")]
@@ -196,14 +198,17 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// being closed in this process lets go within moments (a flush in progress finishes first), so a
 /// restart on the same directory waits for it instead of failing; another process holding it
 /// for longer is still an error.
+/// sled reports a directory another process holds as a plain I/O error; its message is all that
+/// tells it apart.
+fn is_lock_error(err: &std::io::Error) -> bool {
+    err.to_string().contains("could not acquire lock")
+}
+
 fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
     let started = std::time::Instant::now();
     loop {
         match sled::Config::new().path(dir).open() {
-            // sled reports the lock as a plain I/O error; its message is all that tells it apart.
-            Err(sled::Error::Io(err))
-                if err.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
-            {
+            Err(sled::Error::Io(err)) if is_lock_error(&err) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             result => return result,
@@ -323,7 +328,10 @@ impl Store {
     /// to 5 s (blocking this thread: it runs at start-up), then fails naming the directory.
     pub fn open(dir: &Path) -> Result<Store, Error> {
         let open_error = |source| Error::Open { path: dir.to_owned(), source };
-        let db = open_when_free(dir).map_err(open_error)?;
+        let db = open_when_free(dir).map_err(|source| match source {
+            sled::Error::Io(err) if is_lock_error(&err) => Error::Locked { path: dir.to_owned() },
+            source => open_error(source),
+        })?;
         let trees =
             Tree::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
         let nonces = Arc::new(nonce::NonceBook::open(&db).map_err(open_error)?);
@@ -644,6 +652,14 @@ mod tests {
         assert!(second.is_ok(), "{:?}", second.err());
         assert!(started.elapsed() >= std::time::Duration::from_millis(150), "it waited for the first to close");
         closing.join().unwrap();
+    }
+
+    #[test]
+    fn a_store_another_holder_keeps_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let second = Store::open(dir.path()).err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(second.starts_with("another privnum holds the data directory"), "{second}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,3 +236,48 @@ async fn every_cdr_arrives_through_failures_an_outage_and_kill_9() {
         assert!(first_of_each.windows(2).all(|w| w[0] < w[1]), "k-{i} events out of order or missing: {events:?}");
     }
 }
+
+/// The switch's events name their call (`caller`, `called`), so a call whose connect was answered
+/// just before a `kill -9`, with its session not yet on disk, is rebuilt and still gets its CDR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_connected_just_before_kill_9_still_get_their_cdr() {
+    let receiver = crate::receiver::Receiver::start(&[("demo-app", "demo-secret")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (process, base) = spawn_pushing_server(dir.path(), &receiver);
+    let body = json!({"relationNum": "+8617000000001", "callerNum": "+8613800000001", "calleeNum": "+8613900000001"});
+    let bound = signed_request(&client, Method::POST, format!("{base}{AXB_PATH}"), Some(&body)).await;
+    assert_eq!(bound["resultcode"], "0", "{bound}");
+    let call_of = |session: &str| json!({"caller": "+8613800000001", "called": "+8617000000001", "sessionId": session});
+
+    // Connects answered back to back, the last within microseconds of the kill: whether a given
+    // session reached the disk is up to timing (`retries.rs` loses one on purpose); either way,
+    // each call must end with its CDR.
+    let calls = 40;
+    for i in 0..calls {
+        let decision = switch_post(&client, format!("{base}/v1/switch/calls"), call_of(&format!("c-{i}"))).await;
+        assert_eq!(decision["action"], "connect", "{decision}");
+    }
+    drop(process);
+    let (_process, base) = spawn_pushing_server(dir.path(), &receiver);
+    for i in 0..calls {
+        let session = format!("c-{i}");
+        for event in ["answer", "disconnect"] {
+            let mut body = call_of(&session);
+            body["event"] = json!(event);
+            body["stateCode"] = json!(0);
+            body.as_object_mut().unwrap().remove("sessionId");
+            switch_post(&client, format!("{base}/v1/switch/calls/{session}/events"), body).await;
+        }
+    }
+    let received = receiver
+        .wait_for(Duration::from_secs(30), |r| {
+            let ids: std::collections::HashSet<_> =
+                crate::receiver::cdrs(r).iter().map(|c| c["sessionId"].to_string()).collect();
+            ids.len() == calls
+        })
+        .await;
+    let ids: std::collections::HashSet<_> =
+        crate::receiver::cdrs(&received).iter().map(|c| c["sessionId"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(ids.len(), calls, "every connected call got its CDR: {ids:?}");
+}

@@ -90,3 +90,41 @@ async fn an_event_reported_twice_is_pushed_once_and_the_call_gets_one_cdr() {
     assert_eq!(cdrs(&settled).len(), 1);
     assert_eq!(retries_counted(&metrics(&server).await, "event"), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_lost_at_a_crash_is_rebuilt_from_an_event_that_names_it() {
+    let receiver = Receiver::start(&[AXB_APP]).await;
+    let server = TestServer::builder().pushing_to(&receiver).cdr_flush_ms(20).start().await;
+    server
+        .bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B, "userData": "ride-9"}))
+        .await
+        .expect(200, "0");
+    // As after a kill -9 right after the connect's answer: privnum has no session "lost".
+    let bare = json!({"event": "answer", "time": "2026-11-24T08:00:04Z"});
+    server.switch(Method::POST, "/calls/lost/events", &bare).await.expect(404, "1010002");
+    let half = json!({"event": "answer", "caller": A});
+    server.switch(Method::POST, "/calls/lost/events", &half).await.expect(400, "1010002");
+
+    let named = |event: serde_json::Value| {
+        let mut event = event;
+        event["caller"] = json!(A);
+        event["called"] = json!(X);
+        event["callTime"] = json!("2026-11-24T08:00:00Z");
+        event
+    };
+    let answer = named(json!({"event": "answer", "time": "2026-11-24T08:00:04Z"}));
+    assert_eq!(server.switch(Method::POST, "/calls/lost/events", &answer).await.status, 200);
+    let session = server.state().switchboard.sessions().get("lost").expect("rebuilt");
+    assert_eq!((session.callee.as_deref(), session.user_data.as_deref()), (Some(B), Some("ride-9")));
+    let end =
+        named(json!({"event": "disconnect", "time": "2026-11-24T08:01:00Z", "releaseSide": "caller", "stateCode": 0}));
+    assert_eq!(server.switch(Method::POST, "/calls/lost/events", &end).await.status, 200);
+
+    let received = receiver.wait_for(Duration::from_secs(10), |received| !cdrs(received).is_empty()).await;
+    assert_eq!(events_of(&received, "lost"), ["callin", "answer", "disconnect"]);
+    let cdr = &cdrs(&received)[0];
+    let parties = (cdr["callerNum"].as_str(), cdr["fwdDstNum"].as_str(), cdr["callInTime"].as_str());
+    assert_eq!(parties, (Some(A), Some(B), Some("2026-11-24 08:00:00")), "{cdr}");
+    let metrics = metrics(&server).await;
+    assert!(metrics.contains("privnum_calls_rebuilt_total 1\n"), "{metrics}");
+}
