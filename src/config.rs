@@ -53,6 +53,12 @@ pub struct Config {
     /// privnum's extension: connections served at once; one more is answered 503 and closed. At
     /// start it is lowered, with a warning, to what the open-file limit leaves room for.
     pub max_connections: usize,
+    /// privnum's extension: threads running scripts (0: one per core), besides the one for
+    /// inputs recently stopped by the sandbox (`script::pool`).
+    pub script_threads: usize,
+    /// privnum's extension: script runs one app may have waiting for a script thread; one more
+    /// gets the fallback decision at once.
+    pub script_queue_per_app: usize,
     pub apps: Vec<AppConfig>,
 }
 
@@ -81,6 +87,8 @@ impl Default for Config {
             http_idle_timeout_secs: 30,
             http_body_timeout_secs: 10,
             max_connections: 10_000,
+            script_threads: 0,
+            script_queue_per_app: 256,
             apps: Vec::new(),
         }
     }
@@ -175,6 +183,12 @@ impl Config {
         }
         if self.max_connections == 0 {
             return fail("max_connections", "must be at least 1");
+        }
+        if self.script_threads > 1024 {
+            return fail("script_threads", "must be at most 1024 (0 means one per core)");
+        }
+        if self.script_queue_per_app == 0 {
+            return fail("script_queue_per_app", "must be at least 1");
         }
         if self.push_retry_schedule.is_empty() {
             return fail("push_retry_schedule", "needs at least one interval");

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::push::Pusher;
-use crate::script::{Limits, ScriptHost};
+use crate::script::{Limits, PoolConfig, ScriptHost};
 use crate::store::Store;
 use crate::telemetry::{BindingsExpired, Metrics};
 
@@ -69,7 +69,8 @@ pub async fn prepare(
         }
     }
     store.durable().await.context("flushing the configured apps")?;
-    let scripts = ScriptHost::load(&config.scripts_dir, Limits::default())
+    let pool = PoolConfig { threads: config.script_threads, queue_per_app: config.script_queue_per_app };
+    let scripts = ScriptHost::load_with(&config.scripts_dir, Limits::default(), pool)
         .with_context(|| format!("loading the scripts in {}", config.scripts_dir.display()))?;
     let store = Arc::new(store);
     let config = Arc::new(config);
@@ -110,6 +111,11 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
+        }
+        // While the store is faulted every sweep's writes would be refused: the recovery
+        // thread brings it back, and the next tick sweeps what is due.
+        if state.store.fault().is_some() {
+            continue;
         }
         let now = state.clock.now();
         let skew = i64::try_from(state.config.auth_max_skew_secs).unwrap_or(i64::MAX);

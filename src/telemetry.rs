@@ -36,6 +36,7 @@ pub struct Metrics {
     connections_refused: AtomicU64,
     retried_callins: AtomicU64,
     retried_events: AtomicU64,
+    callins_unrecordable: AtomicU64,
     rebuilt_calls: AtomicU64,
 }
 
@@ -54,7 +55,7 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let families: [Family<'_>; 7] = [
+        let families: [Family<'_>; 8] = [
             (
                 "privnum_connections_refused_total",
                 "Connections answered 503 and closed because max_connections were open.",
@@ -83,6 +84,11 @@ impl Metrics {
                 "privnum_switch_retries_total",
                 "Switch requests recognized as retries: a callin answered again with its session's decision, an event already recorded (not pushed again).",
                 &[("{request=\"callin\"}", &self.retried_callins), ("{request=\"event\"}", &self.retried_events)],
+            ),
+            (
+                "privnum_callins_released_store_fault_total",
+                "Callins answered release (8011) because the store could not record their session.",
+                &[("", &self.callins_unrecordable)]
             ),
             (
                 "privnum_calls_rebuilt_total",
@@ -277,6 +283,31 @@ pub struct ScriptCounters {
     pub runtime_errors: u64,
     /// Whether the last reload was refused.
     pub last_reload_failed: bool,
+    /// The script pool's main-lane threads.
+    pub pool_threads: usize,
+    /// Inputs kept in the pool's lane for those recently stopped by the sandbox.
+    pub suspects: usize,
+    /// Failed runs by script, location and kind.
+    pub strikes: Vec<ScriptStrike>,
+    /// The worst time from a run's deadline to its caller's fallback answer.
+    pub deadline_overrun_max_micros: u64,
+}
+
+/// Failed handler runs of one script at one location, of one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptStrike {
+    /// The script's path under the scripts directory.
+    pub script: String,
+    /// `line:column` where it was stopped or failed, or the handler's name.
+    pub location: String,
+    /// `deadline`, `limit`, `error`, `late` or `refused`.
+    pub kind: &'static str,
+    pub count: u64,
+}
+
+/// A label value in the Prometheus text format.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// What `/metrics` shows of the call log.
@@ -286,6 +317,60 @@ pub struct CallLogCounters {
     pub live_bytes: u64,
     pub compactions: u64,
     pub compaction_micros: u64,
+}
+
+/// A callin was answered `release` because the store cannot record its session (a storage
+/// fault, logged once when it began): counted, not logged.
+pub struct CallinUnrecordable;
+
+impl CallinUnrecordable {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.callins_unrecordable.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What `/metrics` shows of the store's health, per part (`part` is its name: `sled`,
+/// `call_log`).
+#[derive(Debug, Clone, Default)]
+pub struct StoreHealthCounters {
+    /// `(part, healthy now, faults, recoveries)`.
+    pub parts: Vec<(&'static str, bool, u64, u64)>,
+    /// Changes and durability waits refused while a part was faulted.
+    pub refused: u64,
+}
+
+/// The store's health, in the Prometheus text format.
+pub fn render_store_health(stats: &StoreHealthCounters) -> String {
+    let mut out = String::new();
+    let healthy = stats.parts.iter().all(|(_, healthy, _, _)| *healthy);
+    let _ = writeln!(
+        out,
+        "# HELP privnum_store_healthy 1 while the store can make changes durable; 0 while a part is faulted (changes refused, callins released).\n\
+         # TYPE privnum_store_healthy gauge\nprivnum_store_healthy {}",
+        u8::from(healthy)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP privnum_store_part_healthy 1 while the part (sled, the call log) can make changes durable.\n# TYPE privnum_store_part_healthy gauge"
+    );
+    for (part, healthy, _, _) in &stats.parts {
+        let _ = writeln!(out, "privnum_store_part_healthy{{part=\"{part}\"}} {}", u8::from(*healthy));
+    }
+    let _ = writeln!(out, "# HELP privnum_store_faults_total Storage faults (a failed write or flush), by part.\n# TYPE privnum_store_faults_total counter");
+    for (part, _, faults, _) in &stats.parts {
+        let _ = writeln!(out, "privnum_store_faults_total{{part=\"{part}\"}} {faults}");
+    }
+    let _ = writeln!(out, "# HELP privnum_store_recoveries_total Recoveries from storage faults, by part.\n# TYPE privnum_store_recoveries_total counter");
+    for (part, _, _, recoveries) in &stats.parts {
+        let _ = writeln!(out, "privnum_store_recoveries_total{{part=\"{part}\"}} {recoveries}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP privnum_store_refused_total Changes and durability waits refused because a part of the store was faulted.\n\
+         # TYPE privnum_store_refused_total counter\nprivnum_store_refused_total {}",
+        stats.refused
+    );
+    out
 }
 
 /// What `/metrics` shows of group commit.
@@ -310,6 +395,33 @@ pub fn render_scripts(status: &ScriptCounters) -> String {
         "# HELP privnum_script_runtime_errors_total Handler runs that failed and got the fallback decision.\n\
          # TYPE privnum_script_runtime_errors_total counter\nprivnum_script_runtime_errors_total {}",
         status.runtime_errors
+    );
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_strikes_total Handler runs that failed, by script, location (line:column where it was stopped or failed, else the handler) and kind (deadline, limit, error, late, refused).\n\
+         # TYPE privnum_script_strikes_total counter"
+    );
+    for strike in &status.strikes {
+        let _ = writeln!(
+            out,
+            "privnum_script_strikes_total{{script=\"{}\",location=\"{}\",kind=\"{}\"}} {}",
+            label(&strike.script),
+            label(&strike.location),
+            strike.kind,
+            strike.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_deadline_overrun_max_seconds The longest a caller waited past a script's deadline for its fallback answer.\n\
+         # TYPE privnum_script_deadline_overrun_max_seconds gauge\nprivnum_script_deadline_overrun_max_seconds {:.6}\n\
+         # HELP privnum_script_pool_threads Threads running scripts (script_threads), besides the one for inputs recently stopped.\n\
+         # TYPE privnum_script_pool_threads gauge\nprivnum_script_pool_threads {}\n\
+         # HELP privnum_script_suspect_inputs Inputs recently stopped by the sandbox, run apart on one thread at a tenth of a core.\n\
+         # TYPE privnum_script_suspect_inputs gauge\nprivnum_script_suspect_inputs {}",
+        status.deadline_overrun_max_micros as f64 / 1e6,
+        status.pool_threads,
+        status.suspects
     );
     let _ = writeln!(
         out,

@@ -173,7 +173,19 @@ async fn count_results(
     response
 }
 
+/// 200 `{"status":"ok"}` while the store reads and can make changes durable; 503 otherwise,
+/// with the faulted part, its first error and since when (README, "Storage faults").
 async fn healthz(State(state): State<AppState>) -> Response {
+    if let Some(fault) = state.store.fault() {
+        let body = serde_json::json!({
+            "status": "store faulted",
+            "part": fault.part.name(),
+            "error": fault.error,
+            "since": fault.since_rfc3339(),
+            "seconds": fault.age().as_secs(),
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     match state.store.apps().get("") {
         Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response(),
         Err(err) => {
@@ -187,12 +199,17 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     let scripts = state.scripts.status();
+    let pool = state.scripts.pool_status();
     let scripts = telemetry::ScriptCounters {
         active: scripts.active,
         reloads: scripts.reloads,
         rejected: scripts.rejected,
         runtime_errors: scripts.runtime_errors,
         last_reload_failed: scripts.last_error.is_some(),
+        pool_threads: pool.threads,
+        suspects: pool.suspects,
+        strikes: pool.strikes,
+        deadline_overrun_max_micros: u64::try_from(pool.deadline_overrun_max.as_micros()).unwrap_or(u64::MAX),
     };
     text.push_str(&telemetry::render_scripts(&scripts));
     let flushes = state.store.flush_stats();
@@ -207,6 +224,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
         compaction_micros: log.compaction_micros,
     };
     text.push_str(&telemetry::render_call_log(&log));
+    let health = state.store.health_stats();
+    let health = telemetry::StoreHealthCounters {
+        parts: crate::store::StorePart::ALL
+            .iter()
+            .map(|part| {
+                let index = part.index();
+                (part.name(), !health.faulted[index], health.faults[index], health.recoveries[index])
+            })
+            .collect(),
+        refused: health.refused,
+    };
+    text.push_str(&telemetry::render_store_health(&health));
     text.push_str(&format!(
         "# HELP privnum_sessions Calls in memory: under way, or ended less than a minute ago.\n\
          # TYPE privnum_sessions gauge\nprivnum_sessions {}\n",

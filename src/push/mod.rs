@@ -139,7 +139,10 @@ impl Pusher {
                     Some(Duration::from_millis(u64::try_from(at_ms - self.now_ms()).unwrap_or(0)))
                 }
                 Err(err) => {
-                    tracing::error!(app_key, lane = lane.name(), error = %err, "push lane cannot read the outbox; will retry");
+                    // A storage fault was logged once when it began.
+                    if !matches!(err, crate::store::Error::Unavailable(_)) {
+                        tracing::error!(app_key, lane = lane.name(), error = %err, "push lane cannot read the outbox; will retry");
+                    }
                     Some(STORE_RETRY)
                 }
             };
@@ -159,6 +162,11 @@ impl Pusher {
 
     /// One look at the lane: deliver what is due, or say how long to wait.
     async fn step(&self, app_key: &str, lane: Lane) -> Result<Step, crate::store::Error> {
+        // While the store is faulted a delivered push could not be settled, and would be sent
+        // again every retry: wait for the recovery instead.
+        if let Some(fault) = self.calls.fault() {
+            return Err(crate::store::Error::Unavailable(fault));
+        }
         let max = if lane == Lane::Cdrs { self.config.cdr_batch_max } else { 1 };
         // The oldest push alone decides whether to send now; the rest are read only to send them
         // (a CDR lane is woken by every new CDR while it merges, and must not decode the batch

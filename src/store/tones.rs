@@ -36,7 +36,7 @@ pub struct Tones {
 /// Builds the serving set from the stored records (at open).
 pub(super) fn load_serving(shared: &Shared) -> Result<Serving, Error> {
     let mut serving = Serving::new();
-    for item in shared.tree(Tree::Tones).iter() {
+    for item in shared.tree(Tree::Tones)?.iter() {
         let (key, value) = item.map_err(|source| Error::Sled { tree: Tree::Tones.name(), source })?;
         let tone: Tone = super::record::decode(Tree::Tones.name(), &key, &value)?;
         if tone.serving() {

@@ -24,6 +24,8 @@ mod reference_client;
 mod reload;
 mod retries;
 mod sandbox;
+mod script_pool;
+mod store_faults;
 mod support;
 mod switch;
 mod tone_registry;
