@@ -15,6 +15,7 @@ mod connections;
 mod controls;
 mod hygiene;
 mod layering;
+mod openapi;
 mod persistence;
 mod policy_docs;
 mod push;
