@@ -38,6 +38,9 @@
 //!   script (a copy, edited by the harness; the repository's scripts have no such branch) loops
 //!   until its deadline stops it; prints the other calls' p50/p99 and throughput with and
 //!   without it, their ratios, and what the hostile caller got.
+//! - `crash`: the crash loop (`load_modes/crash.rs`): the `privnum` binary killed with SIGKILL
+//!   every few seconds under binds and whole calls, then checked for anything acknowledged and
+//!   lost. Needs `cargo build --release` first; `.ci/crash-loop` runs it.
 //!
 //! Run: `cargo run --release --example load -- binds --clients 1,16,64 --seconds 5`
 //! and  `cargo run --release --example load -- calls --bindings 100000 --clients 4,64 --seconds 5`
@@ -45,6 +48,9 @@
 //! and  `cargo run --release --example load -- scale --clients 4,64 --seconds 5 --max-requests 1000000`
 //! and  `cargo run --release --example load -- reloads --clients 4,64 --seconds 25 --max-requests 2000000`
 //! and  `cargo run --release --example load -- hostile --clients 16 --hostile 1,4 --seconds 5 --max-requests 1000000`
+
+#[path = "load_modes/crash.rs"]
+mod crash;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -90,6 +96,9 @@ enum Command {
     Reloads(ReloadsArgs),
     /// Callin decisions alone, then beside a caller whose script runs until its deadline.
     Hostile(HostileArgs),
+    /// The crash loop: binds and whole calls while the `privnum` binary is killed with SIGKILL
+    /// and restarted again and again; checks nothing acknowledged was lost (`load_modes/crash.rs`).
+    Crash(crash::CrashArgs),
 }
 
 #[derive(Args)]
@@ -201,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Scale(args) => run_scale(args).await,
         Command::Reloads(args) => run_reloads(args).await,
         Command::Hostile(args) => run_hostile(args).await,
+        Command::Crash(args) => crash::run(args).await,
     }
 }
 

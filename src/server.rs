@@ -191,6 +191,8 @@ impl Running {
 
 /// Starts serving `config` on its `listen` address (port 0 picks a free port).
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    // Before the store opens, so a certificate problem is told at once.
+    let tls = config.tls.as_ref().map(http::tls::load).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -199,11 +201,26 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let (state, startup) = prepare(config, clock, stopped.clone()).await?;
     let router = http::app(state.clone());
     let limits = connection_limits(&state.config);
-    let server = tokio::spawn(http::listener::serve(listener, router, limits, state.metrics.clone(), stopped.clone()));
+    let server = tokio::spawn(http::listener::serve(
+        listener,
+        router,
+        limits,
+        tls.clone(),
+        state.metrics.clone(),
+        stopped.clone(),
+    ));
     let watcher = crate::script::watch::spawn(state.scripts.clone(), stopped.clone())
         .with_context(|| format!("watching {} for changes", state.config.scripts_dir.display()))?;
     let sweeper = tokio::spawn(sweep(state.clone(), stopped));
-    tracing::info!(%addr, "privnum is listening");
+    match &tls {
+        Some(_) => tracing::info!(%addr, "privnum is listening (HTTPS only)"),
+        None if !addr.ip().is_loopback() => tracing::warn!(
+            %addr,
+            "privnum is listening beyond loopback without TLS: signed provisioning requests can be read, and a signature seen on the way used for another request \
+             within the skew window; set [tls] cert and key (README, Reliability and security)"
+        ),
+        None => tracing::info!(%addr, "privnum is listening (plain HTTP, loopback)"),
+    }
     Ok(Running { addr, state, startup, stop, tasks: vec![server, sweeper, watcher] })
 }
 

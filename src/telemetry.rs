@@ -34,6 +34,9 @@ pub struct Metrics {
     app_tones_skipped_close: AtomicU64,
     app_tones_skipped_prompt: AtomicU64,
     connections_refused: AtomicU64,
+    tls_handshakes_timeout: AtomicU64,
+    tls_handshakes_plain_http: AtomicU64,
+    tls_handshakes_refused: AtomicU64,
     retried_callins: AtomicU64,
     retried_events: AtomicU64,
     callins_unrecordable: AtomicU64,
@@ -55,11 +58,20 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let families: [Family<'_>; 8] = [
+        let families: [Family<'_>; 9] = [
             (
                 "privnum_connections_refused_total",
                 "Connections answered 503 and closed because max_connections were open.",
                 &[("", &self.connections_refused)],
+            ),
+            (
+                "privnum_tls_handshakes_failed_total",
+                "TLS connections closed before their handshake completed: too slow (tls.handshake_timeout_secs), plain HTTP (answered 400), or refused by TLS.",
+                &[
+                    ("{reason=\"timeout\"}", &self.tls_handshakes_timeout),
+                    ("{reason=\"plain_http\"}", &self.tls_handshakes_plain_http),
+                    ("{reason=\"refused\"}", &self.tls_handshakes_refused),
+                ],
             ),
             (
                 "privnum_compliance_warnings_total",
@@ -486,6 +498,36 @@ impl ConnectionRefused {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if LAST_LOGGED_SEC.swap(now, Ordering::Relaxed) != now {
             tracing::warn!(peer = %self.peer, limit = self.limit, refused_so_far = refused, "refused a connection: max_connections are open");
+        }
+    }
+}
+
+/// A TLS connection closed before its handshake completed. `reason` is `timeout`, `plain_http`
+/// or `refused`. Logged at debug level (scanners make many), except plain HTTP, a client's
+/// misconfiguration: a warning at most once per 10 s.
+pub struct TlsHandshakeFailed {
+    pub peer: std::net::SocketAddr,
+    pub reason: &'static str,
+}
+
+impl TlsHandshakeFailed {
+    pub fn emit(&self, metrics: &Metrics) {
+        static LAST_WARNED_SEC: AtomicU64 = AtomicU64::new(0);
+        let counter = match self.reason {
+            "timeout" => &metrics.tls_handshakes_timeout,
+            "plain_http" => &metrics.tls_handshakes_plain_http,
+            _ => &metrics.tls_handshakes_refused,
+        };
+        let failed = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last = LAST_WARNED_SEC.load(Ordering::Relaxed);
+        if self.reason == "plain_http"
+            && now >= last.saturating_add(10)
+            && LAST_WARNED_SEC.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::warn!(peer = %self.peer, so_far = failed, "a client spoke plain HTTP to the TLS listener and was told to use https://");
+        } else {
+            tracing::debug!(peer = %self.peer, reason = self.reason, "a TLS handshake failed");
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP surfaces: the Huawei-compatible provisioning API, the admin API, health and metrics.
+//! The HTTP surfaces: the Huawei-compatible provisioning API, the admin API, the switch adapter,
+//! health, metrics and the OpenAPI document (`openapi.json`, [`ROUTES`]).
 //!
 //! `app(state)` builds the whole router, so tests drive it in-process with `oneshot` or over a
 //! real socket with the same code. Handlers are thin: parse with `domain`, act with `store`, answer
@@ -20,6 +21,7 @@ pub mod provisioning;
 pub mod request;
 pub mod switch;
 pub mod throttle;
+pub mod tls;
 pub mod tones;
 
 use std::sync::Arc;
@@ -83,6 +85,64 @@ pub const AX_CALLEE_PATH: &str = "/rest/caas/privatenumber/calleenumber/v1.0";
 pub const AXE_PATH: &str = "/rest/caas/extendnumber/v1.0";
 pub const AXE_CURSOR_PATH: &str = "/rest/caas/extendnumber/v2.0";
 
+/// The OpenAPI 3.1 document of every HTTP surface (`openapi.json` at the repository's root),
+/// served at `GET /openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+/// Every (method, path) the router serves, paths as the router and `openapi.json` write them.
+/// `tests/it/openapi.rs` holds the three to each other: each of these is routed, every other
+/// method of these paths is 405, every `.route(` in `src/http/` is one of these paths, and the
+/// document has exactly these operations. A new route goes here and into `openapi.json`.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", AXB_PATH),
+    ("POST", AXB_PATH),
+    ("PUT", AXB_PATH),
+    ("DELETE", AXB_PATH),
+    ("GET", AX_PATH),
+    ("POST", AX_PATH),
+    ("PUT", AX_PATH),
+    ("DELETE", AX_PATH),
+    ("PUT", AX_CALLEE_PATH),
+    ("GET", AXE_PATH),
+    ("POST", AXE_PATH),
+    ("PUT", AXE_PATH),
+    ("DELETE", AXE_PATH),
+    ("GET", AXE_CURSOR_PATH),
+    ("POST", calls::STOP_PATH),
+    ("GET", calls::RECORD_PATH),
+    ("GET", "/v1/admin/apps"),
+    ("GET", "/v1/admin/apps/{app_key}"),
+    ("PUT", "/v1/admin/apps/{app_key}"),
+    ("DELETE", "/v1/admin/apps/{app_key}"),
+    ("GET", "/v1/admin/apps/{app_key}/numbers"),
+    ("PUT", "/v1/admin/apps/{app_key}/numbers/{number}"),
+    ("DELETE", "/v1/admin/apps/{app_key}/numbers/{number}"),
+    ("GET", "/v1/admin/apps/{app_key}/tones"),
+    ("PUT", "/v1/admin/apps/{app_key}/tones/{file_name}"),
+    ("GET", "/v1/admin/apps/{app_key}/tones/{file_name}"),
+    ("POST", "/v1/admin/apps/{app_key}/tones/{file_name}/review"),
+    ("GET", "/v1/admin/scripts"),
+    ("POST", "/v1/admin/scripts/reload"),
+    ("POST", "/v1/admin/scripts/rollback"),
+    ("GET", "/v1/admin/pushes/dead"),
+    ("POST", "/v1/admin/pushes/dead/{id}/redeliver"),
+    ("GET", "/v1/admin/calls"),
+    ("POST", "/v1/admin/calls/{session_id}/end"),
+    ("POST", "/v1/switch/calls"),
+    ("POST", "/v1/switch/calls/{session_id}/digits"),
+    ("POST", "/v1/switch/calls/{session_id}/events"),
+    ("GET", "/v1/switch/calls/{session_id}/cdr"),
+    ("GET", "/v1/switch/tones/{app_key}/{file_name}"),
+    ("POST", "/v1/switch/echo"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/console"),
+    ("GET", "/console/"),
+    ("GET", "/console/console.js"),
+    ("GET", "/console/console.css"),
+];
+
 pub fn app(state: AppState) -> Router {
     let provisioning = Router::new()
         .route(AXB_PATH, provisioning::routes::<AxbApi>())
@@ -101,6 +161,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/v1/switch", switch::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .merge(console::router())
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
@@ -191,6 +252,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.switchboard.sessions().len()
     ));
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The OpenAPI document, as it is in the repository.
+async fn openapi() -> Response {
+    ([("content-type", "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn wrong_method(request: Request) -> AppError {

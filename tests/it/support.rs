@@ -208,6 +208,19 @@ impl TestServerBuilder {
         self
     }
 
+    /// The server speaks TLS only (`[tls]`), with a self-signed certificate for `127.0.0.1` and
+    /// `localhost` made now, in the test's temporary directory; the server's `client` trusts it
+    /// and its `base` is `https://`.
+    pub fn tls(mut self) -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("a self-signed certificate");
+        let (cert, key) = (self.dir.path().join("cert.pem"), self.dir.path().join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
+        std::fs::write(&key, made.key_pair.serialize_pem()).expect("write the key");
+        self.config.tls = Some(privnum::config::TlsConfig::new(cert, key));
+        self
+    }
+
     /// Any other change to the test configuration, e.g. a limit of the HTTP listener.
     pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(&mut self.config);
@@ -247,8 +260,12 @@ impl TestServer {
 
     async fn start_on(config: Config, dir: Arc<tempfile::TempDir>, clock: ManualClock) -> TestServer {
         let running = server::start(config.clone(), Arc::new(clock.clone())).await.expect("server starts");
-        let base = format!("http://{}", running.addr);
-        TestServer { base, clock, config, running: Some(running), _dir: dir, client: reqwest::Client::new() }
+        // With `[tls]`, HTTPS with a client that trusts the server's (self-signed) certificate.
+        let (base, client) = match &config.tls {
+            None => (format!("http://{}", running.addr), reqwest::Client::new()),
+            Some(tls) => (format!("https://{}", running.addr), client_trusting(&tls.cert)),
+        };
+        TestServer { base, clock, config, running: Some(running), _dir: dir, client }
     }
 
     /// The scripts this server runs (a copy under the temporary directory with
@@ -364,6 +381,17 @@ impl TestServer {
     pub async fn bind_axe(&self, body: Value) -> Answer {
         self.call(AXE_APP, Method::POST, AXE_PATH, Some(&body)).await
     }
+}
+
+/// An HTTPS client that trusts the certificate in `cert` (PEM) and no other.
+pub fn client_trusting(cert: &Path) -> reqwest::Client {
+    let pem = std::fs::read(cert).expect("the test certificate");
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .https_only(true)
+        .build()
+        .expect("an HTTPS client")
 }
 
 /// `body` with the fields of `extra` added or replaced.
