@@ -49,7 +49,8 @@ pub fn router() -> Router<AppState> {
         .route("/scripts/rollback", post(scripts_rollback))
         .route("/pushes/dead", get(pushes_dead))
         .route("/pushes/dead/{id}/redeliver", post(pushes_redeliver))
-        .merge(admin_calls::router())
+        .route("/calls", get(admin_calls::calls_list))
+        .route("/calls/{session_id}/end", post(admin_calls::calls_end))
 }
 
 async fn pushes_dead(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {

@@ -14,8 +14,6 @@
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::Router;
 use serde_json::{json, Value};
 
 use super::admin::{admin_error, one};
@@ -33,10 +31,6 @@ use crate::domain::{codes, Action, Rejection};
 pub const DEFAULT_LIMIT: usize = 100;
 /// The most calls one listing shows.
 pub const MAX_LIMIT: usize = 1000;
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/calls", get(calls_list)).route("/calls/{session_id}/end", post(calls_end))
-}
 
 /// Where a live call is, by its decision and the switch's events so far.
 pub fn call_state(session: &Session) -> &'static str {
@@ -77,7 +71,11 @@ fn call_view(session: &Session) -> Value {
     })
 }
 
-async fn calls_list(_: Admin, State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+pub async fn calls_list(
+    _: Admin,
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
     let query = query_object(query.as_deref())?;
     for key in query.keys() {
         if key != "app" && key != "limit" {
@@ -102,7 +100,7 @@ async fn calls_list(_: Admin, State(state): State<AppState>, RawQuery(query): Ra
     Ok(success(fields))
 }
 
-async fn calls_end(
+pub async fn calls_end(
     _: Admin,
     State(state): State<AppState>,
     PathParams(session_id): PathParams<String>,

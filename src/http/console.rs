@@ -15,9 +15,9 @@ use axum::Router;
 
 use super::AppState;
 
-const HTML: &str = include_str!("console/index.html");
-const SCRIPT: &str = include_str!("console/console.js");
-const STYLE: &str = include_str!("console/console.css");
+const HTML: &str = include_str!("../../assets/console/index.html");
+const SCRIPT: &str = include_str!("../../assets/console/console.js");
+const STYLE: &str = include_str!("../../assets/console/console.css");
 
 /// Only the console's own files, the admin API (same origin) and the tones' audio (blob URLs).
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
