@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::report::{callin_event, cdr, collect_info_event, leg_event};
 use super::route::Routed;
-use super::session::{Applied, Event, EventKind, Session, Sessions};
+use super::session::{Applied, Event, EventKind, Opened, Session, Sessions};
 use crate::push::Pusher;
 use crate::store;
 use crate::store::outbox::{Lane, Push};
@@ -88,6 +88,23 @@ impl Ledger {
         self.push(session, Lane::Cdrs, cdr(session, &self.node_name, None), pushes)
     }
 
+    /// Changes one session ([`Sessions::update`]) and wakes the lanes of the pushes the change
+    /// saved with it; `None` for an unknown session.
+    fn change<R>(
+        &self,
+        session_id: &str,
+        change: impl FnOnce(Session) -> Result<(Session, (R, Vec<Push>)), store::Error>,
+    ) -> Result<Option<R>, store::Error> {
+        match self.sessions.update(session_id, change) {
+            None => Ok(None),
+            Some(Err(err)) => Err(err),
+            Some(Ok((outcome, pushes))) => {
+                self.wake(&pushes);
+                Ok(Some(outcome))
+            }
+        }
+    }
+
     fn wake(&self, pushes: &[Push]) {
         for push in pushes {
             self.pusher.wake(&push.app_key, push.lane);
@@ -95,13 +112,14 @@ impl Ledger {
     }
 
     /// A decided call: saves the session with its `callin` event; a call released at routing
-    /// ends here, with its `disconnect` and CDR. Returns `false` if the session id is taken.
+    /// ends here, with its `disconnect` and CDR. [`Opened::Taken`] gives the session back if its id
+    /// is taken.
     ///
     /// A connected call's save is queued, not waited for: the switch is waiting to ring, and the
     /// save needs no answer. The session's later saves queue behind it, and its lanes are woken
     /// once it is applied. A call released here is saved before this returns (it has its CDR).
     /// Does not block on the store for a connected call; may for a released one.
-    pub fn open(&self, session: Session) -> Result<bool, store::Error> {
+    pub fn open(&self, session: Session) -> Result<Opened, store::Error> {
         let mut pushes = Vec::new();
         self.push(&session, Lane::Events, callin_event(&session), &mut pushes)?;
         if session.ended_at.is_some() {
@@ -111,7 +129,7 @@ impl Ledger {
             let opened = self
                 .sessions
                 .insert_with(session, |session| self.calls.save_session(&session.session_id, session, &pushes, None))?;
-            if opened {
+            if matches!(opened, Opened::Opened) {
                 self.wake(&pushes);
             }
             return Ok(opened);
@@ -141,7 +159,7 @@ impl Ledger {
         recording: Option<super::session::Recording>,
         now: i64,
     ) -> Result<Option<Applied>, store::Error> {
-        let outcome = self.sessions.update(session_id, |mut session| {
+        self.change(session_id, |mut session| {
             let was_ended = session.ended_at.is_some();
             let object_name = recording.as_ref().map(|r| r.object_name.clone());
             let applied = session.apply(event.clone(), recording, now);
@@ -159,15 +177,7 @@ impl Ledger {
                 self.calls.save_session(session_id, &session, &pushes, owner)?;
             }
             Ok((session, (applied, pushes)))
-        });
-        match outcome {
-            None => Ok(None),
-            Some(Err(err)) => Err(err),
-            Some(Ok((applied, pushes))) => {
-                self.wake(&pushes);
-                Ok(Some(applied))
-            }
-        }
+        })
     }
 
     /// Records an AXE call's digits and the decision they led to (the session takes it with
@@ -181,36 +191,30 @@ impl Ledger {
         routed: &Routed,
         now: i64,
     ) -> Result<DigitsOutcome, store::Error> {
-        let outcome = self.sessions.update(session_id, |mut session| {
-            if !session.is_collecting() {
-                return Ok((session, (DigitsOutcome::NotCollecting, Vec::new())));
-            }
-            session.extend_num = (!digits.is_empty()).then(|| digits.to_owned());
-            session.take_decision(routed, now);
-            let released = session.ended_at.is_some();
-            let mut pushes = Vec::new();
-            self.push(&session, Lane::Events, collect_info_event(&session, digits, now), &mut pushes)?;
-            if released {
-                self.push_platform_release(&session, now, &mut pushes)?;
-            }
-            let callback = match &routed.binding {
-                Some(crate::domain::Binding::Axe(binding)) if !released => {
-                    Some((binding.as_ref(), binding.callback_from(&session.caller, now)))
+        Ok(self
+            .change(session_id, |mut session| {
+                if !session.is_collecting() {
+                    return Ok((session, (DigitsOutcome::NotCollecting, Vec::new())));
                 }
-                _ => None,
-            };
-            let callback = callback.as_ref().map(|(binding, callback)| (*binding, callback));
-            self.calls.save_digits(session_id, &session, &pushes, callback)?;
-            Ok((session, (DigitsOutcome::Recorded, pushes)))
-        });
-        match outcome {
-            None => Ok(DigitsOutcome::UnknownSession),
-            Some(Err(err)) => Err(err),
-            Some(Ok((outcome, pushes))) => {
-                self.wake(&pushes);
-                Ok(outcome)
-            }
-        }
+                session.extend_num = (!digits.is_empty()).then(|| digits.to_owned());
+                session.take_decision(routed, now);
+                let released = session.ended_at.is_some();
+                let mut pushes = Vec::new();
+                self.push(&session, Lane::Events, collect_info_event(&session, digits, now), &mut pushes)?;
+                if released {
+                    self.push_platform_release(&session, now, &mut pushes)?;
+                }
+                let callback = match &routed.binding {
+                    Some(crate::domain::Binding::Axe(binding)) if !released => {
+                        Some((binding.as_ref(), binding.callback_from(&session.caller, now)))
+                    }
+                    _ => None,
+                };
+                let callback = callback.as_ref().map(|(binding, callback)| (*binding, callback));
+                self.calls.save_digits(session_id, &session, &pushes, callback)?;
+                Ok((session, (DigitsOutcome::Recorded, pushes)))
+            })?
+            .unwrap_or(DigitsOutcome::UnknownSession))
     }
 
     /// Ends a live call for ops, as the platform: a `disconnect` (releaseSide `platform`,
@@ -219,26 +223,20 @@ impl Ledger {
     /// grace, so its CDR can be read and the switch's late events still land (neither is pushed).
     /// Blocks on the store.
     pub fn end(&self, session_id: &str, now: i64) -> Result<EndOutcome, store::Error> {
-        let outcome = self.sessions.update(session_id, |mut session| {
-            if session.ended_at.is_some() {
-                return Ok((session, (EndOutcome::AlreadyEnded, Vec::new())));
-            }
-            let disconnect = platform_disconnect(now);
-            session.apply(disconnect.clone(), None, now);
-            let mut pushes = Vec::new();
-            self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
-            self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_OPS)), &mut pushes)?;
-            self.calls.save_session(session_id, &session, &pushes, None)?;
-            Ok((session, (EndOutcome::Ended, pushes)))
-        });
-        match outcome {
-            None => Ok(EndOutcome::UnknownSession),
-            Some(Err(err)) => Err(err),
-            Some(Ok((outcome, pushes))) => {
-                self.wake(&pushes);
-                Ok(outcome)
-            }
-        }
+        Ok(self
+            .change(session_id, |mut session| {
+                if session.ended_at.is_some() {
+                    return Ok((session, (EndOutcome::AlreadyEnded, Vec::new())));
+                }
+                let disconnect = platform_disconnect(now);
+                session.apply(disconnect.clone(), None, now);
+                let mut pushes = Vec::new();
+                self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
+                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_OPS)), &mut pushes)?;
+                self.calls.save_session(session_id, &session, &pushes, None)?;
+                Ok((session, (EndOutcome::Ended, pushes)))
+            })?
+            .unwrap_or(EndOutcome::UnknownSession))
     }
 
     /// Drops ended sessions after their grace, and ends stale ones with a `disconnect` (8020)

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::answer::{CdrAnswer, DecisionAnswer, EventAnswer};
 use super::ledger::{DigitsOutcome, EndOutcome, Ledger};
 use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn, Routed};
-use super::session::{Applied, Event, EventKind, Recording, Session, Sessions};
+use super::session::{Applied, Event, EventKind, Opened, Recording, Session, Sessions};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{state, Action, Decision};
@@ -204,8 +204,6 @@ impl Switchboard {
         let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let call =
             CallIn { session_id, caller: report.caller, called: report.called, time: report.time.unwrap_or(now) };
-        // Kept to tell a retry of this call from another call, should the id be taken meanwhile.
-        let (caller, called) = (call.caller.clone(), call.called.clone());
         let routed = decide_callin(self.store(), &self.scripts, &self.metrics, &call, now).await?;
         CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
         let answer = DecisionAnswer::new(&call.session_id, &call.called, &routed);
@@ -231,18 +229,17 @@ impl Switchboard {
         };
         session.take_decision(&routed, now);
         let released = session.ended_at.is_some();
-        let session_id = session.session_id.clone();
         let opened = if released {
             let ledger = self.ledger.clone();
             blocking(move || ledger.open(session)).await??
         } else {
             self.ledger.open(session)?
         };
-        if !opened {
+        if let Opened::Taken(session) = opened {
             // Another callin with this id opened it first: the same call retried at once, or
             // another call.
-            let retried = self.retried_callin(&session_id, &caller, &called);
-            return retried.unwrap_or(Err(SwitchError::SessionInUse(session_id)));
+            let retried = self.retried_callin(&session.session_id, &session.caller, &session.x_number);
+            return retried.unwrap_or(Err(SwitchError::SessionInUse(session.session_id)));
         }
         // A call released at routing has its CDR now: it is on disk before the answer. A connect
         // is answered at once; its session and callin push are applied by the store's committer

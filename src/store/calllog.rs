@@ -227,12 +227,7 @@ impl CallLog {
         let (file, len) = self.write_snapshot(&temporary).map_err(io)?;
         File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(io)?;
         let mut writer = self.lock_writer();
-        let file = Arc::new(file);
-        writer.file = file.clone();
-        writer.len = len;
-        writer.compact_at = compact_threshold(len);
-        self.current.store(file);
-        self.file_bytes.store(len, Ordering::Relaxed);
+        self.install(&mut writer, file, len);
         tracing::info!(path = %self.path.display(), bytes = len, "the call log was rewritten from version 2 to version 3");
         Ok(())
     }
@@ -240,6 +235,16 @@ impl CallLog {
     fn read_maps(&self) -> RwLockReadGuard<'_, Maps> {
         // Maps change only in `Maps::apply`, which cannot panic halfway: recover from poisoning.
         self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes `file` (`len` bytes, a whole log) the one appends go to and reads see.
+    fn install(&self, writer: &mut Writer, file: File, len: u64) {
+        let file = Arc::new(file);
+        writer.file = file.clone();
+        writer.len = len;
+        writer.compact_at = compact_threshold(len);
+        self.current.store(file);
+        self.file_bytes.store(len, Ordering::Relaxed);
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
@@ -297,12 +302,7 @@ impl CallLog {
             let _ = std::fs::remove_file(&temporary);
         })?;
         // From the rename on, the new file is the log.
-        let file = Arc::new(file);
-        writer.file = file.clone();
-        writer.len = len;
-        writer.compact_at = compact_threshold(len);
-        self.current.store(file);
-        self.file_bytes.store(len, Ordering::Relaxed);
+        self.install(&mut writer, file, len);
         if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
             self.dir_unsynced.store(true, Ordering::SeqCst);
             return Err(err);
@@ -322,12 +322,7 @@ impl CallLog {
         match self.write_snapshot(&temporary) {
             Ok((file, len)) => {
                 let before = writer.len;
-                let file = Arc::new(file);
-                writer.file = file.clone();
-                writer.len = len;
-                writer.compact_at = compact_threshold(len);
-                self.current.store(file);
-                self.file_bytes.store(len, Ordering::Relaxed);
+                self.install(writer, file, len);
                 // The rename is durable once the directory is synced; until then a power cut
                 // brings back the old file, which holds everything the snapshot does.
                 if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {

@@ -421,6 +421,27 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(limit: Duration, mut p
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A tenth of a second of silence, already in the carrier format.
+/// Everything the server sends on `stream` until it closes the connection; `None` if it is still
+/// open after `patience`.
+pub async fn read_until_closed(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    patience: Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(patience, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| received)
+}
+
 pub fn silence_wav() -> Vec<u8> {
     privnum::tone::wav::write_alaw(&[0xD5; 800])
 }

@@ -10,7 +10,7 @@ use privnum::clock::ManualClock;
 use privnum::config::TlsConfig;
 use reqwest::Method;
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 use crate::support::{self, eventually, TestServer};
@@ -19,25 +19,12 @@ use crate::support::{self, eventually, TestServer};
 /// a limit is not enforced.
 const PATIENCE: Duration = Duration::from_secs(8);
 
-fn address(server: &TestServer) -> &str {
-    server.base.trim_start_matches("https://")
+async fn read_until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    support::read_until_closed(stream, PATIENCE).await
 }
 
-/// Everything the server sends until it closes the connection; `None` if it is still open after
-/// [`PATIENCE`].
-async fn read_until_closed(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(PATIENCE, async {
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
-    read.ok().map(|()| received)
+fn address(server: &TestServer) -> &str {
+    server.base.trim_start_matches("https://")
 }
 
 /// Waits until `/metrics` counts `count` failed handshakes for `reason` (a failure is counted
