@@ -65,6 +65,7 @@ fn decision(c: &mut Criterion) {
     let scripts =
         ScriptHost::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts"), Limits::default())
             .expect("scripts load");
+    let scripts = Arc::new(scripts);
     let metrics = Metrics::default();
     let store = Arc::new(store);
     // A bound caller: find its X through a decision first.
@@ -75,12 +76,14 @@ fn decision(c: &mut Criterion) {
         .expect("the caller is bound somewhere");
     let call = CallIn { session_id: "bench".into(), caller, called: x.clone(), time: 1_700_000_000 };
     c.bench_function("callin decision: lookup + axb.rhai (connect)", |b| {
-        b.iter(|| decide_callin(&store, &scripts, &metrics, &call, 1_700_000_000).expect("decided"))
+        b.iter(|| runtime.block_on(decide_callin(&store, &scripts, &metrics, &call, 1_700_000_000)).expect("decided"))
     });
     let stranger =
         CallIn { session_id: "bench".into(), caller: "+8613700000000".into(), called: x, time: 1_700_000_000 };
     c.bench_function("callin decision: lookup + axb.rhai (release 8014)", |b| {
-        b.iter(|| decide_callin(&store, &scripts, &metrics, &stranger, 1_700_000_000).expect("decided"))
+        b.iter(|| {
+            runtime.block_on(decide_callin(&store, &scripts, &metrics, &stranger, 1_700_000_000)).expect("decided")
+        })
     });
     let lookup = CallIn { ..call.clone() };
     c.bench_function("binding lookup alone (sled)", |b| {

@@ -40,6 +40,14 @@
 //!   the switch's report to the receiver's acknowledgement) p50/p99/max, the drain time after the
 //!   load stopped (until the last event and CDR are acknowledged), calls whose events arrived out
 //!   of order, and memory before, during and after.
+//! - `hostile`: AXB callin decisions from `--clients` bound callers, alone and then while
+//!   `--hostile` more clients call at full rate from one caller number for which the server's
+//!   script (a copy, edited by the harness; the repository's scripts have no such branch) loops
+//!   until its deadline stops it; prints the other calls' p50/p99 and throughput with and
+//!   without it, their ratios, and what the hostile caller got.
+//! - `crash`: the crash loop (`load_modes/crash.rs`): the `privnum` binary killed with SIGKILL
+//!   every few seconds under binds and whole calls, then checked for anything acknowledged and
+//!   lost. Needs `cargo build --release` first; `.ci/crash-loop` runs it.
 //!
 //! Run: `cargo run --release --example load -- binds --clients 1,16,64 --seconds 5`
 //! and  `cargo run --release --example load -- calls --bindings 100000 --clients 4,64 --seconds 5`
@@ -47,6 +55,10 @@
 //! and  `cargo run --release --example load -- scale --clients 4,64 --seconds 5 --max-requests 1000000`
 //! and  `cargo run --release --example load -- reloads --clients 4,64 --seconds 25 --max-requests 2000000`
 //! and  `cargo run --release --example load -- deliveries --rate 500 --seconds 20 --receiver-delay-ms 20`
+//! and  `cargo run --release --example load -- hostile --clients 16 --hostile 1,4 --seconds 5 --max-requests 1000000`
+
+#[path = "load_modes/crash.rs"]
+mod crash;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -93,6 +105,11 @@ enum Command {
     /// Whole calls at a fixed rate, pushed to a receiver that answers after a delay (and can be
     /// down for a while): each event's delivery lag, the drain time and memory.
     Deliveries(DeliveriesArgs),
+    /// Callin decisions alone, then beside a caller whose script runs until its deadline.
+    Hostile(HostileArgs),
+    /// The crash loop: binds and whole calls while the `privnum` binary is killed with SIGKILL
+    /// and restarted again and again; checks nothing acknowledged was lost (`load_modes/crash.rs`).
+    Crash(crash::CrashArgs),
 }
 
 #[derive(Args)]
@@ -124,6 +141,17 @@ struct DeliveriesArgs {
     /// Where to create the temporary data directory (default: the system's temp directory).
     #[arg(long)]
     data_parent: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct HostileArgs {
+    #[command(flatten)]
+    levels: LevelArgs,
+    #[arg(long, default_value_t = 10_000)]
+    bindings: u64,
+    /// Clients calling from the hostile caller number at once, comma-separated: one round each.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    hostile: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -224,7 +252,95 @@ async fn main() -> anyhow::Result<()> {
         Command::Scale(args) => run_scale(args).await,
         Command::Reloads(args) => run_reloads(args).await,
         Command::Deliveries(args) => run_deliveries(args).await,
+        Command::Hostile(args) => run_hostile(args).await,
+        Command::Crash(args) => crash::run(args).await,
     }
+}
+
+/// The hostile branch: endless, and slow per operation (each pads an array to 1,000 items), so
+/// the deadline stops it rather than the operations limit (a bare `loop {}` reaches 100,000
+/// operations in a millisecond or two).
+const SLOW_LOOP: &str = "let n = 0; loop { let a = []; a.pad(1000, n); n += 1; }";
+
+/// The caller number the harness's script copy loops for.
+const HOSTILE_CALLER: &str = "+8613666666601";
+
+/// Normal callins alone, then beside hostile clients, at each level.
+async fn run_hostile(args: HostileArgs) -> anyhow::Result<()> {
+    let plan = args.levels.plan()?;
+    if args.hostile.is_empty() || args.hostile.contains(&0) {
+        bail!("--hostile needs one or more counts, each at least 1");
+    }
+    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
+    let app = axb_app(args.bindings.div_ceil(per_x).max(1));
+    let server = Server::start_with(vec![app], args.levels.data_parent.as_deref(), true, |_| {}).await?;
+    let path = server.config.scripts_dir.join("modes/axb.rhai");
+    let text = std::fs::read_to_string(&path).context("reading the script copy")?;
+    let anchor = "    let binding = callin.binding;";
+    if !text.contains(anchor) {
+        bail!("{}: the line the hostile branch goes before is gone: {anchor:?}", path.display());
+    }
+    let branch = format!("    if callin.caller == \"{HOSTILE_CALLER}\" {{ {SLOW_LOOP} }}\n{anchor}");
+    std::fs::write(&path, text.replacen(anchor, &branch, 1)).context("editing the script copy")?;
+    let scripts = server.running.state.scripts.clone();
+    let outcome = tokio::task::spawn_blocking(move || scripts.reload()).await.context("the reload task")?;
+    if !matches!(outcome, privnum::script::ReloadOutcome::Reloaded { .. }) {
+        bail!("the hostile script copy did not load: {outcome:?}");
+    }
+    print_header(
+        &server,
+        &format!("AXB callin decisions, alone and beside a caller whose script loops ({HOSTILE_CALLER})"),
+    );
+    let pairs = preload(&server, args.bindings).await?;
+    let x = pairs[0].1.clone();
+    let caller = Arc::new(Caller::new(&server.base, pairs)?);
+    let hostile = Arc::new(Caller::new(&server.base, vec![(HOSTILE_CALLER.to_owned(), x)])?);
+    let table = Table::new("calls/s");
+    print!("{:>9} ", "");
+    table.print_header();
+    for &clients in &plan.clients {
+        let caller_op = caller.clone();
+        let op = move || {
+            let caller = caller_op.clone();
+            async move { caller.call().await }
+        };
+        if !plan.warmup.duration.is_zero() {
+            drive(op.clone(), clients, plan.warmup).await?;
+        }
+        let alone = drive(op.clone(), clients, plan.measured).await?;
+        print!("{:>9} ", "alone");
+        table.print_row(&alone, rss_kib());
+        for &hostiles in &args.hostile {
+            let hostile_op = {
+                let hostile = hostile.clone();
+                move || {
+                    let hostile = hostile.clone();
+                    async move { hostile.fallback().await }
+                }
+            };
+            let (beside, bad) =
+                tokio::join!(drive(op.clone(), clients, plan.measured), drive(hostile_op, hostiles, plan.measured));
+            let (beside, bad) = (beside?, bad?);
+            print!("{:>9} ", format!("+{hostiles} hostile"));
+            table.print_row(&beside, rss_kib());
+            print!("{:>9} ", "(hostile)");
+            table.print_row(&bad, None);
+            let ratio = |p: f64| {
+                beside.percentile_us(p).unwrap_or_default() as f64 / alone.percentile_us(p).unwrap_or(1).max(1) as f64
+            };
+            println!(
+                "          with {hostiles} hostile: other calls' p50 {:.2} ×, p99 {:.2} ×, throughput {:.2} × alone; failed {}",
+                ratio(0.5),
+                ratio(0.99),
+                beside.rate() / alone.rate().max(1e-9),
+                beside.log.errors
+            );
+            if let Some(error) = beside.log.first_error.as_ref().or(bad.log.first_error.as_ref()) {
+                println!("          first error: {error}");
+            }
+        }
+    }
+    server.stop().await
 }
 
 /// Callin decisions, each level measured against `POST /v1/switch/echo` on the same server in the
@@ -465,6 +581,20 @@ impl Caller {
         let body: Value = response.json().await.map_err(|err| format!("HTTP {status}: {err}"))?;
         if status != reqwest::StatusCode::OK || body["action"] != "connect" {
             return Err(format!("HTTP {status}: {body}"));
+        }
+        Ok(())
+    }
+
+    /// A callin that must get the fallback (release 8020): the hostile caller's.
+    async fn fallback(&self) -> Outcome {
+        let (caller, x) = &self.pairs[0];
+        let request =
+            self.client.post(&self.url).bearer_auth(&self.token).json(&json!({"caller": caller, "called": x}));
+        let response = request.send().await.map_err(|err| err.to_string())?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|err| format!("HTTP {status}: {err}"))?;
+        if status != reqwest::StatusCode::OK || body["action"] != "release" || body["stateCode"] != 8020 {
+            return Err(format!("hostile: HTTP {status}: {body}"));
         }
         Ok(())
     }

@@ -106,7 +106,16 @@ pub fn parse<'h>(
             format!("Authorization must start with AKSK or WSSE, not {word:?}."),
         ));
     };
-    check_authorization_params(&key_values(params))?;
+    let pairs = key_values(params).map_err(|key| {
+        let code = match key.to_ascii_lowercase().as_str() {
+            "realm" => codes::REALM_INVALID,
+            "profile" => codes::PROFILE_INVALID,
+            "type" => codes::TYPE_INVALID,
+            _ => codes::SCHEME_INVALID,
+        };
+        AuthError::new(code, format!("{key} in Authorization opens a quote that is never closed."))
+    })?;
+    check_authorization_params(&pairs)?;
 
     let Some(token) = token_header(scheme.header_name()) else {
         let code = match scheme {
@@ -120,7 +129,17 @@ pub fn parse<'h>(
         Some((word, rest)) if word.eq_ignore_ascii_case("UsernameToken") => rest,
         _ => token,
     };
-    let pairs = key_values(params);
+    let pairs = key_values(params).map_err(|key| {
+        let pick = |aksk, wsse| if scheme == Scheme::Aksk { aksk } else { wsse };
+        let code = match key.to_ascii_lowercase().as_str() {
+            "username" => pick(codes::AKSK_USERNAME_MISSING, codes::WSSE_USERNAME_MISSING),
+            "nonce" => pick(codes::AKSK_NONCE_MISSING, codes::WSSE_NONCE_MISSING),
+            "created" => codes::CREATED_FORMAT_INVALID,
+            "passworddigest" => pick(codes::AKSK_DIGEST_MISSING, codes::WSSE_DIGEST_MISSING),
+            _ => codes::INVALID_REQUEST,
+        };
+        AuthError::new(code, format!("{key} in {} opens a quote that is never closed.", scheme.header_name()))
+    })?;
     let field = |name: &str, aksk: ResultCode, wsse: ResultCode| -> Result<String, AuthError> {
         match lookup(&pairs, name) {
             Some(value) if !value.is_empty() => Ok(value.to_owned()),
@@ -172,8 +191,10 @@ fn check_authorization_params(pairs: &[(String, String)]) -> Result<(), AuthErro
     Ok(())
 }
 
-/// Splits `a="1", b=2,c="x,y"` into pairs. Commas inside quotes do not split.
-fn key_values(text: &str) -> Vec<(String, String)> {
+/// Splits `a="1", b=2,c="x,y"` into pairs. Commas inside quotes do not split. A quote that is
+/// never closed is an error naming its key: the header was cut short or damaged, and taking the
+/// rest of it as the value would accept a truncated header as whole.
+fn key_values(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut pairs = Vec::new();
     let mut rest = text;
     while !rest.trim().is_empty() {
@@ -184,7 +205,7 @@ fn key_values(text: &str) -> Vec<(String, String)> {
         let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
             match quoted.find('"') {
                 Some(end) => (&quoted[..end], &quoted[end + 1..]),
-                None => (quoted, ""),
+                None => return Err(key),
             }
         } else {
             let end = after.find(',').unwrap_or(after.len());
@@ -193,7 +214,7 @@ fn key_values(text: &str) -> Vec<(String, String)> {
         pairs.push((key, value.to_owned()));
         rest = next;
     }
-    pairs
+    Ok(pairs)
 }
 
 fn lookup<'p>(pairs: &'p [(String, String)], name: &str) -> Option<&'p str> {
@@ -380,5 +401,192 @@ mod tests {
         assert!(credentials.check_skew(10_900, 900).is_ok());
         assert_eq!(credentials.check_skew(10_901, 900).unwrap_err().code, codes::TIME_OUT_LIMIT);
         assert_eq!(credentials.check_skew(9_099, 900).unwrap_err().code, codes::TIME_OUT_LIMIT);
+    }
+}
+
+/// Properties of the header parser and the digests, on generated and damaged headers
+/// (crate::fuzzing says how many cases and how to run more).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    /// Every result code `parse` may refuse with.
+    const REFUSALS: &[ResultCode] = &[
+        codes::AUTHORIZATION_MISSING,
+        codes::SCHEME_INVALID,
+        codes::REALM_MISSING,
+        codes::PROFILE_MISSING,
+        codes::TYPE_MISSING,
+        codes::REALM_INVALID,
+        codes::PROFILE_INVALID,
+        codes::TYPE_INVALID,
+        codes::X_AKSK_MISSING,
+        codes::X_WSSE_MISSING,
+        codes::AKSK_USERNAME_MISSING,
+        codes::AKSK_NONCE_MISSING,
+        codes::AKSK_CREATED_MISSING,
+        codes::AKSK_DIGEST_MISSING,
+        codes::WSSE_USERNAME_MISSING,
+        codes::WSSE_NONCE_MISSING,
+        codes::WSSE_CREATED_MISSING,
+        codes::WSSE_DIGEST_MISSING,
+        codes::CREATED_FORMAT_INVALID,
+        codes::INVALID_REQUEST,
+    ];
+
+    fn scheme() -> impl Strategy<Value = Scheme> {
+        prop_oneof![Just(Scheme::Aksk), Just(Scheme::Wsse)]
+    }
+
+    /// App keys as `check_app_key` allows them, nonces as `parse` allows them (printable ASCII;
+    /// without `"`, which a quoted value cannot hold), any secret, any instant of years 0-9999.
+    fn signing() -> impl Strategy<Value = (Scheme, String, String, String, DateTime<Utc>)> {
+        (scheme(), "[A-Za-z0-9._-]{1,40}", "\\PC{0,40}", "[!#-~]{1,128}", -62_135_596_800i64..=253_402_300_799)
+            .prop_map(|(scheme, app_key, secret, nonce, secs)| {
+                (scheme, app_key, secret, nonce, Utc.timestamp_opt(secs, 0).unwrap())
+            })
+    }
+
+    fn parse_signed(authorization: &str, name: &str, token: &str) -> Result<Credentials, AuthError> {
+        parse(Some(authorization), |asked| (asked == name).then_some(token))
+    }
+
+    /// What a refusal must be: a known 4xx code and a description that says what is wrong.
+    fn check_refusal(err: &AuthError) -> Result<(), TestCaseError> {
+        prop_assert!(REFUSALS.contains(&err.code), "unexpected code {} ({})", err.code, err.desc);
+        prop_assert!(err.desc.len() > 10, "a refusal without a reason: {err:?}");
+        Ok(())
+    }
+
+    /// Replaces the character at `at` (a char index, wrapped) by `with`.
+    fn mutate(text: &str, at: usize, with: char) -> String {
+        let at = at % text.chars().count();
+        text.chars().enumerate().map(|(i, c)| if i == at { with } else { c }).collect()
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(512))]
+
+        /// sign → parse → verify: the fields come back as signed, the secret verifies and
+        /// another does not, and `Created` is within any skew of itself.
+        #[test]
+        fn signed_headers_parse_back_and_verify((scheme, app_key, secret, nonce, created) in signing()) {
+            let signed = sign(scheme, &app_key, &secret, &nonce, created);
+            let credentials = parse_signed(&signed.authorization, signed.token_name, &signed.token).unwrap();
+            prop_assert_eq!(credentials.scheme, scheme);
+            prop_assert_eq!(&credentials.app_key, &app_key);
+            prop_assert_eq!(&credentials.nonce, &nonce);
+            prop_assert_eq!(credentials.created_at, created.timestamp());
+            prop_assert!(credentials.verify(&secret));
+            let other = format!("{secret}x");
+            prop_assert!(!credentials.verify(&other));
+            prop_assert!(credentials.check_skew(created.timestamp(), 0).is_ok());
+        }
+
+        /// One character of either header changed: refused with a named reason, or (where the
+        /// parser is lenient by design: key case, spacing, separators) read as the same
+        /// credentials. A changed header never verifies with another Nonce, Created or digest.
+        #[test]
+        fn a_changed_character_is_refused_or_changes_nothing(
+            (scheme, app_key, secret, nonce, created) in signing(),
+            in_token: bool,
+            at: usize,
+            with in prop_oneof![Just('"'), Just(','), Just('='), Just(' '), Just('\0'), any::<char>()],
+        ) {
+            let signed = sign(scheme, &app_key, &secret, &nonce, created);
+            let original = parse_signed(&signed.authorization, signed.token_name, &signed.token).unwrap();
+            let (authorization, token) = if in_token {
+                (signed.authorization.clone(), mutate(&signed.token, at, with))
+            } else {
+                (mutate(&signed.authorization, at, with), signed.token.clone())
+            };
+            match parse_signed(&authorization, signed.token_name, &token) {
+                Err(err) => check_refusal(&err)?,
+                // The digest covers Nonce and Created, not Username (the Huawei API's design):
+                // a changed Username meets the secret of that other app, if there is one.
+                Ok(credentials) if credentials.verify(&secret) => prop_assert_eq!(
+                    Credentials { app_key: original.app_key.clone(), ..credentials },
+                    original
+                ),
+                Ok(credentials) => prop_assert_ne!(credentials, original),
+            }
+        }
+
+        /// A header cut short anywhere is refused: nothing of a signed header is optional, and
+        /// an unclosed quote is not a value.
+        #[test]
+        fn a_truncated_header_is_refused((scheme, app_key, secret, nonce, created) in signing(), in_token: bool, at: usize) {
+            let signed = sign(scheme, &app_key, &secret, &nonce, created);
+            let cut = |text: &str| {
+                let ends: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+                text[..ends[at % ends.len()]].to_owned()
+            };
+            let (authorization, token) = if in_token {
+                (signed.authorization.clone(), cut(&signed.token))
+            } else {
+                (cut(&signed.authorization), signed.token.clone())
+            };
+            let err = parse_signed(&authorization, signed.token_name, &token).unwrap_err();
+            check_refusal(&err)?;
+        }
+
+        /// Anything at all in the two headers: a parse or a named refusal, never a panic.
+        #[test]
+        fn arbitrary_headers_are_parsed_or_refused(
+            word in prop_oneof![Just("AKSK ".to_owned()), Just("WSSE ".to_owned()), "\\PC{0,6}"],
+            authorization in "[ -~]{0,80}",
+            token in prop_oneof![
+                "(UsernameToken )?((Username|Nonce|Created|PasswordDigest|realm)=\"?[ -~]{0,24}\"?,? ?){0,6}",
+                "\\PC{0,120}",
+            ],
+            skew in any::<u64>(),
+            now in any::<i64>(),
+        ) {
+            let authorization = format!("{word}{authorization}");
+            match parse(Some(&authorization), |_| Some(token.as_str())) {
+                Err(err) => check_refusal(&err)?,
+                Ok(credentials) => {
+                    prop_assert!(!credentials.nonce.is_empty() && credentials.nonce.len() <= MAX_NONCE);
+                    let _ = credentials.verify("secret");
+                    if let Err(err) = credentials.check_skew(now, skew) {
+                        prop_assert!(err.is_unauthorized());
+                    }
+                }
+            }
+        }
+
+        /// `key_values` reads back what it is given: quoted values hold commas, spaces and `=`.
+        #[test]
+        fn key_values_reads_formatted_pairs_back(
+            pairs in proptest::collection::vec(("[A-Za-z][A-Za-z0-9]{0,12}", "[^\"]{0,20}"), 0..8),
+            separator in prop_oneof![Just(","), Just(", "), Just(" ,"), Just("  ")],
+        ) {
+            let text = pairs.iter().map(|(key, value)| format!("{key}=\"{value}\"")).collect::<Vec<_>>().join(separator);
+            prop_assert_eq!(key_values(&text).unwrap(), pairs);
+        }
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_refused_with_the_field_it_opens() {
+        // Found by `a_truncated_header_is_refused`: the last quote cut off a signed header was
+        // read as if it were there, so a truncated header verified.
+        let created = Utc.with_ymd_and_hms(2018, 2, 12, 15, 30, 20).unwrap();
+        let signed = sign(Scheme::Aksk, "app", "secret", "n1", created);
+        let token = signed.token.strip_suffix('"').unwrap();
+        let err = parse_signed(&signed.authorization, signed.token_name, token).unwrap_err();
+        assert_eq!(err.code, codes::CREATED_FORMAT_INVALID);
+        assert_eq!(err.desc, "Created in X-AKSK opens a quote that is never closed.");
+        let authorization = signed.authorization.strip_suffix('"').unwrap();
+        let err = parse_signed(authorization, signed.token_name, &signed.token).unwrap_err();
+        assert_eq!(err.code, codes::TYPE_INVALID);
+        assert!(err.desc.contains("type in Authorization"), "{}", err.desc);
+        let wsse = sign(Scheme::Wsse, "app", "secret", "n1", created);
+        let token = wsse.token.replace(r#"Username="app""#, r#"Username="app"#);
+        let err = parse_signed(&wsse.authorization, wsse.token_name, &token).unwrap_err();
+        // The unclosed quote runs to the next one: that value is cut by a later quote, and the
+        // header falls apart around it; it is refused, whatever field that breaks.
+        assert!(REFUSALS.contains(&err.code), "{err:?}");
     }
 }

@@ -64,7 +64,43 @@ pub struct Config {
     /// privnum's extension: connections served at once; one more is answered 503 and closed. At
     /// start it is lowered, with a warning, to what the open-file limit leaves room for.
     pub max_connections: usize,
+    /// privnum's extension: threads running scripts (0: one per core), besides the one for
+    /// inputs recently stopped by the sandbox (`script::pool`).
+    pub script_threads: usize,
+    /// privnum's extension: script runs one app may have waiting for a script thread; one more
+    /// gets the fallback decision at once.
+    pub script_queue_per_app: usize,
+    /// privnum's extension: serve HTTPS only, with this certificate and key (`[tls]`). Without
+    /// it, plain HTTP.
+    pub tls: Option<TlsConfig>,
     pub apps: Vec<AppConfig>,
+}
+
+/// `[tls]`: the listener speaks TLS only, with this certificate chain and key, read at start
+/// (`http::tls::load`, which names the file when one is missing or holds nothing usable).
+/// Relative paths are from the working directory, like `data_dir`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain in PEM, the server's certificate first, then any intermediates.
+    pub cert: PathBuf,
+    /// The private key in PEM: PKCS#8 (`BEGIN PRIVATE KEY`), RSA (`BEGIN RSA PRIVATE KEY`) or
+    /// EC (`BEGIN EC PRIVATE KEY`).
+    pub key: PathBuf,
+    /// A connection whose TLS handshake has not completed this long after connecting is closed.
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+}
+
+fn default_handshake_timeout_secs() -> u64 {
+    10
+}
+
+impl TlsConfig {
+    /// `[tls]` with these files and the default handshake timeout.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        TlsConfig { cert: cert.into(), key: key.into(), handshake_timeout_secs: default_handshake_timeout_secs() }
+    }
 }
 
 impl Default for Config {
@@ -96,6 +132,9 @@ impl Default for Config {
             http_idle_timeout_secs: 30,
             http_body_timeout_secs: 10,
             max_connections: 10_000,
+            script_threads: 0,
+            script_queue_per_app: 256,
+            tls: None,
             apps: Vec::new(),
         }
     }
@@ -202,6 +241,22 @@ impl Config {
         }
         if self.max_connections == 0 {
             return fail("max_connections", "must be at least 1");
+        }
+        if self.script_threads > 1024 {
+            return fail("script_threads", "must be at most 1024 (0 means one per core)");
+        }
+        if self.script_queue_per_app == 0 {
+            return fail("script_queue_per_app", "must be at least 1");
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if path.as_os_str().is_empty() {
+                    return fail(key, "must name a PEM file");
+                }
+            }
+            if tls.handshake_timeout_secs == 0 {
+                return fail("tls.handshake_timeout_secs", "must be at least 1");
+            }
         }
         if self.push_retry_schedule.is_empty() {
             return fail("push_retry_schedule", "needs at least one interval");
@@ -492,6 +547,21 @@ mod tests {
         let err = parse("[[apps]]\napp_key = \"a\"\napp_secret = \"s\"\nmode = \"AX\"\nnumbers = [{ number = \"170\", area_code = \"0755\" }]\n")
             .unwrap_err();
         assert!(err.contains("numbers[0].number"), "{err}");
+    }
+
+    #[test]
+    fn tls_names_its_files_and_checks_its_keys() {
+        assert_eq!(parse("").unwrap().tls, None, "without [tls], plain HTTP");
+        let config = parse("[tls]\ncert = \"certs/chain.pem\"\nkey = \"certs/key.pem\"\n").unwrap();
+        assert_eq!(config.tls, Some(TlsConfig::new("certs/chain.pem", "certs/key.pem")));
+        let err = parse("[tls]\ncert = \"chain.pem\"\n").unwrap_err();
+        assert!(err.contains("key"), "{err}");
+        let err = parse("[tls]\ncert = \"\"\nkey = \"key.pem\"\n").unwrap_err();
+        assert!(err.contains("tls.cert"), "{err}");
+        let err = parse("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nhandshake_timeout_secs = 0\n").unwrap_err();
+        assert!(err.contains("tls.handshake_timeout_secs"), "{err}");
+        let err = parse("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nciphers = []\n").unwrap_err();
+        assert!(err.contains("ciphers"), "{err}");
     }
 
     #[test]

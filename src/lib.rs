@@ -21,6 +21,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+#[cfg(test)]
+mod fuzzing;
 pub mod http;
 pub mod push;
 pub mod script;

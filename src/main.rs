@@ -92,6 +92,16 @@ enum ToneCommand {
     Inspect { file: PathBuf },
     /// Convert a WAV to A-law, 8000 Hz, mono (a file already in that format is copied unchanged).
     Convert { input: PathBuf, output: PathBuf },
+    /// Write a sine tone in the carrier's format, to try uploads and calls without an audio tool.
+    Make {
+        /// The tone's pitch, 20 to 3400 Hz.
+        #[arg(long, default_value_t = 440.0)]
+        hz: f64,
+        /// Its length in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+        output: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -104,7 +114,13 @@ fn main() {
     // Errors are for people: the message and its causes, no backtrace.
     if let Err(err) = run(Cli::parse()) {
         eprintln!("error: {err:#}");
-        std::process::exit(1);
+        // As a shell reports a process stopped by SIGINT or SIGPIPE.
+        let code = match err.downcast_ref::<privnum::cli::CallInterrupted>() {
+            Some(privnum::cli::CallInterrupted::CtrlC) => 130,
+            Some(privnum::cli::CallInterrupted::OutputClosed) => 141,
+            None => 1,
+        };
+        std::process::exit(code);
     }
 }
 
@@ -117,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tone { command: ToneCommand::Convert { input, output } } => {
             privnum::cli::tone_convert(&input, &output)
         }
+        Command::Tone { command: ToneCommand::Make { hz, secs, output } } => privnum::cli::tone_make(hz, secs, &output),
         Command::Test { dir } => privnum::cli::test(&dir),
         Command::Call { from, to, digits, answer_after, talk, server, switch_token } => {
             let plan = privnum::cli::CallPlan { server, switch_token, from, to, digits, answer_after, talk };

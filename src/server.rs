@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::push::Pusher;
-use crate::script::{Limits, ScriptHost};
+use crate::script::{Limits, PoolConfig, ScriptHost};
 use crate::store::Store;
 use crate::telemetry::{BindingsExpired, Metrics};
 
@@ -64,9 +64,13 @@ pub async fn prepare(
             .upsert(&app, &numbers)
             .with_context(|| format!("loading app {} from the configuration", app.app_key))?;
         crate::calls::route::warn_unapproved_app_tones(&store, &app);
+        for warning in app.push_warnings() {
+            tracing::warn!(app_key = %app.app_key, "{warning}");
+        }
     }
     store.durable().await.context("flushing the configured apps")?;
-    let scripts = ScriptHost::load(&config.scripts_dir, Limits::default())
+    let pool = PoolConfig { threads: config.script_threads, queue_per_app: config.script_queue_per_app };
+    let scripts = ScriptHost::load_with(&config.scripts_dir, Limits::default(), pool)
         .with_context(|| format!("loading the scripts in {}", config.scripts_dir.display()))?;
     let store = Arc::new(store);
     let config = Arc::new(config);
@@ -107,6 +111,11 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
+        }
+        // While the store is faulted every sweep's writes would be refused: the recovery
+        // thread brings it back, and the next tick sweeps what is due.
+        if state.store.fault().is_some() {
+            continue;
         }
         let now = state.clock.now();
         let skew = i64::try_from(state.config.auth_max_skew_secs).unwrap_or(i64::MAX);
@@ -182,6 +191,8 @@ impl Running {
 
 /// Starts serving `config` on its `listen` address (port 0 picks a free port).
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    // Before the store opens, so a certificate problem is told at once.
+    let tls = config.tls.as_ref().map(http::tls::load).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -190,11 +201,26 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let (state, startup) = prepare(config, clock, stopped.clone()).await?;
     let router = http::app(state.clone());
     let limits = connection_limits(&state.config);
-    let server = tokio::spawn(http::listener::serve(listener, router, limits, state.metrics.clone(), stopped.clone()));
+    let server = tokio::spawn(http::listener::serve(
+        listener,
+        router,
+        limits,
+        tls.clone(),
+        state.metrics.clone(),
+        stopped.clone(),
+    ));
     let watcher = crate::script::watch::spawn(state.scripts.clone(), stopped.clone())
         .with_context(|| format!("watching {} for changes", state.config.scripts_dir.display()))?;
     let sweeper = tokio::spawn(sweep(state.clone(), stopped));
-    tracing::info!(%addr, "privnum is listening");
+    match &tls {
+        Some(_) => tracing::info!(%addr, "privnum is listening (HTTPS only)"),
+        None if !addr.ip().is_loopback() => tracing::warn!(
+            %addr,
+            "privnum is listening beyond loopback without TLS: signed provisioning requests can be read, and a signature seen on the way used for another request \
+             within the skew window; set [tls] cert and key (README, Reliability and security)"
+        ),
+        None => tracing::info!(%addr, "privnum is listening (plain HTTP, loopback)"),
+    }
     Ok(Running { addr, state, startup, stop, tasks: vec![server, sweeper, watcher] })
 }
 

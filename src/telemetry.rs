@@ -34,8 +34,12 @@ pub struct Metrics {
     app_tones_skipped_close: AtomicU64,
     app_tones_skipped_prompt: AtomicU64,
     connections_refused: AtomicU64,
+    tls_handshakes_timeout: AtomicU64,
+    tls_handshakes_plain_http: AtomicU64,
+    tls_handshakes_refused: AtomicU64,
     retried_callins: AtomicU64,
     retried_events: AtomicU64,
+    callins_unrecordable: AtomicU64,
     rebuilt_calls: AtomicU64,
 }
 
@@ -54,11 +58,20 @@ impl Metrics {
         for ((surface, code), count) in results {
             let _ = writeln!(out, "privnum_requests_total{{surface=\"{surface}\",resultcode=\"{code}\"}} {count}");
         }
-        let families: [Family<'_>; 7] = [
+        let families: [Family<'_>; 9] = [
             (
                 "privnum_connections_refused_total",
                 "Connections answered 503 and closed because max_connections were open.",
                 &[("", &self.connections_refused)],
+            ),
+            (
+                "privnum_tls_handshakes_failed_total",
+                "TLS connections closed before their handshake completed: too slow (tls.handshake_timeout_secs), plain HTTP (answered 400), or refused by TLS.",
+                &[
+                    ("{reason=\"timeout\"}", &self.tls_handshakes_timeout),
+                    ("{reason=\"plain_http\"}", &self.tls_handshakes_plain_http),
+                    ("{reason=\"refused\"}", &self.tls_handshakes_refused),
+                ],
             ),
             (
                 "privnum_compliance_warnings_total",
@@ -83,6 +96,11 @@ impl Metrics {
                 "privnum_switch_retries_total",
                 "Switch requests recognized as retries: a callin answered again with its session's decision, an event already recorded (not pushed again).",
                 &[("{request=\"callin\"}", &self.retried_callins), ("{request=\"event\"}", &self.retried_events)],
+            ),
+            (
+                "privnum_callins_released_store_fault_total",
+                "Callins answered release (8011) because the store could not record their session.",
+                &[("", &self.callins_unrecordable)]
             ),
             (
                 "privnum_calls_rebuilt_total",
@@ -277,6 +295,31 @@ pub struct ScriptCounters {
     pub runtime_errors: u64,
     /// Whether the last reload was refused.
     pub last_reload_failed: bool,
+    /// The script pool's main-lane threads.
+    pub pool_threads: usize,
+    /// Inputs kept in the pool's lane for those recently stopped by the sandbox.
+    pub suspects: usize,
+    /// Failed runs by script, location and kind.
+    pub strikes: Vec<ScriptStrike>,
+    /// The worst time from a run's deadline to its caller's fallback answer.
+    pub deadline_overrun_max_micros: u64,
+}
+
+/// Failed handler runs of one script at one location, of one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptStrike {
+    /// The script's path under the scripts directory.
+    pub script: String,
+    /// `line:column` where it was stopped or failed, or the handler's name.
+    pub location: String,
+    /// `deadline`, `limit`, `error`, `late` or `refused`.
+    pub kind: &'static str,
+    pub count: u64,
+}
+
+/// A label value in the Prometheus text format.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// What `/metrics` shows of the call log.
@@ -288,6 +331,60 @@ pub struct CallLogCounters {
     pub pushes_on_disk: u64,
     pub compactions: u64,
     pub compaction_micros: u64,
+}
+
+/// A callin was answered `release` because the store cannot record its session (a storage
+/// fault, logged once when it began): counted, not logged.
+pub struct CallinUnrecordable;
+
+impl CallinUnrecordable {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.callins_unrecordable.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What `/metrics` shows of the store's health, per part (`part` is its name: `sled`,
+/// `call_log`).
+#[derive(Debug, Clone, Default)]
+pub struct StoreHealthCounters {
+    /// `(part, healthy now, faults, recoveries)`.
+    pub parts: Vec<(&'static str, bool, u64, u64)>,
+    /// Changes and durability waits refused while a part was faulted.
+    pub refused: u64,
+}
+
+/// The store's health, in the Prometheus text format.
+pub fn render_store_health(stats: &StoreHealthCounters) -> String {
+    let mut out = String::new();
+    let healthy = stats.parts.iter().all(|(_, healthy, _, _)| *healthy);
+    let _ = writeln!(
+        out,
+        "# HELP privnum_store_healthy 1 while the store can make changes durable; 0 while a part is faulted (changes refused, callins released).\n\
+         # TYPE privnum_store_healthy gauge\nprivnum_store_healthy {}",
+        u8::from(healthy)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP privnum_store_part_healthy 1 while the part (sled, the call log) can make changes durable.\n# TYPE privnum_store_part_healthy gauge"
+    );
+    for (part, healthy, _, _) in &stats.parts {
+        let _ = writeln!(out, "privnum_store_part_healthy{{part=\"{part}\"}} {}", u8::from(*healthy));
+    }
+    let _ = writeln!(out, "# HELP privnum_store_faults_total Storage faults (a failed write or flush), by part.\n# TYPE privnum_store_faults_total counter");
+    for (part, _, faults, _) in &stats.parts {
+        let _ = writeln!(out, "privnum_store_faults_total{{part=\"{part}\"}} {faults}");
+    }
+    let _ = writeln!(out, "# HELP privnum_store_recoveries_total Recoveries from storage faults, by part.\n# TYPE privnum_store_recoveries_total counter");
+    for (part, _, _, recoveries) in &stats.parts {
+        let _ = writeln!(out, "privnum_store_recoveries_total{{part=\"{part}\"}} {recoveries}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP privnum_store_refused_total Changes and durability waits refused because a part of the store was faulted.\n\
+         # TYPE privnum_store_refused_total counter\nprivnum_store_refused_total {}",
+        stats.refused
+    );
+    out
 }
 
 /// What `/metrics` shows of group commit.
@@ -374,6 +471,33 @@ pub fn render_scripts(status: &ScriptCounters) -> String {
     );
     let _ = writeln!(
         out,
+        "# HELP privnum_script_strikes_total Handler runs that failed, by script, location (line:column where it was stopped or failed, else the handler) and kind (deadline, limit, error, late, refused).\n\
+         # TYPE privnum_script_strikes_total counter"
+    );
+    for strike in &status.strikes {
+        let _ = writeln!(
+            out,
+            "privnum_script_strikes_total{{script=\"{}\",location=\"{}\",kind=\"{}\"}} {}",
+            label(&strike.script),
+            label(&strike.location),
+            strike.kind,
+            strike.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP privnum_script_deadline_overrun_max_seconds The longest a caller waited past a script's deadline for its fallback answer.\n\
+         # TYPE privnum_script_deadline_overrun_max_seconds gauge\nprivnum_script_deadline_overrun_max_seconds {:.6}\n\
+         # HELP privnum_script_pool_threads Threads running scripts (script_threads), besides the one for inputs recently stopped.\n\
+         # TYPE privnum_script_pool_threads gauge\nprivnum_script_pool_threads {}\n\
+         # HELP privnum_script_suspect_inputs Inputs recently stopped by the sandbox, run apart on one thread at a tenth of a core.\n\
+         # TYPE privnum_script_suspect_inputs gauge\nprivnum_script_suspect_inputs {}",
+        status.deadline_overrun_max_micros as f64 / 1e6,
+        status.pool_threads,
+        status.suspects
+    );
+    let _ = writeln!(
+        out,
         "# HELP privnum_script_last_reload_failed 1 when the last reload was refused (see GET /v1/admin/scripts).\n\
          # TYPE privnum_script_last_reload_failed gauge\nprivnum_script_last_reload_failed {}",
         u8::from(status.last_reload_failed)
@@ -441,6 +565,36 @@ impl ConnectionRefused {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if LAST_LOGGED_SEC.swap(now, Ordering::Relaxed) != now {
             tracing::warn!(peer = %self.peer, limit = self.limit, refused_so_far = refused, "refused a connection: max_connections are open");
+        }
+    }
+}
+
+/// A TLS connection closed before its handshake completed. `reason` is `timeout`, `plain_http`
+/// or `refused`. Logged at debug level (scanners make many), except plain HTTP, a client's
+/// misconfiguration: a warning at most once per 10 s.
+pub struct TlsHandshakeFailed {
+    pub peer: std::net::SocketAddr,
+    pub reason: &'static str,
+}
+
+impl TlsHandshakeFailed {
+    pub fn emit(&self, metrics: &Metrics) {
+        static LAST_WARNED_SEC: AtomicU64 = AtomicU64::new(0);
+        let counter = match self.reason {
+            "timeout" => &metrics.tls_handshakes_timeout,
+            "plain_http" => &metrics.tls_handshakes_plain_http,
+            _ => &metrics.tls_handshakes_refused,
+        };
+        let failed = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last = LAST_WARNED_SEC.load(Ordering::Relaxed);
+        if self.reason == "plain_http"
+            && now >= last.saturating_add(10)
+            && LAST_WARNED_SEC.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::warn!(peer = %self.peer, so_far = failed, "a client spoke plain HTTP to the TLS listener and was told to use https://");
+        } else {
+            tracing::debug!(peer = %self.peer, reason = self.reason, "a TLS handshake failed");
         }
     }
 }

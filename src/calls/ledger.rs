@@ -1,7 +1,8 @@
 //! The call ledger: every change to a call's session is saved together with the pushes it causes
 //! (call events, and the CDR when the call ends), in one store transaction, and the delivery
 //! lanes are woken. Exactly one CDR per session: it is made when the session ends (a release
-//! decision, the switch's `disconnect`, or the stale-session timeout), and a session ends once.
+//! decision, the switch's `disconnect`, the stale-session timeout, or ops ending it through the admin
+//! API), and a session ends once.
 
 use std::sync::Arc;
 
@@ -9,13 +10,30 @@ use serde::Serialize;
 
 use super::report::{callin_event, cdr, collect_info_event, leg_event};
 use super::route::Routed;
-use super::session::{Applied, Event, EventKind, Session, Sessions};
+use super::session::{Applied, Event, EventKind, Opened, Session, Sessions};
 use crate::push::Pusher;
 use crate::store;
 use crate::store::outbox::{Lane, Push};
 
 /// What a stale session's CDR says about its end.
 pub const CLOSED_BY_TIMEOUT: &str = "privnum: the switch sent no disconnect within session_timeout_secs";
+
+/// What the CDR of a call ops ended says about its end.
+pub const CLOSED_BY_OPS: &str = "privnum: ended by ops through the admin API (POST /v1/admin/calls/{sessionId}/end)";
+
+/// The `stateCode` of the `disconnect` privnum gives a call it ends itself, stale or ended by ops:
+/// 8020, "Service exception".
+pub const PLATFORM_END_CODE: u32 = crate::domain::state::SERVICE_EXCEPTION;
+
+/// What became of a request to end a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndOutcome {
+    UnknownSession,
+    /// It had ended already (it is kept a minute after its end).
+    AlreadyEnded,
+    /// Ended now, with its `disconnect` and CDR.
+    Ended,
+}
 
 /// What became of digits the switch reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,18 +88,36 @@ impl Ledger {
         self.push(session, Lane::Cdrs, cdr(session, &self.node_name, None), pushes)
     }
 
+    /// Changes one session ([`Sessions::update`]) and wakes the lanes of the pushes the change
+    /// saved with it; `None` for an unknown session.
+    fn change<R>(
+        &self,
+        session_id: &str,
+        change: impl FnOnce(Session) -> Result<(Session, (R, Vec<Push>)), store::Error>,
+    ) -> Result<Option<R>, store::Error> {
+        match self.sessions.update(session_id, change) {
+            None => Ok(None),
+            Some(Err(err)) => Err(err),
+            Some(Ok((outcome, pushes))) => {
+                self.wake(&pushes);
+                Ok(Some(outcome))
+            }
+        }
+    }
+
     fn wake(&self, pushes: &[Push]) {
         self.pusher.arrived(pushes);
     }
 
     /// A decided call: saves the session with its `callin` event; a call released at routing
-    /// ends here, with its `disconnect` and CDR. Returns `false` if the session id is taken.
+    /// ends here, with its `disconnect` and CDR. [`Opened::Taken`] gives the session back if its id
+    /// is taken.
     ///
     /// A connected call's save is queued, not waited for: the switch is waiting to ring, and the
     /// save needs no answer. The session's later saves queue behind it, and its lanes are woken
     /// once it is applied. A call released here is saved before this returns (it has its CDR).
     /// Does not block on the store for a connected call; may for a released one.
-    pub fn open(&self, session: Session) -> Result<bool, store::Error> {
+    pub fn open(&self, session: Session) -> Result<Opened, store::Error> {
         let mut pushes = Vec::new();
         self.push(&session, Lane::Events, callin_event(&session), &mut pushes)?;
         if session.ended_at.is_some() {
@@ -91,7 +127,7 @@ impl Ledger {
             let opened = self
                 .sessions
                 .insert_with(session, |session| self.calls.save_session(&session.session_id, session, &pushes, None))?;
-            if opened {
+            if matches!(opened, Opened::Opened) {
                 self.wake(&pushes);
             }
             return Ok(opened);
@@ -120,7 +156,7 @@ impl Ledger {
         recording: Option<super::session::Recording>,
         now: i64,
     ) -> Result<Option<Applied>, store::Error> {
-        let outcome = self.sessions.update(session_id, |mut session| {
+        self.change(session_id, |mut session| {
             let was_ended = session.ended_at.is_some();
             let object_name = recording.as_ref().map(|r| r.object_name.clone());
             let applied = session.apply(event.clone(), recording, now);
@@ -138,15 +174,7 @@ impl Ledger {
                 self.calls.save_session(session_id, &session, &pushes, owner)?;
             }
             Ok((session, (applied, pushes)))
-        });
-        match outcome {
-            None => Ok(None),
-            Some(Err(err)) => Err(err),
-            Some(Ok((applied, pushes))) => {
-                self.wake(&pushes);
-                Ok(Some(applied))
-            }
-        }
+        })
     }
 
     /// Records an AXE call's digits and the decision they led to (the session takes it with
@@ -160,36 +188,52 @@ impl Ledger {
         routed: &Routed,
         now: i64,
     ) -> Result<DigitsOutcome, store::Error> {
-        let outcome = self.sessions.update(session_id, |mut session| {
-            if !session.is_collecting() {
-                return Ok((session, (DigitsOutcome::NotCollecting, Vec::new())));
-            }
-            session.extend_num = (!digits.is_empty()).then(|| digits.to_owned());
-            session.take_decision(routed, now);
-            let released = session.ended_at.is_some();
-            let mut pushes = Vec::new();
-            self.push(&session, Lane::Events, collect_info_event(&session, digits, now), &mut pushes)?;
-            if released {
-                self.push_platform_release(&session, now, &mut pushes)?;
-            }
-            let callback = match &routed.binding {
-                Some(crate::domain::Binding::Axe(binding)) if !released => {
-                    Some((binding.as_ref(), binding.callback_from(&session.caller, now)))
+        Ok(self
+            .change(session_id, |mut session| {
+                if !session.is_collecting() {
+                    return Ok((session, (DigitsOutcome::NotCollecting, Vec::new())));
                 }
-                _ => None,
-            };
-            let callback = callback.as_ref().map(|(binding, callback)| (*binding, callback));
-            self.calls.save_digits(session_id, &session, &pushes, callback)?;
-            Ok((session, (DigitsOutcome::Recorded, pushes)))
-        });
-        match outcome {
-            None => Ok(DigitsOutcome::UnknownSession),
-            Some(Err(err)) => Err(err),
-            Some(Ok((outcome, pushes))) => {
-                self.wake(&pushes);
-                Ok(outcome)
-            }
-        }
+                session.extend_num = (!digits.is_empty()).then(|| digits.to_owned());
+                session.take_decision(routed, now);
+                let released = session.ended_at.is_some();
+                let mut pushes = Vec::new();
+                self.push(&session, Lane::Events, collect_info_event(&session, digits, now), &mut pushes)?;
+                if released {
+                    self.push_platform_release(&session, now, &mut pushes)?;
+                }
+                let callback = match &routed.binding {
+                    Some(crate::domain::Binding::Axe(binding)) if !released => {
+                        Some((binding.as_ref(), binding.callback_from(&session.caller, now)))
+                    }
+                    _ => None,
+                };
+                let callback = callback.as_ref().map(|(binding, callback)| (*binding, callback));
+                self.calls.save_digits(session_id, &session, &pushes, callback)?;
+                Ok((session, (DigitsOutcome::Recorded, pushes)))
+            })?
+            .unwrap_or(DigitsOutcome::UnknownSession))
+    }
+
+    /// Ends a live call for ops, as the platform: a `disconnect` (releaseSide `platform`,
+    /// [`PLATFORM_END_CODE`]) and the CDR, whose `closedBy` is [`CLOSED_BY_OPS`], saved with the
+    /// session in one transaction like every other change. The session stays in memory for its
+    /// grace, so its CDR can be read and the switch's late events still land (neither is pushed).
+    /// Blocks on the store.
+    pub fn end(&self, session_id: &str, now: i64) -> Result<EndOutcome, store::Error> {
+        Ok(self
+            .change(session_id, |mut session| {
+                if session.ended_at.is_some() {
+                    return Ok((session, (EndOutcome::AlreadyEnded, Vec::new())));
+                }
+                let disconnect = platform_disconnect(now);
+                session.apply(disconnect.clone(), None, now);
+                let mut pushes = Vec::new();
+                self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
+                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_OPS)), &mut pushes)?;
+                self.calls.save_session(session_id, &session, &pushes, None)?;
+                Ok((session, (EndOutcome::Ended, pushes)))
+            })?
+            .unwrap_or(EndOutcome::UnknownSession))
     }
 
     /// Drops ended sessions after their grace, and ends stale ones with a `disconnect` (8020)
@@ -212,14 +256,7 @@ impl Ledger {
         {
             let mut pushes = Vec::new();
             if session.ended_at.is_none() {
-                let disconnect = Event {
-                    kind: EventKind::Disconnect,
-                    time: now,
-                    release_side: Some("platform".into()),
-                    state_code: Some(crate::domain::state::SERVICE_EXCEPTION),
-                    q850: None,
-                    sip_status: None,
-                };
+                let disconnect = platform_disconnect(now);
                 session.events.push(disconnect.clone());
                 session.ended_at = Some(now);
                 tracing::warn!(session_id = %session.session_id, "closing a session the switch never ended");
@@ -230,5 +267,17 @@ impl Ledger {
             self.wake(&pushes);
         }
         Ok(())
+    }
+}
+
+/// The `disconnect` of a call privnum ends itself (stale, or ended by ops).
+fn platform_disconnect(now: i64) -> Event {
+    Event {
+        kind: EventKind::Disconnect,
+        time: now,
+        release_side: Some("platform".into()),
+        state_code: Some(PLATFORM_END_CODE),
+        q850: None,
+        sip_status: None,
     }
 }

@@ -35,6 +35,15 @@ pub struct Event {
     pub sip_status: Option<u32>,
 }
 
+/// What opening a session came to.
+#[derive(Debug)]
+pub enum Opened {
+    Opened,
+    /// Another session has this id: the one that was to be opened, given back (a retried callin
+    /// is told from another call by it).
+    Taken(Box<Session>),
+}
+
 /// What [`Session::apply`] made of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -171,7 +180,7 @@ impl Sessions {
     /// Adds a session; `false` if one with that id exists already.
     #[cfg(test)]
     pub fn insert(&self, session: Session) -> bool {
-        self.insert_with(session, |_| Ok::<(), ()>(())).unwrap_or(false)
+        matches!(self.insert_with(session, |_| Ok::<(), ()>(())), Ok(Opened::Opened))
     }
 
     /// Changes one session under its shard's lock: `change` gets a copy of the session and returns
@@ -191,15 +200,16 @@ impl Sessions {
         }))
     }
 
-    /// Adds a session saved by `save` under its shard's lock; `Ok(false)` if the id is taken.
-    pub fn insert_with<E>(&self, session: Session, save: impl FnOnce(&Session) -> Result<(), E>) -> Result<bool, E> {
+    /// Adds a session saved by `save` under its shard's lock; [`Opened::Taken`], with the
+    /// session given back unsaved, if the id is taken.
+    pub fn insert_with<E>(&self, session: Session, save: impl FnOnce(&Session) -> Result<(), E>) -> Result<Opened, E> {
         let mut shard = self.shard(&session.session_id);
         if shard.contains_key(&session.session_id) {
-            return Ok(false);
+            return Ok(Opened::Taken(Box::new(session)));
         }
         save(&session)?;
         shard.insert(session.session_id.clone(), session);
-        Ok(true)
+        Ok(Opened::Opened)
     }
 
     /// Removes sessions that ended more than [`ENDED_GRACE_SECS`] ago, and those with no news for
@@ -219,6 +229,33 @@ impl Sessions {
             dropped.extend(done.iter().filter_map(|id| shard.remove(id)));
         }
         dropped
+    }
+
+    /// The live calls (not ended), of one app or of all, oldest first: at most `limit` of them,
+    /// and how many there are in all. Copies only ids and start times under the shards' locks,
+    /// then the `limit` sessions shown; a call that ends meanwhile is left out. Walks every call
+    /// in memory: run it on a blocking thread.
+    pub fn live(&self, app_key: Option<&str>, limit: usize) -> (Vec<Session>, usize) {
+        let mut keys: Vec<(i64, String)> = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            keys.extend(
+                shard
+                    .values()
+                    .filter(|session| session.ended_at.is_none())
+                    .filter(|session| app_key.is_none_or(|key| session.app_key.as_deref() == Some(key)))
+                    .map(|session| (session.started_at, session.session_id.clone())),
+            );
+        }
+        let total = keys.len();
+        keys.sort_unstable();
+        let shown = keys
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| self.get(id))
+            .filter(|session| session.ended_at.is_none())
+            .collect();
+        (shown, total)
     }
 
     /// Calls in memory: under way, or ended less than a minute ago.

@@ -14,17 +14,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{CdrAnswer, DecisionAnswer, EventAnswer};
-use super::ledger::{DigitsOutcome, Ledger};
-use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn};
-use super::session::{Applied, Event, EventKind, Recording, Session, Sessions};
+use super::ledger::{DigitsOutcome, EndOutcome, Ledger};
+use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn, Routed};
+use super::session::{Applied, Event, EventKind, Opened, Recording, Session, Sessions};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::Action;
+use crate::domain::{state, Action, Decision};
 use crate::push::Pusher;
 use crate::script::api::Release;
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
-use crate::telemetry::{CallRebuilt, CallinDecided, CallinRetried, EventRetried, Metrics};
+use crate::telemetry::{CallRebuilt, CallinDecided, CallinRetried, CallinUnrecordable, EventRetried, Metrics};
 
 /// How durable a change must be before its answer is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,13 +197,14 @@ impl Switchboard {
                 return retried;
             }
         }
+        if self.store.fault().is_some() {
+            return Ok(unrecordable(report, &self.metrics));
+        }
         let now = self.clock.now();
         let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let call =
             CallIn { session_id, caller: report.caller, called: report.called, time: report.time.unwrap_or(now) };
-        // Kept to tell a retry of this call from another call, should the id be taken meanwhile.
-        let (caller, called) = (call.caller.clone(), call.called.clone());
-        let routed = decide_callin(self.store(), &self.scripts, &self.metrics, &call, now)?;
+        let routed = decide_callin(self.store(), &self.scripts, &self.metrics, &call, now).await?;
         CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
         let answer = DecisionAnswer::new(&call.session_id, &call.called, &routed);
         let mut session = Session {
@@ -228,18 +229,17 @@ impl Switchboard {
         };
         session.take_decision(&routed, now);
         let released = session.ended_at.is_some();
-        let session_id = session.session_id.clone();
         let opened = if released {
             let ledger = self.ledger.clone();
             blocking(move || ledger.open(session)).await??
         } else {
             self.ledger.open(session)?
         };
-        if !opened {
+        if let Opened::Taken(session) = opened {
             // Another callin with this id opened it first: the same call retried at once, or
             // another call.
-            let retried = self.retried_callin(&session_id, &caller, &called);
-            return retried.unwrap_or(Err(SwitchError::SessionInUse(session_id)));
+            let retried = self.retried_callin(&session.session_id, &session.caller, &session.x_number);
+            return retried.unwrap_or(Err(SwitchError::SessionInUse(session.session_id)));
         }
         // A call released at routing has its CDR now: it is on disk before the answer. A connect
         // is answered at once; its session and callin push are applied by the store's committer
@@ -274,11 +274,15 @@ impl Switchboard {
     pub async fn digits(&self, session_id: &str, digits: String) -> Result<Answered<DecisionAnswer>, SwitchError> {
         let unknown = || SwitchError::UnknownSession(session_id.to_owned());
         let session = self.sessions().get(session_id).ok_or_else(unknown)?;
+        // Its answer needs the whole store: refused at once while a part is faulted.
+        if let Some(fault) = self.store.fault() {
+            return Err(store::Error::Unavailable(fault).into());
+        }
         if !session.is_collecting() {
             return Err(SwitchError::NotCollecting(session_id.to_owned()));
         }
         let now = self.clock.now();
-        let routed = decide_digits(self.store(), &self.scripts, &self.metrics, &session, &digits, now)?;
+        let routed = decide_digits(self.store(), &self.scripts, &self.metrics, &session, &digits, now).await?;
         CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
         let answer = DecisionAnswer::new(session_id, &session.x_number, &routed);
         let (ledger, id) = (self.ledger.clone(), session_id.to_owned());
@@ -315,7 +319,7 @@ impl Switchboard {
                 answered,
                 collecting: self.sessions().collecting(session_id).unwrap_or(false),
             };
-            state_code = Some(state_code_for_release(&self.scripts, release));
+            state_code = Some(state_code_for_release(&self.scripts, release).await);
         }
         let now = self.clock.now();
         let event = Event {
@@ -337,6 +341,11 @@ impl Switchboard {
 
     /// Opens a lost call's session again by deciding its callin again, with its first time.
     async fn rebuild(&self, session_id: &str, call: &CallOrigin, event_time: Option<i64>) -> Result<(), SwitchError> {
+        // A callin is released unrecorded while the store is faulted: refuse the event instead,
+        // and the switch's retry rebuilds the call once the store is back.
+        if let Some(fault) = self.store.fault() {
+            return Err(store::Error::Unavailable(fault).into());
+        }
         let report = CallReport {
             caller: call.caller.clone(),
             called: call.called.clone(),
@@ -377,6 +386,15 @@ impl Switchboard {
         self.ledger.sweep(self.clock.now(), timeout)
     }
 
+    /// Ends a live call for ops, in privnum: its `disconnect` (platform, 8020) and CDR, through
+    /// the ledger (`Ledger::end`); answered once they are in the call log. Asking the switch to
+    /// stop the call too is [`Switchboard::stop`].
+    pub async fn end(&self, session_id: &str) -> Result<Answered<EndOutcome>, SwitchError> {
+        let (ledger, id, now) = (self.ledger.clone(), session_id.to_owned(), self.clock.now());
+        let answer = blocking(move || ledger.end(&id, now)).await??;
+        Ok(Answered { answer, durability: Durability::Calls })
+    }
+
     /// Asks the switch, through `switch_control_url`, to stop a call of `app_key` that is still
     /// going on (README, "Stopping a call, recordings").
     pub async fn stop(&self, app_key: &str, session_id: &str) -> Result<(), StopError> {
@@ -404,6 +422,17 @@ impl Switchboard {
     pub fn is_recording_of(&self, app_key: &str, object_name: &str) -> Result<bool, store::Error> {
         self.store().calls().is_recording_of(app_key, object_name)
     }
+}
+
+/// The answer to a callin while the store cannot record its session (a storage fault):
+/// `release` with 8011 ([`state::PLATFORM_FAULT`]), and nothing recorded (no session, push or
+/// CDR: the call never rang). Counted; the fault itself was logged once.
+fn unrecordable(report: CallReport, metrics: &Metrics) -> Answered<DecisionAnswer> {
+    CallinUnrecordable.emit(metrics);
+    let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let decision = Decision::release(state::PLATFORM_FAULT, None);
+    let routed = Routed { decision, app: None, binding: None, user_data: None, script_version: None, fallback: false };
+    Answered { answer: DecisionAnswer::new(&session_id, &report.called, &routed), durability: Durability::None }
 }
 
 /// Runs blocking store work on a blocking thread.

@@ -48,6 +48,21 @@ pub struct App {
     pub callin_url: String,
 }
 
+impl App {
+    /// What an operator should hear about this app's push URLs: each one its calls need that is
+    /// empty. Its pushes are not dropped: they wait in the outbox, retried, until a URL is set.
+    pub fn push_warnings(&self) -> Vec<String> {
+        let wanted = [("call_event_url", &self.call_event_url, "call events"), ("cdr_url", &self.cdr_url, "CDRs")];
+        wanted
+            .iter()
+            .filter(|(_, url, _)| url.is_empty())
+            .map(|(key, _, what)| {
+                format!("{key} is empty: this app's {what} are kept and retried, not delivered, until it is set")
+            })
+            .collect()
+    }
+}
+
 /// App keys become store keys and appear in URLs: keep them to a safe alphabet.
 pub fn check_app_key(app_key: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
@@ -102,6 +117,17 @@ impl AppToneSetting {
 #[cfg(test)]
 mod tests {
     use super::check_app_key;
+
+    #[test]
+    fn an_app_without_push_urls_is_warned_about() {
+        let mut app = super::tests_support::app("a", super::Mode::Axb);
+        let warnings = app.push_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("call_event_url is empty") && warnings[1].starts_with("cdr_url is empty"));
+        app.call_event_url = "http://customer/events".into();
+        app.cdr_url = "http://customer/cdr".into();
+        assert!(app.push_warnings().is_empty());
+    }
 
     #[test]
     fn app_keys_are_names_that_cannot_walk_paths() {

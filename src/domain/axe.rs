@@ -649,3 +649,33 @@ mod tests {
         assert_eq!(AxeTarget::parse(&fields(&both)).unwrap(), AxeTarget::Subscription("s".into()));
     }
 }
+
+/// Properties of the v2.0 query cursor (crate::fuzzing says how many cases and how to run more).
+#[cfg(test)]
+mod fuzz {
+    use super::Cursor;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(512))]
+
+        /// parse(format(cursor)) == cursor for every cursor of 13-digit milliseconds.
+        #[test]
+        fn a_cursor_reads_back_as_written(created_ms in 0i64..=9_999_999_999_999, seq: u64) {
+            let cursor = Cursor { created_ms, seq };
+            prop_assert_eq!(Cursor::parse(&cursor.to_string()), Some(cursor));
+        }
+
+        /// Any text: none, or a cursor that is spelled as the text is (the sequence may have had
+        /// leading zeros) and reads back as itself.
+        #[test]
+        fn any_text_is_a_cursor_spelled_so_or_none(text in "[0-9]{11,14}_[0-9]{0,22}|[0-9_ +-]{0,40}|\\PC{0,30}") {
+            if let Some(cursor) = Cursor::parse(&text) {
+                let (ms, seq) = text.split_once('_').unwrap();
+                let seq = seq.trim_start_matches('0');
+                prop_assert_eq!(cursor.to_string(), format!("{ms}_{}", if seq.is_empty() { "0" } else { seq }));
+                prop_assert_eq!(Cursor::parse(&cursor.to_string()), Some(cursor));
+            }
+        }
+    }
+}

@@ -256,3 +256,187 @@ mod tests {
         assert!(f.user_data("d").is_err());
     }
 }
+
+/// Properties of the lenient getters and of every request parser built on them, on generated
+/// JSON objects (crate::fuzzing says how many cases and how to run more).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::domain::{ax, axb, axe, provision, settings, tone};
+    use proptest::prelude::*;
+
+    /// The fields the request parsers read, and a few they do not.
+    const NAMES: &[&str] = &[
+        "approve",
+        "areaCode",
+        "areaMatchMode",
+        "bindExpiredTime",
+        "bindNum",
+        "callDirection",
+        "callbackExpiredTime",
+        "callbackNum",
+        "callbackTone",
+        "calleeHintTone",
+        "calleeNum",
+        "calleeNumDisplay",
+        "callerHintTone",
+        "callerNum",
+        "cursor",
+        "displayNumMode",
+        "duration",
+        "extendNum",
+        "lastMinVoice",
+        "limit",
+        "maxDuration",
+        "origNum",
+        "pageIndex",
+        "pageSize",
+        "preVoice",
+        "privateNum",
+        "privateNumType",
+        "privateSms",
+        "reason",
+        "recordFlag",
+        "recordHintTone",
+        "relationNum",
+        "revision",
+        "subscriptionId",
+        "timeUnit",
+        "userData",
+        "virtualNum",
+        "unknown",
+    ];
+
+    fn name() -> impl Strategy<Value = String> {
+        prop::sample::select(NAMES).prop_map(str::to_owned)
+    }
+
+    /// Values that are often nearly right: numbers, digit strings, flags, names, and anything.
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-10i64..=100).prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\+?[0-9]{0,33}".prop_map(Value::from),
+            "(true|false|TRUE|0|1|2| 7 |0755|hours|minutes|ring.wav|-1|[a-f0-9]{32})".prop_map(Value::from),
+            "[0-9]{13}_[0-9]{1,21}".prop_map(Value::from),
+            "[ -~]{0,300}".prop_map(Value::from),
+            "\\PC{0,50}".prop_map(Value::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(2, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map(name(), inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn body() -> impl Strategy<Value = Map<String, Value>> {
+        proptest::collection::btree_map(name(), value(), 0..12).prop_map(|map| map.into_iter().collect())
+    }
+
+    /// A refusal names a field (under `prefix`) and says why, and displays as the two.
+    fn check_invalid(err: &Invalid, prefix: &str) -> Result<(), TestCaseError> {
+        prop_assert!(err.field.starts_with(prefix) && err.field.len() > prefix.len(), "{:?}", err);
+        prop_assert!(!err.reason.is_empty(), "{:?}", err);
+        prop_assert_eq!(err.to_string(), format!("{} {}", err.field, err.reason));
+        prop_assert!(err.reason.chars().count() < 400, "an error that repeats the whole input: {:?}", err);
+        Ok(())
+    }
+
+    fn checked<T>(result: Result<T, Invalid>, prefix: &str) -> Result<Option<T>, TestCaseError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(err) => check_invalid(&err, prefix).map(|()| None),
+        }
+    }
+
+    /// Every getter on every field: a value that meets the getter's rule, or a named refusal.
+    fn check_getters(f: &Fields<'_>, prefix: &str) -> Result<(), TestCaseError> {
+        for field in NAMES {
+            let sent = f.map.get(*field);
+            if let Some(Some(s)) = checked(f.string(field), prefix)? {
+                prop_assert_eq!(Some(&Value::String(s.to_owned())), sent);
+            }
+            if let Some(Some(n)) = checked(f.number(field), prefix)? {
+                prop_assert!(crate::domain::number::check_e164(n).is_ok());
+            }
+            if let Some(Some(n)) = checked(f.integer(field, -5..=50), prefix)? {
+                prop_assert!((-5..=50).contains(&n));
+            }
+            if let Some(Some(s)) = checked(f.bounded_string(field, 16), prefix)? {
+                prop_assert!(s.len() <= 16);
+            }
+            if let Some(Some(s)) = checked(f.user_data(field), prefix)? {
+                let braces = s.contains(['{', '}']);
+                let clean = s.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+                prop_assert!(s.len() <= 256 && clean && !braces, "userData {:?}", s);
+            }
+            checked(f.area_code(field), prefix)?;
+            checked(f.tone(field), prefix)?;
+            checked(f.flag(field), prefix)?;
+            checked(f.switch01(field), prefix)?;
+            if let Some(Some(inner)) = checked(f.object(field), prefix)? {
+                check_getters(&inner, &format!("{prefix}{field}."))?;
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(256))]
+
+        /// Each getter, on arbitrary objects and objects nested in them.
+        #[test]
+        fn getters_return_valid_values_or_named_refusals(body in body()) {
+            check_getters(&Fields::new(&body), "")?;
+        }
+
+        /// Every request parser on arbitrary objects: a request, or a refusal naming a field.
+        #[test]
+        fn request_parsers_return_requests_or_named_refusals(body in body(), digits in 1u8..=6) {
+            let f = Fields::new(&body);
+            checked(axb::AxbBindRequest::parse(&f), "")?;
+            checked(axb::AxbModifyRequest::parse(&f), "")?;
+            checked(axb::AxbUnbind::parse(&f), "")?;
+            checked(axb::AxbQuery::parse(&f), "")?;
+            checked(ax::AxBindRequest::parse(&f), "")?;
+            checked(ax::AxTarget::parse_unbind(&f), "")?;
+            checked(ax::AxTarget::parse_modify(&f), "")?;
+            checked(ax::AxModifyRequest::parse(&f), "")?;
+            checked(ax::AxQuery::parse(&f), "")?;
+            checked(ax::TemporaryCalleeRequest::parse(&f), "")?;
+            checked(axe::AxeBindRequest::parse(&f, digits), "")?;
+            checked(axe::AxeTarget::parse(&f), "")?;
+            checked(axe::AxeModifyRequest::parse(&f), "")?;
+            checked(axe::AxeQuery::parse(&f), "")?;
+            checked(axe::AxeCursorQuery::parse(&f), "")?;
+            checked(provision::XSelection::parse(&f, "relationNum"), "")?;
+            checked(provision::Page::parse(&f), "")?;
+            checked(tone::Review::parse(&f), "")?;
+            checked(settings::PreVoice::parse(&f), "")?;
+        }
+
+        /// An integer sent as a JSON number or as a string of its digits (spaces around them
+        /// allowed) reads as itself when in range, and is refused naming the range when not.
+        #[test]
+        fn integers_read_back_in_either_spelling(n: i64, low in -100i64..=100, width in 0i64..=1000, as_text: bool, pad in "[ ]{0,2}") {
+            let value = if as_text { Value::from(format!("{pad}{n}{pad}")) } else { Value::from(n) };
+            let body: Map<String, Value> = [("n".to_owned(), value)].into_iter().collect();
+            let range = low..=low + width;
+            match Fields::new(&body).integer("n", range.clone()) {
+                Ok(read) => prop_assert_eq!(read, Some(n)),
+                Err(err) => {
+                    prop_assert!(!range.contains(&n));
+                    prop_assert_eq!(err.to_string(), format!("n must be between {} and {} (got {n})", range.start(), range.end()));
+                }
+            }
+        }
+    }
+}

@@ -103,3 +103,48 @@ mod tests {
         assert_eq!(shared_area_prefix("0571", "0755"), 0);
     }
 }
+
+/// Properties of number and area-code parsing (crate::fuzzing says how many cases and how to
+/// run more).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(512))]
+
+        /// `check_e164` accepts exactly `+` and 3 to 30 digits, and a refusal quotes the number.
+        #[test]
+        fn e164_is_plus_and_3_to_30_digits(number in prop_oneof!["\\+[0-9]{0,34}", "\\+?[0-9 +\\-]{0,32}", "\\PC{0,40}"]) {
+            let digits = number.strip_prefix('+');
+            let valid = digits.is_some_and(|d| (3..=30).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
+            match check_e164(&number) {
+                Ok(()) => prop_assert!(valid, "{:?} accepted", number),
+                Err(reason) => {
+                    prop_assert!(!valid, "{:?} refused: {}", number, reason);
+                    prop_assert!(reason.starts_with(&format!("{number:?}")), "{}", reason);
+                }
+            }
+        }
+
+        /// An area code is 1 to 8 digits; normalizing drops only leading zeros (another leading
+        /// zero changes nothing), is idempotent, and the shared prefix of two codes is symmetric and no longer than either.
+        #[test]
+        fn area_codes_normalize_and_compare(a in "[0-9]{0,10}|\\PC{0,10}", b in "0{0,3}[0-9]{0,8}") {
+            let valid = (1..=8).contains(&a.len()) && a.bytes().all(|d| d.is_ascii_digit());
+            prop_assert_eq!(check_area_code(&a).is_ok(), valid);
+            let n = normalize_area_code(&b);
+            prop_assert_eq!(normalize_area_code(n), n);
+            prop_assert!(b.ends_with(n));
+            // All-zero codes are kept as sent ("0" and "00" stay apart): no area code is all
+            // zeros, and the normalized form is part of a sled key (`store/apps.rs`).
+            if b.bytes().any(|d| d != b'0') {
+                let zero_more = format!("0{b}");
+                prop_assert_eq!(normalize_area_code(&zero_more), n);
+            }
+            prop_assert_eq!(shared_area_prefix(&a, &b), shared_area_prefix(&b, &a));
+            prop_assert!(shared_area_prefix(&a, &b) <= normalize_area_code(&a).len().min(n.len()));
+        }
+    }
+}

@@ -25,9 +25,10 @@ pub enum Rejection {
     RecordingDisabled { app_key: String },
     #[error("Abnormal number status: {x_number} is {status:?}")]
     NumberStatus { x_number: String, status: NumberStatus },
-    /// A tone that is not an approved tone of the app (the Huawei API's wording, naming the file).
-    #[error("Invalid request.{file} does not exist")]
-    UnknownTone { file: String },
+    /// A tone that is not an approved tone of the app (the Huawei API's wording, naming the file;
+    /// `waiting` adds why, when an upload of that name waits for review).
+    #[error("Invalid request.{file} does not exist{}", if *.waiting { ": it is uploaded and waiting for review" } else { "" })]
+    UnknownTone { file: String, waiting: bool },
     #[error("Insufficient number resources: no free X number {where_}")]
     NoFreeAxNumber { where_: String },
     #[error("Exceeded the upper limit: {orig_num} already holds {max} X numbers")]

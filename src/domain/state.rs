@@ -33,6 +33,9 @@ pub const APP_NOT_FOUND: StateCode = 7100;
 pub const SERVICE_TYPE_MISMATCH: StateCode = 7105;
 /// The X is paused or unavailable.
 pub const X_UNAVAILABLE: StateCode = 8055;
+/// Internal error: privnum's release of a callin it cannot record (a storage fault: README,
+/// "Storage faults"), apart from a script's failure (8020).
+pub const PLATFORM_FAULT: StateCode = 8011;
 /// Maximum call duration reached.
 pub const MAX_DURATION_REACHED: StateCode = 8010;
 

@@ -16,6 +16,7 @@
 //! | `GET /v1/admin/pushes` | | `pushes`: per app and kind, waiting, oldest age, in flight, delivered, retried, buried, backing off |
 //! | `GET /v1/admin/pushes/dead` | | `pushes` whose retries are used up, oldest first |
 //! | `POST /v1/admin/pushes/dead/{id}/redeliver` | | puts one back at the end of its lane with fresh retries |
+//! | `GET /v1/admin/calls`, `POST /v1/admin/calls/{sessionId}/end` | | live calls, and ending one: see `http::admin_calls` |
 
 use std::sync::Arc;
 
@@ -29,8 +30,8 @@ use serde_json::{json, Map, Value};
 use super::auth::Admin;
 use super::error::{success, AppError};
 use super::request::{JsonBody, PathParams};
-use super::tones;
 use super::AppState;
+use super::{admin_calls, tones};
 use crate::config::{AppConfig, NumberConfig};
 use crate::domain::{App, Rejection, XNumber};
 use crate::script::ReloadOutcome;
@@ -50,6 +51,8 @@ pub fn router() -> Router<AppState> {
         .route("/pushes", get(pushes_show))
         .route("/pushes/dead", get(pushes_dead))
         .route("/pushes/dead/{id}/redeliver", post(pushes_redeliver))
+        .route("/calls", get(admin_calls::calls_list))
+        .route("/calls/{session_id}/end", post(admin_calls::calls_end))
 }
 
 /// Delivery per app and kind: the backlog (counted on a blocking thread) and the counters.
@@ -183,7 +186,15 @@ async fn apps_put(
     state.store.durable().await?;
     tracing::info!(app_key = %app.app_key, mode = %app.mode, numbers = numbers.len(), "app saved through the admin API");
     crate::calls::route::warn_unapproved_app_tones(&state.store, &app);
-    Ok(success(one("app", app_view(&app))))
+    let warnings = app.push_warnings();
+    for warning in &warnings {
+        tracing::warn!(app_key = %app.app_key, "{warning}");
+    }
+    let mut answer = one("app", app_view(&app));
+    if !warnings.is_empty() {
+        answer.insert("warnings".into(), warnings.into());
+    }
+    Ok(success(answer))
 }
 
 async fn apps_delete(

@@ -3,7 +3,9 @@
 //!
 //! Statuses are the Huawei API's (docs/compatibility.md, Requests and signing): 400 for malformed auth headers, 401 for digest, skew and replay,
 //! 403 for invalid requests and business rejections, 413 for oversized bodies, 500 for internal
-//! errors. A 500's body says only "Internal system error."; the log says everything.
+//! errors. A 500's body says only "Internal system error."; the log says everything. A change
+//! refused while the store cannot make it durable is 503 with `1010001` (README, "Storage
+//! faults").
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -64,7 +66,27 @@ impl From<Rejection> for AppError {
 
 impl From<store::Error> for AppError {
     fn from(err: store::Error) -> Self {
-        AppError::internal(&err)
+        match err {
+            // Logged once when the fault began (`store::fault`), counted in `/metrics`.
+            store::Error::Unavailable(fault) => AppError::store_unavailable(&fault),
+            err => AppError::internal(&err),
+        }
+    }
+}
+
+impl AppError {
+    /// A change refused because the store cannot make it durable now (a full or failing disk):
+    /// 503 with `1010001`, saying what to do. The client may try again; privnum recovers by
+    /// itself once the disk takes writes again.
+    pub fn store_unavailable(fault: &store::StoreFault) -> Self {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::INTERNAL_ERROR,
+            format!(
+                "Internal system error: storage cannot make changes durable (since {}); nothing is acknowledged until it recovers, try again later.",
+                fault.since_rfc3339()
+            ),
+        )
     }
 }
 
@@ -87,8 +109,12 @@ impl From<AuthError> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         // Internal errors were logged with their cause where they happened; failed authentication
-        // is summarized by `throttle`, not logged a line each.
-        let summarized = matches!(self.status, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS);
+        // is summarized by `throttle`, and a store fault was logged once when it began: neither
+        // is logged a line each.
+        let summarized = matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        );
         if self.status != StatusCode::INTERNAL_SERVER_ERROR && !summarized {
             tracing::info!(status = self.status.as_u16(), resultcode = self.code, "request refused: {}", self.desc);
         }

@@ -1,4 +1,5 @@
-//! The HTTP surfaces: the Huawei-compatible provisioning API, the admin API, health and metrics.
+//! The HTTP surfaces: the Huawei-compatible provisioning API, the admin API, the switch adapter,
+//! health, metrics and the OpenAPI document (`openapi.json`, [`ROUTES`]).
 //!
 //! `app(state)` builds the whole router, so tests drive it in-process with `oneshot` or over a
 //! real socket with the same code. Handlers are thin: parse with `domain`, act with `store`, answer
@@ -7,17 +8,20 @@
 //! `axe.rs`). No handler holds a lock across an `.await`.
 
 pub mod admin;
+pub mod admin_calls;
 pub mod auth;
 pub mod ax;
 pub mod axb;
 pub mod axe;
 pub mod calls;
+pub mod console;
 pub mod error;
 pub mod listener;
 pub mod provisioning;
 pub mod request;
 pub mod switch;
 pub mod throttle;
+pub mod tls;
 pub mod tones;
 
 use std::sync::Arc;
@@ -81,6 +85,65 @@ pub const AX_CALLEE_PATH: &str = "/rest/caas/privatenumber/calleenumber/v1.0";
 pub const AXE_PATH: &str = "/rest/caas/extendnumber/v1.0";
 pub const AXE_CURSOR_PATH: &str = "/rest/caas/extendnumber/v2.0";
 
+/// The OpenAPI 3.1 document of every HTTP surface (`openapi.json` at the repository's root),
+/// served at `GET /openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+
+/// Every (method, path) the router serves, paths as the router and `openapi.json` write them.
+/// `tests/it/openapi.rs` holds the three to each other: each of these is routed, every other
+/// method of these paths is 405, every `.route(` in `src/http/` is one of these paths, and the
+/// document has exactly these operations. A new route goes here and into `openapi.json`.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", AXB_PATH),
+    ("POST", AXB_PATH),
+    ("PUT", AXB_PATH),
+    ("DELETE", AXB_PATH),
+    ("GET", AX_PATH),
+    ("POST", AX_PATH),
+    ("PUT", AX_PATH),
+    ("DELETE", AX_PATH),
+    ("PUT", AX_CALLEE_PATH),
+    ("GET", AXE_PATH),
+    ("POST", AXE_PATH),
+    ("PUT", AXE_PATH),
+    ("DELETE", AXE_PATH),
+    ("GET", AXE_CURSOR_PATH),
+    ("POST", calls::STOP_PATH),
+    ("GET", calls::RECORD_PATH),
+    ("GET", "/v1/admin/apps"),
+    ("GET", "/v1/admin/apps/{app_key}"),
+    ("PUT", "/v1/admin/apps/{app_key}"),
+    ("DELETE", "/v1/admin/apps/{app_key}"),
+    ("GET", "/v1/admin/apps/{app_key}/numbers"),
+    ("PUT", "/v1/admin/apps/{app_key}/numbers/{number}"),
+    ("DELETE", "/v1/admin/apps/{app_key}/numbers/{number}"),
+    ("GET", "/v1/admin/apps/{app_key}/tones"),
+    ("PUT", "/v1/admin/apps/{app_key}/tones/{file_name}"),
+    ("GET", "/v1/admin/apps/{app_key}/tones/{file_name}"),
+    ("POST", "/v1/admin/apps/{app_key}/tones/{file_name}/review"),
+    ("GET", "/v1/admin/scripts"),
+    ("POST", "/v1/admin/scripts/reload"),
+    ("POST", "/v1/admin/scripts/rollback"),
+    ("GET", "/v1/admin/pushes"),
+    ("GET", "/v1/admin/pushes/dead"),
+    ("POST", "/v1/admin/pushes/dead/{id}/redeliver"),
+    ("GET", "/v1/admin/calls"),
+    ("POST", "/v1/admin/calls/{session_id}/end"),
+    ("POST", "/v1/switch/calls"),
+    ("POST", "/v1/switch/calls/{session_id}/digits"),
+    ("POST", "/v1/switch/calls/{session_id}/events"),
+    ("GET", "/v1/switch/calls/{session_id}/cdr"),
+    ("GET", "/v1/switch/tones/{app_key}/{file_name}"),
+    ("POST", "/v1/switch/echo"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/console"),
+    ("GET", "/console/"),
+    ("GET", "/console/console.js"),
+    ("GET", "/console/console.css"),
+];
+
 pub fn app(state: AppState) -> Router {
     let provisioning = Router::new()
         .route(AXB_PATH, provisioning::routes::<AxbApi>())
@@ -99,6 +162,8 @@ pub fn app(state: AppState) -> Router {
         .nest("/v1/switch", switch::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .merge(console::router())
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::Extension(request::BodyTimeout(std::time::Duration::from_secs(
@@ -119,7 +184,19 @@ async fn count_results(
     response
 }
 
+/// 200 `{"status":"ok"}` while the store reads and can make changes durable; 503 otherwise,
+/// with the faulted part, its first error and since when (README, "Storage faults").
 async fn healthz(State(state): State<AppState>) -> Response {
+    if let Some(fault) = state.store.fault() {
+        let body = serde_json::json!({
+            "status": "store faulted",
+            "part": fault.part.name(),
+            "error": fault.error,
+            "since": fault.since_rfc3339(),
+            "seconds": fault.age().as_secs(),
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     match state.store.apps().get("") {
         Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response(),
         Err(err) => {
@@ -133,12 +210,17 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     let scripts = state.scripts.status();
+    let pool = state.scripts.pool_status();
     let scripts = telemetry::ScriptCounters {
         active: scripts.active,
         reloads: scripts.reloads,
         rejected: scripts.rejected,
         runtime_errors: scripts.runtime_errors,
         last_reload_failed: scripts.last_error.is_some(),
+        pool_threads: pool.threads,
+        suspects: pool.suspects,
+        strikes: pool.strikes,
+        deadline_overrun_max_micros: u64::try_from(pool.deadline_overrun_max.as_micros()).unwrap_or(u64::MAX),
     };
     text.push_str(&telemetry::render_scripts(&scripts));
     let flushes = state.store.flush_stats();
@@ -177,12 +259,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(Err(err)) => tracing::error!(error = %err, "/metrics: cannot read the push backlog"),
         Err(err) => tracing::error!(error = %err, "/metrics: the push backlog task failed"),
     }
+    let health = state.store.health_stats();
+    let health = telemetry::StoreHealthCounters {
+        parts: crate::store::StorePart::ALL
+            .iter()
+            .map(|part| {
+                let index = part.index();
+                (part.name(), !health.faulted[index], health.faults[index], health.recoveries[index])
+            })
+            .collect(),
+        refused: health.refused,
+    };
+    text.push_str(&telemetry::render_store_health(&health));
     text.push_str(&format!(
         "# HELP privnum_sessions Calls in memory: under way, or ended less than a minute ago.\n\
          # TYPE privnum_sessions gauge\nprivnum_sessions {}\n",
         state.switchboard.sessions().len()
     ));
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The OpenAPI document, as it is in the repository.
+async fn openapi() -> Response {
+    ([("content-type", "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn wrong_method(request: Request) -> AppError {

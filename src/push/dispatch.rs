@@ -349,7 +349,10 @@ impl Pusher {
                 match read {
                     Ok(()) => scan = false,
                     Err(err) => {
-                        tracing::error!(app_key, error = %err, "cannot read the outbox; will retry");
+                        // A storage fault was logged once when it began.
+                        if !matches!(err, crate::store::Error::Unavailable(_)) {
+                            tracing::error!(app_key, error = %err, "cannot read the outbox; will retry");
+                        }
                         store_pause_until = now + STORE_RETRY.as_millis() as i64;
                     }
                 }
@@ -357,7 +360,13 @@ impl Pusher {
             if !events.cut_off {
                 events.whole_round = round;
             }
-            let (requests, wake_at) = self.choose(&mut events, &mut cdrs, in_flight.len(), now);
+            // While the store is faulted a delivered push could not be settled, and would be sent
+            // again every retry: send nothing until it recovers.
+            let (requests, wake_at) = if self.calls.fault().is_some() {
+                (Vec::new(), Some(now + STORE_RETRY.as_millis() as i64))
+            } else {
+                self.choose(&mut events, &mut cdrs, in_flight.len(), now)
+            };
             for (lane, ids, early) in requests {
                 let pusher = self.clone();
                 let app = app_key.clone();

@@ -331,10 +331,7 @@ fn run_case(
         }
         (None, Some(release)) => call_handler::<_, i64>(engine, set, script, &case.handler, release, limits)
             .map(|code| Map::from_iter([("stateCode".to_owned(), Value::from(code))])),
-        _ => Err(RunError {
-            location: path.display().to_string(),
-            message: "give exactly one of \"call\" and \"release\"".into(),
-        }),
+        _ => Err(RunError::new(path.display().to_string(), "give exactly one of \"call\" and \"release\"".into())),
     };
     let outcome = outcome.map_err(|err| format!("{err} (in case {})", path.display())).and_then(|actual| {
         let wrong: Vec<String> = case
@@ -384,7 +381,7 @@ fn run_call_case(
     let binding = match parts.binding {
         Some(binding) => Some(
             case_binding(script, binding, &call.called)
-                .map_err(|message| RunError { location: set.path_of(script).display().to_string(), message })?,
+                .map_err(|message| RunError::new(set.path_of(script).display().to_string(), message))?,
         ),
         None => None,
     };

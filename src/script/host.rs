@@ -3,20 +3,32 @@
 //! Calls read the active set with one atomic load (`arc-swap`) and run on that set to the end, so
 //! a call is decided by exactly one version even while a reload swaps another in. Reloads and
 //! rollbacks are serialized by a mutex that calls never touch.
+//!
+//! Live calls run their handler through [`ScriptHost::run_pooled`], on the script pool's threads
+//! (`pool`), never on an async worker; the reload's test cases run on the thread that reloads
+//! (a blocking one), and `privnum check`/`test` on the command's own.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rhai::Engine;
 use serde::Serialize;
 
-use super::run::{call_handler, HandlerOutput, RunError};
+use super::pool::{Lane, Pool, PoolConfig};
+use super::run::{call_handler, call_handler_until, Failure, HandlerOutput, RunError};
 use super::set::{LoadError, ScriptSet, Sources, Version};
+use super::strikes::Strikes;
 use super::{engine, Limits};
+use crate::telemetry::ScriptStrike;
+
+/// How long past a run's deadline its caller still waits for the script thread before it answers
+/// with the fallback itself: the script is stopped within microseconds of its deadline when its
+/// thread is on a core; this bounds the answer when it is not (a loaded machine).
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(2);
 
 /// How many earlier versions are kept for rollback.
 const HISTORY: usize = 10;
@@ -70,6 +82,15 @@ pub struct Status {
     pub runtime_errors: u64,
 }
 
+/// What `/metrics` shows of the script pool and the strikes.
+#[derive(Debug, Clone)]
+pub struct PoolStatus {
+    pub threads: usize,
+    pub suspects: usize,
+    pub strikes: Vec<ScriptStrike>,
+    pub deadline_overrun_max: Duration,
+}
+
 pub struct ScriptHost {
     engine: Engine,
     limits: Limits,
@@ -85,6 +106,8 @@ pub struct ScriptHost {
     reloads: AtomicU64,
     rejected: AtomicU64,
     runtime_errors: AtomicU64,
+    strikes: Arc<Strikes>,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for ScriptHost {
@@ -95,11 +118,26 @@ impl std::fmt::Debug for ScriptHost {
 
 impl ScriptHost {
     /// Loads `dir`; start-up fails when the scripts do not load, so a server never runs without
-    /// a proven version.
+    /// a proven version. Starts a script pool of the default size.
     pub fn load(dir: &Path, limits: Limits) -> Result<ScriptHost, LoadError> {
+        ScriptHost::load_with(dir, limits, PoolConfig::default())
+    }
+
+    /// Like [`ScriptHost::load`], with a script pool of `pool`'s size.
+    pub fn load_with(dir: &Path, limits: Limits, pool: PoolConfig) -> Result<ScriptHost, LoadError> {
         let engine = engine::build(&limits);
         let set = ScriptSet::load(&engine, dir, 1, &limits)?;
-        tracing::info!(version = %set.version, cases = set.cases_passed, dir = %dir.display(), "scripts loaded");
+        let strikes = Arc::new(Strikes::default());
+        let summary = strikes.clone();
+        let pool = Pool::start(pool, move || summary.summarize_if_due())
+            .map_err(|err| LoadError(vec![format!("cannot start the script threads: {err}")]))?;
+        tracing::info!(
+            version = %set.version,
+            cases = set.cases_passed,
+            dir = %dir.display(),
+            script_threads = pool.threads(),
+            "scripts loaded"
+        );
         Ok(ScriptHost {
             engine,
             limits,
@@ -112,6 +150,8 @@ impl ScriptHost {
             reloads: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             runtime_errors: AtomicU64::new(0),
+            strikes,
+            pool,
         })
     }
 
@@ -138,6 +178,103 @@ impl ScriptHost {
             self.report_failure(set, &err.location, &err.message);
         }
         result
+    }
+
+    /// The key of a run's input for the pool's suspect list: the same parts (the app, the handler,
+    /// what the script reads that varies per call) name the same input.
+    pub fn input_key(&self, parts: &[&str]) -> u64 {
+        self.pool.key(parts)
+    }
+
+    /// Runs a handler of `set` on the script pool, in `app`'s turn (or, for an input recently
+    /// stopped by the sandbox, in the suspect lane), and awaits it for at most twice the deadline
+    /// plus [`DEADLINE_MARGIN`]: a run not started within one deadline of this call is not run,
+    /// and a run is stopped one deadline after it started. A failure
+    /// (a run that failed, was stopped, refused by a full queue, or late) is counted as a strike
+    /// and reported through [`ScriptHost::report_failure`]; the caller gives the fallback.
+    pub async fn run_pooled<I: Clone + Send + Sync + 'static, O: HandlerOutput>(
+        self: &Arc<Self>,
+        app: &str,
+        key: u64,
+        set: Arc<ScriptSet>,
+        (file, function): (&'static str, &'static str),
+        input: I,
+    ) -> Result<O, RunError> {
+        // A run may wait for a thread up to one deadline, then runs for at most another.
+        let deadline = Instant::now() + self.limits.deadline;
+        let budget = self.limits.deadline;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let host = self.clone();
+        let run_set = set.clone();
+        let apart = self.pool.is_suspect(key);
+        let job = Box::new(move || {
+            if answer.is_closed() {
+                return;
+            }
+            let result = if Instant::now() >= deadline {
+                Err(host.not_run(&run_set, file, function, Failure::Late, "waited past its deadline in the queue"))
+            } else if !apart && host.pool.is_suspect(key) {
+                // Stopped by the sandbox while this run waited: it would hold the thread again.
+                let why = "not run: the same input was stopped by the sandbox while it waited";
+                Err(host.not_run(&run_set, file, function, Failure::Refused, why))
+            } else {
+                let stop_at = Instant::now() + budget;
+                let result = call_handler_until(&host.engine, &run_set, file, function, input, &host.limits, stop_at);
+                if let Err(err) = &result {
+                    host.strikes.record(file, &err.at, err.kind);
+                    if err.kind.stopped() {
+                        host.pool.mark_suspect(key);
+                    }
+                }
+                result
+            };
+            let _ = answer.send(result);
+        });
+        let lane = if apart { Lane::Suspect } else { Lane::Main(app) };
+        let result = match self.pool.submit(lane, job) {
+            Err(refused) => Err(self.not_run(&set, file, function, Failure::Refused, &refused.to_string())),
+            Ok(()) => {
+                let wait_until = tokio::time::Instant::from_std(deadline + budget + DEADLINE_MARGIN);
+                match tokio::time::timeout_at(wait_until, answered).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_dropped)) => {
+                        Err(self.not_run(&set, file, function, Failure::Refused, "the script pool has stopped"))
+                    }
+                    Err(_elapsed) => Err(self.not_run(
+                        &set,
+                        file,
+                        function,
+                        Failure::Late,
+                        &format!("no answer within its deadline of {:?}", self.limits.deadline),
+                    )),
+                }
+            }
+        };
+        if let Err(err) = &result {
+            if matches!(err.kind, Failure::Deadline | Failure::Late) {
+                self.strikes.overran(Instant::now().saturating_duration_since(deadline + budget));
+            }
+            if matches!(err.kind, Failure::Late | Failure::Refused) {
+                self.strikes.record(file, &err.at, err.kind);
+            }
+            self.report_failure(&set, &err.location, &err.message);
+        }
+        result
+    }
+
+    fn not_run(&self, set: &ScriptSet, file: &str, function: &str, kind: Failure, why: &str) -> RunError {
+        RunError {
+            location: set.path_of(file).display().to_string(),
+            message: format!("{function}: {why}"),
+            kind,
+            at: function.to_owned(),
+        }
+    }
+
+    /// Counts and reports a decision that broke a platform invariant (`reason`).
+    pub fn report_violation(&self, set: &ScriptSet, (file, function): (&str, &str), reason: &str) {
+        self.strikes.record(file, function, Failure::Error);
+        self.report_failure(set, &set.path_of(file).display().to_string(), reason);
     }
 
     /// Counts a handler that failed or returned a decision breaking a platform invariant, and logs
@@ -220,6 +357,12 @@ impl ScriptHost {
         self.active.store(previous);
         tracing::warn!(%version, "scripts rolled back by an operator");
         Some(version)
+    }
+
+    /// The script pool's size, the inputs kept apart, and the strikes so far.
+    pub fn pool_status(&self) -> PoolStatus {
+        let (strikes, deadline_overrun_max) = self.strikes.snapshot();
+        PoolStatus { threads: self.pool.threads(), suspects: self.pool.suspects(), strikes, deadline_overrun_max }
     }
 
     pub fn status(&self) -> Status {

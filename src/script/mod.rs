@@ -3,15 +3,20 @@
 //!
 //! Reading order: `engine` (limits and sandbox), `api` (what scripts see), `set` (load, compile,
 //! check handlers), `cases` (a set's own test cases), `run` (calling a handler), `host` (the
-//! active version, reload and rollback), `watch` (file events → debounced reload).
+//! active version, reload and rollback, running a live call's handler on the pool), `pool` (the
+//! script threads: per-app queues, the suspect lane), `strikes` (failures counted per script and
+//! location), `watch` (file events → debounced reload).
 
 pub mod api;
 pub mod cases;
 pub mod engine;
 pub mod host;
+pub mod pool;
 pub mod run;
 pub mod set;
+pub mod strikes;
 pub mod watch;
 
 pub use engine::Limits;
 pub use host::{ReloadOutcome, ScriptHost};
+pub use pool::PoolConfig;

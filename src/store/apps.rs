@@ -34,7 +34,7 @@ pub(super) fn load(shared: &Shared) -> Result<AppMap, Error> {
 }
 
 fn all(shared: &Shared) -> Result<Vec<App>, Error> {
-    super::decode_all(Tree::Apps, shared.tree(Tree::Apps).iter())
+    super::decode_all(Tree::Apps, shared.tree(Tree::Apps)?.iter())
 }
 
 impl Apps {

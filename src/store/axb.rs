@@ -243,11 +243,7 @@ impl Bindings {
             Err(err) => Err(err),
         };
         if let Err(err) = swept {
-            let message = err.to_string();
-            return batch
-                .into_iter()
-                .map(|bind| (bind.ticket, Err(Error::Transaction(message.clone()).into())))
-                .collect();
+            return batch.into_iter().map(|bind| (bind.ticket, Err(err.for_each().into()))).collect();
         }
         let mut writes = AxbWrites::new(self, pools);
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -267,13 +263,7 @@ impl Bindings {
             Ok(()) => outcomes,
             // Nothing was stored, so every bind fails alike: a refusal caused by another bind of
             // the batch would name a binding that does not exist.
-            Err(err) => {
-                let message = err.to_string();
-                outcomes
-                    .into_iter()
-                    .map(|(ticket, _)| (ticket, Err(Error::Transaction(message.clone()).into())))
-                    .collect()
-            }
+            Err(err) => outcomes.into_iter().map(|(ticket, _)| (ticket, Err(err.for_each().into()))).collect(),
         }
     }
 
@@ -445,7 +435,7 @@ impl Bindings {
 
     /// Whether some binding's expiry has come (one range probe of the expiry queue).
     fn axb_expiry_due(&self, now: i64) -> Result<bool, Error> {
-        let due = self.shared.tree(Tree::AxbExpiry).range(..keys::expiry_bound(now).to_vec()).keys().next();
+        let due = self.shared.tree(Tree::AxbExpiry)?.range(..keys::expiry_bound(now).to_vec()).keys().next();
         due.transpose().map(|key| key.is_some()).map_err(|source| Error::Sled { tree: Tree::AxbExpiry.name(), source })
     }
 
@@ -457,7 +447,7 @@ impl Bindings {
     }
 
     fn sweep_due(&self, pools: &mut Pools, now: i64, limit: usize) -> Result<usize, Error> {
-        let expiry = self.shared.tree(Tree::AxbExpiry);
+        let expiry = self.shared.tree(Tree::AxbExpiry)?;
         let due = expiry
             .range(..keys::expiry_bound(now).to_vec())
             .keys()

@@ -344,7 +344,7 @@ impl Bindings {
         let start = keys::order(&app.app_key, query.cursor.seq);
         let mut bindings = Vec::new();
         let mut more = false;
-        for item in self.shared.tree(Tree::AxeOrder).range::<Vec<u8>, _>((Bound::Excluded(start), Bound::Unbounded)) {
+        for item in self.shared.tree(Tree::AxeOrder)?.range::<Vec<u8>, _>((Bound::Excluded(start), Bound::Unbounded)) {
             let (key, id) = item.map_err(|source| Error::Sled { tree: Tree::AxeOrder.name(), source })?;
             if !key.starts_with(&prefix) {
                 break;
@@ -373,7 +373,7 @@ impl Bindings {
     fn axe_sweep_due(&self, pools: &mut Pools, now: i64, limit: usize) -> Result<usize, Error> {
         let due = self
             .shared
-            .tree(Tree::AxeExpiry)
+            .tree(Tree::AxeExpiry)?
             .range(..keys::expiry_bound(now).to_vec())
             .keys()
             .take(limit)

@@ -25,6 +25,8 @@
 //! - when the file has grown to several times what is live, it is rewritten as one snapshot of
 //!   the maps, synced, and renamed over the old one, so the file stays proportional to the calls
 //!   under way and their pending pushes;
+//! - a file that holds less than the header, or eight zero bytes, is what a crash while the log
+//!   was created leaves: no record was written, and the log starts anew;
 //! - a record is never empty: eight zero bytes (a length of 0, and the CRC of nothing, 0) are what
 //!   a file extended but never written holds, so replay treats them as a torn tail;
 //! - a log of an older version (2) is replayed, its pushes converted to today's layout, and
@@ -270,7 +272,15 @@ impl CallLog {
         let file = Arc::new(file);
         let mut maps = Maps { outbox_budget, ..Maps::default() };
         let mut migrate = false;
-        let len = if file.metadata().map_err(io)?.len() == 0 {
+        let size = file.metadata().map_err(io)?.len();
+        let len = if size == 0 || creation_cut_short(&file, size) {
+            if size > 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    bytes = size,
+                    "the call log holds only part of its header (its creation was cut off by a crash); it is started anew"
+                );
+            }
             file.write_all_at(MAGIC, 0).map_err(io)?;
             file.sync_all().map_err(io)?;
             File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
@@ -321,13 +331,7 @@ impl CallLog {
         let (file, len, moved) = self.write_snapshot(&temporary).map_err(io)?;
         File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(io)?;
         let mut writer = self.lock_writer();
-        let file = Arc::new(file);
-        self.repoint(&file, moved);
-        writer.file = file.clone();
-        writer.len = len;
-        writer.compact_at = compact_threshold(len);
-        self.current.store(file);
-        self.file_bytes.store(len, Ordering::Relaxed);
+        self.install(&mut writer, file, len, moved);
         tracing::info!(path = %self.path.display(), bytes = len, "the call log was rewritten from version 2 to version 3");
         Ok(())
     }
@@ -335,6 +339,18 @@ impl CallLog {
     fn read_maps(&self) -> RwLockReadGuard<'_, Maps> {
         // Maps change only in `Maps::apply`, which cannot panic halfway: recover from poisoning.
         self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes `file` (`len` bytes, a whole log) the one appends go to and reads see; the values
+    /// kept on disk are repointed to their places in it (`moved`).
+    fn install(&self, writer: &mut Writer, file: File, len: u64, moved: Vec<Moved>) {
+        let file = Arc::new(file);
+        self.repoint(&file, moved);
+        writer.file = file.clone();
+        writer.len = len;
+        writer.compact_at = compact_threshold(len);
+        self.current.store(file);
+        self.file_bytes.store(len, Ordering::Relaxed);
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
@@ -358,10 +374,12 @@ impl CallLog {
             Some(&mut offsets),
         )?;
         let base = writer.len;
-        writer
-            .file
-            .write_all_at(&writer.buffer, writer.len)
-            .map_err(|err| format!("appending {} bytes to {}: {err}", writer.buffer.len(), self.path.display()))?;
+        if let Err(err) = writer.file.write_all_at(&writer.buffer, writer.len) {
+            // Cut off what part of the record reached the file (a full disk may take some of it),
+            // so the file ends at the last whole record and gives its space back.
+            let _ = writer.file.set_len(writer.len);
+            return Err(format!("appending {} bytes to {}: {err}", writer.buffer.len(), self.path.display()));
+        }
         writer.len += writer.buffer.len() as u64;
         self.file_bytes.store(writer.len, Ordering::Relaxed);
         self.appended.fetch_add(1, Ordering::SeqCst);
@@ -379,6 +397,30 @@ impl CallLog {
         Ok(())
     }
 
+    /// Makes the log whole again after a failed append or sync (the store's recovery thread,
+    /// while the call log is faulted and nothing appends): rewrites it as a snapshot of the
+    /// maps, synced, and renamed over the log, so everything they hold is on disk whatever the
+    /// failed syncs left (after a failed `fdatasync` the kernel may have dropped the pages it
+    /// could not write, and a later sync would not say so). A failure leaves the old file the
+    /// log, and is returned.
+    pub(crate) fn recover(&self) -> std::io::Result<u64> {
+        let temporary = self.dir.join(format!("{FILE_NAME}.compact"));
+        let mut writer = self.lock_writer();
+        let appended = self.appended.load(Ordering::SeqCst);
+        let (file, len, moved) = self.write_snapshot(&temporary).inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })?;
+        // From the rename on, the new file is the log.
+        self.install(&mut writer, file, len, moved);
+        if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
+            self.dir_unsynced.store(true, Ordering::SeqCst);
+            return Err(err);
+        }
+        self.dir_unsynced.store(false, Ordering::SeqCst);
+        self.synced.fetch_max(appended, Ordering::SeqCst);
+        Ok(len)
+    }
+
     /// Rewrites the file as a snapshot of the maps. A failure before the rename is logged and
     /// the old file kept; the next attempt waits until the file has doubled. Once the rename is
     /// done the new file is the log, whatever follows: appending to the old one would write to a
@@ -389,13 +431,7 @@ impl CallLog {
         match self.write_snapshot(&temporary) {
             Ok((file, len, moved)) => {
                 let before = writer.len;
-                let file = Arc::new(file);
-                self.repoint(&file, moved);
-                writer.file = file.clone();
-                writer.len = len;
-                writer.compact_at = compact_threshold(len);
-                self.current.store(file);
-                self.file_bytes.store(len, Ordering::Relaxed);
+                self.install(writer, file, len, moved);
                 // The rename is durable once the directory is synced; until then a power cut
                 // brings back the old file, which holds everything the snapshot does.
                 if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
@@ -640,6 +676,20 @@ fn flush_snapshot_record(
     Ok(record.len() as u64)
 }
 
+/// Whether a file of `size` bytes is what a crash while [`CallLog::open`] created it leaves:
+/// shorter than the header or exactly as long, and holding a beginning of the header or zeros
+/// (the file was extended but its bytes never reached the disk). No record was written, so the
+/// log starts anew. Anything else short is not a call log, and an error.
+fn creation_cut_short(file: &File, size: u64) -> bool {
+    let Some(size) = usize::try_from(size).ok().filter(|size| *size <= MAGIC.len()) else { return false };
+    let mut bytes = [0; MAGIC.len()];
+    if file.read_exact_at(&mut bytes[..size], 0).is_err() {
+        return false;
+    }
+    let bytes = &bytes[..size];
+    (size < MAGIC.len() && MAGIC.starts_with(bytes)) || bytes.iter().all(|b| *b == 0)
+}
+
 /// Applies every whole record of `file` to `maps`. Returns where the whole records end, how
 /// many bytes follow them (a torn record), and the file's version (2 or 3).
 fn replay(file: &Arc<File>, path: &Path, maps: &mut Maps) -> Result<(u64, u64, u8), Error> {
@@ -862,6 +912,33 @@ mod tests {
     }
 
     #[test]
+    fn a_header_cut_short_by_a_crash_at_creation_starts_the_log_anew() {
+        // Found by `fuzz::a_cut_log_replays_the_records_before_the_cut`: a log cut inside its
+        // 8-byte header was refused as "not a call log", so privnum would not start again after
+        // a crash while it created the file.
+        for bytes in [&b"P"[..], b"PNCALL", b"PNCALLS", &[0; 8], &[0; 3]] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
+            let log = CallLog::open(dir.path()).unwrap();
+            append(&log, &[put(Tree::Sessions, "s", "1")]);
+            drop(log);
+            let log = CallLog::open(dir.path()).unwrap();
+            assert_eq!(text(log.get(Tree::Sessions, b"s").unwrap()), Some("1".into()), "{bytes:?}");
+        }
+        for bytes in [
+            &b"X"[..],
+            b"PNCALLS4",
+            b"PNCALLS3"[..7].iter().chain(b"x").copied().collect::<Vec<_>>().as_slice(),
+            &[0; 9],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
+            let err = CallLog::open(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(FILE_NAME) && err.contains("header"), "{bytes:?}: {err}");
+        }
+    }
+
+    #[test]
     fn a_file_that_is_not_a_call_log_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"something else entirely").unwrap();
@@ -966,5 +1043,167 @@ mod budget_tests {
         assert!(log.stats().outbox_on_disk >= 15, "replayed beyond the budget: {:?}", log.stats());
         check(&log, "after reopening");
         assert_eq!(log.get(Tree::Sessions, b"s3").unwrap(), Some(b"session".to_vec()));
+    }
+}
+
+/// Properties of replay on real logs, cut short and damaged (crate::fuzzing says how many cases
+/// and how to run more): a log cut anywhere replays exactly the records wholly written before
+/// the cut; a damaged byte ends the replay at the record it is in, and no damaged record is
+/// applied.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Batch = Vec<(Tree, Vec<u8>, Option<Vec<u8>>)>;
+    type State = [BTreeMap<Vec<u8>, Vec<u8>>; TREES.len()];
+
+    /// Batches of writes on few keys, so that values are replaced and removed.
+    fn batches() -> impl Strategy<Value = Vec<Batch>> {
+        let tree = prop_oneof![Just(Tree::Outbox), Just(Tree::Sessions)];
+        let key = proptest::collection::vec(b'a'..=b'd', 1..4);
+        let value = proptest::option::weighted(0.8, proptest::collection::vec(any::<u8>(), 0..48));
+        let batch = proptest::collection::vec((tree, key, value), 1..6);
+        proptest::collection::vec(batch, 1..12)
+    }
+
+    /// What the first `batches` leave in the maps.
+    fn model(batches: &[Batch]) -> State {
+        let mut maps = Maps::default();
+        for (tree, key, value) in batches.iter().flatten() {
+            maps.apply(code(*tree).unwrap(), key, value.as_deref(), None);
+        }
+        whole(&maps)
+    }
+
+    /// The maps' values, whole (read from the file where they are kept there only).
+    fn whole(maps: &Maps) -> State {
+        maps.trees
+            .each_ref()
+            .map(|tree| tree.iter().map(|(key, stored)| (key.clone(), stored.read().unwrap())).collect())
+    }
+
+    /// A real log of `batches`: its bytes, and where each batch's record ends.
+    fn write_log(batches: &[Batch]) -> (Vec<u8>, Vec<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CallLog::open(dir.path()).unwrap();
+        let mut ends = Vec::new();
+        for batch in batches {
+            log.append(&batch.iter().collect::<Vec<_>>()).unwrap();
+            ends.push(log.stats().file_bytes);
+        }
+        drop(log);
+        (std::fs::read(dir.path().join(FILE_NAME)).unwrap(), ends)
+    }
+
+    fn state(log: &CallLog) -> State {
+        whole(&log.read_maps())
+    }
+
+    /// Opens a log holding `bytes`, in a directory of its own.
+    fn open_bytes(bytes: &[u8]) -> (tempfile::TempDir, Result<CallLog, Error>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
+        let log = CallLog::open(dir.path());
+        (dir, log)
+    }
+
+    /// How many records end at or before `offset`.
+    fn whole_before(ends: &[u64], offset: u64) -> usize {
+        ends.iter().take_while(|end| **end <= offset).count()
+    }
+
+    /// Checks that a log cut at `cut` opens with the records wholly before the cut, is cut back
+    /// to their end, and takes a new record that a reopening finds.
+    fn check_cut(batches: &[Batch], bytes: &[u8], ends: &[u64], cut: usize) -> Result<(), TestCaseError> {
+        let (dir, log) = open_bytes(&bytes[..cut]);
+        let log = log.map_err(|err| TestCaseError::fail(format!("cut at {cut}: {err}")))?;
+        let kept = whole_before(ends, cut as u64);
+        prop_assert_eq!(state(&log), model(&batches[..kept]), "cut at {}", cut);
+        let end = if kept == 0 { MAGIC.len() as u64 } else { ends[kept - 1] };
+        prop_assert_eq!(std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len(), end, "cut at {}", cut);
+        let after: Batch = vec![(Tree::Sessions, b"after".to_vec(), Some(b"the cut".to_vec()))];
+        log.append(&after.iter().collect::<Vec<_>>()).unwrap();
+        drop(log);
+        let log = CallLog::open(dir.path()).unwrap();
+        let mut expected = batches[..kept].to_vec();
+        expected.push(after);
+        prop_assert_eq!(state(&log), model(&expected), "cut at {}: a record after the cut", cut);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(128))]
+
+        /// A log cut short at any byte (a crash mid-write) opens with exactly the records
+        /// wholly written before the cut: the prefix property.
+        #[test]
+        fn a_cut_log_replays_the_records_before_the_cut(batches in batches(), at: prop::sample::Index) {
+            let (bytes, ends) = write_log(&batches);
+            check_cut(&batches, &bytes, &ends, at.index(bytes.len() + 1))?;
+        }
+
+        /// Damaged bytes after the header end the replay at the first damaged record: the
+        /// records before it come back, the damaged one and those after it are not applied.
+        #[test]
+        fn damaged_bytes_end_the_replay_at_their_record(
+            batches in batches(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..4),
+        ) {
+            let (mut bytes, ends) = write_log(&batches);
+            let span = bytes.len() - MAGIC.len();
+            let mut first = usize::MAX;
+            for (at, mask) in &flips {
+                let at = MAGIC.len() + at.index(span);
+                bytes[at] ^= mask;
+                first = first.min(at);
+            }
+            let (_dir, log) = open_bytes(&bytes);
+            let log = log.map_err(|err| TestCaseError::fail(format!("damage at {first}: {err}")))?;
+            let kept = whole_before(&ends, first as u64);
+            prop_assert_eq!(state(&log), model(&batches[..kept]), "first damage at {}", first);
+        }
+
+        /// A damaged file header is refused, naming the file (unless the damage spells the
+        /// older version's header, which is then read as one), never a panic.
+        #[test]
+        fn a_damaged_header_is_refused_by_name(batches in batches(), at in 0..MAGIC.len(), mask in 1..=255u8) {
+            let (mut bytes, _) = write_log(&batches);
+            bytes[at] ^= mask;
+            let (_dir, log) = open_bytes(&bytes);
+            if &bytes[..MAGIC.len()] != MAGIC_V2 {
+                let err = log.unwrap_err().to_string();
+                prop_assert!(err.contains(FILE_NAME) && err.contains("header"), "{}", err);
+            }
+        }
+
+        /// Garbage after the last whole record (a torn write of something) is cut off, and
+        /// every record before it comes back.
+        #[test]
+        fn garbage_after_the_records_is_cut_off(batches in batches(), garbage in proptest::collection::vec(any::<u8>(), 1..64)) {
+            let (mut bytes, ends) = write_log(&batches);
+            let whole = bytes.len();
+            bytes.extend_from_slice(&garbage);
+            let (dir, log) = open_bytes(&bytes);
+            prop_assert_eq!(state(&log.unwrap()), model(&batches));
+            prop_assert_eq!(std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len(), whole as u64);
+            prop_assert_eq!(*ends.last().unwrap(), whole as u64);
+        }
+    }
+
+    /// Every cut of one log, byte by byte, including those inside the file's own header (a
+    /// crash while the log was being created) and inside a record's header.
+    #[test]
+    fn every_cut_of_a_log_replays_the_records_before_it() {
+        let batches: Vec<Batch> = vec![
+            vec![(Tree::Sessions, b"s1".to_vec(), Some(b"one".to_vec()))],
+            vec![(Tree::Outbox, b"p1".to_vec(), Some(vec![7; 20])), (Tree::Sessions, b"s2".to_vec(), Some(vec![]))],
+            vec![(Tree::Sessions, b"s1".to_vec(), None)],
+            vec![(Tree::Outbox, b"p1".to_vec(), Some(b"again".to_vec()))],
+        ];
+        let (bytes, ends) = write_log(&batches);
+        for cut in 0..=bytes.len() {
+            check_cut(&batches, &bytes, &ends, cut).unwrap();
+        }
     }
 }

@@ -30,6 +30,12 @@ impl Calls {
     pub async fn durable(&self) -> Result<(), Error> {
         self.shared.log_durable().await
     }
+
+    /// The store's oldest fault, while a part cannot make changes durable (the pusher pauses:
+    /// a push delivered now could not be settled).
+    pub fn fault(&self) -> Option<super::StoreFault> {
+        self.shared.health.first_fault()
+    }
 }
 
 impl Calls {

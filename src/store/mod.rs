@@ -28,20 +28,21 @@ mod bindings;
 mod calllog;
 mod calls;
 mod combine;
+mod fault;
 mod flush;
+mod handles;
 pub(crate) mod keys;
 mod nonce;
 pub mod outbox;
 mod pools;
 mod record;
+mod recover;
 mod tones;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use sled::Transactional as _;
 
 use crate::domain::Rejection;
 
@@ -51,8 +52,11 @@ pub use axe::{AxeCursorPage, AxePage};
 pub use bindings::Bindings;
 pub use calllog::CallLogStats;
 pub use calls::Calls;
+use fault::Health;
+pub use fault::{HealthStats, StoreFault, StorePart};
 pub use flush::FlushStats;
 use flush::Scope;
+use handles::{SledHandles, SledSlot};
 pub use nonce::Nonces;
 pub use tones::Tones;
 
@@ -73,6 +77,21 @@ pub enum Error {
     Flush(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// A part of the store is faulted (`fault.rs`): the change was refused, or its wait for the
+    /// disk spanned the fault.
+    #[error("{0}")]
+    Unavailable(StoreFault),
+}
+
+impl Error {
+    /// This error again, for each of several changes that failed together (a batch): a fault
+    /// stays a fault, anything else becomes its text.
+    pub(crate) fn for_each(&self) -> Error {
+        match self {
+            Error::Unavailable(fault) => Error::Unavailable(fault.clone()),
+            other => Error::Transaction(other.to_string()),
+        }
+    }
 }
 
 /// What a store operation can end in: the rules refused it, or storage failed.
@@ -191,69 +210,51 @@ pub(crate) fn show_key(key: &[u8]) -> String {
     key.escape_ascii().to_string().replace("\\x00", "/")
 }
 
-/// How long `open` waits for another holder of the store's lock to let go.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Opens sled in `dir`, waiting up to [`LOCK_WAIT`] while another holder has it locked. A store
-/// being closed in this process lets go within moments (a flush in progress finishes first), so a
-/// restart on the same directory waits for it instead of failing; another process holding it
-/// for longer is still an error.
-/// sled reports a directory another process holds as a plain I/O error; its message is all that
-/// tells it apart.
-fn is_lock_error(err: &std::io::Error) -> bool {
-    err.to_string().contains("could not acquire lock")
-}
-
-fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
-    let started = std::time::Instant::now();
-    loop {
-        match sled::Config::new().path(dir).open() {
-            Err(sled::Error::Io(err)) if is_lock_error(&err) && started.elapsed() < LOCK_WAIT => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            result => return result,
-        }
-    }
-}
-
 /// Applies a committed batch: the sled part in one transaction, then the call-log part as one
 /// record. Nothing is applied when the sled part fails; when the log part fails after it, the
 /// batch is reported failed with its sled part kept. The two parts reach the disk by different
 /// syncs, so after a crash either may be there without the other: an answer that needs both waits
 /// for [`Store::durable`], and a record moved between the two stores is moved in two commits
 /// with that wait between them ([`Calls::bury`], [`Calls::revive`]).
-fn apply_combined(trees: &[sled::Tree], calls: &calllog::CallLog, ops: &[Op]) -> Result<(), String> {
+fn apply_combined(sled: &SledSlot, calls: &calllog::CallLog, health: &Health, ops: &[Op]) -> Result<(), String> {
     let (logged, in_sled): (Vec<&Op>, Vec<&Op>) = ops.iter().partition(|(tree, _, _)| tree.in_call_log());
+    // A batch queued before its part faulted is refused here, so nothing reaches a faulted part.
     if !in_sled.is_empty() {
+        health.check(StorePart::Sled).map_err(|err| err.to_string())?;
         let in_sled: Vec<Op> = in_sled.into_iter().cloned().collect();
-        apply(trees, &in_sled)?;
+        write_sled(&*sled.get().map_err(|err| err.to_string())?, health, &in_sled)?;
     }
-    calls.append(&logged)
+    if logged.is_empty() {
+        return Ok(());
+    }
+    health.check(StorePart::CallLog).map_err(|err| err.to_string())?;
+    let appended = health
+        .injected(StorePart::CallLog)
+        .map_err(|err| format!("appending {} writes to the call log: {err}", logged.len()))
+        .and_then(|()| calls.append(&logged));
+    if let Err(err) = &appended {
+        health.fault(StorePart::CallLog, err);
+    }
+    appended
 }
 
-/// One sled transaction over the trees `ops` touch, applying them in order.
-fn apply(trees: &[sled::Tree], ops: &[Op]) -> Result<(), String> {
-    // Only the trees this change touches take part: sled prepares every participant.
-    let mut used: Vec<Tree> = ops.iter().map(|(tree, _, _)| *tree).collect();
-    used.sort_by_key(|tree| *tree as usize);
-    used.dedup();
-    let participants: Vec<&sled::Tree> = used.iter().map(|tree| &trees[*tree as usize]).collect();
-    let positions: Vec<usize> =
-        ops.iter().map(|(tree, _, _)| used.iter().position(|t| t == tree).unwrap_or_default()).collect();
-    let result = participants.as_slice().transaction(|trees| {
-        for ((_, key, value), &position) in ops.iter().zip(&positions) {
-            let tree = &trees[position];
-            match value {
-                Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
-                None => tree.remove(key.as_slice())?,
-            };
-        }
-        Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-    });
-    result.map_err(|err| {
-        let trees: Vec<&str> = used.iter().map(|tree| tree.name()).collect();
-        format!("writing {} keys to {}: {err:?}", ops.len(), trees.join(", "))
-    })
+/// Applies `ops` to sled in one transaction; a failure faults sled.
+fn write_sled(handles: &SledHandles, health: &Health, ops: &[Op]) -> Result<(), String> {
+    let written = health
+        .injected(StorePart::Sled)
+        .map_err(|err| format!("writing {} keys to sled: {err}", ops.len()))
+        .and_then(|()| handles.apply(ops));
+    if let Err(err) = &written {
+        health.fault(StorePart::Sled, err);
+    }
+    written
+}
+
+/// Which parts of the store `ops` write: (sled, the call log).
+fn parts_written(ops: &[Op]) -> (bool, bool) {
+    let logged = ops.iter().any(|(tree, _, _)| tree.in_call_log());
+    let in_sled = ops.iter().any(|(tree, _, _)| !tree.in_call_log());
+    (in_sled, logged)
 }
 
 /// One write: a tree, a key, and the new value (`None` removes the key).
@@ -280,8 +281,10 @@ impl WriteSet {
 /// `store/` sees it; everything outside reaches it through the handles.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    db: sled::Db,
-    trees: Vec<sled::Tree>,
+    /// sled's handles, replaced by the recovery thread after a fault (`handles.rs`).
+    sled: Arc<SledSlot>,
+    /// Which parts are faulted (`fault.rs`).
+    health: Arc<Health>,
     /// Nonces in memory and in sled (`nonce.rs`), shared with the group flush.
     nonces: Arc<nonce::NonceBook>,
     writer: Mutex<pools::Pools>,
@@ -334,29 +337,26 @@ impl Store {
     /// beyond it, a push's body stays in the call log's file until it is sent
     /// (`push_memory_budget_mb`).
     pub fn open_with_push_budget(dir: &Path, push_memory_bytes: u64) -> Result<Store, Error> {
-        let open_error = |source| Error::Open { path: dir.to_owned(), source };
-        let db = open_when_free(dir).map_err(|source| match source {
-            sled::Error::Io(err) if is_lock_error(&err) => Error::Locked { path: dir.to_owned() },
-            source => open_error(source),
-        })?;
-        let trees =
-            Tree::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>().map_err(open_error)?;
-        let nonces = Arc::new(nonce::NonceBook::open(&db).map_err(open_error)?);
+        let handles = SledHandles::open(dir)?;
         let log = Arc::new(calllog::CallLog::open_with_budget(dir, push_memory_bytes)?);
-        move_call_records_to_log(&db, &trees, &log, dir)?;
+        move_call_records_to_log(&handles, &log, dir)?;
+        let sled = Arc::new(SledSlot::new(handles, dir));
+        let health = Arc::new(Health::default());
+        let nonces = Arc::new(nonce::NonceBook::new(sled.clone(), health.clone()));
         // Nonces reach sled just before each of its flushes, so every change a signed request
         // made is durable with its nonce (`nonce.rs`).
         let flushed_nonces = nonces.clone();
         let before_sled_flush = Box::new(move || flushed_nonces.persist().map(|_| ()).map_err(|err| err.to_string()));
-        let flush = flush::GroupFlush::start(db.clone(), log.clone(), before_sled_flush, dir)
-            .map_err(|source| Error::Io { path: dir.join("db"), source })?;
-        let (committer_trees, committer_log) = (trees.clone(), log.clone());
-        let combiner =
-            combine::Combiner::start(Box::new(move |ops| apply_combined(&committer_trees, &committer_log, ops)))
-                .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        let flush = flush::GroupFlush::start(sled.clone(), log.clone(), health.clone(), before_sled_flush, dir)
+            .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        let (committer_sled, committer_log, committer_health) = (sled.clone(), log.clone(), health.clone());
+        let combiner = combine::Combiner::start(Box::new(move |ops| {
+            apply_combined(&committer_sled, &committer_log, &committer_health, ops)
+        }))
+        .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         let mut shared = Shared {
-            db,
-            trees,
+            sled,
+            health,
             nonces,
             writer: Mutex::default(),
             apps: ArcSwap::default(),
@@ -370,6 +370,7 @@ impl Store {
         shared.apps = ArcSwap::from_pointee(apps::load(&shared)?);
         shared.serving_tones = ArcSwap::from_pointee(tones::load_serving(&shared)?);
         let shared = Arc::new(shared);
+        recover::start(&shared).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         Ok(Store {
             bindings: Bindings { shared: shared.clone() },
             apps: Apps { shared: shared.clone() },
@@ -421,13 +422,34 @@ impl Store {
     }
 
     /// Applies every queued change and writes pending nonces, then flushes synchronously (for
-    /// shutdown). Blocks the thread.
+    /// shutdown). Blocks the thread. A faulted part is not flushed: its error is returned.
     pub fn flush_now(&self) -> Result<(), Error> {
         let shared = &self.shared;
         shared.combiner.commit(WriteSet::default())?;
-        self.nonces.persist()?;
+        shared.health.check(StorePart::CallLog)?;
         shared.log.sync().map_err(|source| Error::Io { path: PathBuf::from(calllog::FILE_NAME), source })?;
-        shared.db.flush().map(|_| ()).map_err(|source| Error::Sled { tree: "(all)", source })
+        shared.health.check(StorePart::Sled)?;
+        self.nonces.persist()?;
+        shared.sled.get()?.flush().map_err(Error::Flush)
+    }
+
+    /// The oldest fault of a part of the store that cannot make changes durable now, if any
+    /// (`/healthz` answers 503 while there is one; the store recovers by itself).
+    pub fn fault(&self) -> Option<StoreFault> {
+        self.shared.health.first_fault()
+    }
+
+    /// Faults, recoveries and refusals, for `/metrics`.
+    pub fn health_stats(&self) -> HealthStats {
+        self.shared.health.stats()
+    }
+
+    /// For tests: makes every write, sync and recovery probe of `part` fail as a full disk
+    /// would (ENOSPC) while `failing`, exactly where the disk's errors surface, so the store
+    /// faults and recovers through its real paths (sled is really opened again).
+    #[doc(hidden)]
+    pub fn inject_write_failures(&self, part: StorePart, failing: bool) {
+        self.shared.health.inject(part, failing);
     }
 }
 
@@ -456,8 +478,9 @@ impl Shared {
         Ok(pools)
     }
 
-    pub(crate) fn tree(&self, tree: Tree) -> &sled::Tree {
-        &self.trees[tree as usize]
+    /// A handle on one of sled's trees, for one operation (do not keep it: `handles.rs`).
+    pub(crate) fn tree(&self, tree: Tree) -> Result<sled::Tree, Error> {
+        Ok(self.sled.get()?.tree(tree).clone())
     }
 
     /// Reads one value.
@@ -469,7 +492,7 @@ impl Shared {
                 .map_err(|source| Error::Io { path: PathBuf::from(calllog::FILE_NAME), source })?;
             return Ok(value.map(sled::IVec::from));
         }
-        self.tree(tree).get(key).map_err(|source| Error::Sled { tree: tree.name(), source })
+        self.sled.get()?.tree(tree).get(key).map_err(|source| Error::Sled { tree: tree.name(), source })
     }
 
     /// Decodes up to `max` records of a call-log tree whose keys start with `prefix`, in order.
@@ -505,12 +528,12 @@ impl Shared {
         tree: Tree,
         prefix: &[u8],
     ) -> Result<Vec<R>, Error> {
-        decode_all(tree, self.tree(tree).scan_prefix(prefix))
+        decode_all(tree, self.tree(tree)?.scan_prefix(prefix))
     }
 
     /// The keys under `prefix`, in order.
     pub(crate) fn keys_with_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<sled::IVec>, Error> {
-        self.tree(tree)
+        self.tree(tree)?
             .scan_prefix(prefix)
             .keys()
             .collect::<Result<Vec<_>, _>>()
@@ -529,7 +552,8 @@ impl Shared {
     /// Applies `writes` atomically in a sled transaction of their own, now, on this thread, and
     /// returns once they are applied (visible to every read; on disk after [`Store::durable`]).
     /// For the writer-lock holders (bindings, pools, apps, tones), which are serialized anyway
-    /// and must not wait behind the call path's queue. Never for the call path's trees.
+    /// and must not wait behind the call path's queue. Never for the call path's trees. Refused
+    /// at once while either part of the store is faulted.
     pub(crate) fn apply_now(&self, writes: WriteSet) -> Result<(), Error> {
         debug_assert!(
             writes.ops.iter().all(|(tree, _, _)| !tree.is_call_path()),
@@ -538,7 +562,11 @@ impl Shared {
         if writes.ops.is_empty() {
             return Ok(());
         }
-        apply(&self.trees, &writes.ops).map_err(Error::Transaction)
+        // Their answers wait for the whole store (`Store::durable`): refused while either part
+        // is faulted, before anything is applied.
+        self.health.check(StorePart::Sled)?;
+        self.health.check(StorePart::CallLog)?;
+        write_sled(&*self.sled.get()?, &self.health, &writes.ops).map_err(|err| self.failed(&writes.ops, err))
     }
 
     /// Commits a change to the call path's trees (sessions, outbox, dead letters, recordings)
@@ -549,12 +577,19 @@ impl Shared {
         if writes.ops.is_empty() {
             return Ok(());
         }
-        self.combiner.commit(writes)
+        self.refuse_if_faulted(&writes.ops)?;
+        let parts = parts_written(&writes.ops);
+        self.combiner.commit(writes).map_err(|err| match err {
+            Error::Transaction(reason) => self.failed_parts(parts, reason),
+            err => err,
+        })
     }
 
     /// Like [`Shared::commit_blocking`], for async callers: queued, taken at once, and awaited
     /// without blocking the thread.
     pub(crate) async fn commit_async(&self, writes: WriteSet) -> Result<(), Error> {
+        self.refuse_if_faulted(&writes.ops)?;
+        let parts = parts_written(&writes.ops);
         let (sender, applied) = tokio::sync::oneshot::channel();
         let done = Box::new(move |result| {
             let _ = sender.send(result);
@@ -562,7 +597,7 @@ impl Shared {
         self.queue(writes, done, true);
         // The committer runs every queued change's callback, also when it stops.
         match applied.await {
-            Ok(result) => result.map_err(Error::Transaction),
+            Ok(result) => result.map_err(|reason| self.failed_parts(parts, reason)),
             Err(_) => Err(Error::Transaction("the committer stopped before applying this change".into())),
         }
     }
@@ -571,7 +606,38 @@ impl Shared {
     /// returns at once, without waiting; `done` hears the result on the committer thread. For
     /// changes whose caller need not wait, such as a connected call's new session.
     pub(crate) fn enqueue(&self, writes: WriteSet, done: combine::Done) {
+        if let Err(err) = self.refuse_if_faulted(&writes.ops) {
+            done(Err(err.to_string()));
+            return;
+        }
         self.queue(writes, done, false);
+    }
+
+    /// Refuses at once a change to a part that is faulted.
+    fn refuse_if_faulted(&self, ops: &[Op]) -> Result<(), Error> {
+        let (in_sled, logged) = parts_written(ops);
+        if in_sled {
+            self.health.check(StorePart::Sled)?;
+        }
+        if logged {
+            self.health.check(StorePart::CallLog)?;
+        }
+        Ok(())
+    }
+
+    /// The error for a change that failed: the fault of a part it wrote, if one is faulted now
+    /// (the failure faulted it, or it was refused), else the failure itself.
+    fn failed(&self, ops: &[Op], reason: String) -> Error {
+        self.failed_parts(parts_written(ops), reason)
+    }
+
+    fn failed_parts(&self, (in_sled, logged): (bool, bool), reason: String) -> Error {
+        let fault = (in_sled.then(|| self.health.fault_of(StorePart::Sled)).flatten())
+            .or_else(|| logged.then(|| self.health.fault_of(StorePart::CallLog)).flatten());
+        match fault {
+            Some(fault) => Error::Unavailable(fault),
+            None => Error::Transaction(reason),
+        }
     }
 
     /// Queues call-path `writes` for the committer; `awaited` when the caller waits for `done`.
@@ -592,7 +658,7 @@ impl Shared {
 
     /// A new id, unique in this store across restarts.
     pub(crate) fn next_id(&self) -> Result<u64, Error> {
-        self.db.generate_id().map_err(|source| Error::Sled { tree: "(ids)", source })
+        self.sled.get()?.db.generate_id().map_err(|source| Error::Sled { tree: "(ids)", source })
     }
 }
 
@@ -614,16 +680,11 @@ pub(crate) fn decode_all<R: serde::de::DeserializeOwned>(
 /// file, as the group flush does) before the store serves anything. Safe to repeat after a crash
 /// part-way: until the removal is on disk nothing newer than sled's copy was written to the log,
 /// so moving them again writes the same values.
-fn move_call_records_to_log(
-    db: &sled::Db,
-    trees: &[sled::Tree],
-    calls: &calllog::CallLog,
-    dir: &Path,
-) -> Result<(), Error> {
+fn move_call_records_to_log(handles: &SledHandles, calls: &calllog::CallLog, dir: &Path) -> Result<(), Error> {
     let logged_trees = || Tree::ALL.into_iter().filter(|tree| tree.in_call_log());
     let mut moved = 0;
     for tree in logged_trees() {
-        let sled_tree = &trees[tree as usize];
+        let sled_tree = handles.tree(tree);
         let sled_error = |source| Error::Sled { tree: tree.name(), source };
         let mut ops: Vec<Op> = Vec::new();
         for item in sled_tree.iter() {
@@ -641,11 +702,9 @@ fn move_call_records_to_log(
     }
     calls.sync().map_err(|source| Error::Io { path: dir.join(calllog::FILE_NAME), source })?;
     for tree in logged_trees() {
-        trees[tree as usize].clear().map_err(|source| Error::Sled { tree: tree.name(), source })?;
+        handles.tree(tree).clear().map_err(|source| Error::Sled { tree: tree.name(), source })?;
     }
-    db.flush().map_err(|source| Error::Sled { tree: "(all)", source })?;
-    let sled_file = dir.join("db");
-    File::open(&sled_file).and_then(|file| file.sync_data()).map_err(|source| Error::Io { path: sled_file, source })?;
+    handles.flush().map_err(Error::Flush)?;
     tracing::info!(records = moved, "moved sessions and pushes from sled into the call log");
     Ok(())
 }
@@ -691,7 +750,7 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             let sessions: Vec<serde_json::Value> = store.calls().sessions().unwrap();
             assert_eq!(sessions, [serde_json::json!({"session": 1})], "the session moved to the log");
-            assert!(store.shared.tree(Tree::Sessions).is_empty(), "sled no longer holds it");
+            assert!(store.shared.tree(Tree::Sessions).unwrap().is_empty(), "sled no longer holds it");
             assert!(store.calls().is_recording_of("app-1", "rec.wav").unwrap(), "recordings stay in sled");
             assert!(!store.calls().is_recording_of("app-2", "rec.wav").unwrap(), "and are the app's own");
             // The call goes on in the log: a second opening must not bring sled's copy back.

@@ -22,6 +22,8 @@ use std::collections::HashMap;
 use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::fault::{Health, StorePart};
+use super::handles::SledSlot;
 use super::{keys, Error};
 
 fn sled_error(source: sled::Error) -> Error {
@@ -73,22 +75,36 @@ impl RecentNonces {
     }
 }
 
-/// Nonces in memory and in sled: what the [`Nonces`] handle and the group flush share.
+/// Nonces in memory and in sled: what the [`Nonces`] handle and the group flush share. sled's
+/// trees `nonces` and `nonce_expiry` (each nonce filed under its `Created` time, for the sweep)
+/// are taken from the store's slot for each operation (`handles.rs`).
 #[derive(Debug)]
 pub(crate) struct NonceBook {
     /// Nonces accepted and not yet written to sled.
     recent: RecentNonces,
-    nonces: sled::Tree,
-    /// Each nonce filed under its `Created` time, for the sweep.
-    expiry: sled::Tree,
+    sled: Arc<SledSlot>,
+    health: Arc<Health>,
 }
 
 impl NonceBook {
-    pub(crate) fn open(db: &sled::Db) -> Result<NonceBook, sled::Error> {
-        Ok(NonceBook {
-            recent: RecentNonces::default(),
-            nonces: db.open_tree("nonces")?,
-            expiry: db.open_tree("nonce_expiry")?,
+    pub(crate) fn new(sled: Arc<SledSlot>, health: Arc<Health>) -> NonceBook {
+        NonceBook { recent: RecentNonces::default(), sled, health }
+    }
+
+    /// A failed write to sled faults it.
+    fn written<T>(&self, result: Result<T, sled::Error>) -> Result<T, Error> {
+        result.map_err(|source| {
+            self.health.fault(StorePart::Sled, format!("writing nonces: {source}"));
+            sled_error(source)
+        })
+    }
+
+    /// Refuses while sled is faulted, and fails as injected.
+    fn check_writable(&self) -> Result<(), Error> {
+        self.health.check(StorePart::Sled)?;
+        self.health.injected(StorePart::Sled).map_err(|err| {
+            self.health.fault(StorePart::Sled, format!("writing nonces: {err}"));
+            self.health.spanned(StorePart::Sled)
         })
     }
 
@@ -100,7 +116,7 @@ impl NonceBook {
         // replay of itself. The sled read is a point read, about a microsecond.
         let mut recent = self.recent.shard(&key);
         let Entry::Vacant(vacant) = recent.entry(key) else { return Ok(false) };
-        if self.nonces.contains_key(vacant.key()).map_err(sled_error)? {
+        if self.sled.get()?.nonces.contains_key(vacant.key()).map_err(sled_error)? {
             return Ok(false);
         }
         vacant.insert(created_at);
@@ -115,6 +131,8 @@ impl NonceBook {
         if pending.is_empty() {
             return Ok(0);
         }
+        self.check_writable()?;
+        let sled = self.sled.get()?;
         // One insert at a time: a sled batch would hold sled's write lock over all of them,
         // stalling every transaction meanwhile. The sweep entry first: a failure between the two
         // leaves an entry whose nonce is missing (the sweep drops it), never a nonce no sweep will
@@ -122,19 +140,21 @@ impl NonceBook {
         for (key, created_at) in &pending {
             let mut expiry = keys::expiry(*created_at, "").to_vec();
             expiry.extend_from_slice(key);
-            self.expiry.insert(expiry, &[]).map_err(sled_error)?;
-            self.nonces.insert(key.as_slice(), &created_at.to_be_bytes()[..]).map_err(sled_error)?;
+            self.written(sled.nonce_expiry.insert(expiry, &[]))?;
+            self.written(sled.nonces.insert(key.as_slice(), &created_at.to_be_bytes()[..]))?;
         }
         self.recent.forget(&pending);
         Ok(pending.len())
     }
 
     fn forget_before(&self, before: i64) -> Result<usize, Error> {
+        self.check_writable()?;
+        let sled = self.sled.get()?;
         let mut forgotten = 0;
-        for item in self.expiry.range(..keys::expiry_bound(before.saturating_sub(1)).to_vec()) {
+        for item in sled.nonce_expiry.range(..keys::expiry_bound(before.saturating_sub(1)).to_vec()) {
             let (expiry, _) = item.map_err(sled_error)?;
-            self.nonces.remove(&expiry[8..]).map_err(sled_error)?;
-            self.expiry.remove(&expiry).map_err(sled_error)?;
+            self.written(sled.nonces.remove(&expiry[8..]))?;
+            self.written(sled.nonce_expiry.remove(&expiry))?;
             forgotten += 1;
         }
         Ok(forgotten)

@@ -404,7 +404,7 @@ impl Calls {
     /// The dead letters, oldest first.
     pub fn dead_pushes(&self) -> Result<Vec<Push>, Error> {
         self.shared
-            .tree(Tree::OutboxDead)
+            .tree(Tree::OutboxDead)?
             .iter()
             .map(|item| {
                 let (key, value) = item.map_err(|source| Error::Sled { tree: Tree::OutboxDead.name(), source })?;

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::domain::tone::{Review, Tone};
+use crate::domain::tone::{Review, Tone, ToneState};
 use crate::domain::Rejection;
 
 use super::keys;
@@ -36,7 +36,7 @@ pub struct Tones {
 /// Builds the serving set from the stored records (at open).
 pub(super) fn load_serving(shared: &Shared) -> Result<Serving, Error> {
     let mut serving = Serving::new();
-    for item in shared.tree(Tree::Tones).iter() {
+    for item in shared.tree(Tree::Tones)?.iter() {
         let (key, value) = item.map_err(|source| Error::Sled { tree: Tree::Tones.name(), source })?;
         let tone: Tone = super::record::decode(Tree::Tones.name(), &key, &value)?;
         if tone.serving() {
@@ -87,7 +87,13 @@ impl Tones {
         let serving = self.shared.serving_tones.load();
         let approved = serving.get(app_key);
         match names.into_iter().find(|name| !approved.is_some_and(|set| set.contains(*name))) {
-            Some(file) => Err(Rejection::UnknownTone { file: file.to_owned() }),
+            Some(file) => {
+                // Only on the way to a refusal: is it uploaded, but not approved yet?
+                let record: Option<Tone> =
+                    self.shared.get_record(Tree::Tones, &keys::join(&[app_key, file])).ok().flatten();
+                let waiting = record.is_some_and(|tone| tone.state == ToneState::Pending);
+                Err(Rejection::UnknownTone { file: file.to_owned(), waiting })
+            }
             None => Ok(()),
         }
     }

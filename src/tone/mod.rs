@@ -56,6 +56,33 @@ impl fmt::Display for Inspection {
     }
 }
 
+/// The longest tone `make` writes: what fits the carrier's 2 MB at 8000 bytes a second.
+pub const MAX_MADE_SECS: f64 = (MAX_BYTES / 8000) as f64;
+
+/// A sine tone of `hz` for `seconds`, already in the carrier's format (A-law, 8000 Hz, mono): a
+/// valid tone to try uploads, reviews and calls with, without an audio tool. The amplitude is
+/// half of full scale, faded in and out over 10 ms so it starts and stops without a click.
+pub fn make(hz: f64, seconds: f64) -> Result<Vec<u8>, String> {
+    if !(20.0..=3_400.0).contains(&hz) {
+        return Err(format!("{hz} Hz is outside the telephone band; give 20 to 3400 Hz"));
+    }
+    if !(seconds > 0.0 && seconds <= MAX_MADE_SECS) {
+        return Err(format!("{seconds} s must be more than 0 and at most {MAX_MADE_SECS} s (2 MB of A-law)"));
+    }
+    let rate = f64::from(convert::RATE);
+    let frames = ((seconds * rate).round() as usize).max(1);
+    let fade = (0.010 * rate) as usize;
+    let codes = (0..frames)
+        .map(|n| {
+            // The distance to the nearer end, in frames (n < frames).
+            let envelope = (n.min(frames - 1 - n) as f64 / fade as f64).min(1.0);
+            let sample = 0.5 * envelope * (std::f64::consts::TAU * hz * n as f64 / rate).sin();
+            alaw::encode(sample as f32)
+        })
+        .collect::<Vec<u8>>();
+    Ok(wav::write_alaw(&codes))
+}
+
 /// Describes a WAV and says why it does not meet the carrier's format, if it does not.
 pub fn inspect(bytes: &[u8]) -> Result<Inspection, ToneError> {
     let audio = wav::read(bytes)?;
@@ -117,4 +144,19 @@ pub fn to_carrier_format(bytes: &[u8]) -> Result<Converted, ToneError> {
         return Err(too_large(out.len()));
     }
     Ok(Converted { bytes: out, unchanged: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{inspect, make};
+
+    #[test]
+    fn a_made_tone_is_in_the_carriers_format_and_as_long_as_asked() {
+        let inspection = inspect(&make(440.0, 2.0).unwrap()).unwrap();
+        assert!(inspection.problems.is_empty(), "{inspection}");
+        assert!((inspection.seconds - 2.0).abs() < 0.001, "{inspection}");
+        assert!(make(440.0, 0.00001).is_ok(), "a tone of one sample is still a tone");
+        assert!(make(10.0, 1.0).unwrap_err().contains("telephone band"));
+        assert!(make(440.0, 0.0).is_err() && make(440.0, 300.0).is_err() && make(440.0, f64::NAN).is_err());
+    }
 }

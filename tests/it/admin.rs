@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{TestServer, AXB_APP, AXB_PATH};
+use crate::support::{with, TestServer, AXB_APP, AXB_PATH};
 
 #[tokio::test]
 async fn a_running_server_gains_an_app_and_binds_on_it() {
@@ -14,6 +14,12 @@ async fn a_running_server_gains_an_app_and_binds_on_it() {
     let saved = server.admin(Method::PUT, "/apps/fresh-app", Some(&app)).await;
     saved.expect(200, "0");
     assert!(saved.body["app"].get("app_secret").is_none(), "secrets are not echoed: {saved:?}");
+    let warnings = saved.body["warnings"].as_array().map(Vec::len);
+    assert_eq!(warnings, Some(2), "no call_event_url and no cdr_url: ops are told: {saved:?}");
+    let with_urls =
+        with(app.clone(), json!({"call_event_url": "http://127.0.0.1:9/events", "cdr_url": "http://127.0.0.1:9/cdr"}));
+    let resaved = server.admin(Method::PUT, "/apps/fresh-app", Some(&with_urls)).await;
+    assert!(resaved.body.get("warnings").is_none(), "{resaved:?}");
     server
         .admin(Method::PUT, "/apps/fresh-app/numbers/+8617400000002", Some(&json!({"area_code": "020"})))
         .await

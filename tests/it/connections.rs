@@ -6,11 +6,18 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::support::{eventually, TestServer, SWITCH_TOKEN};
+use crate::support::{self, eventually, TestServer, SWITCH_TOKEN};
 
 /// Longer than every timeout these tests configure, so that a test fails rather than hangs when
 /// a limit is not enforced.
 const PATIENCE: Duration = Duration::from_secs(8);
+
+/// What the server sent until it closed the connection, as text; `None` if it is still open
+/// after [`PATIENCE`].
+async fn read_until_closed(stream: &mut TcpStream) -> Option<String> {
+    let received = support::read_until_closed(stream, PATIENCE).await?;
+    Some(String::from_utf8_lossy(&received).into_owned())
+}
 
 async fn server(idle_secs: u64, body_secs: u64, max_connections: usize) -> TestServer {
     TestServer::builder()
@@ -25,23 +32,6 @@ async fn server(idle_secs: u64, body_secs: u64, max_connections: usize) -> TestS
 
 async fn connect(server: &TestServer) -> TcpStream {
     TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap()
-}
-
-/// Everything the server sends until it closes the connection; `None` if it is still open after
-/// [`PATIENCE`].
-async fn read_until_closed(stream: &mut TcpStream) -> Option<String> {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(PATIENCE, async {
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
-    read.ok().map(|()| String::from_utf8_lossy(&received).into_owned())
 }
 
 fn echo_request(body: &str, keep_alive: bool) -> String {

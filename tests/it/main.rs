@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap in a test helper is a failed test with its location
 
 mod admin;
+mod admin_calls;
 mod auth;
 mod ax;
 mod axb;
@@ -16,6 +17,7 @@ mod controls;
 mod delivery;
 mod hygiene;
 mod layering;
+mod openapi;
 mod persistence;
 mod policy_docs;
 mod push;
@@ -24,7 +26,10 @@ mod reference_client;
 mod reload;
 mod retries;
 mod sandbox;
+mod script_pool;
+mod store_faults;
 mod support;
 mod switch;
+mod tls;
 mod tone_registry;
 mod tones;

@@ -173,6 +173,20 @@ pub fn spawn_pushing_server(dir: &std::path::Path, receiver: &crate::receiver::R
     spawn_server(dir)
 }
 
+/// The release binary pushing to `receiver`, in a new directory, with A (+8613800000001) and
+/// B (+8613900000001) bound on X +8617000000001.
+async fn bound_pushing_server(
+    receiver: &crate::receiver::Receiver,
+) -> (tempfile::TempDir, reqwest::Client, Process, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (process, base) = spawn_pushing_server(dir.path(), receiver);
+    let body = json!({"relationNum": "+8617000000001", "callerNum": "+8613800000001", "calleeNum": "+8613900000001"});
+    let bound = signed_request(&client, Method::POST, format!("{base}{AXB_PATH}"), Some(&body)).await;
+    assert_eq!(bound["resultcode"], "0", "{bound}");
+    (dir, client, process, base)
+}
+
 pub async fn switch_post(client: &reqwest::Client, url: String, body: Value) -> Value {
     let response = client.post(url).bearer_auth("dev-switch-token").json(&body).send().await.expect("switch request");
     assert!(response.status().is_success(), "{}", response.status());
@@ -183,12 +197,7 @@ pub async fn switch_post(client: &reqwest::Client, url: String, body: Value) -> 
 async fn every_cdr_arrives_through_failures_an_outage_and_kill_9() {
     let receiver = crate::receiver::Receiver::start(&[("demo-app", "demo-secret")]).await;
     receiver.fail_next(3);
-    let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-    let (process, base) = spawn_pushing_server(dir.path(), &receiver);
-    let body = json!({"relationNum": "+8617000000001", "callerNum": "+8613800000001", "calleeNum": "+8613900000001"});
-    let bound = signed_request(&client, Method::POST, format!("{base}{AXB_PATH}"), Some(&body)).await;
-    assert_eq!(bound["resultcode"], "0", "{bound}");
+    let (dir, client, process, base) = bound_pushing_server(&receiver).await;
 
     let calls = 10;
     for i in 0..calls {
@@ -242,12 +251,7 @@ async fn every_cdr_arrives_through_failures_an_outage_and_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_connected_just_before_kill_9_still_get_their_cdr() {
     let receiver = crate::receiver::Receiver::start(&[("demo-app", "demo-secret")]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-    let (process, base) = spawn_pushing_server(dir.path(), &receiver);
-    let body = json!({"relationNum": "+8617000000001", "callerNum": "+8613800000001", "calleeNum": "+8613900000001"});
-    let bound = signed_request(&client, Method::POST, format!("{base}{AXB_PATH}"), Some(&body)).await;
-    assert_eq!(bound["resultcode"], "0", "{bound}");
+    let (dir, client, process, base) = bound_pushing_server(&receiver).await;
     let call_of = |session: &str| json!({"caller": "+8613800000001", "called": "+8617000000001", "sessionId": session});
 
     // Connects answered back to back, the last within microseconds of the kill: whether a given

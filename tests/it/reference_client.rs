@@ -90,7 +90,8 @@ struct HuaweiClient<'a> {
 
 impl<'a> HuaweiClient<'a> {
     fn new(server: &'a TestServer, app: (&'a str, &'a str), scheme: Scheme) -> Self {
-        HuaweiClient { server, http: reqwest::Client::new(), app, scheme }
+        // The server's client: plain, or trusting its certificate when it speaks TLS.
+        HuaweiClient { server, http: server.client.clone(), app, scheme }
     }
 
     /// The two auth headers, signed at the server clock's time.
@@ -184,10 +185,9 @@ fn assert_fields(reply: &Reply, item: &Value, expected: &Value, what: &str) {
 }
 
 /// Bind by area code → query → modify → query by X + A → unbind → query: 1012007.
-async fn lifecycle(scheme: Scheme) {
+async fn lifecycle(server: TestServer, scheme: Scheme) {
     // Tone names are syntax-checked only until the tone registry exists (issue "Tones"); then this
     // test uploads and approves them first, as a customer does in the console.
-    let server = TestServer::start().await;
     server.approve_tones(support::AXB_APP.0, &TONES).await;
     let client = HuaweiClient::new(&server, support::AXB_APP, scheme);
     let (a, b, new_b) = (fresh_number(), fresh_number(), fresh_number());
@@ -229,12 +229,19 @@ async fn lifecycle(scheme: Scheme) {
 
 #[tokio::test]
 async fn aksk_client_drives_the_axb_lifecycle() {
-    lifecycle(Scheme::Aksk).await;
+    lifecycle(TestServer::start().await, Scheme::Aksk).await;
 }
 
 #[tokio::test]
 async fn legacy_wsse_client_drives_the_axb_lifecycle() {
-    lifecycle(Scheme::Wsse).await;
+    lifecycle(TestServer::start().await, Scheme::Wsse).await;
+}
+
+/// The same client, unchanged but for its `https://` base URL, against a server with `[tls]`.
+#[tokio::test]
+async fn both_clients_drive_the_axb_lifecycle_over_https() {
+    lifecycle(TestServer::builder().tls().start().await, Scheme::Aksk).await;
+    lifecycle(TestServer::builder().tls().start().await, Scheme::Wsse).await;
 }
 
 #[tokio::test]

@@ -208,6 +208,19 @@ impl TestServerBuilder {
         self
     }
 
+    /// The server speaks TLS only (`[tls]`), with a self-signed certificate for `127.0.0.1` and
+    /// `localhost` made now, in the test's temporary directory; the server's `client` trusts it
+    /// and its `base` is `https://`.
+    pub fn tls(mut self) -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("a self-signed certificate");
+        let (cert, key) = (self.dir.path().join("cert.pem"), self.dir.path().join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
+        std::fs::write(&key, made.key_pair.serialize_pem()).expect("write the key");
+        self.config.tls = Some(privnum::config::TlsConfig::new(cert, key));
+        self
+    }
+
     /// Any other change to the test configuration, e.g. a limit of the HTTP listener.
     pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(&mut self.config);
@@ -247,8 +260,12 @@ impl TestServer {
 
     async fn start_on(config: Config, dir: Arc<tempfile::TempDir>, clock: ManualClock) -> TestServer {
         let running = server::start(config.clone(), Arc::new(clock.clone())).await.expect("server starts");
-        let base = format!("http://{}", running.addr);
-        TestServer { base, clock, config, running: Some(running), _dir: dir, client: reqwest::Client::new() }
+        // With `[tls]`, HTTPS with a client that trusts the server's (self-signed) certificate.
+        let (base, client) = match &config.tls {
+            None => (format!("http://{}", running.addr), reqwest::Client::new()),
+            Some(tls) => (format!("https://{}", running.addr), client_trusting(&tls.cert)),
+        };
+        TestServer { base, clock, config, running: Some(running), _dir: dir, client }
     }
 
     /// The scripts this server runs (a copy under the temporary directory with
@@ -366,6 +383,17 @@ impl TestServer {
     }
 }
 
+/// An HTTPS client that trusts the certificate in `cert` (PEM) and no other.
+pub fn client_trusting(cert: &Path) -> reqwest::Client {
+    let pem = std::fs::read(cert).expect("the test certificate");
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .https_only(true)
+        .build()
+        .expect("an HTTPS client")
+}
+
 /// `body` with the fields of `extra` added or replaced.
 pub fn with(mut body: Value, extra: Value) -> Value {
     for (key, value) in extra.as_object().expect("extra fields are an object") {
@@ -393,6 +421,27 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(limit: Duration, mut p
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A tenth of a second of silence, already in the carrier format.
+/// Everything the server sends on `stream` until it closes the connection; `None` if it is still
+/// open after `patience`.
+pub async fn read_until_closed(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    patience: Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(patience, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| received)
+}
+
 pub fn silence_wav() -> Vec<u8> {
     privnum::tone::wav::write_alaw(&[0xD5; 800])
 }

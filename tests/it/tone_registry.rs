@@ -77,7 +77,11 @@ async fn an_upload_is_converted_reviewed_and_only_then_served_and_usable() {
     assert_eq!(fetch(&server, "hint.wav").await.0, StatusCode::NOT_FOUND, "pending tones are not served");
     let refused = server.bind_axb(bind_naming("hint.wav")).await;
     refused.expect(403, "1010002");
-    assert_eq!(refused.desc(), "Invalid request.hint.wav does not exist");
+    assert_eq!(
+        refused.desc(),
+        "Invalid request.hint.wav does not exist: it is uploaded and waiting for review",
+        "the reference's words, and why"
+    );
 
     // A reviewer can listen to the pending upload.
     let (status, pending) =

@@ -2,9 +2,13 @@
 //! the active script version, and enforce the platform's invariants on what it returns.
 //!
 //! This is the switch's hot path: two or three sled point reads, one script call, no lock, no
-//! engine construction, no compilation. A script that fails or breaks an invariant does not fail
-//! the call: it gets the documented fallback, release with 8020 (service exception) after the
-//! app's close-hint tone, and the failure is counted and logged once per location. Naming a tone
+//! engine construction, no compilation. The script runs on the script pool (`script::pool`), in
+//! the app's turn, and is awaited: a slow one holds a script thread, never an async worker. A
+//! script that fails, is stopped by its deadline, or breaks an invariant does not fail the call:
+//! it gets the documented fallback, release with 8020 (service exception) after the app's
+//! close-hint tone, and the failure is counted per script and location (a strike) and logged
+//! once per version and location, then in summaries. So does a run the pool refused (its app's
+//! queue full) or that did not answer by its deadline plus a small margin. Naming a tone
 //! that is not an approved tone of the app is such a violation. The app's own tone settings count
 //! only once their tones are approved: until then the script and the host see them unset.
 //!
@@ -24,6 +28,7 @@ use std::sync::Arc;
 use super::session::Session;
 use crate::domain::{state, Allowance, App, Binding, Decision, Mode, NumberStatus};
 use crate::script::api::Call;
+use crate::script::set::ScriptSet;
 use crate::script::ScriptHost;
 use crate::store::{self, Store};
 use crate::telemetry::Metrics;
@@ -99,9 +104,9 @@ pub(crate) struct Prepared {
 
 /// Decides a callin. `now` is privnum's clock: whether a binding is still active is privnum's
 /// judgement, not the switch's (`call.time` is only recorded).
-pub fn decide_callin(
+pub async fn decide_callin(
     store: &Store,
-    scripts: &ScriptHost,
+    scripts: &Arc<ScriptHost>,
     metrics: &Metrics,
     call: &CallIn,
     now: i64,
@@ -126,14 +131,14 @@ pub fn decide_callin(
     let script_call = Call::new(&call.caller, &call.called, &call.session_id, now, app.clone());
     let Some(route) = route_of(app.mode) else { return by_host(state::SERVICE_TYPE_MISMATCH) };
     let prepared = route.callin(store, script_call, &app, now)?;
-    Ok(run(store, scripts, metrics, (app, &cleared), prepared))
+    Ok(run(store, scripts, metrics, (app, &cleared), prepared).await)
 }
 
 /// Decides a call after the caller entered `digits` (the switch's collect; AXE). The session
 /// must be collecting; the caller checks that.
-pub fn decide_digits(
+pub async fn decide_digits(
     store: &Store,
-    scripts: &ScriptHost,
+    scripts: &Arc<ScriptHost>,
     metrics: &Metrics,
     session: &Session,
     digits: &str,
@@ -151,7 +156,7 @@ pub fn decide_digits(
     let mut call = Call::new(&session.caller, &session.x_number, &session.session_id, now, app.clone());
     call.digits = digits.into();
     match route_of(app.mode).and_then(|route| route.digits(store, call, &app, now)) {
-        Some(prepared) => Ok(run(store, scripts, metrics, (app, &cleared), prepared?)),
+        Some(prepared) => Ok(run(store, scripts, metrics, (app, &cleared), prepared?).await),
         // Only a mode that collects opens a collecting session; one that changed mode meanwhile
         // gets the service exception.
         None => {
@@ -164,25 +169,26 @@ pub fn decide_digits(
 /// Runs a mode's handler on the active version and enforces the invariants (the tones named
 /// included); a failure or a violation gets the fallback (8020 after the close tone). `app` is the
 /// app as the call sees it, with the tone settings `playable` cleared.
-fn run(
+async fn run(
     store: &Store,
-    scripts: &ScriptHost,
+    scripts: &Arc<ScriptHost>,
     metrics: &Metrics,
     (app, cleared): (Arc<App>, &tones::Cleared),
     prepared: Prepared,
 ) -> Routed {
-    let Prepared { script: (file, function), call, allowance, user_data } = prepared;
+    let Prepared { script, call, allowance, user_data } = prepared;
     let binding = call.binding.clone();
-    let set = scripts.active();
-    let decision = match scripts.run::<_, Decision>(&set, file, function, call) {
+    let set: Arc<ScriptSet> = scripts.active();
+    let key = call_key(scripts, &app.app_key, script, &call);
+    let decision = match scripts.run_pooled::<_, Decision>(&app.app_key, key, set.clone(), script, call).await {
         Ok(decision) => match decision.check(&allowance).and_then(|()| tones::approved_tones(store, &app, &decision)) {
             Ok(()) => Some(decision),
             Err(reason) => {
-                scripts.report_failure(&set, &set.path_of(file).display().to_string(), &reason);
+                scripts.report_violation(&set, script, &reason);
                 None
             }
         },
-        // Already reported by the host.
+        // Already counted and reported by the host.
         Err(_) => None,
     };
     let fallback = decision.is_none();
@@ -190,4 +196,10 @@ fn run(
     tones::apply_recording_notice(&mut decision, &app, binding.as_ref(), metrics);
     tones::count_skipped_tones(metrics, &app, cleared, &decision);
     Routed { decision, app: Some(app), binding, user_data, script_version: Some(set.version.to_string()), fallback }
+}
+
+/// What names a call's input to the pool's suspect list: the app, the handler, and what varies
+/// per call that the script reads (caller, X, digits; the binding follows from them).
+fn call_key(scripts: &ScriptHost, app_key: &str, (file, function): (&str, &str), call: &Call) -> u64 {
+    scripts.input_key(&[app_key, file, function, &call.caller, &call.called, &call.digits])
 }
