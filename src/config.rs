@@ -48,6 +48,9 @@ pub struct Config {
     pub push_memory_budget_mb: u64,
     pub x_callin_timeout_ms: u64,
     pub switch_control_url: String,
+    /// privnum's extension: a PEM file of certificate authorities trusted for `https://` pushes
+    /// and `switch_control_url`, beside the system's (a customer's private CA). Read at start.
+    pub push_ca_file: Option<PathBuf>,
     /// privnum's extension: the AXB pair capacity of one X (the Huawei API caps an X at 5000 pairs;
     /// older material says 1000).
     pub axb_max_pairs_per_x: u32,
@@ -127,6 +130,7 @@ impl Default for Config {
             push_memory_budget_mb: 64,
             x_callin_timeout_ms: 3000,
             switch_control_url: String::new(),
+            push_ca_file: None,
             axb_max_pairs_per_x: crate::domain::axb::DEFAULT_MAX_PAIRS_PER_X,
             session_timeout_secs: 90_000,
             http_idle_timeout_secs: 30,

@@ -81,7 +81,8 @@ pub async fn prepare(
     sessions.restore(saved);
     startup.calls_restore = step.elapsed();
     let step = std::time::Instant::now();
-    let pusher = Pusher::new(store.calls().clone(), store.apps().clone(), config.clone(), stop);
+    let client = crate::push::client(&config)?;
+    let pusher = Pusher::new(store.calls().clone(), store.apps().clone(), config.clone(), client, stop);
     pusher.resume().context("resuming the pushes waiting in the outbox")?;
     startup.pushes_resume = step.elapsed();
     startup.total = started.elapsed();

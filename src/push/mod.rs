@@ -119,6 +119,31 @@ pub struct Pusher {
     runtime: tokio::runtime::Handle,
 }
 
+/// The HTTP client of pushes and of every other call privnum makes to customers and the switch:
+/// keep-alive per host, no proxy, HTTPS trusting the system's certificate authorities (read once,
+/// here) and those in `push_ca_file`. Fails naming the file when it cannot be read or holds no
+/// certificate.
+pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context as _;
+    let mut builder = reqwest::Client::builder()
+        .timeout(send::PUSH_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .no_proxy();
+    if let Some(path) = config.push_ca_file.as_ref().filter(|path| !path.as_os_str().is_empty()) {
+        let pem = std::fs::read(path).with_context(|| format!("push_ca_file: reading {}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("push_ca_file: {} is not a PEM bundle", path.display()))?;
+        if certificates.is_empty() {
+            anyhow::bail!("push_ca_file: {} holds no certificate (expected BEGIN CERTIFICATE)", path.display());
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().context("building the HTTP client for pushes")
+}
+
 impl std::fmt::Debug for Pusher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pusher").finish_non_exhaustive()
@@ -126,15 +151,15 @@ impl std::fmt::Debug for Pusher {
 }
 
 impl Pusher {
-    /// Must be called inside the tokio runtime that will run the dispatchers.
-    pub fn new(calls: Calls, apps: Apps, config: Arc<Config>, stop: watch::Receiver<bool>) -> Arc<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(send::PUSH_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
+    /// Must be called inside the tokio runtime that will run the dispatchers. `client` is
+    /// [`client`]'s.
+    pub fn new(
+        calls: Calls,
+        apps: Apps,
+        config: Arc<Config>,
+        client: reqwest::Client,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<Self> {
         let runtime = tokio::runtime::Handle::current();
         Arc::new(Pusher {
             calls,

@@ -100,6 +100,41 @@ impl Receiver {
         Receiver { inner, base }
     }
 
+    /// Like [`Receiver::start`], over HTTPS with this certificate and key (PEM); its base is
+    /// `https://127.0.0.1:port`.
+    pub async fn start_tls(secrets: &[(&str, &str)], cert_pem: &str, key_pem: &str) -> Receiver {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let inner = Arc::new(Inner::default());
+        *inner.secrets.lock().unwrap() = secrets.iter().map(|(a, s)| ((*a).to_owned(), (*s).to_owned())).collect();
+        let router = axum::Router::new().fallback(axum::routing::post(receive)).with_state(inner.clone());
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends the handshake.
+                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(router);
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        Receiver { inner, base }
+    }
+
     pub fn fail_next(&self, count: usize) {
         self.inner.fail_next.store(count, Ordering::SeqCst);
     }
