@@ -416,7 +416,7 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
         let echo = drive(echo_op, clients, plan.measured).await?;
         print!("{:>5} ", "echo");
         table.print_row(&echo, rss_kib());
-        let before = receiver.cdrs();
+        let (before, events_before) = (receiver.cdrs(), receiver.events());
         let started = Instant::now();
         let caller_op = caller.clone();
         let op = move || {
@@ -430,14 +430,18 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
         print_disk(disk, server.disk_stats(), sample.elapsed);
         let completed = sample.log.latencies_us.len() as u64 - sample.log.errors;
         let expected = before + completed;
-        let delivered = receiver.wait_for(expected, Duration::from_secs(60)).await;
+        let events_expected = events_before + completed * EVENTS_PER_CALL;
+        let (delivered, events) =
+            receiver.wait_for(expected, events_expected, Duration::from_secs(60)).await;
         let took = started.elapsed().as_secs_f64();
         println!(
-            "           {} of {} CDRs delivered, the last {:.1} s after the level began: {:.0} complete calls/s",
+            "           {} of {} CDRs and {} of {} events delivered, the last {:.1} s after the level began: {:.0} complete calls/s",
             delivered - before,
             expected - before,
+            events - events_before,
+            events_expected - events_before,
             took,
-            (delivered - before) as f64 / took
+            (delivered - before).min((events - events_before) / EVENTS_PER_CALL) as f64 / took
         );
         let ceiling = echo.rate() / EXCHANGES_PER_CALL;
         println!(
@@ -457,42 +461,53 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
 /// left out.
 const EXCHANGES_PER_CALL: f64 = 10.0;
 
-/// A customer endpoint in this process: counts CDR items and acknowledges every push.
+/// The call events privnum pushes for one complete call: callin, callout, alerting, answer,
+/// disconnect.
+const EVENTS_PER_CALL: u64 = 5;
+
+/// A customer endpoint in this process: counts CDR items and events, and acknowledges every push.
 struct CdrReceiver {
     base: String,
     cdrs: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
 }
 
 impl CdrReceiver {
     async fn start() -> anyhow::Result<CdrReceiver> {
-        let cdrs = Arc::new(AtomicU64::new(0));
-        let counter = cdrs.clone();
+        let (cdrs, events) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counters = (cdrs.clone(), events.clone());
         let router = axum::Router::new().fallback(axum::routing::post(move |body: axum::Json<Value>| {
-            let counter = counter.clone();
+            let (cdrs, events) = counters.clone();
             async move {
-                if let Some(items) = body.0["feeLst"].as_array() {
-                    counter.fetch_add(items.len() as u64, Ordering::Relaxed);
-                }
+                match body.0["feeLst"].as_array() {
+                    Some(items) => cdrs.fetch_add(items.len() as u64, Ordering::Relaxed),
+                    None => events.fetch_add(1, Ordering::Relaxed),
+                };
                 axum::http::StatusCode::OK
             }
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the receiver")?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok(CdrReceiver { base, cdrs })
+        Ok(CdrReceiver { base, cdrs, events })
     }
 
     fn cdrs(&self) -> u64 {
         self.cdrs.load(Ordering::Relaxed)
     }
 
-    /// Waits (at most `limit`) until `count` CDRs have arrived; returns how many did.
-    async fn wait_for(&self, count: u64, limit: Duration) -> u64 {
+    fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `limit`) until `cdrs` CDRs and `events` events have arrived; returns how
+    /// many did.
+    async fn wait_for(&self, cdrs: u64, events: u64, limit: Duration) -> (u64, u64) {
         let start = Instant::now();
-        while self.cdrs() < count && start.elapsed() < limit {
+        while (self.cdrs() < cdrs || self.events() < events) && start.elapsed() < limit {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.cdrs()
+        (self.cdrs(), self.events())
     }
 }
 
