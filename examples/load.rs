@@ -33,6 +33,13 @@
 //!   `--reloads` times, each time waiting until the new version answers; prints save → live and
 //!   each reload's read, compile, swap and test-case times.
 //!
+//! - `deliveries`: whole calls at a fixed `--rate` for `--seconds`, their events and CDRs pushed to
+//!   a receiver in this process that answers each push after `--receiver-delay-ms`, and can be
+//!   down (answering 503) from `--receiver-off-at` for `--receiver-off-for` seconds. Prints, per
+//!   second, calls started, events acknowledged and memory; then each event's delivery lag (from
+//!   the switch's report to the receiver's acknowledgement) p50/p99/max, the drain time after the
+//!   load stopped (until the last event and CDR are acknowledged), calls whose events arrived out
+//!   of order, and memory before, during and after.
 //! - `hostile`: AXB callin decisions from `--clients` bound callers, alone and then while
 //!   `--hostile` more clients call at full rate from one caller number for which the server's
 //!   script (a copy, edited by the harness; the repository's scripts have no such branch) loops
@@ -47,6 +54,7 @@
 //! and  `cargo run --release --example load -- complete --clients 16,64 --seconds 5`
 //! and  `cargo run --release --example load -- scale --clients 4,64 --seconds 5 --max-requests 1000000`
 //! and  `cargo run --release --example load -- reloads --clients 4,64 --seconds 25 --max-requests 2000000`
+//! and  `cargo run --release --example load -- deliveries --rate 500 --seconds 20 --receiver-delay-ms 20`
 //! and  `cargo run --release --example load -- hostile --clients 16 --hostile 1,4 --seconds 5 --max-requests 1000000`
 
 #[path = "load_modes/crash.rs"]
@@ -94,11 +102,45 @@ enum Command {
     Scale(ScaleArgs),
     /// Callin decisions steady, then while the AXB script is edited and reloaded again and again.
     Reloads(ReloadsArgs),
+    /// Whole calls at a fixed rate, pushed to a receiver that answers after a delay (and can be
+    /// down for a while): each event's delivery lag, the drain time and memory.
+    Deliveries(DeliveriesArgs),
     /// Callin decisions alone, then beside a caller whose script runs until its deadline.
     Hostile(HostileArgs),
     /// The crash loop: binds and whole calls while the `privnum` binary is killed with SIGKILL
     /// and restarted again and again; checks nothing acknowledged was lost (`load_modes/crash.rs`).
     Crash(crash::CrashArgs),
+}
+
+#[derive(Args)]
+struct DeliveriesArgs {
+    /// Complete calls started per second (open loop: at this rate whatever the answers take).
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// How long calls are started for, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// The receiver answers each push this long after it arrived.
+    #[arg(long, default_value_t = 20)]
+    receiver_delay_ms: u64,
+    /// The receiver is down (answers 503 at once) from this second of the run…
+    #[arg(long)]
+    receiver_off_at: Option<f64>,
+    /// …for this many seconds.
+    #[arg(long, default_value_t = 0.0)]
+    receiver_off_for: f64,
+    /// The app's `push_max_in_flight` (default: privnum's).
+    #[arg(long)]
+    in_flight: Option<usize>,
+    /// Bindings loaded before the run; calls dial from them round robin.
+    #[arg(long, default_value_t = 10_000)]
+    bindings: u64,
+    /// The longest wait for the last pushes after the load stops, in seconds.
+    #[arg(long, default_value_t = 600.0)]
+    drain_limit: f64,
+    /// Where to create the temporary data directory (default: the system's temp directory).
+    #[arg(long)]
+    data_parent: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -209,6 +251,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Complete(args) => run_complete(args).await,
         Command::Scale(args) => run_scale(args).await,
         Command::Reloads(args) => run_reloads(args).await,
+        Command::Deliveries(args) => run_deliveries(args).await,
         Command::Hostile(args) => run_hostile(args).await,
         Command::Crash(args) => crash::run(args).await,
     }
@@ -230,7 +273,7 @@ async fn run_hostile(args: HostileArgs) -> anyhow::Result<()> {
     }
     let per_x = u64::from(Config::default().axb_max_pairs_per_x);
     let app = axb_app(args.bindings.div_ceil(per_x).max(1));
-    let server = Server::start_with(vec![app], args.levels.data_parent.as_deref(), true).await?;
+    let server = Server::start_with(vec![app], args.levels.data_parent.as_deref(), true, |_| {}).await?;
     let path = server.config.scripts_dir.join("modes/axb.rhai");
     let text = std::fs::read_to_string(&path).context("reading the script copy")?;
     let anchor = "    let binding = callin.binding;";
@@ -373,7 +416,7 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
         let echo = drive(echo_op, clients, plan.measured).await?;
         print!("{:>5} ", "echo");
         table.print_row(&echo, rss_kib());
-        let before = receiver.cdrs();
+        let (before, events_before) = (receiver.cdrs(), receiver.events());
         let started = Instant::now();
         let caller_op = caller.clone();
         let op = move || {
@@ -387,14 +430,18 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
         print_disk(disk, server.disk_stats(), sample.elapsed);
         let completed = sample.log.latencies_us.len() as u64 - sample.log.errors;
         let expected = before + completed;
-        let delivered = receiver.wait_for(expected, Duration::from_secs(60)).await;
+        let events_expected = events_before + completed * EVENTS_PER_CALL;
+        let (delivered, events) =
+            receiver.wait_for(expected, events_expected, Duration::from_secs(60)).await;
         let took = started.elapsed().as_secs_f64();
         println!(
-            "           {} of {} CDRs delivered, the last {:.1} s after the level began: {:.0} complete calls/s",
+            "           {} of {} CDRs and {} of {} events delivered, the last {:.1} s after the level began: {:.0} complete calls/s",
             delivered - before,
             expected - before,
+            events - events_before,
+            events_expected - events_before,
             took,
-            (delivered - before) as f64 / took
+            (delivered - before).min((events - events_before) / EVENTS_PER_CALL) as f64 / took
         );
         let ceiling = echo.rate() / EXCHANGES_PER_CALL;
         println!(
@@ -414,42 +461,53 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
 /// left out.
 const EXCHANGES_PER_CALL: f64 = 10.0;
 
-/// A customer endpoint in this process: counts CDR items and acknowledges every push.
+/// The call events privnum pushes for one complete call: callin, callout, alerting, answer,
+/// disconnect.
+const EVENTS_PER_CALL: u64 = 5;
+
+/// A customer endpoint in this process: counts CDR items and events, and acknowledges every push.
 struct CdrReceiver {
     base: String,
     cdrs: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
 }
 
 impl CdrReceiver {
     async fn start() -> anyhow::Result<CdrReceiver> {
-        let cdrs = Arc::new(AtomicU64::new(0));
-        let counter = cdrs.clone();
+        let (cdrs, events) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counters = (cdrs.clone(), events.clone());
         let router = axum::Router::new().fallback(axum::routing::post(move |body: axum::Json<Value>| {
-            let counter = counter.clone();
+            let (cdrs, events) = counters.clone();
             async move {
-                if let Some(items) = body.0["feeLst"].as_array() {
-                    counter.fetch_add(items.len() as u64, Ordering::Relaxed);
-                }
+                match body.0["feeLst"].as_array() {
+                    Some(items) => cdrs.fetch_add(items.len() as u64, Ordering::Relaxed),
+                    None => events.fetch_add(1, Ordering::Relaxed),
+                };
                 axum::http::StatusCode::OK
             }
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the receiver")?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok(CdrReceiver { base, cdrs })
+        Ok(CdrReceiver { base, cdrs, events })
     }
 
     fn cdrs(&self) -> u64 {
         self.cdrs.load(Ordering::Relaxed)
     }
 
-    /// Waits (at most `limit`) until `count` CDRs have arrived; returns how many did.
-    async fn wait_for(&self, count: u64, limit: Duration) -> u64 {
+    fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `limit`) until `cdrs` CDRs and `events` events have arrived; returns how
+    /// many did.
+    async fn wait_for(&self, cdrs: u64, events: u64, limit: Duration) -> (u64, u64) {
         let start = Instant::now();
-        while self.cdrs() < count && start.elapsed() < limit {
+        while (self.cdrs() < cdrs || self.events() < events) && start.elapsed() < limit {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.cdrs()
+        (self.cdrs(), self.events())
     }
 }
 
@@ -652,12 +710,26 @@ struct Server {
 
 impl Server {
     async fn start(apps: Vec<AppConfig>, parent: Option<&Path>) -> anyhow::Result<Server> {
-        Server::start_with(apps, parent, false).await
+        Server::start_with(apps, parent, false, |_| {}).await
+    }
+
+    /// With the configuration changed by `configure` before the start.
+    async fn start_configured(
+        apps: Vec<AppConfig>,
+        parent: Option<&Path>,
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Server> {
+        Server::start_with(apps, parent, false, configure).await
     }
 
     /// With `own_scripts`, the server runs a copy of the repository's scripts (in its temporary
     /// directory), which the harness may edit.
-    async fn start_with(apps: Vec<AppConfig>, parent: Option<&Path>, own_scripts: bool) -> anyhow::Result<Server> {
+    async fn start_with(
+        apps: Vec<AppConfig>,
+        parent: Option<&Path>,
+        own_scripts: bool,
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Server> {
         let dir = match parent {
             Some(parent) => tempfile::tempdir_in(parent),
             None => tempfile::tempdir(),
@@ -671,7 +743,8 @@ impl Server {
             copy_dir(&scripts_dir, &copy).context("copying the scripts")?;
             scripts_dir = copy;
         }
-        let config = Config { listen, data_dir: data_dir.clone(), scripts_dir, apps, ..Config::default() };
+        let mut config = Config { listen, data_dir: data_dir.clone(), scripts_dir, apps, ..Config::default() };
+        configure(&mut config);
         config
             .validate()
             .map_err(|(key, reason)| anyhow!("the load-test configuration is invalid: {key}: {reason}"))?;
@@ -799,7 +872,7 @@ async fn run_reloads(args: ReloadsArgs) -> anyhow::Result<()> {
     let plan = args.levels.plan()?;
     let per_x = u64::from(Config::default().axb_max_pairs_per_x);
     let app = axb_app(args.bindings.div_ceil(per_x).max(1));
-    let server = Server::start_with(vec![app], args.levels.data_parent.as_deref(), true).await?;
+    let server = Server::start_with(vec![app], args.levels.data_parent.as_deref(), true, |_| {}).await?;
     print_header(&server, &format!("AXB callin decisions, steady and during {} script reloads", args.reloads));
     let pairs = preload(&server, args.bindings).await?;
     let caller = Arc::new(Caller::new(&server.base, pairs)?);
@@ -1219,4 +1292,289 @@ fn fs_type(path: &Path) -> Option<String> {
         .filter(|(mount_point, _)| path.starts_with(mount_point))
         .max_by_key(|(mount_point, _)| mount_point.len())
         .map(|(_, fs_type)| fs_type.to_owned())
+}
+
+/// The events of one complete call as the customer sees them, in order.
+const CALL_EVENTS: [&str; 5] = ["callin", "callout", "alerting", "answer", "disconnect"];
+
+/// A customer's receiver in this process: answers each push after a delay (or 503 while it is
+/// switched off), and times each event from the switch's report to its acknowledgement.
+struct LagReceiver {
+    base: String,
+    inner: Arc<LagInner>,
+}
+
+#[derive(Default)]
+struct LagInner {
+    delay: Duration,
+    off: std::sync::atomic::AtomicBool,
+    /// When the harness reported each call's events to privnum, by session and event index.
+    reported: std::sync::Mutex<std::collections::HashMap<String, [Option<Instant>; 5]>>,
+    /// Each call's events acknowledged so far (how many, in order).
+    progress: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Delivery lags of acknowledged events, in microseconds.
+    lags_us: std::sync::Mutex<Vec<u64>>,
+    events: AtomicU64,
+    cdrs: AtomicU64,
+    /// When the last event and the last CDR were acknowledged.
+    last_event: std::sync::Mutex<Option<Instant>>,
+    last_cdr: std::sync::Mutex<Option<Instant>>,
+    out_of_order: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl LagReceiver {
+    async fn start(delay: Duration) -> anyhow::Result<LagReceiver> {
+        let inner = Arc::new(LagInner { delay, ..LagInner::default() });
+        let state = inner.clone();
+        let router = axum::Router::new().fallback(axum::routing::post(move |body: axum::body::Bytes| {
+            let inner = state.clone();
+            async move { inner.receive(&body).await }
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the receiver")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(LagReceiver { base, inner })
+    }
+
+    fn reported(&self, session: &str, event: usize, at: Instant) {
+        let mut reported = self.inner.reported.lock().unwrap_or_else(|p| p.into_inner());
+        reported.entry(session.to_owned()).or_default()[event] = Some(at);
+    }
+}
+
+impl LagInner {
+    async fn receive(&self, body: &[u8]) -> axum::http::StatusCode {
+        if self.off.load(Ordering::Relaxed) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        }
+        tokio::time::sleep(self.delay).await;
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if let Some(items) = body["feeLst"].as_array() {
+            self.cdrs.fetch_add(items.len() as u64, Ordering::Relaxed);
+            *self.last_cdr.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            return axum::http::StatusCode::OK;
+        }
+        let acked = Instant::now();
+        let session = body["statusInfo"]["sessionId"].as_str().unwrap_or_default().to_owned();
+        let Some(index) = CALL_EVENTS.iter().position(|e| body["eventType"] == *e) else {
+            return axum::http::StatusCode::OK;
+        };
+        self.events.fetch_add(1, Ordering::Relaxed);
+        *self.last_event.lock().unwrap_or_else(|p| p.into_inner()) = Some(acked);
+        {
+            let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = progress.entry(session.clone()).or_default();
+            if *seen != index {
+                self.out_of_order.fetch_add(1, Ordering::Relaxed);
+            }
+            *seen = (*seen).max(index + 1);
+            if index + 1 == CALL_EVENTS.len() {
+                progress.remove(&session);
+            }
+        }
+        let reported = {
+            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            let at = reported.get(&session).and_then(|events| events[index]);
+            if index + 1 == CALL_EVENTS.len() {
+                reported.remove(&session);
+            }
+            at
+        };
+        if let Some(at) = reported {
+            let lag = u64::try_from(acked.saturating_duration_since(at).as_micros()).unwrap_or(u64::MAX);
+            self.lags_us.lock().unwrap_or_else(|p| p.into_inner()).push(lag);
+        }
+        axum::http::StatusCode::OK
+    }
+}
+
+/// One complete call, each report timed for the receiver.
+async fn lag_call(caller: &Caller, receiver: &LagReceiver, n: u64) -> Outcome {
+    let (number, x) = &caller.pairs[n as usize % caller.pairs.len()];
+    let session = format!("lag-{n}-{}", std::process::id());
+    receiver.reported(&session, 0, Instant::now());
+    let body = json!({"caller": number, "called": x, "sessionId": session});
+    let response = caller.client.post(&caller.url).bearer_auth(&caller.token).json(&body).send().await;
+    let response = response.map_err(|err| err.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("callin: HTTP {}", response.status()));
+    }
+    for (index, event) in CALL_EVENTS.iter().enumerate().skip(1) {
+        let url = format!("{}/{session}/events", caller.url);
+        let body = json!({"event": event, "stateCode": 0, "releaseSide": "caller"});
+        receiver.reported(&session, index, Instant::now());
+        let response = caller.client.post(url).bearer_auth(&caller.token).json(&body).send().await;
+        let status = response.map_err(|err| err.to_string())?.status();
+        if !status.is_success() {
+            return Err(format!("{event}: HTTP {status}"));
+        }
+    }
+    Ok(())
+}
+
+async fn run_deliveries(args: DeliveriesArgs) -> anyhow::Result<()> {
+    if !args.rate.is_finite() || args.rate <= 0.0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
+        bail!("--rate and --seconds must be above 0");
+    }
+    let receiver = Arc::new(LagReceiver::start(Duration::from_millis(args.receiver_delay_ms)).await?);
+    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
+    let mut app = axb_app(args.bindings.div_ceil(per_x).max(1));
+    app.call_event_url = format!("{}/events", receiver.base);
+    app.cdr_url = format!("{}/cdr", receiver.base);
+    let server = match args.in_flight {
+        Some(limit) => {
+            Server::start_configured(vec![app], args.data_parent.as_deref(), |config| {
+                config.push_max_in_flight = limit;
+            })
+            .await?
+        }
+        None => Server::start(vec![app], args.data_parent.as_deref()).await?,
+    };
+    let in_flight = server.config.push_max_in_flight;
+    let pairs = preload(&server, args.bindings).await?;
+    let caller = Arc::new(Caller::new(&server.base, pairs)?);
+    let off = args.receiver_off_at.map(|at| (at, at + args.receiver_off_for));
+    print_header(
+        &server,
+        &format!(
+            "complete AXB calls at {} calls/s for {} s; receiver answers after {} ms{}; push_max_in_flight {in_flight}",
+            args.rate,
+            args.seconds,
+            args.receiver_delay_ms,
+            off.map_or(String::new(), |(from, to)| format!(", down (503) from {from} s to {to} s"))
+        ),
+    );
+    let rss_before = rss_kib().unwrap_or(0);
+    let started = Instant::now();
+    let total = (args.rate * args.seconds).round() as u64;
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut calls = tokio::task::JoinSet::new();
+    let generator = {
+        let (caller, receiver, errors, first_error) =
+            (caller.clone(), receiver.clone(), errors.clone(), first_error.clone());
+        let interval = Duration::from_secs_f64(1.0 / args.rate);
+        tokio::spawn(async move {
+            for n in 0..total {
+                let due = started + interval.mul_f64(n as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let (caller, receiver, errors, first_error) =
+                    (caller.clone(), receiver.clone(), errors.clone(), first_error.clone());
+                calls.spawn(async move {
+                    if let Err(err) = lag_call(&caller, &receiver, n).await {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(err);
+                    }
+                });
+                while calls.try_join_next().is_some() {}
+            }
+            while calls.join_next().await.is_some() {}
+            Instant::now()
+        })
+    };
+    println!("{:>6} {:>8} {:>10} {:>8} {:>10} {:>9}", "second", "calls", "events ok", "cdrs ok", "refused", "RSS MiB");
+    let mut rss_peak_off = 0;
+    let mut rss_peak_on = 0;
+    let mut second = 0u64;
+    let limit = Duration::from_secs_f64(args.seconds + args.drain_limit);
+    let mut load_done_at = None;
+    let expected_events = total * CALL_EVENTS.len() as u64;
+    let inner = &receiver.inner;
+    loop {
+        second += 1;
+        tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        if let Some((from, to)) = off {
+            inner.off.store(elapsed >= from && elapsed < to, Ordering::Relaxed);
+        }
+        let rss = rss_kib().unwrap_or(0);
+        if inner.off.load(Ordering::Relaxed) {
+            rss_peak_off = rss_peak_off.max(rss);
+        } else {
+            rss_peak_on = rss_peak_on.max(rss);
+        }
+        println!(
+            "{second:>6} {:>8} {:>10} {:>8} {:>10} {:>9.0}",
+            caller_started(total, args.rate, elapsed),
+            inner.events.load(Ordering::Relaxed),
+            inner.cdrs.load(Ordering::Relaxed),
+            inner.refused.load(Ordering::Relaxed),
+            rss as f64 / 1024.0
+        );
+        if load_done_at.is_none() && generator.is_finished() {
+            load_done_at = Some(());
+        }
+        let drained = inner.events.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) * 5 >= expected_events
+            && inner.cdrs.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) >= total;
+        if (load_done_at.is_some() && drained) || started.elapsed() > limit {
+            break;
+        }
+    }
+    // The last second's look is coarse: wait for the exact moment everything was acknowledged.
+    let drained_at = loop {
+        let done = inner.events.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) * 5 >= expected_events
+            && inner.cdrs.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) >= total;
+        if done || started.elapsed() > limit {
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let _ = load_done_at;
+    let load_done_at = if generator.is_finished() { generator.await.unwrap_or(drained_at) } else { drained_at };
+    let mut lags = std::mem::take(&mut *inner.lags_us.lock().unwrap_or_else(|p| p.into_inner()));
+    lags.sort_unstable();
+    let pick = |p: f64| lags.get(((lags.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied();
+    let ms = |us: Option<u64>| us.map_or("-".to_owned(), |us| format!("{:.1} ms", us as f64 / 1e3));
+    println!();
+    println!(
+        "calls: {total} started at {} calls/s over {:.1} s, {} failed{}",
+        args.rate,
+        args.seconds,
+        errors.load(Ordering::Relaxed),
+        first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(String::new(), |e| format!(" (first: {e})"))
+    );
+    println!(
+        "events acknowledged: {} of {expected_events}; CDRs: {} of {total}; calls with an event out of order: {}",
+        inner.events.load(Ordering::Relaxed),
+        inner.cdrs.load(Ordering::Relaxed),
+        inner.out_of_order.load(Ordering::Relaxed)
+    );
+    println!(
+        "delivery lag (switch report -> receiver's acknowledgement): p50 {}  p99 {}  max {}",
+        ms(pick(0.50)),
+        ms(pick(0.99)),
+        ms(lags.last().copied())
+    );
+    let after_load = |at: Option<Instant>| {
+        at.map_or("-".to_owned(), |at| format!("{:.2} s", at.saturating_duration_since(load_done_at).as_secs_f64()))
+    };
+    println!(
+        "drain after the last call's last report was answered: last event acknowledged {}, last CDR {} (CDRs wait up to cdr_flush_ms to merge)",
+        after_load(*inner.last_event.lock().unwrap_or_else(|p| p.into_inner())),
+        after_load(*inner.last_cdr.lock().unwrap_or_else(|p| p.into_inner()))
+    );
+    let rss_after = rss_kib().unwrap_or(0);
+    let during = if off.is_some() {
+        format!("peak while down {:.0} MiB, ", rss_peak_off as f64 / 1024.0)
+    } else {
+        String::new()
+    };
+    println!(
+        "RSS (this process: server, receiver and load): before {:.0} MiB, {during}peak while up {:.0} MiB, after {:.0} MiB",
+        rss_before as f64 / 1024.0,
+        rss_peak_on as f64 / 1024.0,
+        rss_after as f64 / 1024.0
+    );
+    server.stop().await
+}
+
+/// Calls the generator has started by `elapsed` seconds.
+fn caller_started(total: u64, rate: f64, elapsed: f64) -> u64 {
+    ((elapsed * rate).floor() as u64 + 1).min(total)
 }

@@ -35,8 +35,22 @@ pub struct Config {
     pub push_retry_schedule: Vec<HumanDuration>,
     pub cdr_batch_max: usize,
     pub cdr_flush_ms: u64,
+    /// privnum's extension: the most push requests one app has in flight at once (events and CDR
+    /// batches together, each call's own pushes still one at a time, in order).
+    pub push_max_in_flight: usize,
+    /// privnum's extension: a warning is logged when an app's waiting pushes of one kind exceed
+    /// this many…
+    pub push_backlog_warn: usize,
+    /// …or its oldest waiting push is older than this; and again when it is back below both.
+    pub push_age_warn_secs: u64,
+    /// privnum's extension: memory for the bodies of waiting pushes, in MiB; a push written
+    /// beyond it keeps only its header in memory and its body on disk until it is sent.
+    pub push_memory_budget_mb: u64,
     pub x_callin_timeout_ms: u64,
     pub switch_control_url: String,
+    /// privnum's extension: a PEM file of certificate authorities trusted for `https://` pushes
+    /// and `switch_control_url`, beside the system's (a customer's private CA). Read at start.
+    pub push_ca_file: Option<PathBuf>,
     /// privnum's extension: the AXB pair capacity of one X (the Huawei API caps an X at 5000 pairs;
     /// older material says 1000).
     pub axb_max_pairs_per_x: u32,
@@ -110,8 +124,13 @@ impl Default for Config {
                 .collect(),
             cdr_batch_max: 50,
             cdr_flush_ms: 1000,
+            push_max_in_flight: 128,
+            push_backlog_warn: 10_000,
+            push_age_warn_secs: 60,
+            push_memory_budget_mb: 64,
             x_callin_timeout_ms: 3000,
             switch_control_url: String::new(),
+            push_ca_file: None,
             axb_max_pairs_per_x: crate::domain::axb::DEFAULT_MAX_PAIRS_PER_X,
             session_timeout_secs: 90_000,
             http_idle_timeout_secs: 30,
@@ -180,6 +199,18 @@ impl Config {
         }
         if self.cdr_flush_ms == 0 {
             return fail("cdr_flush_ms", "must be at least 1");
+        }
+        if !(1..=4096).contains(&self.push_max_in_flight) {
+            return fail("push_max_in_flight", "must be between 1 and 4096");
+        }
+        if self.push_backlog_warn == 0 {
+            return fail("push_backlog_warn", "must be at least 1");
+        }
+        if self.push_age_warn_secs == 0 {
+            return fail("push_age_warn_secs", "must be at least 1");
+        }
+        if self.push_memory_budget_mb > 1 << 20 {
+            return fail("push_memory_budget_mb", "must be at most 1048576 (1 TiB); 0 keeps every body on disk");
         }
         if self.x_callin_timeout_ms == 0 {
             return fail("x_callin_timeout_ms", "must be at least 1");

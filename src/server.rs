@@ -54,8 +54,8 @@ pub async fn prepare(
 ) -> anyhow::Result<(AppState, Startup)> {
     let started = std::time::Instant::now();
     // Blocking this worker thread (seconds with a large store): start-up serves nothing yet.
-    let store =
-        Store::open(&config.data_dir).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let store = Store::open_with_push_budget(&config.data_dir, config.push_memory_budget_mb << 20)
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let mut startup = Startup { store_open: started.elapsed(), ..Startup::default() };
     for app_config in &config.apps {
         let (app, numbers) = app_config.clone().into_parts();
@@ -81,7 +81,8 @@ pub async fn prepare(
     sessions.restore(saved);
     startup.calls_restore = step.elapsed();
     let step = std::time::Instant::now();
-    let pusher = Pusher::new(store.calls().clone(), store.apps().clone(), config.clone(), stop);
+    let client = crate::push::client(&config)?;
+    let pusher = Pusher::new(store.calls().clone(), store.apps().clone(), config.clone(), client, stop);
     pusher.resume().context("resuming the pushes waiting in the outbox")?;
     startup.pushes_resume = step.elapsed();
     startup.total = started.elapsed();

@@ -327,6 +327,8 @@ fn label(value: &str) -> String {
 pub struct CallLogCounters {
     pub file_bytes: u64,
     pub live_bytes: u64,
+    pub push_memory_bytes: u64,
+    pub pushes_on_disk: u64,
     pub compactions: u64,
     pub compaction_micros: u64,
 }
@@ -393,6 +395,65 @@ pub struct FlushCounters {
     pub flush_micros: u64,
 }
 
+/// What `/metrics` shows of one app's pushes of one kind.
+#[derive(Debug, Clone, Default)]
+pub struct PushCounters {
+    pub app_key: String,
+    /// `events` or `cdrs`.
+    pub kind: &'static str,
+    pub waiting: u64,
+    pub oldest_age_ms: u64,
+    pub in_flight: u64,
+    pub delivered: u64,
+    pub retried: u64,
+    pub buried: u64,
+    pub backing_off: bool,
+}
+
+/// A push metric: name, type, help, and its value for one lane.
+type PushFamily = (&'static str, &'static str, &'static str, fn(&PushCounters) -> String);
+
+/// Push delivery's gauges and counters, by app and kind, in the Prometheus text format.
+pub fn render_pushes(lanes: &[PushCounters]) -> String {
+    let families: [PushFamily; 7] = [
+        (
+            "privnum_pushes_waiting",
+            "gauge",
+            "Pushes waiting in the outbox (in flight included), by app and kind.",
+            |l| l.waiting.to_string(),
+        ),
+        ("privnum_pushes_oldest_age_seconds", "gauge", "Age of the oldest waiting push, by app and kind.", |l| {
+            format!("{:.3}", l.oldest_age_ms as f64 / 1000.0)
+        }),
+        ("privnum_pushes_in_flight", "gauge", "Pushes being sent now (a CDR batch counts its CDRs).", |l| {
+            l.in_flight.to_string()
+        }),
+        ("privnum_pushes_delivered_total", "counter", "Pushes the customer acknowledged.", |l| l.delivered.to_string()),
+        ("privnum_pushes_retried_total", "counter", "Failed attempts that will be tried again.", |l| {
+            l.retried.to_string()
+        }),
+        ("privnum_pushes_buried_total", "counter", "Pushes moved to the dead letters.", |l| l.buried.to_string()),
+        (
+            "privnum_pushes_backing_off",
+            "gauge",
+            "1 while the receiver fails every request and gets one probe at a time.",
+            |l| u8::from(l.backing_off).to_string(),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}
+# TYPE {name} {kind}"
+        );
+        for lane in lanes {
+            let _ = writeln!(out, "{name}{{app=\"{}\",kind=\"{}\"}} {}", lane.app_key, lane.kind, value(lane));
+        }
+    }
+    out
+}
+
 /// The script host's counters, in the Prometheus text format.
 pub fn render_scripts(status: &ScriptCounters) -> String {
     let mut out = String::new();
@@ -457,12 +518,18 @@ pub fn render_call_log(stats: &CallLogCounters) -> String {
          # TYPE privnum_call_log_bytes gauge\nprivnum_call_log_bytes {}\n\
          # HELP privnum_call_log_live_bytes What a compaction of the call log would keep.\n\
          # TYPE privnum_call_log_live_bytes gauge\nprivnum_call_log_live_bytes {}\n\
+         # HELP privnum_call_log_push_memory_bytes Bodies of waiting pushes held in memory (at most push_memory_budget_mb).\n\
+         # TYPE privnum_call_log_push_memory_bytes gauge\nprivnum_call_log_push_memory_bytes {}\n\
+         # HELP privnum_call_log_pushes_on_disk Waiting pushes whose body is on disk only (beyond the budget).\n\
+         # TYPE privnum_call_log_pushes_on_disk gauge\nprivnum_call_log_pushes_on_disk {}\n\
          # HELP privnum_call_log_compactions_total Rewrites of the call log to what is live.\n\
          # TYPE privnum_call_log_compactions_total counter\nprivnum_call_log_compactions_total {}\n\
          # HELP privnum_call_log_compaction_seconds_total Time spent compacting, during which call-path writes wait.\n\
          # TYPE privnum_call_log_compaction_seconds_total counter\nprivnum_call_log_compaction_seconds_total {:.6}\n",
         stats.file_bytes,
         stats.live_bytes,
+        stats.push_memory_bytes,
+        stats.pushes_on_disk,
         stats.compactions,
         stats.compaction_micros as f64 / 1e6
     )

@@ -68,7 +68,7 @@ impl Ledger {
         out: &mut Vec<Push>,
     ) -> Result<(), store::Error> {
         if let Some(app_key) = &session.app_key {
-            out.push(self.calls.new_push(app_key, lane, &body, self.pusher.now_ms())?);
+            out.push(self.calls.new_push(app_key, &session.session_id, lane, &body, self.pusher.now_ms())?);
         }
         Ok(())
     }
@@ -106,9 +106,7 @@ impl Ledger {
     }
 
     fn wake(&self, pushes: &[Push]) {
-        for push in pushes {
-            self.pusher.wake(&push.app_key, push.lane);
-        }
+        self.pusher.arrived(pushes);
     }
 
     /// A decided call: saves the session with its `callin` event; a call released at routing
@@ -135,11 +133,10 @@ impl Ledger {
             return Ok(opened);
         }
         self.sessions.insert_with(session, |session| {
-            let (pusher, lanes) =
-                (self.pusher.clone(), pushes.iter().map(|p| (p.app_key.clone(), p.lane)).collect::<Vec<_>>());
+            let (pusher, arrived) = (self.pusher.clone(), pushes.clone());
             let session_id = session.session_id.clone();
             let done = Box::new(move |result: Result<(), String>| match result {
-                Ok(()) => lanes.iter().for_each(|(app_key, lane)| pusher.wake(app_key, *lane)),
+                Ok(()) => pusher.arrived(&arrived),
                 // The session is in memory and its next save (the next event) writes it whole.
                 Err(err) => tracing::error!(session_id, error = %err, "saving a new call's session failed"),
             });

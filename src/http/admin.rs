@@ -13,6 +13,7 @@
 //! | `GET /v1/admin/scripts` | | `scripts`: active version, files, earlier versions, last error |
 //! | `POST /v1/admin/scripts/reload` | | `outcome`: `reloaded`, `unchanged` or `rolled_back` (with `error`) |
 //! | `POST /v1/admin/scripts/rollback` | | `version` now active; 409 when there is no earlier version |
+//! | `GET /v1/admin/pushes` | | `pushes`: per app and kind, waiting, oldest age, in flight, delivered, retried, buried, backing off |
 //! | `GET /v1/admin/pushes/dead` | | `pushes` whose retries are used up, oldest first |
 //! | `POST /v1/admin/pushes/dead/{id}/redeliver` | | puts one back at the end of its lane with fresh retries |
 //! | `GET /v1/admin/calls`, `POST /v1/admin/calls/{sessionId}/end` | | live calls, and ending one: see `http::admin_calls` |
@@ -47,10 +48,20 @@ pub fn router() -> Router<AppState> {
         .route("/scripts", get(scripts_show))
         .route("/scripts/reload", post(scripts_reload))
         .route("/scripts/rollback", post(scripts_rollback))
+        .route("/pushes", get(pushes_show))
         .route("/pushes/dead", get(pushes_dead))
         .route("/pushes/dead/{id}/redeliver", post(pushes_redeliver))
         .route("/calls", get(admin_calls::calls_list))
         .route("/calls/{session_id}/end", post(admin_calls::calls_end))
+}
+
+/// Delivery per app and kind: the backlog (counted on a blocking thread) and the counters.
+async fn pushes_show(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {
+    let pusher = state.switchboard.pusher().clone();
+    let lanes =
+        tokio::task::spawn_blocking(move || pusher.report()).await.map_err(|err| AppError::internal(&err))??;
+    let list = serde_json::to_value(lanes).map_err(|err| AppError::internal(&err))?;
+    Ok(success(one("pushes", list)))
 }
 
 async fn pushes_dead(_: Admin, State(state): State<AppState>) -> Result<Response, AppError> {

@@ -124,6 +124,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/scripts"),
     ("POST", "/v1/admin/scripts/reload"),
     ("POST", "/v1/admin/scripts/rollback"),
+    ("GET", "/v1/admin/pushes"),
     ("GET", "/v1/admin/pushes/dead"),
     ("POST", "/v1/admin/pushes/dead/{id}/redeliver"),
     ("GET", "/v1/admin/calls"),
@@ -230,10 +231,34 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let log = telemetry::CallLogCounters {
         file_bytes: log.file_bytes,
         live_bytes: log.live_bytes,
+        push_memory_bytes: log.outbox_memory_bytes,
+        pushes_on_disk: log.outbox_on_disk,
         compactions: log.compactions,
         compaction_micros: log.compaction_micros,
     };
     text.push_str(&telemetry::render_call_log(&log));
+    let pusher = state.switchboard.pusher().clone();
+    match tokio::task::spawn_blocking(move || pusher.report()).await {
+        Ok(Ok(lanes)) => {
+            let lanes: Vec<telemetry::PushCounters> = lanes
+                .into_iter()
+                .map(|lane| telemetry::PushCounters {
+                    app_key: lane.app_key,
+                    kind: lane.kind,
+                    waiting: lane.waiting,
+                    oldest_age_ms: lane.oldest_age_ms,
+                    in_flight: lane.in_flight,
+                    delivered: lane.delivered,
+                    retried: lane.retried,
+                    buried: lane.buried,
+                    backing_off: lane.backing_off,
+                })
+                .collect();
+            text.push_str(&telemetry::render_pushes(&lanes));
+        }
+        Ok(Err(err)) => tracing::error!(error = %err, "/metrics: cannot read the push backlog"),
+        Err(err) => tracing::error!(error = %err, "/metrics: the push backlog task failed"),
+    }
     let health = state.store.health_stats();
     let health = telemetry::StoreHealthCounters {
         parts: crate::store::StorePart::ALL

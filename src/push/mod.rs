@@ -1,38 +1,107 @@
 //! Delivering pushes to customers: call events and merged CDRs, signed with the app's key, retried
 //! on `push_retry_schedule`, and kept in the store's outbox until acknowledged (any 2xx).
 //!
-//! One task per lane (app and kind) delivers that lane in order; a lane waits while its oldest
-//! push waits for a retry, so one call's events never arrive out of order, and a slow or dead
-//! customer holds up only its own lanes. Routing never waits for a push: it only writes to the
-//! outbox and wakes the lane.
+//! The delivery model (README, "How pushes are delivered"):
+//! - **in order per call**: a call's next push goes out only after the previous one was
+//!   acknowledged or buried; its CDR only after its events;
+//! - **parallel across calls**: one dispatcher task per app sends the heads of many calls at once,
+//!   up to `push_max_in_flight` requests, over keep-alive connections; a CDR batch is one request;
+//! - **no head-of-line blocking**: a push waiting for its retry holds up only its own call;
+//! - **back-off as a whole**: a receiver that fails every request gets one probe at a time, and
+//!   full speed again as soon as one is acknowledged (`dispatch.rs`).
+//!
+//! Routing never waits for a push: it only writes to the outbox and wakes the app's dispatcher.
 //!
 //! A push's body is sent as the bytes stored with it: an event as it is, CDRs spliced into one
 //! `{"eventType":"fee","feeLst":[…]}` without decoding them (README, "What the customer
 //! receives").
 
+mod dispatch;
+mod send;
+
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch, Notify};
 
-use crate::auth::{self, Scheme};
 use crate::config::Config;
-use crate::store::outbox::{Lane, Push};
+use crate::store::outbox::{Lane, Push, Waiting};
 use crate::store::{Apps, Calls};
 
-/// How long one POST may take. A customer that hangs holds up its own lane this long per try.
-const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// After a storage error in a lane, wait this long before looking again.
+/// After a storage error, wait this long before looking again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
-/// On a graceful stop, a push being sent gets this long to be answered and settled, so that a
-/// restart does not send it again. (A crash still can: delivery is at least once.)
+/// On a graceful stop, the requests in flight get this long to be answered and settled, so that a
+/// restart does not send them again. (A crash still can: delivery is at least once.)
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// A lane's wake-up and the task that delivers it.
-type LaneTask = (Arc<Notify>, tokio::task::JoinHandle<()>);
+/// An app's wake-up, where its new pushes are told, and its dispatcher task.
+struct AppTask {
+    notify: Arc<Notify>,
+    arrivals: mpsc::UnboundedSender<Vec<dispatch::Arrival>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A lane's counters: what `/metrics` and the admin API show besides the outbox's backlog.
+#[derive(Debug, Default)]
+pub struct LaneStats {
+    in_flight: AtomicU64,
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    buried: AtomicU64,
+    backing_off: AtomicBool,
+}
+
+impl LaneStats {
+    fn in_flight_started(&self, pushes: usize) {
+        self.in_flight.fetch_add(pushes as u64, Ordering::Relaxed);
+    }
+
+    fn in_flight_done(&self, pushes: usize) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(pushes as u64)));
+    }
+
+    fn count_delivered(&self, pushes: usize) {
+        self.delivered.fetch_add(pushes as u64, Ordering::Relaxed);
+    }
+
+    fn count_retried(&self, pushes: usize) {
+        self.retried.fetch_add(pushes as u64, Ordering::Relaxed);
+    }
+
+    fn count_buried(&self, pushes: usize) {
+        self.buried.fetch_add(pushes as u64, Ordering::Relaxed);
+    }
+
+    fn set_backing_off(&self, on: bool) {
+        self.backing_off.store(on, Ordering::Relaxed);
+    }
+}
+
+/// One app's lane as `/metrics` and `GET /v1/admin/pushes` show it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LaneReport {
+    pub app_key: String,
+    /// `events` or `cdrs`.
+    pub kind: &'static str,
+    /// Pushes in the outbox, not yet acknowledged (those in flight included).
+    pub waiting: u64,
+    /// Age of the oldest of them, in milliseconds (0 when none waits).
+    pub oldest_age_ms: u64,
+    /// Pushes being sent now (a CDR batch counts its CDRs).
+    pub in_flight: u64,
+    /// Since the start: pushes acknowledged, failed attempts that will be retried, pushes buried.
+    pub delivered: u64,
+    pub retried: u64,
+    pub buried: u64,
+    /// The receiver fails every request: one probe at a time until it answers.
+    pub backing_off: bool,
+}
 
 pub struct Pusher {
     /// The outbox, read and settled here.
@@ -41,12 +110,38 @@ pub struct Pusher {
     apps: Apps,
     config: Arc<Config>,
     client: reqwest::Client,
-    /// Each lane's wake-up and task; a shutdown waits for the tasks to let go of the store.
-    lanes: Mutex<HashMap<(String, Lane), LaneTask>>,
+    /// Each app's wake-up and dispatcher; a shutdown waits for them to let go of the store.
+    tasks: Mutex<HashMap<String, AppTask>>,
+    stats: Mutex<HashMap<(String, Lane), Arc<LaneStats>>>,
     stop: watch::Receiver<bool>,
-    /// Where lane tasks run: `wake` may be called from the store's committer thread, outside
+    /// Where dispatchers run: `wake` may be called from the store's committer thread, outside
     /// the runtime.
     runtime: tokio::runtime::Handle,
+}
+
+/// The HTTP client of pushes and of every other call privnum makes to customers and the switch:
+/// keep-alive per host, no proxy, HTTPS trusting the system's certificate authorities (read once,
+/// here) and those in `push_ca_file`. Fails naming the file when it cannot be read or holds no
+/// certificate.
+pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context as _;
+    let mut builder = reqwest::Client::builder()
+        .timeout(send::PUSH_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .no_proxy();
+    if let Some(path) = config.push_ca_file.as_ref().filter(|path| !path.as_os_str().is_empty()) {
+        let pem = std::fs::read(path).with_context(|| format!("push_ca_file: reading {}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("push_ca_file: {} is not a PEM bundle", path.display()))?;
+        if certificates.is_empty() {
+            anyhow::bail!("push_ca_file: {} holds no certificate (expected BEGIN CERTIFICATE)", path.display());
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().context("building the HTTP client for pushes")
 }
 
 impl std::fmt::Debug for Pusher {
@@ -56,11 +151,26 @@ impl std::fmt::Debug for Pusher {
 }
 
 impl Pusher {
-    /// Must be called inside the tokio runtime that will run the lanes.
-    pub fn new(calls: Calls, apps: Apps, config: Arc<Config>, stop: watch::Receiver<bool>) -> Arc<Self> {
-        let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).no_proxy().build().unwrap_or_default();
+    /// Must be called inside the tokio runtime that will run the dispatchers. `client` is
+    /// [`client`]'s.
+    pub fn new(
+        calls: Calls,
+        apps: Apps,
+        config: Arc<Config>,
+        client: reqwest::Client,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<Self> {
         let runtime = tokio::runtime::Handle::current();
-        Arc::new(Pusher { calls, apps, config, client, lanes: Mutex::default(), stop, runtime })
+        Arc::new(Pusher {
+            calls,
+            apps,
+            config,
+            client,
+            tasks: Mutex::default(),
+            stats: Mutex::default(),
+            stop,
+            runtime,
+        })
     }
 
     /// The HTTP client pushes use (keep-alive per customer host), for other calls to customers'
@@ -75,7 +185,7 @@ impl Pusher {
         chrono::Utc::now().timestamp_millis()
     }
 
-    /// Resumes every lane with pushes waiting (after a restart).
+    /// Resumes every app with pushes waiting (after a restart).
     pub fn resume(self: &Arc<Self>) -> Result<(), crate::store::Error> {
         for (app_key, lane) in self.calls.waiting_lanes()? {
             self.wake(&app_key, lane);
@@ -83,252 +193,110 @@ impl Pusher {
         Ok(())
     }
 
-    /// Tells a lane it has new pushes, starting its task the first time (or again, if it ended).
-    /// After the stop, it starts nothing: the pushes wait in the outbox for the next start, and no
-    /// new task holds the store while it closes.
-    pub fn wake(self: &Arc<Self>, app_key: &str, lane: Lane) {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Under the lock: `stopped` takes the lanes after the stop is signalled, so a lane started
-        // here is either among those it waits for, or not started at all.
+    /// Tells an app's dispatcher to read its outbox again (`lane` has pushes it was not told
+    /// of: after a restart, a redelivery), starting it the first time (or again, if it ended).
+    pub fn wake(self: &Arc<Self>, app_key: &str, _lane: Lane) {
+        self.with_task(app_key, |task| task.notify.notify_one());
+    }
+
+    /// Tells the dispatchers of the pushes just committed, which they take without reading the
+    /// outbox (unless their window is full: then they read it in order when there is room).
+    pub fn arrived(self: &Arc<Self>, pushes: &[Push]) {
+        let mut by_app: Vec<(&str, Vec<dispatch::Arrival>)> = Vec::new();
+        for push in pushes {
+            let waiting = Waiting {
+                id: push.id,
+                call: push.call.clone(),
+                attempts: push.attempts,
+                created_at_ms: push.created_at_ms,
+                next_attempt_at_ms: push.next_attempt_at_ms,
+            };
+            match by_app.iter_mut().find(|(app, _)| *app == push.app_key) {
+                Some((_, list)) => list.push((push.lane, waiting)),
+                None => by_app.push((&push.app_key, vec![(push.lane, waiting)])),
+            }
+        }
+        for (app_key, list) in by_app {
+            let mut list = Some(list);
+            self.with_task(app_key, |task| {
+                if let Some(list) = list.take() {
+                    if task.arrivals.send(list).is_err() {
+                        task.notify.notify_one();
+                    }
+                }
+            });
+        }
+    }
+
+    /// Runs `tell` on the app's dispatcher, starting it if it is not running. After the stop, it
+    /// starts nothing: the pushes wait in the outbox for the next start, and no new task holds
+    /// the store while it closes.
+    fn with_task(self: &Arc<Self>, app_key: &str, tell: impl FnOnce(&AppTask)) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Under the lock: `stopped` takes the tasks after the stop is signalled, so a task
+        // started here is either among those it waits for, or not started at all.
         if *self.stop.borrow() {
             return;
         }
-        let key = (app_key.to_owned(), lane);
-        if let Some((notify, task)) = lanes.get(&key) {
-            if !task.is_finished() {
-                notify.notify_one();
+        if let Some(task) = tasks.get(app_key) {
+            if !task.task.is_finished() {
+                tell(task);
                 return;
             }
         }
+        // A new dispatcher reads the outbox first, so what `tell` would say is found there.
         let notify = Arc::new(Notify::new());
+        let (arrivals, receiver) = mpsc::unbounded_channel();
         let pusher = self.clone();
         let (app, wake) = (app_key.to_owned(), notify.clone());
-        let task = self.runtime.spawn(async move { pusher.run_lane(app, lane, wake).await });
-        lanes.insert(key, (notify, task));
+        let task = self.runtime.spawn(async move { pusher.run_app(app, wake, receiver).await });
+        tasks.insert(app_key.to_owned(), AppTask { notify, arrivals, task });
     }
 
-    /// Waits until every lane has stopped (after `stop` changed). A push being sent gets
-    /// `STOP_GRACE` (2 s) to finish; if it does not, it stays in the outbox and is sent again after
+    /// Waits until every dispatcher has stopped (after `stop` changed). Requests in flight get
+    /// `STOP_GRACE` (2 s) to finish; those that do not stay in the outbox and are sent again after
     /// the restart.
     pub async fn stopped(&self) {
-        let lanes = std::mem::take(&mut *self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        for (_, (_, task)) in lanes {
-            let _ = task.await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for (_, app) in tasks {
+            let _ = app.task.await;
         }
     }
 
-    async fn run_lane(self: Arc<Self>, app_key: String, lane: Lane, notify: Arc<Notify>) {
-        let mut stop = self.stop.clone();
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let step = self.step(&app_key, lane);
-            tokio::pin!(step);
-            let step = tokio::select! {
-                step = &mut step => step,
-                _ = stop.changed() => {
-                    let _ = tokio::time::timeout(STOP_GRACE, step).await;
-                    return;
-                }
-            };
-            let wait = match step {
-                Ok(Step::Again) => continue,
-                Ok(Step::Idle) => None,
-                Ok(Step::WaitUntil(at_ms)) => {
-                    Some(Duration::from_millis(u64::try_from(at_ms - self.now_ms()).unwrap_or(0)))
-                }
-                Err(err) => {
-                    // A storage fault was logged once when it began.
-                    if !matches!(err, crate::store::Error::Unavailable(_)) {
-                        tracing::error!(app_key, lane = lane.name(), error = %err, "push lane cannot read the outbox; will retry");
-                    }
-                    Some(STORE_RETRY)
-                }
-            };
-            let sleep = async {
-                match wait {
-                    Some(duration) => tokio::time::sleep(duration).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = notify.notified() => {}
-                _ = sleep => {}
-                _ = stop.changed() => return,
-            }
-        }
+    fn lane_stats(&self, app_key: &str, lane: Lane) -> Arc<LaneStats> {
+        let mut stats = self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        stats.entry((app_key.to_owned(), lane)).or_default().clone()
     }
 
-    /// One look at the lane: deliver what is due, or say how long to wait.
-    async fn step(&self, app_key: &str, lane: Lane) -> Result<Step, crate::store::Error> {
-        // While the store is faulted a delivered push could not be settled, and would be sent
-        // again every retry: wait for the recovery instead.
-        if let Some(fault) = self.calls.fault() {
-            return Err(crate::store::Error::Unavailable(fault));
-        }
-        let max = if lane == Lane::Cdrs { self.config.cdr_batch_max } else { 1 };
-        // The oldest push alone decides whether to send now; the rest are read only to send them
-        // (a CDR lane is woken by every new CDR while it merges, and must not decode the batch
-        // each time).
-        let Some(first) = self.calls.lane_head(app_key, lane, 1)?.pop() else { return Ok(Step::Idle) };
+    /// Every lane that has pushes waiting or has delivered some since the start, by app and kind.
+    /// Counts the outbox's keys (in memory); call it from a blocking thread for a large backlog.
+    pub fn report(&self) -> Result<Vec<LaneReport>, crate::store::Error> {
+        let mut lanes: Vec<(String, Lane)> = self.calls.waiting_lanes()?;
+        let stats: Vec<((String, Lane), Arc<LaneStats>)> = {
+            let stats = self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            stats.iter().map(|(key, value)| (key.clone(), value.clone())).collect()
+        };
+        lanes.extend(stats.iter().map(|(key, _)| key.clone()));
+        lanes.sort_by(|a, b| (&a.0, a.1.name()).cmp(&(&b.0, b.1.name())));
+        lanes.dedup();
         let now = self.now_ms();
-        if first.next_attempt_at_ms > now {
-            return Ok(Step::WaitUntil(first.next_attempt_at_ms));
+        let mut reports = Vec::with_capacity(lanes.len());
+        for (app_key, lane) in lanes {
+            let (waiting, oldest) = self.calls.lane_backlog(&app_key, lane)?;
+            let counters = stats.iter().find(|(key, _)| key.0 == app_key && key.1 == lane).map(|(_, s)| s.clone());
+            let counters = counters.unwrap_or_default();
+            reports.push(LaneReport {
+                kind: lane.name(),
+                waiting: waiting as u64,
+                oldest_age_ms: oldest.map_or(0, |at| u64::try_from(now - at).unwrap_or(0)),
+                in_flight: counters.in_flight.load(Ordering::Relaxed),
+                delivered: counters.delivered.load(Ordering::Relaxed),
+                retried: counters.retried.load(Ordering::Relaxed),
+                buried: counters.buried.load(Ordering::Relaxed),
+                backing_off: counters.backing_off.load(Ordering::Relaxed),
+                app_key,
+            });
         }
-        let flush_ms = i64::try_from(self.config.cdr_flush_ms).unwrap_or(i64::MAX);
-        let merge_until = first.created_at_ms.saturating_add(flush_ms);
-        if lane == Lane::Cdrs
-            && first.attempts == 0
-            && now < merge_until
-            && self.calls.lane_len(app_key, lane, max) < max
-        {
-            // Merge: wait for more CDRs, at most cdr_flush_ms after the oldest.
-            return Ok(Step::WaitUntil(merge_until));
-        }
-        let heads = if max == 1 { vec![first] } else { self.calls.lane_head(app_key, lane, max)? };
-        let batch: Vec<Push> = heads.into_iter().filter(|push| push.next_attempt_at_ms <= now).collect();
-        let outcome = self.send(app_key, lane, &batch).await;
-        self.settle(batch, outcome, now).await?;
-        Ok(Step::Again)
-    }
-
-    /// POSTs one batch; `Err` says why it was not acknowledged and whether trying again can help.
-    async fn send(&self, app_key: &str, lane: Lane, batch: &[Push]) -> Result<(), Failure> {
-        let retry = |reason: String| Failure { reason, retry: true };
-        let app = self.apps.get(app_key).map_err(|err| retry(err.to_string()))?;
-        let app = app.ok_or_else(|| Failure { reason: "the app no longer exists".into(), retry: false })?;
-        let url = match lane {
-            Lane::Events => &app.call_event_url,
-            Lane::Cdrs => &app.cdr_url,
-        };
-        if url.is_empty() {
-            let kind = if lane == Lane::Events { "call_event" } else { "cdr" };
-            return Err(retry(format!("app {app_key} has no {kind} URL")));
-        }
-        let body = match lane {
-            Lane::Events => batch.first().map_or_else(|| "null".to_owned(), |push| push.body.get().to_owned()),
-            Lane::Cdrs => merged_cdrs(batch),
-        };
-        let signed = auth::sign(Scheme::Aksk, app_key, &app.app_secret, &auth::new_nonce(), chrono::Utc::now());
-        let response = self
-            .client
-            .post(url)
-            .header("Authorization", signed.authorization)
-            .header(signed.token_name, signed.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|err| retry(format!("POST {url}: {err}")))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        // A 4xx other than a timeout or rate limit refuses this payload: sending the same bytes
-        // again cannot help, and the lane behind it should not wait hours for it.
-        let retryable = !status.is_client_error() || matches!(status.as_u16(), 408 | 429);
-        Err(Failure { reason: format!("POST {url}: HTTP {status}"), retry: retryable })
-    }
-
-    /// Removes an acknowledged batch; otherwise schedules each push's next try by its own count
-    /// of attempts, and buries those whose retries are used up (or that the customer refused).
-    async fn settle(
-        &self,
-        batch: Vec<Push>,
-        outcome: Result<(), Failure>,
-        now: i64,
-    ) -> Result<(), crate::store::Error> {
-        let failure = match outcome {
-            Ok(()) => return self.calls.delivered(&batch).await,
-            Err(failure) => failure,
-        };
-        let schedule = &self.config.push_retry_schedule;
-        let (mut again, mut buried) = (Vec::new(), Vec::new());
-        for mut push in batch {
-            push.attempts += 1;
-            push.last_error = Some(failure.reason.clone());
-            let delay = schedule.get(push.attempts as usize - 1).filter(|_| failure.retry);
-            match delay {
-                Some(delay) => {
-                    push.next_attempt_at_ms =
-                        now.saturating_add(i64::try_from(delay.0.as_millis()).unwrap_or(i64::MAX));
-                    again.push(push);
-                }
-                None => buried.push(push),
-            }
-        }
-        if let Some(push) = again.first() {
-            tracing::warn!(app_key = %push.app_key, lane = push.lane.name(), attempts = push.attempts, "push failed, will retry: {}", failure.reason);
-            self.calls.retry_later(&again).await?;
-        }
-        if let Some(push) = buried.first() {
-            tracing::error!(app_key = %push.app_key, lane = push.lane.name(), count = buried.len(), "push failed for the last time; kept for redelivery: {}", failure.reason);
-            self.calls.bury(&buried).await?;
-        }
-        Ok(())
-    }
-}
-
-/// One POST's body for a batch of CDRs: their stored bytes in a `feeLst`, in lane order.
-fn merged_cdrs(batch: &[Push]) -> String {
-    const OPEN: &str = r#"{"eventType":"fee","feeLst":["#;
-    let items: usize = batch.iter().map(|push| push.body.get().len() + 1).sum();
-    let mut body = String::with_capacity(OPEN.len() + items + 2);
-    body.push_str(OPEN);
-    for (index, push) in batch.iter().enumerate() {
-        if index > 0 {
-            body.push(',');
-        }
-        body.push_str(push.body.get());
-    }
-    body.push_str("]}");
-    body
-}
-
-/// Why a push was not acknowledged.
-struct Failure {
-    reason: String,
-    /// Whether the same push may succeed later.
-    retry: bool,
-}
-
-enum Step {
-    /// Something was sent (or settled): look again at once.
-    Again,
-    /// Nothing waits.
-    Idle,
-    /// The oldest push is due at this instant (ms).
-    WaitUntil(i64),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merged_cdrs;
-    use crate::store::outbox::{Lane, Push};
-
-    fn cdr(body: serde_json::Value) -> Push {
-        Push {
-            id: 1,
-            app_key: "app".into(),
-            lane: Lane::Cdrs,
-            body: serde_json::value::to_raw_value(&body).unwrap(),
-            attempts: 0,
-            created_at_ms: 0,
-            next_attempt_at_ms: 0,
-            last_error: None,
-        }
-    }
-
-    #[test]
-    fn merged_cdrs_are_the_fee_list_a_map_of_them_would_encode() {
-        let items = [serde_json::json!({"icid": "a", "direction": 1}), serde_json::json!({"icid": "b"})];
-        let batch: Vec<Push> = items.iter().cloned().map(cdr).collect();
-        let expected = serde_json::json!({"eventType": "fee", "feeLst": items}).to_string();
-        assert_eq!(merged_cdrs(&batch), expected);
-        assert_eq!(
-            merged_cdrs(&batch[..1]),
-            serde_json::json!({"eventType": "fee", "feeLst": [&items[0]]}).to_string()
-        );
+        Ok(reports)
     }
 }

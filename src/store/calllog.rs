@@ -33,9 +33,13 @@
 //!   rewritten as a snapshot of this version (synced and renamed over it) before the store
 //!   serves, so records of two versions never share a file.
 //!
-//! Memory: everything live is held in the maps, so their size is the calls under way plus the
-//! pushes not yet delivered. While a customer's receiver is down, its pushes wait here for up to
-//! the retry schedule's length (`/metrics`: `privnum_call_log_live_bytes`); those whose retries
+//! Memory: every key is held in the maps, and every value but the bodies of waiting pushes
+//! beyond the outbox's budget (`push_memory_budget_mb`): such a push keeps only its header in
+//! memory (what delivery schedules by, about 200 bytes with its key) and its body stays where its
+//! record lies in the file, read back (`pread`) when it is sent. A compaction copies those bodies
+//! into the new file and points them there. So while a customer's receiver is down, memory grows
+//! by a push's header per push past the budget, not by its body (`/metrics`:
+//! `privnum_call_log_push_memory_bytes`, `privnum_call_log_pushes_on_disk`); pushes whose retries
 //! run out move to the dead letters, in sled.
 //!
 //! Durability is the group flush's job: it calls [`CallLog::sync`] (`fdatasync`) for writers that
@@ -103,27 +107,120 @@ pub struct CallLogStats {
     /// Their total duration, in microseconds: the committer waits for a compaction, so this is
     /// time the call path's writes were held up.
     pub compaction_micros: u64,
+    /// Bytes of waiting pushes held whole in memory (at most the budget)…
+    pub outbox_memory_bytes: u64,
+    /// …and how many waiting pushes have their body in the file only.
+    pub outbox_on_disk: u64,
 }
 
-#[derive(Debug, Default)]
+/// A value as the maps hold it: in memory, or (a push beyond the memory budget) in the log file
+/// only, with its head (the push's header, what delivery schedules by) kept in memory.
+#[derive(Debug, Clone)]
+enum Stored {
+    Mem(Vec<u8>),
+    Disk { head: Box<[u8]>, file: Arc<File>, offset: u64, len: u32 },
+}
+
+impl Stored {
+    fn len(&self) -> usize {
+        match self {
+            Stored::Mem(value) => value.len(),
+            Stored::Disk { len, .. } => *len as usize,
+        }
+    }
+
+    /// The whole value, read from the file if it is there (a `pread`: blocking).
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Stored::Mem(value) => Ok(value.clone()),
+            Stored::Disk { file, offset, len, .. } => {
+                let mut value = vec![0; *len as usize];
+                file.read_exact_at(&mut value, *offset)?;
+                Ok(value)
+            }
+        }
+    }
+
+    /// What memory holds of it: the whole value, or its head.
+    fn in_memory(&self) -> &[u8] {
+        match self {
+            Stored::Mem(value) => value,
+            Stored::Disk { head, .. } => head,
+        }
+    }
+}
+
+/// The outbox's values held in memory take at most this many bytes unless told otherwise
+/// ([`CallLog::open_with_budget`]); beyond it, a push's body stays in the file only.
+pub(crate) const DEFAULT_OUTBOX_BUDGET: u64 = 64 << 20;
+
+#[derive(Debug)]
 struct Maps {
-    trees: [BTreeMap<Vec<u8>, Vec<u8>>; TREES.len()],
+    trees: [BTreeMap<Vec<u8>, Stored>; TREES.len()],
     /// The bytes a snapshot of these maps would take.
     live_bytes: u64,
+    /// Bytes of outbox values held whole in memory, and how many are in the file only.
+    outbox_memory: u64,
+    outbox_on_disk: u64,
+    outbox_budget: u64,
+}
+
+impl Default for Maps {
+    fn default() -> Self {
+        Maps {
+            trees: Default::default(),
+            live_bytes: 0,
+            outbox_memory: 0,
+            outbox_on_disk: 0,
+            outbox_budget: DEFAULT_OUTBOX_BUDGET,
+        }
+    }
 }
 
 impl Maps {
-    fn apply(&mut self, tree: usize, key: &[u8], value: Option<&[u8]>) {
+    /// Applies one op; `place` is where the value lies in the log file, if it is there (so a
+    /// push beyond the budget can be left in it).
+    fn apply(&mut self, tree: usize, key: &[u8], value: Option<&[u8]>, place: Option<(&Arc<File>, u64)>) {
+        let stored = value.map(|value| self.place(tree, value, place));
+        if let Some(stored) = &stored {
+            self.live_bytes += op_len(key, Some(stored.len())) as u64;
+            self.count(tree, stored, true);
+        }
         let map = &mut self.trees[tree];
-        let old = match value {
-            Some(value) => {
-                self.live_bytes += op_len(key, Some(value)) as u64;
-                map.insert(key.to_vec(), value.to_vec())
-            }
+        let old = match stored {
+            Some(stored) => map.insert(key.to_vec(), stored),
             None => map.remove(key),
         };
         if let Some(old) = old {
-            self.live_bytes -= op_len(key, Some(&old)) as u64;
+            self.live_bytes -= op_len(key, Some(old.len())) as u64;
+            self.count(tree, &old, false);
+        }
+    }
+
+    fn place(&self, tree: usize, value: &[u8], place: Option<(&Arc<File>, u64)>) -> Stored {
+        let over = self.outbox_memory.saturating_add(value.len() as u64) > self.outbox_budget;
+        match (TREES[tree], place) {
+            (Tree::Outbox, Some((file, offset))) if over => {
+                match super::outbox::push_head_len(value).filter(|head| *head < value.len()) {
+                    Some(head) => {
+                        Stored::Disk { head: value[..head].into(), file: file.clone(), offset, len: value.len() as u32 }
+                    }
+                    None => Stored::Mem(value.to_vec()),
+                }
+            }
+            _ => Stored::Mem(value.to_vec()),
+        }
+    }
+
+    fn count(&mut self, tree: usize, stored: &Stored, added: bool) {
+        if TREES[tree] != Tree::Outbox {
+            return;
+        }
+        match stored {
+            Stored::Mem(value) if added => self.outbox_memory += value.len() as u64,
+            Stored::Mem(value) => self.outbox_memory -= value.len() as u64,
+            Stored::Disk { .. } if added => self.outbox_on_disk += 1,
+            Stored::Disk { .. } => self.outbox_on_disk -= 1,
         }
     }
 }
@@ -161,11 +258,19 @@ pub(crate) struct CallLog {
 impl CallLog {
     /// Opens (or creates) the log in `dir` and replays it. A torn last record is cut off, with a
     /// warning; a file that is not a call log is an error naming it.
+    #[cfg(test)]
     pub(crate) fn open(dir: &Path) -> Result<CallLog, Error> {
+        CallLog::open_with_budget(dir, DEFAULT_OUTBOX_BUDGET)
+    }
+
+    /// Opens the log, holding at most `outbox_budget` bytes of waiting pushes in memory (pushes
+    /// replayed beyond it keep only their header in memory).
+    pub(crate) fn open_with_budget(dir: &Path, outbox_budget: u64) -> Result<CallLog, Error> {
         let path = dir.join(FILE_NAME);
         let io = |source| Error::Io { path: path.clone(), source };
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-        let mut maps = Maps::default();
+        let file = Arc::new(file);
+        let mut maps = Maps { outbox_budget, ..Maps::default() };
         let mut migrate = false;
         let size = file.metadata().map_err(io)?.len();
         let len = if size == 0 || creation_cut_short(&file, size) {
@@ -198,7 +303,6 @@ impl CallLog {
             }
             end
         };
-        let file = Arc::new(file);
         let compact_at = compact_threshold(maps.live_bytes);
         let log = CallLog {
             path,
@@ -224,10 +328,10 @@ impl CallLog {
     fn rewrite_as_current(&self) -> Result<(), Error> {
         let temporary = self.dir.join(format!("{FILE_NAME}.compact"));
         let io = |source| Error::Io { path: temporary.clone(), source };
-        let (file, len) = self.write_snapshot(&temporary).map_err(io)?;
+        let (file, len, moved) = self.write_snapshot(&temporary).map_err(io)?;
         File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(io)?;
         let mut writer = self.lock_writer();
-        self.install(&mut writer, file, len);
+        self.install(&mut writer, file, len, moved);
         tracing::info!(path = %self.path.display(), bytes = len, "the call log was rewritten from version 2 to version 3");
         Ok(())
     }
@@ -237,9 +341,11 @@ impl CallLog {
         self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes `file` (`len` bytes, a whole log) the one appends go to and reads see.
-    fn install(&self, writer: &mut Writer, file: File, len: u64) {
+    /// Makes `file` (`len` bytes, a whole log) the one appends go to and reads see; the values
+    /// kept on disk are repointed to their places in it (`moved`).
+    fn install(&self, writer: &mut Writer, file: File, len: u64, moved: Vec<Moved>) {
         let file = Arc::new(file);
+        self.repoint(&file, moved);
         writer.file = file.clone();
         writer.len = len;
         writer.compact_at = compact_threshold(len);
@@ -261,10 +367,13 @@ impl CallLog {
         let mut writer = self.lock_writer();
         let writer = &mut *writer;
         writer.buffer.clear();
+        let mut offsets = Vec::with_capacity(ops.len());
         encode_record(
             &mut writer.buffer,
             ops.iter().map(|(tree, key, value)| (*tree, key.as_slice(), value.as_deref())),
+            Some(&mut offsets),
         )?;
+        let base = writer.len;
         if let Err(err) = writer.file.write_all_at(&writer.buffer, writer.len) {
             // Cut off what part of the record reached the file (a full disk may take some of it),
             // so the file ends at the last whole record and gives its space back.
@@ -276,9 +385,9 @@ impl CallLog {
         self.appended.fetch_add(1, Ordering::SeqCst);
         {
             let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (tree, key, value) in ops {
+            for ((tree, key, value), offset) in ops.iter().zip(&offsets) {
                 if let Some(code) = code(*tree) {
-                    maps.apply(code, key, value.as_deref());
+                    maps.apply(code, key, value.as_deref(), Some((&writer.file, base + offset)));
                 }
             }
         }
@@ -298,11 +407,11 @@ impl CallLog {
         let temporary = self.dir.join(format!("{FILE_NAME}.compact"));
         let mut writer = self.lock_writer();
         let appended = self.appended.load(Ordering::SeqCst);
-        let (file, len) = self.write_snapshot(&temporary).inspect_err(|_| {
+        let (file, len, moved) = self.write_snapshot(&temporary).inspect_err(|_| {
             let _ = std::fs::remove_file(&temporary);
         })?;
         // From the rename on, the new file is the log.
-        self.install(&mut writer, file, len);
+        self.install(&mut writer, file, len, moved);
         if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
             self.dir_unsynced.store(true, Ordering::SeqCst);
             return Err(err);
@@ -320,9 +429,9 @@ impl CallLog {
         let started = std::time::Instant::now();
         let temporary = self.dir.join(format!("{FILE_NAME}.compact"));
         match self.write_snapshot(&temporary) {
-            Ok((file, len)) => {
+            Ok((file, len, moved)) => {
                 let before = writer.len;
-                self.install(writer, file, len);
+                self.install(writer, file, len, moved);
                 // The rename is durable once the directory is synced; until then a power cut
                 // brings back the old file, which holds everything the snapshot does.
                 if let Err(err) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
@@ -343,33 +452,63 @@ impl CallLog {
     }
 
     /// Writes every live record to `temporary`, syncs it, and renames it over the log. The
-    /// rename is the last step: an error means the old file is still the log.
-    fn write_snapshot(&self, temporary: &Path) -> std::io::Result<(File, u64)> {
+    /// rename is the last step: an error means the old file is still the log. Values kept in the
+    /// old file only are read from it and written to the new one; the answer says where each
+    /// now is (tree code, key, offset), for [`CallLog::repoint`].
+    fn write_snapshot(&self, temporary: &Path) -> std::io::Result<(File, u64, Vec<Moved>)> {
         let mut out = std::io::BufWriter::new(
             OpenOptions::new().read(true).write(true).create(true).truncate(true).open(temporary)?,
         );
         out.write_all(MAGIC)?;
         let mut len = MAGIC.len() as u64;
         let mut record = Vec::with_capacity(SNAPSHOT_RECORD_BYTES + 4096);
-        let mut pending: Vec<Write<'_>> = Vec::new();
+        let mut pending: Vec<SnapshotEntry<'_>> = Vec::new();
         let mut pending_bytes = 0;
+        let mut moved = Vec::new();
         let maps = self.read_maps();
         for (code, map) in maps.trees.iter().enumerate() {
             for (key, value) in map {
-                pending.push((TREES[code], key, Some(value)));
-                pending_bytes += op_len(key, Some(value));
+                let (bytes, on_disk) = match value {
+                    Stored::Mem(bytes) => (std::borrow::Cow::Borrowed(&bytes[..]), false),
+                    Stored::Disk { .. } => (std::borrow::Cow::Owned(value.read()?), true),
+                };
+                pending_bytes += op_len(key, Some(bytes.len()));
+                pending.push((code, key, bytes, on_disk));
                 if pending_bytes >= SNAPSHOT_RECORD_BYTES {
-                    len += flush_snapshot_record(&mut out, &mut record, &mut pending)?;
+                    len += flush_snapshot_record(&mut out, &mut record, &mut pending, len, &mut moved)?;
                     pending_bytes = 0;
                 }
             }
         }
-        len += flush_snapshot_record(&mut out, &mut record, &mut pending)?;
+        len += flush_snapshot_record(&mut out, &mut record, &mut pending, len, &mut moved)?;
         drop(maps);
         let file = out.into_inner().map_err(|err| err.into_error())?;
         file.sync_all()?;
         std::fs::rename(temporary, &self.path)?;
-        Ok((file, len))
+        Ok((file, len, moved))
+    }
+
+    /// Points the values a snapshot moved at their place in the new file. Run by the committer
+    /// (the only writer), right after the snapshot, so nothing changed them in between; until
+    /// then readers read them from the old file, still open.
+    fn repoint(&self, file: &Arc<File>, moved: Vec<Moved>) {
+        if moved.is_empty() {
+            return;
+        }
+        let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (code, key, new_offset) in moved {
+            if let Some(Stored::Disk { file: at, offset, .. }) = maps.trees[code].get_mut(&key) {
+                *at = file.clone();
+                *offset = new_offset;
+            }
+        }
+    }
+
+    /// Whether each of these outbox keys is held whole in memory (or absent).
+    pub(crate) fn in_memory(&self, tree: Tree, keys: &[Vec<u8>]) -> bool {
+        let Some(code) = code(tree) else { return true };
+        let maps = self.read_maps();
+        keys.iter().all(|key| !matches!(maps.trees[code].get(key), Some(Stored::Disk { .. })))
     }
 
     /// `fdatasync` of the file records are appended to now.
@@ -391,22 +530,41 @@ impl CallLog {
         self.appended.load(Ordering::SeqCst) > self.synced.load(Ordering::SeqCst)
     }
 
-    /// One value.
-    pub(crate) fn get(&self, tree: Tree, key: &[u8]) -> Option<Vec<u8>> {
-        let code = code(tree)?;
-        self.read_maps().trees[code].get(key).cloned()
+    /// One value; one kept in the file only is read from it (blocking).
+    pub(crate) fn get(&self, tree: Tree, key: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+        let Some(code) = code(tree) else { return Ok(None) };
+        let stored = self.read_maps().trees[code].get(key).cloned();
+        stored.map(|stored| stored.read()).transpose()
     }
 
     /// Up to `max` entries whose keys start with `prefix`, in key order.
-    pub(crate) fn scan(&self, tree: Tree, prefix: &[u8], max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let Some(code) = code(tree) else { return Vec::new() };
+    /// Values kept in the file only are read from it (blocking).
+    pub(crate) fn scan(&self, tree: Tree, prefix: &[u8], max: usize) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let Some(code) = code(tree) else { return Ok(Vec::new()) };
+        let entries: Vec<(Vec<u8>, Stored)> = {
+            let maps = self.read_maps();
+            maps.trees[code]
+                .range(prefix.to_vec()..)
+                .take_while(|(key, _)| key.starts_with(prefix))
+                .take(max)
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        };
+        entries.into_iter().map(|(key, stored)| Ok((key, stored.read()?))).collect()
+    }
+
+    /// Calls `visit` with each entry whose key starts with `prefix`, in key order, until it
+    /// answers `false`: with what memory holds of its value (for a push kept in the file only,
+    /// its head: layout, header length, header). Holds the maps' read lock meanwhile: `visit`
+    /// must be quick.
+    pub(crate) fn visit(&self, tree: Tree, prefix: &[u8], mut visit: impl FnMut(&[u8], &[u8]) -> bool) {
+        let Some(code) = code(tree) else { return };
         let maps = self.read_maps();
-        maps.trees[code]
-            .range(prefix.to_vec()..)
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .take(max)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
+        for (key, value) in maps.trees[code].range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix)) {
+            if !visit(key, value.in_memory()) {
+                break;
+            }
+        }
     }
 
     /// The first key at or after `from`, in key order.
@@ -423,9 +581,12 @@ impl CallLog {
     }
 
     pub(crate) fn stats(&self) -> CallLogStats {
+        let maps = self.read_maps();
         CallLogStats {
             file_bytes: self.file_bytes.load(Ordering::Relaxed),
-            live_bytes: self.read_maps().live_bytes,
+            live_bytes: maps.live_bytes,
+            outbox_memory_bytes: maps.outbox_memory,
+            outbox_on_disk: maps.outbox_on_disk,
             compactions: self.compactions.load(Ordering::Relaxed),
             compaction_micros: self.compaction_micros.load(Ordering::Relaxed),
         }
@@ -436,13 +597,18 @@ fn compact_threshold(live_bytes: u64) -> u64 {
     (live_bytes + MAGIC.len() as u64).saturating_mul(COMPACT_RATIO).max(COMPACT_MIN_BYTES)
 }
 
-/// The bytes one op takes in a record.
-fn op_len(key: &[u8], value: Option<&[u8]>) -> usize {
-    1 + 4 + key.len() + 4 + value.map_or(0, <[u8]>::len)
+/// The bytes one op takes in a record, for a value of `value` bytes (`None`: a removal).
+fn op_len(key: &[u8], value: Option<usize>) -> usize {
+    1 + 4 + key.len() + 4 + value.unwrap_or(0)
 }
 
-/// Appends one framed record holding `ops` to `out`.
-fn encode_record<'a>(out: &mut Vec<u8>, ops: impl Iterator<Item = Write<'a>>) -> Result<(), String> {
+/// Appends one framed record holding `ops` to `out`; with `offsets`, notes where each op's
+/// value begins, from the record's start (removals too, where their value would be).
+fn encode_record<'a>(
+    out: &mut Vec<u8>,
+    ops: impl Iterator<Item = Write<'a>>,
+    mut offsets: Option<&mut Vec<u64>>,
+) -> Result<(), String> {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     for (tree, key, value) in ops {
@@ -452,6 +618,9 @@ fn encode_record<'a>(out: &mut Vec<u8>, ops: impl Iterator<Item = Write<'a>>) ->
         out.push(code as u8);
         out.extend_from_slice(&u32::try_from(key.len()).map_err(|_| too_long("key", key.len()))?.to_le_bytes());
         out.extend_from_slice(key);
+        if let Some(offsets) = offsets.as_deref_mut() {
+            offsets.push((out.len() + 4 - start) as u64);
+        }
         match value {
             Some(value) => {
                 let len = u32::try_from(value.len()).ok().filter(|len| *len != REMOVED);
@@ -472,16 +641,37 @@ fn encode_record<'a>(out: &mut Vec<u8>, ops: impl Iterator<Item = Write<'a>>) ->
     Ok(())
 }
 
+/// An entry a snapshot writes: tree code, key, value, and whether the value is kept on disk only.
+type SnapshotEntry<'a> = (usize, &'a [u8], std::borrow::Cow<'a, [u8]>, bool);
+
+/// A value a snapshot moved from the old file to the new: tree code, key, offset in the new file.
+type Moved = (usize, Vec<u8>, u64);
+
+/// Writes the pending entries as one record at `at` in the snapshot; notes where the values
+/// that are kept in the file only now lie.
 fn flush_snapshot_record(
     out: &mut impl std::io::Write,
     record: &mut Vec<u8>,
-    pending: &mut Vec<Write<'_>>,
+    pending: &mut Vec<SnapshotEntry<'_>>,
+    at: u64,
+    moved: &mut Vec<Moved>,
 ) -> std::io::Result<u64> {
     if pending.is_empty() {
         return Ok(0);
     }
     record.clear();
-    encode_record(record, pending.drain(..)).map_err(std::io::Error::other)?;
+    let mut offsets = Vec::with_capacity(pending.len());
+    encode_record(
+        record,
+        pending.iter().map(|(code, key, value, _)| (TREES[*code], *key, Some(&value[..]))),
+        Some(&mut offsets),
+    )
+    .map_err(std::io::Error::other)?;
+    for ((code, key, _, on_disk), offset) in pending.drain(..).zip(offsets) {
+        if on_disk {
+            moved.push((code, key.to_vec(), at + offset));
+        }
+    }
     out.write_all(record)?;
     Ok(record.len() as u64)
 }
@@ -502,10 +692,10 @@ fn creation_cut_short(file: &File, size: u64) -> bool {
 
 /// Applies every whole record of `file` to `maps`. Returns where the whole records end, how
 /// many bytes follow them (a torn record), and the file's version (2 or 3).
-fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64, u8), Error> {
+fn replay(file: &Arc<File>, path: &Path, maps: &mut Maps) -> Result<(u64, u64, u8), Error> {
     let io = |source| Error::Io { path: path.to_owned(), source };
     let total = file.metadata().map_err(io)?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = BufReader::with_capacity(1 << 20, &**file);
     let mut magic = [0; 8];
     let readable = total >= MAGIC.len() as u64 && reader.read_exact(&mut magic).is_ok();
     let version = match &magic {
@@ -532,7 +722,9 @@ fn replay(file: &File, path: &Path, maps: &mut Maps) -> Result<(u64, u64, u8), E
         if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
             break;
         }
-        apply_payload(&payload, maps).map_err(|reason| corrupt(path, end, &reason))?;
+        // A version-2 log is converted in memory and rewritten: its values stay in memory.
+        let place = (version == 3).then_some((file, end + 8));
+        apply_payload(&payload, maps, place).map_err(|reason| corrupt(path, end, &reason))?;
         end += 8 + u64::from(len);
     }
     Ok((end, total - end, version))
@@ -543,10 +735,12 @@ fn upgrade_pushes(maps: &mut Maps) -> Result<(), String> {
     let Some(outbox) = code(Tree::Outbox) else { return Ok(()) };
     let upgraded = maps.trees[outbox]
         .iter()
-        .map(|(key, value)| super::outbox::upgrade_push_record(key, value).map(|value| (key.clone(), value)))
+        .map(|(key, value)| {
+            super::outbox::upgrade_push_record(key, value.in_memory()).map(|value| (key.clone(), value))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     for (key, value) in upgraded {
-        maps.apply(outbox, &key, Some(&value));
+        maps.apply(outbox, &key, Some(&value), None);
     }
     Ok(())
 }
@@ -569,7 +763,8 @@ fn le_u32(bytes: &[u8]) -> u32 {
 
 /// Applies one record's ops. A record whose checksum matched but whose ops do not parse was
 /// written by something else than this code: an error, not a torn write.
-fn apply_payload(mut payload: &[u8], maps: &mut Maps) -> Result<(), String> {
+fn apply_payload(mut payload: &[u8], maps: &mut Maps, place: Option<(&Arc<File>, u64)>) -> Result<(), String> {
+    let whole = payload.len();
     fn take<'a>(payload: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8], String> {
         if payload.len() < len {
             return Err(format!("a record ends inside an op's {what}"));
@@ -585,11 +780,13 @@ fn apply_payload(mut payload: &[u8], maps: &mut Maps) -> Result<(), String> {
         }
         let key_len = le_u32(take(&mut payload, 4, "key length")?) as usize;
         let key = take(&mut payload, key_len, "key")?;
-        let value = match le_u32(take(&mut payload, 4, "value length")?) {
+        let value_length = le_u32(take(&mut payload, 4, "value length")?);
+        let value_at = place.map(|(file, base)| (file, base + (whole - payload.len()) as u64));
+        let value = match value_length {
             REMOVED => None,
             len => Some(take(&mut payload, len as usize, "value")?),
         };
-        maps.apply(usize::from(tree), key, value);
+        maps.apply(usize::from(tree), key, value, value_at);
     }
     Ok(())
 }
@@ -622,19 +819,19 @@ mod tests {
             append(&log, &[put(Tree::Sessions, "s1", "one"), put(Tree::Outbox, "app\0events\x01", "p1")]);
             append(&log, &[put(Tree::Sessions, "s2", "two"), put(Tree::Outbox, "app\0events\x02", "p2")]);
             append(&log, &[remove(Tree::Sessions, "s1"), put(Tree::Sessions, "s2", "two again")]);
-            assert_eq!(text(log.get(Tree::Sessions, b"s2")), Some("two again".into()));
+            assert_eq!(text(log.get(Tree::Sessions, b"s2").unwrap()), Some("two again".into()));
         }
         let log = CallLog::open(dir.path()).unwrap();
-        assert_eq!(text(log.get(Tree::Sessions, b"s1")), None, "a removal is replayed");
-        assert_eq!(text(log.get(Tree::Sessions, b"s2")), Some("two again".into()), "the latest value wins");
-        let lane = log.scan(Tree::Outbox, b"app\0events\0", 10);
+        assert_eq!(text(log.get(Tree::Sessions, b"s1").unwrap()), None, "a removal is replayed");
+        assert_eq!(text(log.get(Tree::Sessions, b"s2").unwrap()), Some("two again".into()), "the latest value wins");
+        let lane = log.scan(Tree::Outbox, b"app\0events\0", 10).unwrap();
         assert!(lane.is_empty(), "a prefix selects only its own keys");
-        let lane = log.scan(Tree::Outbox, b"app\0events", 1);
+        let lane = log.scan(Tree::Outbox, b"app\0events", 1).unwrap();
         assert_eq!(lane.len(), 1, "at most `max`");
         assert_eq!(lane[0].1, b"p1", "in key order");
         assert_eq!(log.count(Tree::Outbox, b"app\0events", 10), 2);
         assert_eq!(log.count(Tree::Outbox, b"app\0events", 1), 1, "counting stops at `max`");
-        assert_eq!(log.get(Tree::Outbox, b"s2"), None, "trees are apart");
+        assert_eq!(log.get(Tree::Outbox, b"s2").unwrap(), None, "trees are apart");
     }
 
     #[test]
@@ -658,14 +855,14 @@ mod tests {
             let log = CallLog::open(copy.path()).unwrap();
             let len = std::fs::metadata(copy.path().join(FILE_NAME)).unwrap().len();
             assert_eq!(len, kept_end, "cut {cut}: the torn record is cut off the file");
-            assert_eq!(text(log.get(Tree::Sessions, b"kept")), Some("1".into()), "cut {cut}");
-            assert_eq!(log.get(Tree::Sessions, b"torn-a"), None, "cut {cut}: the torn batch is gone whole");
-            assert_eq!(log.get(Tree::Sessions, b"torn-b"), None, "cut {cut}: the torn batch is gone whole");
+            assert_eq!(text(log.get(Tree::Sessions, b"kept").unwrap()), Some("1".into()), "cut {cut}");
+            assert_eq!(log.get(Tree::Sessions, b"torn-a").unwrap(), None, "cut {cut}: the torn batch is gone whole");
+            assert_eq!(log.get(Tree::Sessions, b"torn-b").unwrap(), None, "cut {cut}: the torn batch is gone whole");
             append(&log, &[put(Tree::Sessions, "after", "4")]);
             drop(log);
             let log = CallLog::open(copy.path()).unwrap();
             assert_eq!(
-                text(log.get(Tree::Sessions, b"after")),
+                text(log.get(Tree::Sessions, b"after").unwrap()),
                 Some("4".into()),
                 "cut {cut}: a later write is not lost"
             );
@@ -685,11 +882,15 @@ mod tests {
         OpenOptions::new().write(true).open(&path).unwrap().set_len(whole + 4096).unwrap();
         let log = CallLog::open(dir.path()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole, "the zeros are cut off");
-        assert_eq!(text(log.get(Tree::Sessions, b"kept")), Some("1".into()));
+        assert_eq!(text(log.get(Tree::Sessions, b"kept").unwrap()), Some("1".into()));
         append(&log, &[put(Tree::Sessions, "after", "2")]);
         drop(log);
         let log = CallLog::open(dir.path()).unwrap();
-        assert_eq!(text(log.get(Tree::Sessions, b"after")), Some("2".into()), "the next record follows the whole ones");
+        assert_eq!(
+            text(log.get(Tree::Sessions, b"after").unwrap()),
+            Some("2".into()),
+            "the next record follows the whole ones"
+        );
     }
 
     #[test]
@@ -706,8 +907,8 @@ mod tests {
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let log = CallLog::open(dir.path()).unwrap();
-        assert!(log.get(Tree::Sessions, b"first").is_some());
-        assert_eq!(log.get(Tree::Sessions, b"second"), None, "a record failing its checksum is not applied");
+        assert!(log.get(Tree::Sessions, b"first").unwrap().is_some());
+        assert_eq!(log.get(Tree::Sessions, b"second").unwrap(), None, "a record failing its checksum is not applied");
     }
 
     #[test]
@@ -722,7 +923,7 @@ mod tests {
             append(&log, &[put(Tree::Sessions, "s", "1")]);
             drop(log);
             let log = CallLog::open(dir.path()).unwrap();
-            assert_eq!(text(log.get(Tree::Sessions, b"s")), Some("1".into()), "{bytes:?}");
+            assert_eq!(text(log.get(Tree::Sessions, b"s").unwrap()), Some("1".into()), "{bytes:?}");
         }
         for bytes in [
             &b"X"[..],
@@ -766,11 +967,82 @@ mod tests {
         drop(log);
         let log = CallLog::open(dir.path()).unwrap();
         for k in 0..n {
-            let kept = log.get(Tree::Sessions, format!("call-{k}").as_bytes()).is_some();
+            let kept = log.get(Tree::Sessions, format!("call-{k}").as_bytes()).unwrap().is_some();
             assert_eq!(kept, k % 100 == 0, "call-{k}");
         }
-        assert_eq!(text(log.get(Tree::Outbox, b"after")), Some("compaction".into()));
+        assert_eq!(text(log.get(Tree::Outbox, b"after").unwrap()), Some("compaction".into()));
         assert!(!dir.path().join(format!("{FILE_NAME}.compact")).exists());
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// A value in the outbox's record layout 2: layout, header length, header, body.
+    fn push_value(n: usize) -> Vec<u8> {
+        let header = format!(r#"{{"id":{n}}}"#);
+        let mut value = vec![2];
+        value.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        value.extend_from_slice(header.as_bytes());
+        value.extend_from_slice(format!(r#"{{"body":"{}"}}"#, "b".repeat(200 + n)).as_bytes());
+        value
+    }
+
+    fn key(n: usize) -> Vec<u8> {
+        let mut key = b"app\0events\0".to_vec();
+        key.extend_from_slice(&(n as u64).to_be_bytes());
+        key
+    }
+
+    #[test]
+    fn pushes_beyond_the_budget_keep_their_header_in_memory_and_their_body_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CallLog::open_with_budget(dir.path(), 1000).unwrap();
+        for n in 0..20 {
+            let op: Op = (Tree::Outbox, key(n), Some(push_value(n)));
+            let session: Op = (Tree::Sessions, format!("s{n}").into_bytes(), Some(b"session".to_vec()));
+            log.append(&[&session, &op]).unwrap();
+        }
+        let stats = log.stats();
+        assert!(stats.outbox_memory_bytes <= 1000, "{stats:?}");
+        assert!(stats.outbox_on_disk >= 15, "{stats:?}");
+        let check = |log: &CallLog, what: &str| {
+            let all = log.scan(Tree::Outbox, b"app\0events\0", 100).unwrap();
+            assert_eq!(all.len(), 20, "{what}");
+            for (n, (k, value)) in all.iter().enumerate() {
+                assert_eq!((k, value), (&key(n), &push_value(n)), "{what}: push {n} read back whole, in order");
+            }
+            let mut heads = Vec::new();
+            log.visit(Tree::Outbox, b"app\0events\0", |_, value| {
+                heads.push(value.to_vec());
+                true
+            });
+            for (n, head) in heads.iter().enumerate() {
+                assert!(push_value(n).starts_with(head), "{what}: push {n}'s head is its record's start");
+                assert!(head.len() >= 5 + format!(r#"{{"id":{n}}}"#).len(), "{what}: the head holds the header");
+            }
+        };
+        check(&log, "as written");
+        // A compaction copies the bodies into the new file.
+        log.compact(&mut log.lock_writer());
+        assert_eq!(log.compactions.load(Ordering::Relaxed), 1);
+        check(&log, "after a compaction");
+        // Delivered pushes leave; memory frees, and later pushes fit again.
+        for n in 0..20 {
+            let op: Op = (Tree::Outbox, key(n), None);
+            log.append(&[&op]).unwrap();
+        }
+        assert_eq!((log.stats().outbox_memory_bytes, log.stats().outbox_on_disk), (0, 0));
+        for n in 0..20 {
+            let op: Op = (Tree::Outbox, key(n), Some(push_value(n)));
+            log.append(&[&op]).unwrap();
+        }
+        drop(log);
+        let log = CallLog::open_with_budget(dir.path(), 1000).unwrap();
+        assert!(log.stats().outbox_on_disk >= 15, "replayed beyond the budget: {:?}", log.stats());
+        check(&log, "after reopening");
+        assert_eq!(log.get(Tree::Sessions, b"s3").unwrap(), Some(b"session".to_vec()));
     }
 }
 
@@ -799,9 +1071,16 @@ mod fuzz {
     fn model(batches: &[Batch]) -> State {
         let mut maps = Maps::default();
         for (tree, key, value) in batches.iter().flatten() {
-            maps.apply(code(*tree).unwrap(), key, value.as_deref());
+            maps.apply(code(*tree).unwrap(), key, value.as_deref(), None);
         }
+        whole(&maps)
+    }
+
+    /// The maps' values, whole (read from the file where they are kept there only).
+    fn whole(maps: &Maps) -> State {
         maps.trees
+            .each_ref()
+            .map(|tree| tree.iter().map(|(key, stored)| (key.clone(), stored.read().unwrap())).collect())
     }
 
     /// A real log of `batches`: its bytes, and where each batch's record ends.
@@ -818,7 +1097,7 @@ mod fuzz {
     }
 
     fn state(log: &CallLog) -> State {
-        log.read_maps().trees.clone()
+        whole(&log.read_maps())
     }
 
     /// Opens a log holding `bytes`, in a directory of its own.

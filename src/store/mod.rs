@@ -330,8 +330,15 @@ impl Store {
     /// group-commit flusher threads. While another holder has the directory locked, it waits up
     /// to 5 s (blocking this thread: it runs at start-up), then fails naming the directory.
     pub fn open(dir: &Path) -> Result<Store, Error> {
+        Store::open_with_push_budget(dir, calllog::DEFAULT_OUTBOX_BUDGET)
+    }
+
+    /// Like [`Store::open`], holding at most `push_memory_bytes` of waiting pushes in memory;
+    /// beyond it, a push's body stays in the call log's file until it is sent
+    /// (`push_memory_budget_mb`).
+    pub fn open_with_push_budget(dir: &Path, push_memory_bytes: u64) -> Result<Store, Error> {
         let handles = SledHandles::open(dir)?;
-        let log = Arc::new(calllog::CallLog::open(dir)?);
+        let log = Arc::new(calllog::CallLog::open_with_budget(dir, push_memory_bytes)?);
         move_call_records_to_log(&handles, &log, dir)?;
         let sled = Arc::new(SledSlot::new(handles, dir));
         let health = Arc::new(Health::default());
@@ -479,7 +486,11 @@ impl Shared {
     /// Reads one value.
     pub(crate) fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
         if tree.in_call_log() {
-            return Ok(self.log.get(tree, key).map(sled::IVec::from));
+            let value = self
+                .log
+                .get(tree, key)
+                .map_err(|source| Error::Io { path: PathBuf::from(calllog::FILE_NAME), source })?;
+            return Ok(value.map(sled::IVec::from));
         }
         self.sled.get()?.tree(tree).get(key).map_err(|source| Error::Sled { tree: tree.name(), source })
     }
@@ -492,7 +503,11 @@ impl Shared {
         max: usize,
     ) -> Result<Vec<R>, Error> {
         debug_assert!(tree.in_call_log(), "{} is kept in sled", tree.name());
-        self.log.scan(tree, prefix, max).iter().map(|(key, value)| record::decode(tree.name(), key, value)).collect()
+        let records = self
+            .log
+            .scan(tree, prefix, max)
+            .map_err(|source| Error::Io { path: PathBuf::from(calllog::FILE_NAME), source })?;
+        records.iter().map(|(key, value)| record::decode(tree.name(), key, value)).collect()
     }
 
     /// Reads and decodes one record.

@@ -1,7 +1,7 @@
 //! The outbox: every push to a customer is kept here until the customer acknowledges it.
 //!
-//! Pushes wait in lanes, one per app and kind (call events, CDRs), first in first out, so a
-//! customer sees one call's events in order and one app's outage never holds up another's. A push
+//! Pushes wait in lanes, one per app and kind (call events, CDRs), in id order; each names its
+//! call, and delivery keeps each call's pushes in order (`push::dispatch`). A push
 //! whose retries are used up moves to `outbox_dead`, where the admin API lists it and can put it
 //! back. Pushes are written in the same transaction as the session change that caused them, so
 //! an acknowledged event always has its push on disk.
@@ -44,6 +44,11 @@ impl Lane {
 pub struct Push {
     pub id: u64,
     pub app_key: String,
+    /// The call it reports on (its session id): delivery keeps one call's pushes in order.
+    /// Pushes written before it was recorded have none (`""`), and are kept in order among
+    /// themselves.
+    #[serde(default)]
+    pub call: String,
     pub lane: Lane,
     /// The JSON as it is sent. Events: the whole body. CDRs: one `feeLst` item.
     pub body: Box<RawValue>,
@@ -76,6 +81,7 @@ const PUSH_LAYOUT_JSON: u8 = 1;
 struct PushHeader<'a> {
     id: u64,
     app_key: &'a str,
+    call: &'a str,
     lane: Lane,
     attempts: u32,
     created_at_ms: i64,
@@ -88,6 +94,8 @@ struct PushHeader<'a> {
 struct StoredPushHeader {
     id: u64,
     app_key: String,
+    #[serde(default)]
+    call: String,
     lane: Lane,
     attempts: u32,
     created_at_ms: i64,
@@ -99,6 +107,7 @@ pub(crate) fn encode_push(push: &Push) -> Vec<u8> {
     let header = PushHeader {
         id: push.id,
         app_key: &push.app_key,
+        call: &push.call,
         lane: push.lane,
         attempts: push.attempts,
         created_at_ms: push.created_at_ms,
@@ -129,6 +138,7 @@ pub(crate) fn decode_push(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<Push, 
             Ok(Push {
                 id: header.id,
                 app_key: header.app_key,
+                call: header.call,
                 lane: header.lane,
                 body,
                 attempts: header.attempts,
@@ -141,6 +151,64 @@ pub(crate) fn decode_push(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<Push, 
         Some((version, _)) => Err(fail(format!("unknown push layout {version}"))),
         None => Err(fail("empty record".to_owned())),
     }
+}
+
+/// A waiting push as delivery schedules it: its header, without the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub id: u64,
+    pub call: String,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+    pub next_attempt_at_ms: i64,
+}
+
+/// The push id at the end of an outbox key.
+fn key_id(key: &[u8]) -> Option<u64> {
+    let tail = key.len().checked_sub(8).map(|start| &key[start..])?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+/// A push record's header, decoding only the header (layout 2) or, for layout 1, the whole push.
+fn decode_header(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<Waiting, Error> {
+    let fail = |reason: String| Error::Decode { tree: tree.name(), key: super::show_key(key), reason };
+    let header: StoredPushHeader = match bytes.split_first() {
+        Some((&PUSH_LAYOUT, rest)) => {
+            let (header, _) = split_header(rest).ok_or_else(|| fail("a push record cut short".into()))?;
+            serde_json::from_slice(header).map_err(|err| fail(err.to_string()))?
+        }
+        _ => {
+            let push = decode_push(tree, key, bytes)?;
+            return Ok(Waiting {
+                id: push.id,
+                call: push.call,
+                attempts: push.attempts,
+                created_at_ms: push.created_at_ms,
+                next_attempt_at_ms: push.next_attempt_at_ms,
+            });
+        }
+    };
+    Ok(Waiting {
+        id: header.id,
+        call: header.call,
+        attempts: header.attempts,
+        created_at_ms: header.created_at_ms,
+        next_attempt_at_ms: header.next_attempt_at_ms,
+    })
+}
+
+/// How many leading bytes of a push record (layout 2) hold its header: what memory keeps of a
+/// push whose body is left in the call log's file. `None` for another layout.
+pub(crate) fn push_head_len(bytes: &[u8]) -> Option<usize> {
+    match bytes.split_first() {
+        Some((&PUSH_LAYOUT, rest)) => split_header(rest).map(|(header, _)| 1 + 4 + header.len()),
+        _ => None,
+    }
+}
+
+/// An error of the call log's file.
+fn log_error(source: std::io::Error) -> Error {
+    Error::Io { path: std::path::PathBuf::from(super::calllog::FILE_NAME), source }
 }
 
 fn split_header(rest: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -163,13 +231,21 @@ pub(super) fn stage_push(writes: &mut WriteSet, push: &Push) {
 }
 
 impl Calls {
-    /// A new push for `app_key`, due now, its body encoded here once.
-    pub fn new_push(&self, app_key: &str, lane: Lane, body: &impl Serialize, now_ms: i64) -> Result<Push, Error> {
+    /// A new push for `app_key` about `call` (its session id), due now, its body encoded here once.
+    pub fn new_push(
+        &self,
+        app_key: &str,
+        call: &str,
+        lane: Lane,
+        body: &impl Serialize,
+        now_ms: i64,
+    ) -> Result<Push, Error> {
         let body = serde_json::value::to_raw_value(body)
             .map_err(|err| Error::Transaction(format!("encoding a push to {}: {err}", lane.name())))?;
         Ok(Push {
             id: self.shared.next_id()?,
             app_key: app_key.to_owned(),
+            call: call.to_owned(),
             lane,
             body,
             attempts: 0,
@@ -181,8 +257,85 @@ impl Calls {
 
     /// The first `max` pushes of a lane, oldest first.
     pub fn lane_head(&self, app_key: &str, lane: Lane, max: usize) -> Result<Vec<Push>, Error> {
-        let records = self.shared.log.scan(Tree::Outbox, &lane_prefix(app_key, lane), max);
+        let records = self.shared.log.scan(Tree::Outbox, &lane_prefix(app_key, lane), max).map_err(log_error)?;
         records.iter().map(|(key, value)| decode_push(Tree::Outbox, key, value)).collect()
+    }
+
+    /// Up to `max` waiting pushes of a lane, oldest first, as headers (no bodies), passing over
+    /// those `skip` names by id; and whether more were left unread. Delivery reads its window
+    /// this way: from the lane's start, so a push committed after a later one is still seen.
+    pub fn lane_waiting(
+        &self,
+        app_key: &str,
+        lane: Lane,
+        skip: impl Fn(u64) -> bool,
+        max: usize,
+    ) -> Result<(Vec<Waiting>, bool), Error> {
+        let prefix = lane_prefix(app_key, lane);
+        let mut found = Vec::new();
+        let mut more = false;
+        let mut failure = None;
+        self.shared.log.visit(Tree::Outbox, &prefix, |key, value| {
+            let Some(id) = key_id(key) else { return true };
+            if skip(id) {
+                return true;
+            }
+            if found.len() == max {
+                more = true;
+                return false;
+            }
+            match decode_header(Tree::Outbox, key, value) {
+                Ok(header) => found.push(header),
+                Err(err) => {
+                    failure = Some(err);
+                    return false;
+                }
+            }
+            true
+        });
+        match failure {
+            Some(err) => Err(err),
+            None => Ok((found, more)),
+        }
+    }
+
+    /// Whole pushes of a lane, by id, in the order given; those no longer waiting are left out.
+    pub fn lane_pushes(&self, app_key: &str, lane: Lane, ids: &[u64]) -> Result<Vec<Push>, Error> {
+        let mut pushes = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut key = lane_prefix(app_key, lane);
+            key.extend_from_slice(&id.to_be_bytes());
+            if let Some(value) = self.shared.log.get(Tree::Outbox, &key).map_err(log_error)? {
+                pushes.push(decode_push(Tree::Outbox, &key, &value)?);
+            }
+        }
+        Ok(pushes)
+    }
+
+    /// Whether reading these pushes needs no disk (their bodies are all in memory).
+    pub fn lane_in_memory(&self, app_key: &str, lane: Lane, ids: &[u64]) -> bool {
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| {
+                let mut key = lane_prefix(app_key, lane);
+                key.extend_from_slice(&id.to_be_bytes());
+                key
+            })
+            .collect();
+        self.shared.log.in_memory(Tree::Outbox, &keys)
+    }
+
+    /// How many pushes wait in a lane, and when the oldest was made (ms), for `/metrics` and the
+    /// admin API. Counts the lane's keys in memory.
+    pub fn lane_backlog(&self, app_key: &str, lane: Lane) -> Result<(usize, Option<i64>), Error> {
+        let prefix = lane_prefix(app_key, lane);
+        let count = self.shared.log.count(Tree::Outbox, &prefix, usize::MAX);
+        let mut oldest = None;
+        self.shared.log.visit(Tree::Outbox, &prefix, |key, value| {
+            oldest = Some(decode_header(Tree::Outbox, key, value).map(|header| header.created_at_ms));
+            false
+        });
+        Ok((count, oldest.transpose()?))
     }
 
     /// How many pushes a lane holds, counting up to `max`.
@@ -300,7 +453,7 @@ mod tests {
             for lane in [Lane::Events, Lane::Cdrs] {
                 // Several pushes a lane, with ids that hold a 0 byte (the keys' separator).
                 for _ in 0..300 {
-                    pushes.push(store.calls().new_push(app_key, lane, &serde_json::json!({}), 0).unwrap());
+                    pushes.push(store.calls().new_push(app_key, "call", lane, &serde_json::json!({}), 0).unwrap());
                 }
             }
         }

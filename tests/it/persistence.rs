@@ -35,7 +35,7 @@ async fn bindings_apps_and_numbers_survive_a_restart() {
 }
 
 /// The release binary, killed with SIGKILL on drop.
-struct Process(Child);
+pub struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -87,7 +87,7 @@ fn spawn_server(dir: &std::path::Path) -> (Process, String) {
     }
 }
 
-async fn signed_request(client: &reqwest::Client, method: Method, url: String, body: Option<&Value>) -> Value {
+pub async fn signed_request(client: &reqwest::Client, method: Method, url: String, body: Option<&Value>) -> Value {
     let signed = auth::sign(Scheme::Aksk, "demo-app", "demo-secret", &auth::new_nonce(), chrono::Utc::now());
     let mut request = client
         .request(method, url)
@@ -161,7 +161,7 @@ async fn a_bind_replayed_after_kill_9_is_refused() {
 }
 
 /// The release binary with its config pointing pushes at `receiver`, in `dir`.
-fn spawn_pushing_server(dir: &std::path::Path, receiver: &crate::receiver::Receiver) -> (Process, String) {
+pub fn spawn_pushing_server(dir: &std::path::Path, receiver: &crate::receiver::Receiver) -> (Process, String) {
     let config = format!(
         "scripts_dir = {:?}\npush_retry_schedule = [\"300ms\", \"500ms\", \"1s\", \"2s\", \"3s\", \"5s\"]\ncdr_flush_ms = 100\n{}\ncall_event_url = \"{}/events\"\ncdr_url = \"{}/cdr\"\n",
         crate::support::scripts_dir().display().to_string(),
@@ -187,7 +187,7 @@ async fn bound_pushing_server(
     (dir, client, process, base)
 }
 
-async fn switch_post(client: &reqwest::Client, url: String, body: Value) -> Value {
+pub async fn switch_post(client: &reqwest::Client, url: String, body: Value) -> Value {
     let response = client.post(url).bearer_auth("dev-switch-token").json(&body).send().await.expect("switch request");
     assert!(response.status().is_success(), "{}", response.status());
     response.json().await.expect("json")

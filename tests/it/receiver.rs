@@ -1,7 +1,7 @@
 //! A real webhook receiver on loopback, standing in for a customer's server: it records every
 //! push (path, body, whether its X-AKSK signature verifies) and can be told to fail or to hang.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,16 @@ struct Inner {
     /// Answer 400 to this many more pushes.
     reject_next: AtomicUsize,
     secrets: Mutex<Vec<(String, String)>>,
+    /// Answer each push this many milliseconds after it arrived.
+    delay_ms: AtomicU64,
+    /// Down: answer 503 to every push at once.
+    down: AtomicBool,
+    /// Answer 500 to every event of this session.
+    failing_session: Mutex<Option<String>>,
+    /// Every push that arrived (answered or not), and the most answered at once.
+    attempts: AtomicUsize,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -38,6 +48,26 @@ pub struct Receiver {
 }
 
 async fn receive(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, Json(body): Json<Value>) -> StatusCode {
+    inner.attempts.fetch_add(1, Ordering::SeqCst);
+    let now = inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    inner.most_in_flight.fetch_max(now, Ordering::SeqCst);
+    let status = answer(&inner, uri, headers, body).await;
+    inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+    status
+}
+
+async fn answer(inner: &Inner, uri: Uri, headers: HeaderMap, body: Value) -> StatusCode {
+    if inner.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let delay = inner.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let failing = inner.failing_session.lock().unwrap().clone();
+    if failing.is_some_and(|session| body["statusInfo"]["sessionId"] == session.as_str()) {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
     if inner.hang.load(Ordering::SeqCst) == 1 {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
@@ -70,6 +100,41 @@ impl Receiver {
         Receiver { inner, base }
     }
 
+    /// Like [`Receiver::start`], over HTTPS with this certificate and key (PEM); its base is
+    /// `https://127.0.0.1:port`.
+    pub async fn start_tls(secrets: &[(&str, &str)], cert_pem: &str, key_pem: &str) -> Receiver {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let inner = Arc::new(Inner::default());
+        *inner.secrets.lock().unwrap() = secrets.iter().map(|(a, s)| ((*a).to_owned(), (*s).to_owned())).collect();
+        let router = axum::Router::new().fallback(axum::routing::post(receive)).with_state(inner.clone());
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends the handshake.
+                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(router);
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        Receiver { inner, base }
+    }
+
     pub fn fail_next(&self, count: usize) {
         self.inner.fail_next.store(count, Ordering::SeqCst);
     }
@@ -80,6 +145,31 @@ impl Receiver {
 
     pub fn hang(&self, on: bool) {
         self.inner.hang.store(usize::from(on), Ordering::SeqCst);
+    }
+
+    /// Answers each push `ms` milliseconds after it arrived.
+    pub fn delay_ms(&self, ms: u64) {
+        self.inner.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Down: every push is answered 503 at once, until it is back.
+    pub fn down(&self, down: bool) {
+        self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every event of `session` is answered 500 (`None`: none).
+    pub fn fail_session(&self, session: Option<&str>) {
+        *self.inner.failing_session.lock().unwrap() = session.map(str::to_owned);
+    }
+
+    /// Pushes that arrived, answered or not.
+    pub fn attempts(&self) -> usize {
+        self.inner.attempts.load(Ordering::SeqCst)
+    }
+
+    /// The most pushes it was answering at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.inner.most_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -1,7 +1,8 @@
 //! `[tls]`: the listener speaks HTTPS only, with a certificate made at test time. Signed
 //! provisioning over HTTPS is `reference_client.rs` (`both_clients_drive_the_axb_lifecycle_over_https`);
 //! here: the switch over HTTPS, plain HTTP told to use `https://`, handshakes bounded in time and
-//! under the connection cap, and certificate problems named at start.
+//! under the connection cap, and certificate problems named at start; and pushes to a receiver
+//! over HTTPS, trusted through `push_ca_file`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -162,4 +163,78 @@ async fn a_missing_or_unusable_certificate_or_key_stops_start_naming_the_file() 
     assert!(err.contains("tls.key") && err.contains("one-cert.pem") && err.contains("no usable private key"), "{err}");
     let err = start_error(TlsConfig::new(&cert, &other_key)).await;
     assert!(err.contains("two-key.pem") && err.contains("does not serve the certificate in"), "{err}");
+}
+
+/// A self-signed certificate for 127.0.0.1, written to `dir`: (certificate PEM, key PEM, the
+/// certificate's path).
+fn self_signed(dir: &std::path::Path) -> (String, String, std::path::PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (made.cert.pem(), made.key_pair.serialize_pem());
+    let path = dir.join("receiver-ca.pem");
+    std::fs::write(&path, &cert).unwrap();
+    (cert, key, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_reach_an_https_receiver_whose_ca_is_trusted_and_no_other() {
+    use crate::receiver::{cdrs, events_of, Receiver};
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca_file) = self_signed(dir.path());
+    let receiver = Receiver::start_tls(&[support::AXB_APP], &cert, &key).await;
+    let (x, a, b) = ("+8617000000001", "+8613800000001", "+8613900000002");
+    for trusted in [true, false] {
+        let ca_file = ca_file.clone();
+        let server = TestServer::builder()
+            .pushing_to(&receiver)
+            .retries(&["100ms"])
+            .cdr_flush_ms(50)
+            .configure(move |config| config.push_ca_file = trusted.then_some(ca_file))
+            .start()
+            .await;
+        server.bind_axb(json!({"relationNum": x, "callerNum": a, "calleeNum": b})).await.expect(200, "0");
+        let session = format!("over-https-{trusted}");
+        let answer =
+            server.switch(Method::POST, "/calls", &json!({"caller": a, "called": x, "sessionId": session})).await;
+        assert_eq!(answer.body["action"], "connect", "{answer:?}");
+        let answer =
+            server.switch(Method::POST, &format!("/calls/{session}/events"), &json!({"event": "disconnect"})).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        if trusted {
+            let received = receiver.wait_for(PATIENCE, |r| cdrs(r).len() == 1).await;
+            assert_eq!(events_of(&received, &session), ["callin", "disconnect"]);
+            assert!(received.iter().all(|push| push.signed_by.as_deref() == Some(support::AXB_APP.0)));
+        } else {
+            // Without the CA the handshake fails: the pushes wait for their retries, undelivered.
+            let dead = eventually(PATIENCE, || async {
+                let lanes = server.admin(Method::GET, "/pushes", None).await;
+                let retried: u64 = lanes.body["pushes"].as_array()?.iter().filter_map(|l| l["retried"].as_u64()).sum();
+                (retried >= 1).then_some(())
+            })
+            .await;
+            assert!(dead.is_some(), "an untrusted receiver's push was not retried");
+            assert!(events_of(&receiver.received(), &session).is_empty());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_or_empty_push_ca_file_stops_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let start_error = |ca: std::path::PathBuf| {
+        let mut config = support::test_config(dir.path().join("data"));
+        config.push_ca_file = Some(ca);
+        async move {
+            let clock = ManualClock::new(chrono::Utc::now().timestamp());
+            match privnum::server::start(config, Arc::new(clock)).await {
+                Ok(_) => panic!("the server started"),
+                Err(err) => format!("{err:#}"),
+            }
+        }
+    };
+    let err = start_error(dir.path().join("nowhere.pem")).await;
+    assert!(err.contains("push_ca_file") && err.contains("nowhere.pem"), "{err}");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let err = start_error(empty).await;
+    assert!(err.contains("push_ca_file") && err.contains("empty.pem") && err.contains("no certificate"), "{err}");
 }
