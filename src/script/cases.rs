@@ -371,12 +371,11 @@ struct CaseParts {
     failure: Option<String>,
 }
 
+/// What X mode's script reads of the customer: the reply, or why there was none.
+type Asked = (Option<Arc<XReply>>, Option<Arc<XFailure>>);
+
 /// X mode's reply or failure as a case gives it.
-fn case_reply(
-    reply: Option<Value>,
-    failure: Option<String>,
-    x_number: &str,
-) -> Result<(Option<Arc<XReply>>, Option<Arc<XFailure>>), String> {
+fn case_reply(reply: Option<Value>, failure: Option<String>, x_number: &str) -> Result<Asked, String> {
     let failure = match failure.as_deref() {
         None => None,
         Some("timeout") => Some(XFailure::Timeout { ms: 3000 }),

@@ -55,8 +55,7 @@ async fn answer(State(customer): State<Customer>, headers: HeaderMap, body: axum
 impl Customer {
     async fn start() -> Customer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut customer =
-            Customer { base: format!("http://{}", listener.local_addr().unwrap()), ..Customer::default() };
+        let customer = Customer { base: format!("http://{}", listener.local_addr().unwrap()), ..Customer::default() };
         let router = axum::Router::new().fallback(axum::routing::post(answer)).with_state(customer.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         customer
