@@ -431,8 +431,7 @@ async fn run_complete(args: CallsArgs) -> anyhow::Result<()> {
         let completed = sample.log.latencies_us.len() as u64 - sample.log.errors;
         let expected = before + completed;
         let events_expected = events_before + completed * EVENTS_PER_CALL;
-        let (delivered, events) =
-            receiver.wait_for(expected, events_expected, Duration::from_secs(60)).await;
+        let (delivered, events) = receiver.wait_for(expected, events_expected, Duration::from_secs(60)).await;
         let took = started.elapsed().as_secs_f64();
         println!(
             "           {} of {} CDRs and {} of {} events delivered, the last {:.1} s after the level began: {:.0} complete calls/s",
