@@ -5,7 +5,9 @@
 //! what privnum acknowledged:
 //!
 //! - every acknowledged bind is still there (queried by its `subscriptionId`);
-//! - every call whose `disconnect` was acknowledged has exactly one CDR at the receiver;
+//! - every call whose `disconnect` was acknowledged has exactly one CDR (one `icid`) at the
+//!   receiver; the same CDR received again is counted as a redelivery, allowed (delivery is at
+//!   least once: a push in flight at a kill is sent again after the restart);
 //! - each call's events arrived in order (callin, callout, alerting, answer, disconnect);
 //! - connected calls lost: a call answered `connect` whose later event was refused 404 or that
 //!   never got its CDR (fails the run unless `--require-no-lost-connects false`).
@@ -64,7 +66,8 @@ pub(crate) struct CrashArgs {
 #[derive(Debug, Default)]
 struct Pushed {
     events: Vec<String>,
-    cdrs: u64,
+    /// The `icid` of every CDR received (a redelivery repeats one).
+    cdrs: Vec<String>,
 }
 
 /// The customer's endpoint: records every event and CDR per session, answers 200.
@@ -83,7 +86,8 @@ impl Receiver {
                 if let Some(items) = body.0["feeLst"].as_array() {
                     for item in items {
                         let session = item["sessionId"].as_str().unwrap_or("?").to_owned();
-                        calls.entry(session).or_default().cdrs += 1;
+                        let icid = item["icid"].as_str().unwrap_or("?").to_owned();
+                        calls.entry(session).or_default().cdrs.push(icid);
                     }
                 } else if let Some(session) = body.0["statusInfo"]["sessionId"].as_str() {
                     let event = body.0["eventType"].as_str().unwrap_or("?").to_owned();
@@ -100,7 +104,7 @@ impl Receiver {
 
     fn cdrs_of(&self, sessions: &[String]) -> usize {
         let calls = self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        sessions.iter().filter(|session| calls.get(*session).is_some_and(|pushed| pushed.cdrs > 0)).count()
+        sessions.iter().filter(|session| calls.get(*session).is_some_and(|pushed| !pushed.cdrs.is_empty())).count()
     }
 }
 
@@ -424,13 +428,19 @@ pub(crate) async fn run(args: CrashArgs) -> anyhow::Result<()> {
     let mut one_cdr = 0u64;
     let mut no_cdr = Vec::new();
     let mut duplicate_cdrs = 0u64;
+    let mut redelivered_cdrs = 0u64;
     let mut out_of_order = Vec::new();
     let mut duplicate_events = 0u64;
     for session in &ledger.ended {
-        match calls.get(session).map_or(0, |pushed| pushed.cdrs) {
+        // One CDR is one icid; the same icid again is that CDR delivered again (at least once:
+        // a batch in flight at a kill is sent again after the restart).
+        let icids = calls.get(session).map_or(&[][..], |pushed| &pushed.cdrs[..]);
+        let distinct: std::collections::BTreeSet<&String> = icids.iter().collect();
+        redelivered_cdrs += (icids.len() - distinct.len()) as u64;
+        match distinct.len() {
             0 => no_cdr.push(session.clone()),
             1 => one_cdr += 1,
-            more => duplicate_cdrs += more - 1,
+            more => duplicate_cdrs += more as u64 - 1,
         }
     }
     for (session, pushed) in calls.iter() {
@@ -459,12 +469,13 @@ pub(crate) async fn run(args: CrashArgs) -> anyhow::Result<()> {
         binds_lost.len()
     );
     println!(
-        "calls: {} connected, {} ended (disconnect acknowledged), {} with exactly one CDR, {} without, {} duplicate CDRs",
+        "calls: {} connected, {} ended (disconnect acknowledged), {} with exactly one CDR, {} without, {} duplicate CDRs (another icid), {} CDRs delivered again (same icid)",
         ledger.calls_connected,
         ledger.ended.len(),
         one_cdr,
         no_cdr.len(),
-        duplicate_cdrs
+        duplicate_cdrs,
+        redelivered_cdrs
     );
     println!("events: {} calls out of order, {} pushed twice in a row", out_of_order.len(), duplicate_events);
     println!("connected calls lost: {} (required 0: {})", lost_connects.len(), args.require_no_lost_connects);
