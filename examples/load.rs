@@ -46,9 +46,9 @@
 //!   until its deadline stops it; prints the other calls' p50/p99 and throughput with and
 //!   without it, their ratios, and what the hostile caller got.
 //! - `xmode`: X-mode callins (each a Block push to a customer in this process that answers
-//!   `connect` after `--customer-delay-ms`) and AXB callins, alternately at each `--clients`
-//!   level; prints both, and the time privnum adds to the customer's (X-mode p50 minus the
-//!   delay) beside an AXB decision's p50.
+//!   `connect` after `--customer-delay-ms`), AXB callins, and POSTs straight to the customer,
+//!   at each `--clients` level; prints the three, and the time privnum adds to the customer's
+//!   (X-mode p50 minus the customer's own) beside an AXB decision's p50.
 //! - `crash`: the crash loop (`load_modes/crash.rs`): the `privnum` binary killed with SIGKILL
 //!   every few seconds under binds and whole calls, then checked for anything acknowledged and
 //!   lost. Needs `cargo build --release` first; `.ci/crash-loop` runs it.
@@ -1614,6 +1614,8 @@ async fn run_xmode(args: XmodeArgs) -> anyhow::Result<()> {
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the customer")?;
     let customer = format!("http://{}/callin", listener.local_addr()?);
+    let customer_url = customer.clone();
+    let direct = reqwest::Client::builder().no_proxy().build()?;
     tokio::spawn(async move { axum::serve(listener, router).await });
     let per_x = u64::from(Config::default().axb_max_pairs_per_x);
     let axb = axb_app(args.bindings.div_ceil(per_x).max(1));
@@ -1643,29 +1645,38 @@ async fn run_xmode(args: XmodeArgs) -> anyhow::Result<()> {
     print!("{:>5} ", "");
     table.print_header();
     for &clients in &plan.clients {
-        let mut p50 = [0_u64; 2];
-        for (index, caller) in [axb_caller.clone(), x_caller.clone()].into_iter().enumerate() {
+        // The customer alone (a POST straight to it), then AXB callins, then X-mode callins.
+        let mut p50 = [0_u64; 3];
+        for index in 0..3 {
+            let (axb, x, direct, url) = (axb_caller.clone(), x_caller.clone(), direct.clone(), customer_url.clone());
             let op = move || {
-                let caller = caller.clone();
-                async move { caller.call().await }
+                let (axb, x, direct, url) = (axb.clone(), x.clone(), direct.clone(), url.clone());
+                async move {
+                    match index {
+                        0 => {
+                            let response = direct.post(&url).body("{}").send().await.map_err(|err| err.to_string())?;
+                            response.bytes().await.map(|_| ()).map_err(|err| err.to_string())
+                        }
+                        1 => axb.call().await,
+                        _ => x.call().await,
+                    }
+                }
             };
             if !plan.warmup.duration.is_zero() {
                 drive(op.clone(), clients, plan.warmup).await?;
             }
             let sample = drive(op, clients, plan.measured).await?;
-            print!("{:>5} ", if index == 0 { "axb" } else { "x" });
+            print!("{:>5} ", ["cust", "axb", "x"][index]);
             table.print_row(&sample, rss_kib());
             if let Some(error) = &sample.log.first_error {
                 println!("           first error: {error}");
             }
             p50[index] = sample.percentile_us(0.50).unwrap_or(0);
         }
-        let added = p50[1].saturating_sub(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
         println!(
-            "           privnum's own time on an X callin (p50 minus the customer's {} ms): {}; an AXB callin's p50: {}",
-            args.customer_delay_ms,
-            show_latency(Some(added)),
-            show_latency(Some(p50[0]))
+            "           privnum's own time on an X callin (its p50 minus the customer's alone): {}; an AXB callin's p50: {}",
+            show_latency(Some(p50[2].saturating_sub(p50[0]))),
+            show_latency(Some(p50[1]))
         );
     }
     server.stop().await
