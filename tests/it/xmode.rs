@@ -74,9 +74,17 @@ impl Customer {
 /// A server whose X-mode app asks `customer` (its `callin_url`) and pushes its events and CDRs to
 /// `receiver`; `close.wav`, `wait.wav` and `last.wav` are approved tones of the app.
 async fn x_server(customer: &Customer, receiver: &Receiver) -> TestServer {
+    x_server_from(TestServer::builder(), customer, receiver).await
+}
+
+async fn x_server_from(
+    builder: crate::support::TestServerBuilder,
+    customer: &Customer,
+    receiver: &Receiver,
+) -> TestServer {
     let (callin_url, events, cdr) =
         (format!("{}/callin", customer.base), format!("{}/events", receiver.base), format!("{}/cdr", receiver.base));
-    let server = TestServer::builder()
+    let server = builder
         .retries(&["100ms"])
         .cdr_flush_ms(50)
         .configure(move |config| {
@@ -303,4 +311,28 @@ async fn an_x_mode_app_cannot_use_the_binding_apis() {
     let server = TestServer::start().await;
     let body = json!({"relationNum": X, "callerNum": A, "calleeNum": B});
     server.call(X_APP, Method::POST, crate::support::AXB_PATH, Some(&body)).await.expect(403, "1010040");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_of_x_rhai_goes_live() {
+    let (customer, receiver) = (Customer::start().await, Receiver::start(&[X_APP]).await);
+    let server = x_server_from(TestServer::builder().scripts_copy(), &customer, &receiver).await;
+    customer.tell(A, 200, 0, json!({"operation": "connect", "connectInfo": {"calleeNum": B, "userData": "vip"}}));
+    assert_eq!(callin(&server, A, "before-edit").await["waitVoice"], Value::Null);
+    // Ops give the customer's VIP calls a ring-back tone of their own.
+    let path = server.scripts_dir().join("modes/x.rhai");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let marker = "    decision.wait_voice = reply.wait_voice;\n";
+    assert!(original.contains(marker), "x.rhai changed: update this test");
+    let vip = "    if reply.user_data == \"vip\" { decision.wait_voice = \"wait.wav\"; }\n";
+    std::fs::write(&path, original.replacen(marker, &format!("{marker}{vip}"), 1)).unwrap();
+    let mut n = 0;
+    let live = crate::support::eventually(Duration::from_secs(5), || {
+        n += 1;
+        let session = format!("after-edit-{n}");
+        let server = &server;
+        async move { (callin(server, A, &session).await["waitVoice"] == "wait.wav").then_some(()) }
+    })
+    .await;
+    assert!(live.is_some(), "the edit of x.rhai was not live within 5 s");
 }
