@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use privnum::calls::route::{decide_callin, CallIn};
+use privnum::calls::route::{decide_callin, CallIn, Customer};
 use privnum::config::{AppConfig, NumberConfig};
 use privnum::domain::axb::{AxbBindRequest, AxbChanges, AxbUnbind};
 use privnum::domain::XSelection;
@@ -68,6 +68,15 @@ fn decision(c: &mut Criterion) {
     let scripts = Arc::new(scripts);
     let metrics = Metrics::default();
     let store = Arc::new(store);
+    // AXB never asks the customer; the pusher is only what `decide_callin` takes.
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let config = Arc::new(privnum::config::Config::default());
+    let pusher = {
+        let _runtime = runtime.enter();
+        let client = privnum::push::client(&config).expect("http client");
+        privnum::push::Pusher::new(store.calls().clone(), store.apps().clone(), config, client, stopped)
+    };
+    let customer = Customer { pusher: &pusher, timeout: std::time::Duration::from_secs(3) };
     // A bound caller: find its X through a decision first.
     let caller = "+8613800004242".to_owned();
     let x = (0..NUMBERS)
@@ -76,13 +85,19 @@ fn decision(c: &mut Criterion) {
         .expect("the caller is bound somewhere");
     let call = CallIn { session_id: "bench".into(), caller, called: x.clone(), time: 1_700_000_000 };
     c.bench_function("callin decision: lookup + axb.rhai (connect)", |b| {
-        b.iter(|| runtime.block_on(decide_callin(&store, &scripts, &metrics, &call, 1_700_000_000)).expect("decided"))
+        b.iter(|| {
+            runtime
+                .block_on(decide_callin(&store, &scripts, &metrics, customer, &call, 1_700_000_000))
+                .expect("decided")
+        })
     });
     let stranger =
         CallIn { session_id: "bench".into(), caller: "+8613700000000".into(), called: x, time: 1_700_000_000 };
     c.bench_function("callin decision: lookup + axb.rhai (release 8014)", |b| {
         b.iter(|| {
-            runtime.block_on(decide_callin(&store, &scripts, &metrics, &stranger, 1_700_000_000)).expect("decided")
+            runtime
+                .block_on(decide_callin(&store, &scripts, &metrics, customer, &stranger, 1_700_000_000))
+                .expect("decided")
         })
     });
     let lookup = CallIn { ..call.clone() };

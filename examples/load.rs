@@ -45,6 +45,10 @@
 //!   script (a copy, edited by the harness; the repository's scripts have no such branch) loops
 //!   until its deadline stops it; prints the other calls' p50/p99 and throughput with and
 //!   without it, their ratios, and what the hostile caller got.
+//! - `xmode`: X-mode callins (each a Block push to a customer in this process that answers
+//!   `connect` after `--customer-delay-ms`), AXB callins, and POSTs straight to the customer,
+//!   at each `--clients` level; prints the three, and the time privnum adds to the customer's
+//!   (X-mode p50 minus the customer's own) beside an AXB decision's p50.
 //! - `crash`: the crash loop (`load_modes/crash.rs`): the `privnum` binary killed with SIGKILL
 //!   every few seconds under binds and whole calls, then checked for anything acknowledged and
 //!   lost. Needs `cargo build --release` first; `.ci/crash-loop` runs it.
@@ -55,6 +59,7 @@
 //! and  `cargo run --release --example load -- scale --clients 4,64 --seconds 5 --max-requests 1000000`
 //! and  `cargo run --release --example load -- reloads --clients 4,64 --seconds 25 --max-requests 2000000`
 //! and  `cargo run --release --example load -- deliveries --rate 500 --seconds 20 --receiver-delay-ms 20`
+//! and  `cargo run --release --example load -- xmode --clients 4,64 --seconds 5 --customer-delay-ms 20`
 //! and  `cargo run --release --example load -- hostile --clients 16 --hostile 1,4 --seconds 5 --max-requests 1000000`
 
 #[path = "load_modes/crash.rs"]
@@ -107,6 +112,9 @@ enum Command {
     Deliveries(DeliveriesArgs),
     /// Callin decisions alone, then beside a caller whose script runs until its deadline.
     Hostile(HostileArgs),
+    /// X-mode callins decided by a customer in this process that answers after a delay, beside
+    /// AXB callins at the same concurrency: what privnum adds to the customer's time.
+    Xmode(XmodeArgs),
     /// The crash loop: binds and whole calls while the `privnum` binary is killed with SIGKILL
     /// and restarted again and again; checks nothing acknowledged was lost (`load_modes/crash.rs`).
     Crash(crash::CrashArgs),
@@ -141,6 +149,18 @@ struct DeliveriesArgs {
     /// Where to create the temporary data directory (default: the system's temp directory).
     #[arg(long)]
     data_parent: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct XmodeArgs {
+    #[command(flatten)]
+    levels: LevelArgs,
+    /// The customer answers each Block callin this long after it arrived.
+    #[arg(long, default_value_t = 20)]
+    customer_delay_ms: u64,
+    /// AXB bindings loaded for the comparison's callins.
+    #[arg(long, default_value_t = 10_000)]
+    bindings: u64,
 }
 
 #[derive(Args)]
@@ -253,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Reloads(args) => run_reloads(args).await,
         Command::Deliveries(args) => run_deliveries(args).await,
         Command::Hostile(args) => run_hostile(args).await,
+        Command::Xmode(args) => run_xmode(args).await,
         Command::Crash(args) => crash::run(args).await,
     }
 }
@@ -1576,4 +1597,87 @@ async fn run_deliveries(args: DeliveriesArgs) -> anyhow::Result<()> {
 /// Calls the generator has started by `elapsed` seconds.
 fn caller_started(total: u64, rate: f64, elapsed: f64) -> u64 {
     ((elapsed * rate).floor() as u64 + 1).min(total)
+}
+
+/// The X-mode app of the `xmode` scenario, and its numbers.
+const X_APP_KEY: &str = "load-x-app";
+const FIRST_XMODE_X: u64 = 8_617_500_000_000;
+const XMODE_NUMBERS: u64 = 100;
+
+async fn run_xmode(args: XmodeArgs) -> anyhow::Result<()> {
+    let plan = args.levels.plan()?;
+    let delay = Duration::from_millis(args.customer_delay_ms);
+    // The customer: every Block callin is connected to one callee, after the delay.
+    let router = axum::Router::new().fallback(axum::routing::post(move || async move {
+        tokio::time::sleep(delay).await;
+        r#"{"operation":"connect","connectInfo":{"calleeNum":"+8613900000001"}}"#
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the customer")?;
+    let customer = format!("http://{}/callin", listener.local_addr()?);
+    let customer_url = customer.clone();
+    let direct = reqwest::Client::builder().no_proxy().build()?;
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let per_x = u64::from(Config::default().axb_max_pairs_per_x);
+    let axb = axb_app(args.bindings.div_ceil(per_x).max(1));
+    let mut x_app = AppConfig::new(X_APP_KEY, APP_SECRET, Mode::X);
+    x_app.scenario = "load".into();
+    x_app.callin_url = customer;
+    x_app.numbers = (0..XMODE_NUMBERS)
+        .map(|i| NumberConfig {
+            number: format!("+{}", FIRST_XMODE_X + i),
+            area_code: AREA_CODE.into(),
+            sms: true,
+            status: NumberStatus::Normal,
+        })
+        .collect();
+    let server = Server::start(vec![axb, x_app], args.levels.data_parent.as_deref()).await?;
+    let axb_caller = Arc::new(Caller::new(&server.base, preload(&server, args.bindings).await?)?);
+    let x_pairs = (0..10_000u64).map(|n| (format!("+86137{n:08}"), format!("+{}", FIRST_XMODE_X + n % XMODE_NUMBERS)));
+    let x_caller = Arc::new(Caller::new(&server.base, x_pairs.collect())?);
+    print_header(
+        &server,
+        &format!(
+            "X-mode callins (a Block push each; the customer answers connect after {} ms) and AXB callins; {} AXB bindings",
+            args.customer_delay_ms, args.bindings
+        ),
+    );
+    let table = Table::new("calls/s");
+    print!("{:>5} ", "");
+    table.print_header();
+    for &clients in &plan.clients {
+        // The customer alone (a POST straight to it), then AXB callins, then X-mode callins.
+        let mut p50 = [0_u64; 3];
+        for index in 0..3 {
+            let (axb, x, direct, url) = (axb_caller.clone(), x_caller.clone(), direct.clone(), customer_url.clone());
+            let op = move || {
+                let (axb, x, direct, url) = (axb.clone(), x.clone(), direct.clone(), url.clone());
+                async move {
+                    match index {
+                        0 => {
+                            let response = direct.post(&url).body("{}").send().await.map_err(|err| err.to_string())?;
+                            response.bytes().await.map(|_| ()).map_err(|err| err.to_string())
+                        }
+                        1 => axb.call().await,
+                        _ => x.call().await,
+                    }
+                }
+            };
+            if !plan.warmup.duration.is_zero() {
+                drive(op.clone(), clients, plan.warmup).await?;
+            }
+            let sample = drive(op, clients, plan.measured).await?;
+            print!("{:>5} ", ["cust", "axb", "x"][index]);
+            table.print_row(&sample, rss_kib());
+            if let Some(error) = &sample.log.first_error {
+                println!("           first error: {error}");
+            }
+            p50[index] = sample.percentile_us(0.50).unwrap_or(0);
+        }
+        println!(
+            "           privnum's own time on an X callin (its p50 minus the customer's alone): {}; an AXB callin's p50: {}",
+            show_latency(Some(p50[2].saturating_sub(p50[0]))),
+            show_latency(Some(p50[1]))
+        );
+    }
+    server.stop().await
 }

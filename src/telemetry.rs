@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::domain::{Action, AppToneSetting};
+use crate::domain::{Action, AppToneSetting, XFailure};
 
 /// A counter family for rendering: name, help, and `(labels, counter)` per series.
 type Family<'a> = (&'a str, &'a str, &'a [(&'a str, &'a AtomicU64)]);
@@ -41,6 +41,21 @@ pub struct Metrics {
     retried_events: AtomicU64,
     callins_unrecordable: AtomicU64,
     rebuilt_calls: AtomicU64,
+    /// X mode's Block callins per app: latency buckets and failures by kind. Only X-mode callins
+    /// take this lock, once each, after their customer answered.
+    block_callins: Mutex<BTreeMap<String, BlockCallinStats>>,
+}
+
+/// The upper bounds (seconds) of the Block callin latency histogram's buckets.
+const BLOCK_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Debug, Default, Clone)]
+struct BlockCallinStats {
+    /// Per bucket of `BLOCK_BUCKETS` (not cumulative), then the count above the last.
+    buckets: [u64; BLOCK_BUCKETS.len() + 1],
+    count: u64,
+    sum_seconds: f64,
+    failures: BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
@@ -123,7 +138,88 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{labels} {}", counter.load(Ordering::Relaxed));
             }
         }
+        self.render_block_callins(&mut out);
         out
+    }
+
+    fn render_block_callins(&self, out: &mut String) {
+        let apps = self.block_callins.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let name = "privnum_x_callin_seconds";
+        let _ = writeln!(out, "# HELP {name} X mode: time from a Block callin push to its customer's reply (or the failure), by app.\n# TYPE {name} histogram");
+        for (app, stats) in &apps {
+            let mut cumulative = 0;
+            for (bound, count) in BLOCK_BUCKETS.iter().zip(&stats.buckets) {
+                cumulative += count;
+                let _ = writeln!(out, "{name}_bucket{{app=\"{app}\",le=\"{bound}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{app=\"{app}\",le=\"+Inf\"}} {}", stats.count);
+            let _ = writeln!(out, "{name}_sum{{app=\"{app}\"}} {}", stats.sum_seconds);
+            let _ = writeln!(out, "{name}_count{{app=\"{app}\"}} {}", stats.count);
+        }
+        let name = "privnum_x_callin_failures_total";
+        let _ = writeln!(out, "# HELP {name} X mode: Block callins without a usable reply, by app and kind (timeout, unreachable, status, invalid, tone, failing_fast).\n# TYPE {name} counter");
+        for (app, stats) in &apps {
+            for (kind, count) in &stats.failures {
+                let _ = writeln!(out, "{name}{{app=\"{app}\",kind=\"{kind}\"}} {count}");
+            }
+        }
+    }
+}
+
+/// X mode's fail-fast state per app: `(app_key, failing fast, failures in a row)`.
+pub fn render_block_states(states: &[(String, bool, u32)]) -> String {
+    let mut out = String::new();
+    let name = "privnum_x_callin_failing_fast";
+    let _ = writeln!(out, "# HELP {name} X mode: 1 while an app's callins are decided without waiting for its customer's server (it failed every recent one).\n# TYPE {name} gauge");
+    for (app, failing_fast, _) in states {
+        let _ = writeln!(out, "{name}{{app=\"{app}\"}} {}", u8::from(*failing_fast));
+    }
+    let name = "privnum_x_callin_failures_in_a_row";
+    let _ = writeln!(
+        out,
+        "# HELP {name} X mode: an app's Block callins that got no answer since the last that did.\n# TYPE {name} gauge"
+    );
+    for (app, _, failures) in states {
+        let _ = writeln!(out, "{name}{{app=\"{app}\"}} {failures}");
+    }
+    out
+}
+
+/// An X-mode Block callin was answered, or failed.
+pub struct BlockCallin<'a> {
+    pub app_key: &'a str,
+    pub elapsed: std::time::Duration,
+    /// Why there was no usable reply; `None`: there was one.
+    pub outcome: Option<&'a XFailure>,
+}
+
+impl BlockCallin<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let seconds = self.elapsed.as_secs_f64();
+        {
+            let mut apps = metrics.block_callins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let stats = match apps.get_mut(self.app_key) {
+                Some(stats) => stats,
+                None => apps.entry(self.app_key.to_owned()).or_default(),
+            };
+            let bucket = BLOCK_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BLOCK_BUCKETS.len());
+            stats.buckets[bucket] += 1;
+            stats.count += 1;
+            stats.sum_seconds += seconds;
+            if let Some(failure) = self.outcome {
+                *stats.failures.entry(failure.kind()).or_default() += 1;
+            }
+        }
+        if let Some(failure) = self.outcome {
+            // Failing fast was logged once when it began.
+            if !matches!(failure, XFailure::FailingFast) {
+                tracing::info!(
+                    app_key = self.app_key,
+                    kind = failure.kind(),
+                    "X-mode callin without a usable reply: {failure}"
+                );
+            }
+        }
     }
 }
 

@@ -119,7 +119,10 @@ impl Ledger {
     /// Does not block on the store for a connected call; may for a released one.
     pub fn open(&self, session: Session) -> Result<Opened, store::Error> {
         let mut pushes = Vec::new();
-        self.push(&session, Lane::Events, callin_event(&session), &mut pushes)?;
+        // An X-mode call's callin was the Block push its decision waited for: not pushed again.
+        if session.mode != Some(crate::domain::Mode::X) {
+            self.push(&session, Lane::Events, callin_event(&session), &mut pushes)?;
+        }
         if session.ended_at.is_some() {
             self.push_platform_release(&session, session.started_at, &mut pushes)?;
         }

@@ -11,6 +11,7 @@
 
 use serde::Serialize;
 
+use super::route::CallIn;
 use super::session::{Event, EventKind, Session};
 use crate::domain::state::{self, StateCode};
 use crate::domain::time::reference_time;
@@ -45,6 +46,9 @@ pub struct StatusInfo<'a> {
     /// `collectInfo`: the digits the caller keyed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digit_info: Option<&'a str>,
+    /// X mode only: `Block` for the callin whose reply decides the call, `Notify` for the rest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_mode: Option<&'static str>,
     pub session_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_code: Option<StateCode>,
@@ -64,6 +68,7 @@ impl<'a> StatusInfo<'a> {
             called,
             caller,
             digit_info: None,
+            notify_mode: notify_mode(session.mode),
             session_id: &session.session_id,
             state_code: None,
             state_desc: None,
@@ -71,6 +76,43 @@ impl<'a> StatusInfo<'a> {
             timestamp: reference_time(time),
             user_data: session.user_data.as_deref(),
         }
+    }
+}
+
+/// X mode's later pushes are Notify pushes, and say so; other modes' say nothing.
+fn notify_mode(mode: Option<Mode>) -> Option<&'static str> {
+    (mode == Some(Mode::X)).then_some("Notify")
+}
+
+/// X mode's Block `callin`, sent before there is a session: caller = the real caller, called = X.
+pub fn block_callin_event(call: &CallIn) -> CallEvent<'_> {
+    let status_info = StatusInfo {
+        call_rel_direction: None,
+        called: &call.called,
+        caller: &call.caller,
+        digit_info: None,
+        notify_mode: Some("Block"),
+        session_id: &call.session_id,
+        state_code: None,
+        state_desc: None,
+        subscription_id: None,
+        timestamp: reference_time(call.time),
+        user_data: None,
+    };
+    CallEvent { event_type: "callin", status_info }
+}
+
+/// A push body's bytes. (These structs hold only strings and numbers: encoding cannot fail.)
+pub fn encode<T: Serialize>(body: &T) -> String {
+    serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// `callRelDirection`: 1 when the caller hung up, 2 when the callee did.
+fn release_direction(release_side: Option<&str>) -> Option<u8> {
+    match release_side {
+        Some("caller") => Some(1),
+        Some("callee") => Some(2),
+        _ => None,
     }
 }
 
@@ -102,11 +144,7 @@ pub fn leg_event<'a>(session: &'a Session, event: &Event) -> CallEvent<'a> {
         let code = event.state_code.unwrap_or(state::NORMAL);
         info.state_code = Some(code);
         info.state_desc = Some(state::describe(code).unwrap_or(""));
-        info.call_rel_direction = match event.release_side.as_deref() {
-            Some("caller") => Some(1),
-            Some("callee") => Some(2),
-            _ => None,
-        };
+        info.call_rel_direction = release_direction(event.release_side.as_deref());
     }
     let event_type = match event.kind {
         EventKind::Callout => "callout",
@@ -128,6 +166,9 @@ pub struct Cdr<'a> {
     pub call_end_time: String,
     #[serde(rename = "callInTime")]
     pub call_in_time: String,
+    /// 1 when the caller hung up, 2 when the callee did (absent when neither: the platform).
+    #[serde(rename = "callRelDirection", skip_serializing_if = "Option::is_none")]
+    pub call_rel_direction: Option<u8>,
     #[serde(rename = "calleeNum")]
     pub callee_num: &'a str,
     #[serde(rename = "callerNum")]
@@ -155,6 +196,9 @@ pub struct Cdr<'a> {
     #[serde(rename = "hostName")]
     pub host_name: &'a str,
     pub icid: &'a str,
+    /// X mode only: `Notify`.
+    #[serde(rename = "notifyMode", skip_serializing_if = "Option::is_none")]
+    pub notify_mode: Option<&'static str>,
     #[serde(rename = "recordBucketName", skip_serializing_if = "Option::is_none")]
     pub record_bucket_name: Option<&'a str>,
     #[serde(rename = "recordDomain", skip_serializing_if = "Option::is_none")]
@@ -192,19 +236,22 @@ pub fn cdr<'a>(session: &'a Session, host_name: &'a str, closed_by: Option<&'a s
     let answered = at(EventKind::Answer);
     // AXB: 1 = A called X (to B), 0 = B called X (to A), 2 = no binding (abnormal).
     // AX and AXE: 1 = A called out through X, 0 = someone called X (to A), 2 = no binding.
+    // X mode: 0 = someone called X and was connected as the customer said, 2 = released.
+    let connected = session.decision.action == Action::Connect;
     let direction = match &session.binding_caller_num {
         Some(a) if *a == session.caller => 1,
         Some(_) => 0,
+        None if connected && session.mode == Some(Mode::X) => 0,
         None => 2,
     };
     let time = |t: Option<i64>| t.map_or_else(String::new, reference_time);
-    let connected = session.decision.action == Action::Connect;
     let recording = session.recording.as_ref();
     Cdr {
         app_key: session.app_key.as_deref().unwrap_or_default(),
         bind_num: &session.x_number,
         call_end_time: reference_time(end_time),
         call_in_time: reference_time(session.started_at),
+        call_rel_direction: end.and_then(|event| release_direction(event.release_side.as_deref())),
         callee_num: &session.x_number,
         caller_num: &session.caller,
         closed_by,
@@ -219,6 +266,7 @@ pub fn cdr<'a>(session: &'a Session, host_name: &'a str, closed_by: Option<&'a s
         fwd_unasw_rsn: end.and_then(|event| event.q850).unwrap_or(0),
         host_name,
         icid: &session.icid,
+        notify_mode: notify_mode(session.mode),
         record_bucket_name: recording.map(|_| ""),
         record_domain: recording.map(|_| ""),
         record_flag: u8::from(recording.is_some()),

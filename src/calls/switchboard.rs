@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::answer::{CdrAnswer, DecisionAnswer, EventAnswer};
 use super::ledger::{DigitsOutcome, EndOutcome, Ledger};
-use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn, Routed};
+use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn, Customer, Routed};
 use super::session::{Applied, Event, EventKind, Opened, Recording, Session, Sessions};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -204,7 +204,9 @@ impl Switchboard {
         let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let call =
             CallIn { session_id, caller: report.caller, called: report.called, time: report.time.unwrap_or(now) };
-        let routed = decide_callin(self.store(), &self.scripts, &self.metrics, &call, now).await?;
+        let customer =
+            Customer { pusher: &self.ledger.pusher, timeout: Duration::from_millis(self.config.x_callin_timeout_ms) };
+        let routed = decide_callin(self.store(), &self.scripts, &self.metrics, customer, &call, now).await?;
         CallinDecided { action: routed.decision.action, fallback: routed.fallback }.emit(&self.metrics);
         let answer = DecisionAnswer::new(&call.session_id, &call.called, &routed);
         let mut session = Session {

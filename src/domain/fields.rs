@@ -161,6 +161,11 @@ impl<'a> Fields<'a> {
         Ok(self.integer(field, 0..=1)?.map(|n| n == 1))
     }
 
+    /// These fields as the object `field` of a larger one: errors name them `field.inner`.
+    pub fn nested(self, field: &str) -> Self {
+        Fields { prefix: format!("{}{field}.", self.prefix), ..self }
+    }
+
     /// A nested object, read with the same rules; its fields are named `field.inner` in errors.
     pub fn object(&self, field: &str) -> Result<Option<Fields<'a>>, Invalid> {
         match self.present(field) {

@@ -19,6 +19,7 @@ pub mod settings;
 pub mod state;
 pub mod time;
 pub mod tone;
+pub mod x;
 
 pub use app::{App, AppToneSetting, Mode};
 pub use ax::AxBinding;
@@ -30,3 +31,4 @@ pub use fields::{Fields, Invalid};
 pub use number::{NumberStatus, XNumber};
 pub use provision::{Page, Provisioning, XSelection};
 pub use rejection::Rejection;
+pub use x::{XFailure, XReply};

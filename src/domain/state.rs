@@ -27,6 +27,9 @@ pub const EMPTY_EXTENSION: StateCode = 8033;
 pub const CALLER_HUNG_UP_BEFORE_TRANSFER: StateCode = 7516;
 /// Service exception: privnum's fallback when a script fails (see policy-docs).
 pub const SERVICE_EXCEPTION: StateCode = 8020;
+/// X mode: the customer's reply names a voice file that does not exist (privnum: that is not an
+/// approved tone of the app).
+pub const X_VOICE_FILE_MISSING: StateCode = 8006;
 /// The X belongs to no app.
 pub const APP_NOT_FOUND: StateCode = 7100;
 /// The X's mode has no routing yet.
@@ -138,6 +141,7 @@ pub const SCRIPT_NAMES: &[(&str, StateCode)] = &[
     ("EMPTY_EXTENSION", EMPTY_EXTENSION),
     ("CALLER_HUNG_UP_BEFORE_TRANSFER", CALLER_HUNG_UP_BEFORE_TRANSFER),
     ("SERVICE_EXCEPTION", SERVICE_EXCEPTION),
+    ("X_VOICE_FILE_MISSING", X_VOICE_FILE_MISSING),
     ("X_UNAVAILABLE", X_UNAVAILABLE),
     ("MAX_DURATION_REACHED", MAX_DURATION_REACHED),
     ("CALLER_HUNG_UP_BEFORE_RINGING", CALLER_HUNG_UP_BEFORE_RINGING),

@@ -259,6 +259,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(Err(err)) => tracing::error!(error = %err, "/metrics: cannot read the push backlog"),
         Err(err) => tracing::error!(error = %err, "/metrics: the push backlog task failed"),
     }
+    let blocks: Vec<(String, bool, u32)> = state
+        .switchboard
+        .pusher()
+        .block_states()
+        .into_iter()
+        .map(|block| (block.app_key, block.failing_fast, block.failures_in_a_row))
+        .collect();
+    text.push_str(&telemetry::render_block_states(&blocks));
     let health = state.store.health_stats();
     let health = telemetry::StoreHealthCounters {
         parts: crate::store::StorePart::ALL

@@ -16,8 +16,11 @@
 //! `{"eventType":"fee","feeLst":[…]}` without decoding them (README, "What the customer
 //! receives").
 
+mod block;
 mod dispatch;
 mod send;
+
+pub use block::{BlockState, FAIL_FAST_AFTER, FAIL_FAST_FOR};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -117,6 +120,8 @@ pub struct Pusher {
     /// Where dispatchers run: `wake` may be called from the store's committer thread, outside
     /// the runtime.
     runtime: tokio::runtime::Handle,
+    /// Each app's Block-push failures (`block.rs`).
+    breakers: block::Breakers,
 }
 
 /// The HTTP client of pushes and of every other call privnum makes to customers and the switch:
@@ -170,6 +175,7 @@ impl Pusher {
             stats: Mutex::default(),
             stop,
             runtime,
+            breakers: block::Breakers::default(),
         })
     }
 

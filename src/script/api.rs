@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, ImmutableString, Module};
 
 use crate::domain::binding::Recorded;
+use crate::domain::x::{XFailure, XReply};
 use crate::domain::{state, App, AxBinding, AxbBinding, AxeBinding, Binding, Decision};
 
 /// A call's release as the switch reported it, for `on_release` to name its `stateCode`.
@@ -57,6 +58,10 @@ pub struct Call {
     pub digits: ImmutableString,
     /// How many bindings the dialled X holds (AXE: 0 means the X is not in service).
     pub x_bindings: i64,
+    /// X mode: the customer's reply to the Block callin, checked; `None` when there was none.
+    pub reply: Option<Arc<XReply>>,
+    /// X mode: why there was no usable reply.
+    pub failure: Option<Arc<XFailure>>,
 }
 
 impl Call {
@@ -73,6 +78,8 @@ impl Call {
             callback: ImmutableString::new(),
             digits: ImmutableString::new(),
             x_bindings: 0,
+            reply: None,
+            failure: None,
         }
     }
 }
@@ -122,7 +129,51 @@ fn register_call(engine: &mut Engine) {
         .register_get("temporary_callee", |call: &mut Call| call.temporary_callee.clone())
         .register_get("callback", |call: &mut Call| call.callback.clone())
         .register_get("digits", |call: &mut Call| call.digits.clone())
-        .register_get("x_bindings", |call: &mut Call| call.x_bindings);
+        .register_get("x_bindings", |call: &mut Call| call.x_bindings)
+        .register_get("reply", |call: &mut Call| call.reply.as_deref().map_or(Dynamic::UNIT, reply_map))
+        .register_get("failure", |call: &mut Call| call.failure.as_deref().map_or(Dynamic::UNIT, failure_map));
+}
+
+/// X mode's reply as scripts read it: a map with every field (`""`, `0` or `false` when the
+/// reply left it out), `operation` first.
+fn reply_map(reply: &XReply) -> Dynamic {
+    let mut map = rhai::Map::new();
+    let mut set = |key: &str, value: Dynamic| {
+        map.insert(key.into(), value);
+    };
+    let shown = |value: &Option<String>| Dynamic::from(text(value.as_deref().unwrap_or_default()));
+    set("operation", Dynamic::from(text(reply.operation())));
+    set("user_data", Dynamic::from(text(reply.user_data().unwrap_or_default())));
+    match reply {
+        XReply::Connect(info) => {
+            set("callee_num", Dynamic::from(text(&info.callee)));
+            set("max_duration", Dynamic::from(info.max_duration));
+            set("wait_voice", shown(&info.wait_voice));
+            set("record_flag", Dynamic::from(info.record));
+            set("record_hint_tone", shown(&info.record_hint_tone));
+            set("last_min_voice", shown(&info.last_min_voice));
+            set("close_hint_tone", Dynamic::from(ImmutableString::new()));
+        }
+        XReply::Close(info) => {
+            set("callee_num", Dynamic::from(ImmutableString::new()));
+            set("max_duration", Dynamic::from(0_i64));
+            set("wait_voice", Dynamic::from(ImmutableString::new()));
+            set("record_flag", Dynamic::from(false));
+            set("record_hint_tone", Dynamic::from(ImmutableString::new()));
+            set("last_min_voice", Dynamic::from(ImmutableString::new()));
+            set("close_hint_tone", shown(&info.close_hint_tone));
+        }
+    }
+    Dynamic::from_map(map)
+}
+
+/// Why X mode's callin got no usable reply: `#{kind, reason}` (`kind`: `timeout`,
+/// `unreachable`, `status`, `invalid`, `tone`, `failing_fast`).
+fn failure_map(failure: &XFailure) -> Dynamic {
+    let mut map = rhai::Map::new();
+    map.insert("kind".into(), Dynamic::from(text(failure.kind())));
+    map.insert("reason".into(), Dynamic::from(text(&failure.to_string())));
+    Dynamic::from_map(map)
 }
 
 fn register_app(engine: &mut Engine) {

@@ -15,7 +15,8 @@
 //!
 //! `binding` is read in the vocabulary of the script's mode (`modes/axb.rhai`, `modes/ax.rhai`,
 //! `modes/axe.rhai`). AX cases may give `temporary_callee`, AXE cases `callback` and
-//! `x_bindings` (default 1), and `on_digits` cases `call.digits`.
+//! `x_bindings` (default 1), and `on_digits` cases `call.digits`. X-mode cases (`modes/x.rhai`)
+//! give the customer's `reply` as its server would send it, or a `failure` kind.
 //!
 //! Each mode's case binding is one type implementing `CaseBinding`, listed once in
 //! `MODE_SCRIPTS` with the script that reads it.
@@ -37,7 +38,7 @@ use crate::domain::ax::AxBinding;
 use crate::domain::axb::{AxbBinding, CallDirection};
 use crate::domain::axe::{AxeBinding, TimeUnit};
 use crate::domain::settings::PreVoice;
-use crate::domain::{Binding, Mode};
+use crate::domain::{Binding, Mode, XFailure, XReply};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +62,12 @@ struct Case {
     /// AXE: how many bindings X holds.
     #[serde(default = "one")]
     x_bindings: i64,
+    /// X mode: the customer's reply to the Block callin, as its server sends it (read by the
+    /// host's own parser: an invalid one reaches the script as a failure of kind `invalid`).
+    reply: Option<Value>,
+    /// X mode: no usable reply, of this kind (`timeout`, `unreachable`, `status`, `invalid`,
+    /// `tone`, `failing_fast`).
+    failure: Option<String>,
     expect: Map<String, Value>,
 }
 
@@ -108,10 +115,12 @@ trait CaseBinding: DeserializeOwned {
 
 /// Each mode's script, and how its cases write a binding. A script not listed (`release.rhai`)
 /// reads AXB's.
-const MODE_SCRIPTS: [(&str, Mode, ReadBinding); 3] = [
+const MODE_SCRIPTS: [(&str, Mode, ReadBinding); 4] = [
     ("modes/axb.rhai", Mode::Axb, read_binding::<AxbCaseBinding>),
     ("modes/ax.rhai", Mode::Ax, read_binding::<AxCaseBinding>),
     ("modes/axe.rhai", Mode::Axe, read_binding::<AxeCaseBinding>),
+    // X mode has no binding: its cases give none.
+    ("modes/x.rhai", Mode::X, read_binding::<AxbCaseBinding>),
 ];
 
 type ReadBinding = fn(Value, &str) -> Result<Binding, serde_json::Error>;
@@ -326,6 +335,8 @@ fn run_case(
                 temporary_callee: case.temporary_callee,
                 callback: case.callback,
                 x_bindings: case.x_bindings,
+                reply: case.reply,
+                failure: case.failure,
             };
             run_call_case(engine, set, script, &case.handler, call, parts, limits)
         }
@@ -356,6 +367,37 @@ struct CaseParts {
     temporary_callee: Option<String>,
     callback: Option<String>,
     x_bindings: i64,
+    reply: Option<Value>,
+    failure: Option<String>,
+}
+
+/// What X mode's script reads of the customer: the reply, or why there was none.
+type Asked = (Option<Arc<XReply>>, Option<Arc<XFailure>>);
+
+/// X mode's reply or failure as a case gives it.
+fn case_reply(reply: Option<Value>, failure: Option<String>, x_number: &str) -> Result<Asked, String> {
+    let failure = match failure.as_deref() {
+        None => None,
+        Some("timeout") => Some(XFailure::Timeout { ms: 3000 }),
+        Some("unreachable") => Some(XFailure::Unreachable("connection refused (in a case)".into())),
+        Some("status") => Some(XFailure::Status(500)),
+        Some("invalid") => Some(XFailure::Invalid(crate::domain::Invalid::new("reply", "is invalid (in a case)"))),
+        Some("tone") => Some(XFailure::Tone { field: "connectInfo.waitVoice", tone: "unapproved.wav".into() }),
+        Some("failing_fast") => Some(XFailure::FailingFast),
+        Some(other) => {
+            return Err(format!(
+                "failure {other:?} is not a kind: timeout, unreachable, status, invalid, tone or failing_fast"
+            ))
+        }
+    };
+    match (reply, failure) {
+        (Some(_), Some(_)) => Err("give at most one of \"reply\" and \"failure\"".into()),
+        (Some(reply), None) => match XReply::parse(reply.to_string().as_bytes(), x_number) {
+            Ok(reply) => Ok((Some(Arc::new(reply)), None)),
+            Err(invalid) => Ok((None, Some(Arc::new(XFailure::Invalid(invalid))))),
+        },
+        (None, failure) => Ok((None, failure.map(Arc::new))),
+    }
 }
 
 /// Runs a call handler on a case's call, app and binding; the decision as JSON.
@@ -391,6 +433,8 @@ fn run_call_case(
     script_call.temporary_callee = parts.temporary_callee.unwrap_or_default().into();
     script_call.callback = parts.callback.unwrap_or_default().into();
     script_call.x_bindings = parts.x_bindings;
+    (script_call.reply, script_call.failure) = case_reply(parts.reply, parts.failure, &call.called)
+        .map_err(|message| RunError::new(set.path_of(script).display().to_string(), message))?;
     call_handler::<_, crate::domain::Decision>(engine, set, script, handler, script_call, limits).map(|d| full_json(&d))
 }
 

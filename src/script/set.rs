@@ -21,6 +21,7 @@ pub const HANDLERS: &[(&str, &str, usize)] = &[
     ("modes/ax.rhai", "on_callin", 1),
     ("modes/axe.rhai", "on_callin", 1),
     ("modes/axe.rhai", "on_digits", 1),
+    ("modes/x.rhai", "on_callin", 1),
     ("release.rhai", "on_release", 1),
 ];
 

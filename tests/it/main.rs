@@ -33,3 +33,4 @@ mod switch;
 mod tls;
 mod tone_registry;
 mod tones;
+mod xmode;

@@ -35,7 +35,7 @@ pub const AX_APP: (&str, &str) = ("ax-app", "ax-secret");
 pub const AXE_APP: (&str, &str) = ("axe-app", "axe-secret");
 /// An AXE app with 1-digit extensions (nine per X), one number in 021.
 pub const AXE1_APP: (&str, &str) = ("axe1-app", "axe1-secret");
-/// An X-mode app, whose routing is not built.
+/// An X-mode app (no callin_url or call_event_url unless a test gives them: `xmode.rs`).
 pub const X_APP: (&str, &str) = ("x-app", "x-secret");
 /// An AXB app with recording off.
 pub const QUIET_APP: (&str, &str) = ("quiet-app", "quiet-secret");

@@ -73,8 +73,8 @@ async fn unknown_and_unusable_numbers_are_released_by_the_host() {
     let paused = json!({"area_code": "0755", "status": "paused"});
     server.admin(Method::PUT, "/apps/axb-app/numbers/+8617000000002", Some(&paused)).await.expect(200, "0");
     assert_eq!(server.switch_call(A, "+8617000000002").await.body["stateCode"], 8055);
-    // An X of an app whose mode has no routing yet (X mode).
-    assert_eq!(server.switch_call(A, "+8617500000001").await.body["stateCode"], 7105);
+    // An X of an X-mode app with nowhere to ask (no callin_url, no call_event_url): 8020.
+    assert_eq!(server.switch_call(A, "+8617500000001").await.body["stateCode"], 8020);
 }
 
 #[tokio::test]

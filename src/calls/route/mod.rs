@@ -12,16 +12,18 @@
 //! that is not an approved tone of the app is such a violation. The app's own tone settings count
 //! only once their tones are approved: until then the script and the host see them unset.
 //!
-//! Each mode is one `ModeRoute` in a file of its own (`axb`, `ax`, `axe`), listed in `ROUTES`:
+//! Each mode is one `ModeRoute` in a file of its own (`axb`, `ax`, `axe`, `x`), listed in `ROUTES`:
 //! it gathers its lookups, names its script handler and builds the [`Allowance`]. What every mode
 //! shares is here (the script run, the invariant check, the fallback) and in `tones` (which
-//! tones a call may play); a mode with no route is refused as a mode mismatch.
+//! tones a call may play). X mode's route also asks the customer's server (`x::ask`, a Block
+//! push awaited on the runtime) before its script runs.
 
 mod ax;
 mod axb;
 mod axe;
 mod release;
 mod tones;
+mod x;
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ use crate::telemetry::Metrics;
 
 pub use release::state_code_for_release;
 pub use tones::warn_unapproved_app_tones;
+pub use x::Customer;
 
 /// One mode's routing: what its script needs to decide a call and what the platform lets it
 /// decide. Implemented once per mode, each in its own file; adding a mode is a new file, its
@@ -52,10 +55,16 @@ pub(crate) trait ModeRoute: Sync {
     fn digits(&self, _store: &Store, _call: Call, _app: &App, _now: i64) -> Option<Result<Prepared, store::Error>> {
         None
     }
+
+    /// Whether the customer's server is asked before the script runs (X mode's Block callin,
+    /// `x::ask`), its reply or failure handed to the script.
+    fn asks_customer(&self) -> bool {
+        false
+    }
 }
 
-/// Every mode's route. (X mode has none yet: its calls are refused as a mode mismatch.)
-const ROUTES: [&dyn ModeRoute; 3] = [&axb::AxbRoute, &ax::AxRoute, &axe::AxeRoute];
+/// Every mode's route.
+const ROUTES: [&dyn ModeRoute; 4] = [&axb::AxbRoute, &ax::AxRoute, &axe::AxeRoute, &x::XRoute];
 
 fn route_of(mode: Mode) -> Option<&'static dyn ModeRoute> {
     ROUTES.into_iter().find(|route| route.mode() == mode)
@@ -108,6 +117,7 @@ pub async fn decide_callin(
     store: &Store,
     scripts: &Arc<ScriptHost>,
     metrics: &Metrics,
+    customer: Customer<'_>,
     call: &CallIn,
     now: i64,
 ) -> Result<Routed, store::Error> {
@@ -130,7 +140,10 @@ pub async fn decide_callin(
     }
     let script_call = Call::new(&call.caller, &call.called, &call.session_id, now, app.clone());
     let Some(route) = route_of(app.mode) else { return by_host(state::SERVICE_TYPE_MISMATCH) };
-    let prepared = route.callin(store, script_call, &app, now)?;
+    let mut prepared = route.callin(store, script_call, &app, now)?;
+    if route.asks_customer() {
+        x::ask(store, customer, metrics, &app, call, &mut prepared).await;
+    }
     Ok(run(store, scripts, metrics, (app, &cleared), prepared).await)
 }
 
