@@ -145,7 +145,7 @@ impl Metrics {
     fn render_block_callins(&self, out: &mut String) {
         let apps = self.block_callins.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         let name = "privnum_x_callin_seconds";
-        let _ = writeln!(out, "# HELP {name} X mode: time from a Block callin push to its customer's reply (or the failure), by app.\n# TYPE {name} histogram");
+        let _ = writeln!(out, "# HELP {name} X mode: time from a Block callin push to its customer's reply (or the failure), by app; callins decided without asking (failing fast) are not in it.\n# TYPE {name} histogram");
         for (app, stats) in &apps {
             let mut cumulative = 0;
             for (bound, count) in BLOCK_BUCKETS.iter().zip(&stats.buckets) {
@@ -202,10 +202,13 @@ impl BlockCallin<'_> {
                 Some(stats) => stats,
                 None => apps.entry(self.app_key.to_owned()).or_default(),
             };
-            let bucket = BLOCK_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BLOCK_BUCKETS.len());
-            stats.buckets[bucket] += 1;
-            stats.count += 1;
-            stats.sum_seconds += seconds;
+            // A callin decided without asking (failing fast) says nothing of the customer's time.
+            if !matches!(self.outcome, Some(XFailure::FailingFast)) {
+                let bucket = BLOCK_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BLOCK_BUCKETS.len());
+                stats.buckets[bucket] += 1;
+                stats.count += 1;
+                stats.sum_seconds += seconds;
+            }
             if let Some(failure) = self.outcome {
                 *stats.failures.entry(failure.kind()).or_default() += 1;
             }

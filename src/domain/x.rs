@@ -163,6 +163,10 @@ impl XReply {
 impl ConnectInfo {
     fn read(info: &Fields<'_>, x_number: &str) -> Result<ConnectInfo, Invalid> {
         let callee = info.required_number("calleeNum")?.to_owned();
+        if callee == x_number {
+            // The call would come back into this X, and ask again, until the switch gave up.
+            return Err(Invalid::new("connectInfo.calleeNum", format!("must not be the X called ({x_number})")));
+        }
         if let Some(display) = info.number("displayCalleeNum")? {
             if display != x_number {
                 return Err(Invalid::new(
@@ -273,6 +277,7 @@ mod tests {
                 "connectInfo.waitVoice",
             ),
             (r#"{"operation":"close","closeInfo":"c.wav"}"#, "closeInfo"),
+            (r#"{"operation":"connect","connectInfo":{"calleeNum":"+8617000000001"}}"#, "connectInfo.calleeNum"),
         ] {
             let err = parse(body).unwrap_err();
             assert!(err.starts_with(named), "{body}: {err}");

@@ -12,7 +12,7 @@
 //! unapproved tone is an answer: it does not count as a failure here.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::auth::{self, Scheme};
@@ -90,13 +90,15 @@ impl Breakers {
         }
     }
 
-    pub(super) fn states(&self) -> Vec<BlockState> {
+    /// Each app's state at `now`: failing fast while its pause lasts (after it, until a callin
+    /// probes, the app is not failing fast any more, only waiting for its next callin).
+    pub(super) fn states(&self, now: Instant) -> Vec<BlockState> {
         let mut states: Vec<BlockState> = self
             .lock()
             .iter()
             .map(|(app_key, breaker)| BlockState {
                 app_key: app_key.clone(),
-                failing_fast: breaker.open_until.is_some(),
+                failing_fast: breaker.open_until.is_some_and(|until| until > now),
                 failures_in_a_row: breaker.failures,
             })
             .collect();
@@ -108,17 +110,23 @@ impl Breakers {
 impl Pusher {
     /// Sends `body` as a Block push of `app` to its `callin_url` (else its `call_event_url`) and
     /// returns the reply's body, waiting at most `timeout`.
-    pub async fn block(&self, app: &App, body: String, timeout: Duration) -> Result<Vec<u8>, XFailure> {
-        let now = Instant::now();
-        if !self.breakers.admit(&app.app_key, now) {
+    ///
+    /// The push runs in a task of its own, so that its outcome counts towards failing fast even
+    /// when the caller stops waiting (the switch gave up and closed its request).
+    pub async fn block(self: &Arc<Self>, app: &Arc<App>, body: String, timeout: Duration) -> Result<Vec<u8>, XFailure> {
+        if !self.breakers.admit(&app.app_key, Instant::now()) {
             return Err(XFailure::FailingFast);
         }
-        let result = self.send_block(app, body, timeout).await;
-        match &result {
-            Err(failure) if failure.no_answer() => self.breakers.failed(&app.app_key, Instant::now(), failure),
-            _ => self.breakers.answered(&app.app_key),
-        }
-        result
+        let (pusher, app) = (self.clone(), app.clone());
+        let sent = tokio::spawn(async move {
+            let result = pusher.send_block(&app, body, timeout).await;
+            match &result {
+                Err(failure) if failure.no_answer() => pusher.breakers.failed(&app.app_key, Instant::now(), failure),
+                _ => pusher.breakers.answered(&app.app_key),
+            }
+            result
+        });
+        sent.await.unwrap_or_else(|err| Err(XFailure::Unreachable(format!("the Block push task failed: {err}"))))
     }
 
     async fn send_block(&self, app: &App, body: String, timeout: Duration) -> Result<Vec<u8>, XFailure> {
@@ -163,7 +171,7 @@ impl Pusher {
 
     /// Each app's Block state (for `/metrics`), by app key.
     pub fn block_states(&self) -> Vec<BlockState> {
-        self.breakers.states()
+        self.breakers.states(Instant::now())
     }
 }
 
@@ -193,6 +201,9 @@ mod tests {
         assert!(breakers.admit("a", again));
         breakers.answered("a");
         assert!(breakers.admit("a", again) && breakers.admit("a", again), "waited for again at once");
-        assert_eq!(breakers.states()[0], BlockState { app_key: "a".into(), failing_fast: false, failures_in_a_row: 0 });
+        assert_eq!(
+            breakers.states(again)[0],
+            BlockState { app_key: "a".into(), failing_fast: false, failures_in_a_row: 0 }
+        );
     }
 }

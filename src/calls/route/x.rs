@@ -41,7 +41,7 @@ impl ModeRoute for XRoute {
 /// The customer's server, as a callin asks it.
 #[derive(Clone, Copy)]
 pub struct Customer<'a> {
-    pub pusher: &'a Pusher,
+    pub pusher: &'a Arc<Pusher>,
     /// `x_callin_timeout_ms`.
     pub timeout: Duration,
 }
@@ -52,7 +52,7 @@ pub(super) async fn ask(
     store: &Store,
     customer: Customer<'_>,
     metrics: &Metrics,
-    app: &App,
+    app: &Arc<App>,
     callin: &CallIn,
     prepared: &mut Prepared,
 ) {
