@@ -377,35 +377,19 @@ async fn run_calls(args: CallsArgs) -> anyhow::Result<()> {
     print!("{:>5} ", "");
     table.print_header();
     for &clients in &plan.clients {
-        let mut rates = [0.0; 2];
-        for (index, echo) in [true, false].into_iter().enumerate() {
+        let caller = caller.clone();
+        let op = move |variant: usize| {
             let caller = caller.clone();
-            let op = move || {
-                let caller = caller.clone();
-                async move {
-                    if echo {
-                        caller.echo().await
-                    } else {
-                        caller.call().await
-                    }
+            async move {
+                if variant == 0 {
+                    caller.echo().await
+                } else {
+                    caller.call().await
                 }
-            };
-            if !plan.warmup.duration.is_zero() {
-                drive(op.clone(), clients, plan.warmup).await?;
             }
-            let disk = server.disk_stats();
-            let sample = drive(op, clients, plan.measured).await?;
-            print!("{:>5} ", if echo { "echo" } else { "call" });
-            table.print_row(&sample, rss_kib());
-            if !echo {
-                print_disk(disk, server.disk_stats(), sample.elapsed);
-            }
-            if let Some(error) = &sample.log.first_error {
-                println!("           first error: {error}");
-            }
-            rates[index] = sample.rate();
-        }
-        println!("           callin / echo throughput: {:.2}", rates[1] / rates[0].max(1e-9));
+        };
+        let samples = compare(op, &["echo", "call"], Some("call"), clients, &plan, &table, &server).await?;
+        println!("           callin / echo throughput: {:.2}", samples[1].rate() / samples[0].rate().max(1e-9));
     }
     server.stop().await
 }
@@ -1148,6 +1132,46 @@ impl Sample {
     }
 }
 
+/// One level of a side-by-side run: each variant of `op` in turn (`op(0)` first), warmed up and
+/// measured with `clients` clients, printed as a row labelled from `labels` (with the store's
+/// writes under the row labelled `disk_of`). Returns the samples in the variants' order.
+async fn compare<F, Fut>(
+    op: F,
+    labels: &[&str],
+    disk_of: Option<&str>,
+    clients: usize,
+    plan: &Plan,
+    table: &Table,
+    server: &Server,
+) -> anyhow::Result<Vec<Sample>>
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let mut samples = Vec::with_capacity(labels.len());
+    for (variant, &label) in labels.iter().enumerate() {
+        let op = {
+            let op = op.clone();
+            move || op(variant)
+        };
+        if !plan.warmup.duration.is_zero() {
+            drive(op.clone(), clients, plan.warmup).await?;
+        }
+        let disk = server.disk_stats();
+        let sample = drive(op, clients, plan.measured).await?;
+        print!("{label:>5} ");
+        table.print_row(&sample, rss_kib());
+        if disk_of == Some(label) {
+            print_disk(disk, server.disk_stats(), sample.elapsed);
+        }
+        if let Some(error) = &sample.log.first_error {
+            println!("           first error: {error}");
+        }
+        samples.push(sample);
+    }
+    Ok(samples)
+}
+
 /// Runs `clients` tasks, each calling `op` back to back, until `limits` stop them.
 async fn drive<F, Fut>(op: F, clients: usize, limits: Limits) -> anyhow::Result<Sample>
 where
@@ -1646,33 +1670,22 @@ async fn run_xmode(args: XmodeArgs) -> anyhow::Result<()> {
     table.print_header();
     for &clients in &plan.clients {
         // The customer alone (a POST straight to it), then AXB callins, then X-mode callins.
-        let mut p50 = [0_u64; 3];
-        for index in 0..3 {
-            let (axb, x, direct, url) = (axb_caller.clone(), x_caller.clone(), direct.clone(), customer_url.clone());
-            let op = move || {
-                let (axb, x, direct, url) = (axb.clone(), x.clone(), direct.clone(), url.clone());
-                async move {
-                    match index {
-                        0 => {
-                            let response = direct.post(&url).body("{}").send().await.map_err(|err| err.to_string())?;
-                            response.bytes().await.map(|_| ()).map_err(|err| err.to_string())
-                        }
-                        1 => axb.call().await,
-                        _ => x.call().await,
+        let (axb, x, direct, url) = (axb_caller.clone(), x_caller.clone(), direct.clone(), customer_url.clone());
+        let op = move |variant: usize| {
+            let (axb, x, direct, url) = (axb.clone(), x.clone(), direct.clone(), url.clone());
+            async move {
+                match variant {
+                    0 => {
+                        let response = direct.post(&url).body("{}").send().await.map_err(|err| err.to_string())?;
+                        response.bytes().await.map(|_| ()).map_err(|err| err.to_string())
                     }
+                    1 => axb.call().await,
+                    _ => x.call().await,
                 }
-            };
-            if !plan.warmup.duration.is_zero() {
-                drive(op.clone(), clients, plan.warmup).await?;
             }
-            let sample = drive(op, clients, plan.measured).await?;
-            print!("{:>5} ", ["cust", "axb", "x"][index]);
-            table.print_row(&sample, rss_kib());
-            if let Some(error) = &sample.log.first_error {
-                println!("           first error: {error}");
-            }
-            p50[index] = sample.percentile_us(0.50).unwrap_or(0);
-        }
+        };
+        let samples = compare(op, &["cust", "axb", "x"], None, clients, &plan, &table, &server).await?;
+        let p50: Vec<u64> = samples.iter().map(|sample| sample.percentile_us(0.50).unwrap_or(0)).collect();
         println!(
             "           privnum's own time on an X callin (its p50 minus the customer's alone): {}; an AXB callin's p50: {}",
             show_latency(Some(p50[2].saturating_sub(p50[0]))),

@@ -167,20 +167,29 @@ impl Metrics {
 }
 
 /// X mode's fail-fast state per app: `(app_key, failing fast, failures in a row)`.
-pub fn render_block_states(states: &[(String, bool, u32)]) -> String {
+/// What `/metrics` shows of an app's X-mode Block pushes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockCounters {
+    pub app_key: String,
+    /// Its callins are decided at once, without waiting for its customer's server.
+    pub failing_fast: bool,
+    pub failures_in_a_row: u32,
+}
+
+pub fn render_block_states(states: &[BlockCounters]) -> String {
     let mut out = String::new();
     let name = "privnum_x_callin_failing_fast";
     let _ = writeln!(out, "# HELP {name} X mode: 1 while an app's callins are decided without waiting for its customer's server (it failed every recent one).\n# TYPE {name} gauge");
-    for (app, failing_fast, _) in states {
-        let _ = writeln!(out, "{name}{{app=\"{app}\"}} {}", u8::from(*failing_fast));
+    for state in states {
+        let _ = writeln!(out, "{name}{{app=\"{}\"}} {}", state.app_key, u8::from(state.failing_fast));
     }
     let name = "privnum_x_callin_failures_in_a_row";
     let _ = writeln!(
         out,
         "# HELP {name} X mode: an app's Block callins that got no answer since the last that did.\n# TYPE {name} gauge"
     );
-    for (app, _, failures) in states {
-        let _ = writeln!(out, "{name}{{app=\"{app}\"}} {failures}");
+    for state in states {
+        let _ = writeln!(out, "{name}{{app=\"{}\"}} {}", state.app_key, state.failures_in_a_row);
     }
     out
 }
@@ -494,18 +503,23 @@ pub struct FlushCounters {
     pub flush_micros: u64,
 }
 
-/// What `/metrics` shows of one app's pushes of one kind.
-#[derive(Debug, Clone, Default)]
+/// One app's pushes of one kind, as `/metrics` and `GET /v1/admin/pushes` show them.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
 pub struct PushCounters {
     pub app_key: String,
     /// `events` or `cdrs`.
     pub kind: &'static str,
+    /// Pushes in the outbox, not yet acknowledged (those in flight included).
     pub waiting: u64,
+    /// Age of the oldest of them, in milliseconds (0 when none waits).
     pub oldest_age_ms: u64,
+    /// Pushes being sent now (a CDR batch counts its CDRs).
     pub in_flight: u64,
+    /// Since the start: pushes acknowledged, failed attempts that will be retried, pushes buried.
     pub delivered: u64,
     pub retried: u64,
     pub buried: u64,
+    /// The receiver fails every request: one probe at a time until it answers.
     pub backing_off: bool,
 }
 

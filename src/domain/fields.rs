@@ -175,6 +175,22 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A nested object, or the one object of a one-element array (the Huawei API documents an
+    /// object where its own demo sends an array); `None` when absent.
+    pub fn object_or_single(&self, field: &str) -> Result<Option<Fields<'a>>, Invalid> {
+        match self.present(field) {
+            Some(Value::Array(items)) if items.len() == 1 => match &items[0] {
+                Value::Object(map) => Ok(Some(Fields { map, prefix: format!("{}{field}.", self.prefix) })),
+                other => Err(Invalid::new(self.name(field), format!("must hold an object, not {}", kind(other)))),
+            },
+            Some(Value::Array(items)) => Err(Invalid::new(
+                self.name(field),
+                format!("must be an object or a one-element array (got {} elements)", items.len()),
+            )),
+            _ => self.object(field),
+        }
+    }
+
     /// `userData`: 1-256 characters, no braces and no non-ASCII text (docs/compatibility.md: clients
     /// base64-encode anything else).
     pub fn user_data(&self, field: &str) -> Result<Option<&'a str>, Invalid> {

@@ -8,7 +8,7 @@
 //! only with a `maxDuration`, `userData` as for bindings. Whether its tones are approved tones of
 //! the app is the host's check (it needs the tone registry).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::fields::{Fields, Invalid};
 use super::settings::MAX_CALL_MINUTES;
@@ -110,11 +110,13 @@ impl XReply {
         let fields = Fields::new(map);
         match fields.required_string("operation")? {
             "connect" => {
-                let info = one_object(map, "connectInfo")?.ok_or_else(|| Invalid::new("connectInfo", "is required"))?;
+                let info = fields
+                    .object_or_single("connectInfo")?
+                    .ok_or_else(|| Invalid::new("connectInfo", "is required"))?;
                 Ok(XReply::Connect(ConnectInfo::read(&info, x_number)?))
             }
             "close" => {
-                let info = one_object(map, "closeInfo")?;
+                let info = fields.object_or_single("closeInfo")?;
                 let close = match info {
                     Some(info) => CloseInfo {
                         close_hint_tone: owned(info.tone("closeHintTone")?),
@@ -129,19 +131,16 @@ impl XReply {
     }
 
     /// The tones the reply names, with their fields.
-    pub fn tones(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        let named: [(&'static str, Option<&String>); 4] = match self {
-            XReply::Connect(info) => [
-                ("connectInfo.waitVoice", info.wait_voice.as_ref()),
-                ("connectInfo.recordHintTone", info.record_hint_tone.as_ref()),
-                ("connectInfo.lastMinVoice", info.last_min_voice.as_ref()),
-                ("", None),
+    pub fn tones(&self) -> Vec<(&'static str, &str)> {
+        let named: Vec<(&'static str, &Option<String>)> = match self {
+            XReply::Connect(info) => vec![
+                ("connectInfo.waitVoice", &info.wait_voice),
+                ("connectInfo.recordHintTone", &info.record_hint_tone),
+                ("connectInfo.lastMinVoice", &info.last_min_voice),
             ],
-            XReply::Close(info) => {
-                [("closeInfo.closeHintTone", info.close_hint_tone.as_ref()), ("", None), ("", None), ("", None)]
-            }
+            XReply::Close(info) => vec![("closeInfo.closeHintTone", &info.close_hint_tone)],
         };
-        named.into_iter().filter_map(|(field, tone)| tone.map(|tone| (field, tone.as_str())))
+        named.into_iter().filter_map(|(field, tone)| Some((field, tone.as_deref()?))).collect()
     }
 
     /// The `userData` this call's later events and CDR carry.
@@ -196,25 +195,6 @@ fn owned(value: Option<&str>) -> Option<String> {
     value.map(str::to_owned)
 }
 
-/// `field` as an object, or the one object of a one-element array; `None` when absent.
-fn one_object<'a>(map: &'a Map<String, Value>, field: &str) -> Result<Option<Fields<'a>>, Invalid> {
-    let inner = match map.get(field) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(items)) if items.len() == 1 => &items[0],
-        Some(Value::Array(items)) => {
-            return Err(Invalid::new(
-                field,
-                format!("must be an object or a one-element array (got {} elements)", items.len()),
-            ))
-        }
-        Some(other) => other,
-    };
-    match inner {
-        Value::Object(object) => Ok(Some(Fields::new(object).nested(field))),
-        _ => Err(Invalid::new(field, "must be an object")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,13 +215,13 @@ mod tests {
         assert_eq!(connect.callee, "+8613900000002");
         assert_eq!((connect.max_duration, connect.record), (10, true));
         assert_eq!(connect.user_data.as_deref(), Some("order-1"));
-        assert_eq!(XReply::Connect(connect).tones().collect::<Vec<_>>(), [("connectInfo.lastMinVoice", "m.wav")]);
+        assert_eq!(XReply::Connect(connect).tones(), [("connectInfo.lastMinVoice", "m.wav")]);
     }
 
     #[test]
     fn close_with_or_without_its_info() {
         let close = parse(r#"{"operation":"close","closeInfo":[{"closeHintTone":"c.wav","userData":"u"}]}"#).unwrap();
-        assert_eq!(close.tones().collect::<Vec<_>>(), [("closeInfo.closeHintTone", "c.wav")]);
+        assert_eq!(close.tones(), [("closeInfo.closeHintTone", "c.wav")]);
         assert_eq!(close.user_data(), Some("u"));
         assert_eq!(parse(r#"{"operation":"close"}"#).unwrap(), XReply::Close(CloseInfo::default()));
     }

@@ -239,34 +239,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     text.push_str(&telemetry::render_call_log(&log));
     let pusher = state.switchboard.pusher().clone();
     match tokio::task::spawn_blocking(move || pusher.report()).await {
-        Ok(Ok(lanes)) => {
-            let lanes: Vec<telemetry::PushCounters> = lanes
-                .into_iter()
-                .map(|lane| telemetry::PushCounters {
-                    app_key: lane.app_key,
-                    kind: lane.kind,
-                    waiting: lane.waiting,
-                    oldest_age_ms: lane.oldest_age_ms,
-                    in_flight: lane.in_flight,
-                    delivered: lane.delivered,
-                    retried: lane.retried,
-                    buried: lane.buried,
-                    backing_off: lane.backing_off,
-                })
-                .collect();
-            text.push_str(&telemetry::render_pushes(&lanes));
-        }
+        Ok(Ok(lanes)) => text.push_str(&telemetry::render_pushes(&lanes)),
         Ok(Err(err)) => tracing::error!(error = %err, "/metrics: cannot read the push backlog"),
         Err(err) => tracing::error!(error = %err, "/metrics: the push backlog task failed"),
     }
-    let blocks: Vec<(String, bool, u32)> = state
-        .switchboard
-        .pusher()
-        .block_states()
-        .into_iter()
-        .map(|block| (block.app_key, block.failing_fast, block.failures_in_a_row))
-        .collect();
-    text.push_str(&telemetry::render_block_states(&blocks));
+    text.push_str(&telemetry::render_block_states(&state.switchboard.pusher().block_states()));
     let health = state.store.health_stats();
     let health = telemetry::StoreHealthCounters {
         parts: crate::store::StorePart::ALL

@@ -15,10 +15,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::auth::{self, Scheme};
 use crate::domain::{App, XFailure};
 
 use super::Pusher;
+use crate::telemetry::BlockCounters;
 
 /// Failures in a row after which an app's Block pushes stop being waited for…
 pub const FAIL_FAST_AFTER: u32 = 5;
@@ -39,14 +39,6 @@ struct Breaker {
     /// Failing fast until then. A probe sent moves it on by [`FAIL_FAST_FOR`], so there is one
     /// probe per pause even when one never comes back (its caller hung up).
     open_until: Option<Instant>,
-}
-
-/// What `/metrics` shows of an app's Block pushes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BlockState {
-    pub app_key: String,
-    pub failing_fast: bool,
-    pub failures_in_a_row: u32,
 }
 
 impl Breakers {
@@ -92,11 +84,11 @@ impl Breakers {
 
     /// Each app's state at `now`: failing fast while its pause lasts (after it, until a callin
     /// probes, the app is not failing fast any more, only waiting for its next callin).
-    pub(super) fn states(&self, now: Instant) -> Vec<BlockState> {
-        let mut states: Vec<BlockState> = self
+    pub(super) fn states(&self, now: Instant) -> Vec<BlockCounters> {
+        let mut states: Vec<BlockCounters> = self
             .lock()
             .iter()
-            .map(|(app_key, breaker)| BlockState {
+            .map(|(app_key, breaker)| BlockCounters {
                 app_key: app_key.clone(),
                 failing_fast: breaker.open_until.is_some_and(|until| until > now),
                 failures_in_a_row: breaker.failures,
@@ -142,18 +134,8 @@ impl Pusher {
                 XFailure::Unreachable(format!("POST {url}: {err}"))
             }
         };
-        let signed = auth::sign(Scheme::Aksk, &app.app_key, &app.app_secret, &auth::new_nonce(), chrono::Utc::now());
-        let mut response = self
-            .client
-            .post(url)
-            .timeout(timeout)
-            .header("Authorization", signed.authorization)
-            .header(signed.token_name, signed.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(failed)?;
+        let mut response =
+            self.signed_post(&app.app_key, &app.app_secret, url, body).timeout(timeout).send().await.map_err(failed)?;
         let status = response.status();
         if !status.is_success() {
             return Err(XFailure::Status(status.as_u16()));
@@ -170,7 +152,7 @@ impl Pusher {
     }
 
     /// Each app's Block state (for `/metrics`), by app key.
-    pub fn block_states(&self) -> Vec<BlockState> {
+    pub fn block_states(&self) -> Vec<BlockCounters> {
         self.breakers.states(Instant::now())
     }
 }
@@ -203,7 +185,7 @@ mod tests {
         assert!(breakers.admit("a", again) && breakers.admit("a", again), "waited for again at once");
         assert_eq!(
             breakers.states(again)[0],
-            BlockState { app_key: "a".into(), failing_fast: false, failures_in_a_row: 0 }
+            BlockCounters { app_key: "a".into(), failing_fast: false, failures_in_a_row: 0 }
         );
     }
 }

@@ -20,19 +20,20 @@ mod block;
 mod dispatch;
 mod send;
 
-pub use block::{BlockState, FAIL_FAST_AFTER, FAIL_FAST_FOR};
+pub use block::{FAIL_FAST_AFTER, FAIL_FAST_FOR};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::auth::{self, Scheme};
 use crate::config::Config;
 use crate::store::outbox::{Lane, Push, Waiting};
 use crate::store::{Apps, Calls};
+use crate::telemetry::PushCounters;
 
 /// After a storage error, wait this long before looking again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -84,26 +85,6 @@ impl LaneStats {
     fn set_backing_off(&self, on: bool) {
         self.backing_off.store(on, Ordering::Relaxed);
     }
-}
-
-/// One app's lane as `/metrics` and `GET /v1/admin/pushes` show it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct LaneReport {
-    pub app_key: String,
-    /// `events` or `cdrs`.
-    pub kind: &'static str,
-    /// Pushes in the outbox, not yet acknowledged (those in flight included).
-    pub waiting: u64,
-    /// Age of the oldest of them, in milliseconds (0 when none waits).
-    pub oldest_age_ms: u64,
-    /// Pushes being sent now (a CDR batch counts its CDRs).
-    pub in_flight: u64,
-    /// Since the start: pushes acknowledged, failed attempts that will be retried, pushes buried.
-    pub delivered: u64,
-    pub retried: u64,
-    pub buried: u64,
-    /// The receiver fails every request: one probe at a time until it answers.
-    pub backing_off: bool,
 }
 
 pub struct Pusher {
@@ -269,6 +250,18 @@ impl Pusher {
         }
     }
 
+    /// A POST of a JSON body to a customer's URL, signed with the app's key as every push is
+    /// (AKSK, a fresh nonce, the current time).
+    fn signed_post(&self, app_key: &str, app_secret: &str, url: &str, body: String) -> reqwest::RequestBuilder {
+        let signed = auth::sign(Scheme::Aksk, app_key, app_secret, &auth::new_nonce(), chrono::Utc::now());
+        self.client
+            .post(url)
+            .header("Authorization", signed.authorization)
+            .header(signed.token_name, signed.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+    }
+
     fn lane_stats(&self, app_key: &str, lane: Lane) -> Arc<LaneStats> {
         let mut stats = self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         stats.entry((app_key.to_owned(), lane)).or_default().clone()
@@ -276,7 +269,7 @@ impl Pusher {
 
     /// Every lane that has pushes waiting or has delivered some since the start, by app and kind.
     /// Counts the outbox's keys (in memory); call it from a blocking thread for a large backlog.
-    pub fn report(&self) -> Result<Vec<LaneReport>, crate::store::Error> {
+    pub fn report(&self) -> Result<Vec<PushCounters>, crate::store::Error> {
         let mut lanes: Vec<(String, Lane)> = self.calls.waiting_lanes()?;
         let stats: Vec<((String, Lane), Arc<LaneStats>)> = {
             let stats = self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -291,7 +284,7 @@ impl Pusher {
             let (waiting, oldest) = self.calls.lane_backlog(&app_key, lane)?;
             let counters = stats.iter().find(|(key, _)| key.0 == app_key && key.1 == lane).map(|(_, s)| s.clone());
             let counters = counters.unwrap_or_default();
-            reports.push(LaneReport {
+            reports.push(PushCounters {
                 kind: lane.name(),
                 waiting: waiting as u64,
                 oldest_age_ms: oldest.map_or(0, |at| u64::try_from(now - at).unwrap_or(0)),

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::auth::{self, Scheme};
 use crate::store::outbox::{Lane, Push};
 
 use super::Pusher;
@@ -106,14 +105,8 @@ impl Pusher {
             Lane::Events => batch.first().map_or_else(|| "null".to_owned(), |push| push.body.get().to_owned()),
             Lane::Cdrs => merged_cdrs(batch),
         };
-        let signed = auth::sign(Scheme::Aksk, app_key, &app.app_secret, &auth::new_nonce(), chrono::Utc::now());
         let response = self
-            .client
-            .post(url)
-            .header("Authorization", signed.authorization)
-            .header(signed.token_name, signed.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .signed_post(app_key, &app.app_secret, url, body)
             .send()
             .await
             .map_err(|err| retry(format!("POST {url}: {err}")))?;

@@ -137,13 +137,19 @@ fn register_call(engine: &mut Engine) {
 /// X mode's reply as scripts read it: a map with every field (`""`, `0` or `false` when the
 /// reply left it out), `operation` first.
 fn reply_map(reply: &XReply) -> Dynamic {
+    let empty = || Dynamic::from(ImmutableString::new());
     let mut map = rhai::Map::new();
+    map.insert("operation".into(), Dynamic::from(text(reply.operation())));
+    map.insert("user_data".into(), Dynamic::from(text(reply.user_data().unwrap_or_default())));
+    for key in ["callee_num", "wait_voice", "record_hint_tone", "last_min_voice", "close_hint_tone"] {
+        map.insert(key.into(), empty());
+    }
+    map.insert("max_duration".into(), Dynamic::from(0_i64));
+    map.insert("record_flag".into(), Dynamic::from(false));
     let mut set = |key: &str, value: Dynamic| {
         map.insert(key.into(), value);
     };
     let shown = |value: &Option<String>| Dynamic::from(text(value.as_deref().unwrap_or_default()));
-    set("operation", Dynamic::from(text(reply.operation())));
-    set("user_data", Dynamic::from(text(reply.user_data().unwrap_or_default())));
     match reply {
         XReply::Connect(info) => {
             set("callee_num", Dynamic::from(text(&info.callee)));
@@ -152,17 +158,8 @@ fn reply_map(reply: &XReply) -> Dynamic {
             set("record_flag", Dynamic::from(info.record));
             set("record_hint_tone", shown(&info.record_hint_tone));
             set("last_min_voice", shown(&info.last_min_voice));
-            set("close_hint_tone", Dynamic::from(ImmutableString::new()));
         }
-        XReply::Close(info) => {
-            set("callee_num", Dynamic::from(ImmutableString::new()));
-            set("max_duration", Dynamic::from(0_i64));
-            set("wait_voice", Dynamic::from(ImmutableString::new()));
-            set("record_flag", Dynamic::from(false));
-            set("record_hint_tone", Dynamic::from(ImmutableString::new()));
-            set("last_min_voice", Dynamic::from(ImmutableString::new()));
-            set("close_hint_tone", shown(&info.close_hint_tone));
-        }
+        XReply::Close(info) => set("close_hint_tone", shown(&info.close_hint_tone)),
     }
     Dynamic::from_map(map)
 }

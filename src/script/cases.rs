@@ -119,14 +119,19 @@ const MODE_SCRIPTS: [(&str, Mode, ReadBinding); 4] = [
     ("modes/axb.rhai", Mode::Axb, read_binding::<AxbCaseBinding>),
     ("modes/ax.rhai", Mode::Ax, read_binding::<AxCaseBinding>),
     ("modes/axe.rhai", Mode::Axe, read_binding::<AxeCaseBinding>),
-    // X mode has no binding: its cases give none.
-    ("modes/x.rhai", Mode::X, read_binding::<AxbCaseBinding>),
+    ("modes/x.rhai", Mode::X, no_binding),
 ];
 
-type ReadBinding = fn(Value, &str) -> Result<Binding, serde_json::Error>;
+/// Reads a case's binding; an error says why it is not one of the mode's.
+type ReadBinding = fn(Value, &str) -> Result<Binding, String>;
 
-fn read_binding<B: CaseBinding>(binding: Value, x_number: &str) -> Result<Binding, serde_json::Error> {
-    Ok(serde_json::from_value::<B>(binding)?.into_binding(x_number))
+fn read_binding<B: CaseBinding>(binding: Value, x_number: &str) -> Result<Binding, String> {
+    Ok(serde_json::from_value::<B>(binding).map_err(|err| err.to_string())?.into_binding(x_number))
+}
+
+/// X mode stores no binding: a case that gives one tests nothing a call can meet.
+fn no_binding(_: Value, _: &str) -> Result<Binding, String> {
+    Err("X mode has no bindings: give the customer's \"reply\" or a \"failure\" instead".into())
 }
 
 /// The subscription id a case's binding has when the case gives none.

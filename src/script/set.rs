@@ -287,4 +287,21 @@ mod tests {
         assert!(!same("release.rhai"), "the edited file is compiled again");
         assert_ne!(first.version.hash, second.version.hash);
     }
+
+    #[test]
+    fn an_x_mode_case_that_gives_a_binding_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_scripts(dir.path());
+        let case = r#"{"description": "a binding X mode cannot have",
+            "call": {"caller": "+8613800000001", "called": "+8617000000001"},
+            "binding": {"caller_num": "+8613800000001", "callee_num": "+8613900000002"},
+            "reply": {"operation": "close"},
+            "expect": {"action": "release"}}"#;
+        std::fs::write(dir.path().join("modes/x.cases/with-binding.json"), case).unwrap();
+        let limits = super::super::Limits::default();
+        let engine = super::super::engine::build(&limits);
+        let Err(err) = ScriptSet::load(&engine, dir.path(), 1, &limits) else { panic!("the case was accepted") };
+        let shown = err.to_string();
+        assert!(shown.contains("with-binding.json") && shown.contains("X mode has no bindings"), "{shown}");
+    }
 }

@@ -28,7 +28,7 @@ mod x;
 use std::sync::Arc;
 
 use super::session::Session;
-use crate::domain::{state, Allowance, App, Binding, Decision, Mode, NumberStatus};
+use crate::domain::{state, Allowance, App, Binding, Decision, Mode, NumberStatus, XReply};
 use crate::script::api::Call;
 use crate::script::set::ScriptSet;
 use crate::script::ScriptHost;
@@ -212,7 +212,14 @@ async fn run(
 }
 
 /// What names a call's input to the pool's suspect list: the app, the handler, and what varies
-/// per call that the script reads (caller, X, digits; the binding follows from them).
+/// per call that the script reads (caller, X, digits; the binding follows from them; in X mode,
+/// the reply's callee or operation, or the failure's kind).
 fn call_key(scripts: &ScriptHost, app_key: &str, (file, function): (&str, &str), call: &Call) -> u64 {
-    scripts.input_key(&[app_key, file, function, &call.caller, &call.called, &call.digits])
+    let asked = match (call.reply.as_deref(), call.failure.as_deref()) {
+        (Some(XReply::Connect(connect)), _) => connect.callee.as_str(),
+        (Some(reply), _) => reply.operation(),
+        (None, Some(failure)) => failure.kind(),
+        (None, None) => "",
+    };
+    scripts.input_key(&[app_key, file, function, &call.caller, &call.called, &call.digits, asked])
 }

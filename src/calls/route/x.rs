@@ -62,6 +62,7 @@ pub(super) async fn ask(
         Ok(bytes) => XReply::parse(&bytes, &callin.called).map_err(XFailure::Invalid).and_then(|reply| {
             let unapproved = reply
                 .tones()
+                .into_iter()
                 .find(|(_, tone)| !store.tones().approved(&app.app_key, tone))
                 .map(|(field, tone)| XFailure::Tone { field, tone: tone.to_owned() });
             unapproved.map_or(Ok(reply), Err)
