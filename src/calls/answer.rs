@@ -148,7 +148,7 @@ mod tests {
 
     fn routed(decision: Decision) -> Routed {
         let user_data = Some("order".to_owned());
-        Routed { decision, app: None, binding: None, user_data, script_version: None, fallback: false }
+        Routed { decision, app: None, binding: None, user_data, script_version: None, fallback: false, area_code: None }
     }
 
     #[test]

@@ -160,12 +160,18 @@ pub fn leg_event<'a>(session: &'a Session, event: &Event) -> CallEvent<'a> {
 pub struct Cdr<'a> {
     #[serde(rename = "appKey")]
     pub app_key: &'a str,
+    /// The X's area code.
+    #[serde(rename = "areaCode", skip_serializing_if = "Option::is_none")]
+    pub area_code: Option<&'a str>,
     #[serde(rename = "bindNum")]
     pub bind_num: &'a str,
     #[serde(rename = "callEndTime")]
     pub call_end_time: String,
     #[serde(rename = "callInTime")]
     pub call_in_time: String,
+    /// Reserved in the Huawei API (its outbound-call CDRs); always 0, as in its sample.
+    #[serde(rename = "callOutUnaswRsn")]
+    pub call_out_unasw_rsn: u32,
     /// 1 when the caller hung up, 2 when the callee did (absent when neither: the platform).
     #[serde(rename = "callRelDirection", skip_serializing_if = "Option::is_none")]
     pub call_rel_direction: Option<u8>,
@@ -248,8 +254,10 @@ pub fn cdr<'a>(session: &'a Session, host_name: &'a str, closed_by: Option<&'a s
     let recording = session.recording.as_ref();
     Cdr {
         app_key: session.app_key.as_deref().unwrap_or_default(),
+        area_code: session.area_code.as_deref(),
         bind_num: &session.x_number,
         call_end_time: reference_time(end_time),
+        call_out_unasw_rsn: 0,
         call_in_time: reference_time(session.started_at),
         call_rel_direction: end.and_then(|event| release_direction(event.release_side.as_deref())),
         callee_num: &session.x_number,
@@ -304,6 +312,7 @@ mod tests {
             binding_caller_num: Some("+8613800000001".into()),
             user_data: Some("order".into()),
             extend_num: Some("1234".into()),
+            area_code: Some("0755".into()),
             recording: Some(Recording { object_name: "rec.wav".into(), start_time: "2026-01-02 03:04:05".into() }),
             decision: Decision::connect("+8613900000002"),
             script_version: Some("v1".into()),

@@ -81,6 +81,9 @@ pub struct Session {
     /// AXE: the extension the caller entered (the CDR's `extendNum`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extend_num: Option<String>,
+    /// The X's area code, as its number had it when the call came in (the CDR's `areaCode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area_code: Option<String>,
     pub recording: Option<Recording>,
     pub decision: Decision,
     pub script_version: Option<String>,
@@ -307,6 +310,7 @@ mod tests {
             binding_caller_num: None,
             user_data: None,
             extend_num: None,
+            area_code: None,
             recording: None,
             decision: Decision::release(8014, None),
             script_version: None,

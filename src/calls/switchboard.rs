@@ -221,6 +221,7 @@ impl Switchboard {
             binding_caller_num: None,
             user_data: None,
             extend_num: None,
+            area_code: routed.area_code.clone(),
             recording: None,
             decision: routed.decision.clone(),
             script_version: None,
@@ -433,7 +434,7 @@ fn unrecordable(report: CallReport, metrics: &Metrics) -> Answered<DecisionAnswe
     CallinUnrecordable.emit(metrics);
     let session_id = report.session_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let decision = Decision::release(state::PLATFORM_FAULT, None);
-    let routed = Routed { decision, app: None, binding: None, user_data: None, script_version: None, fallback: false };
+    let routed = Routed::by_host(decision, None);
     Answered { answer: DecisionAnswer::new(&session_id, &report.called, &routed), durability: Durability::None }
 }
 

@@ -186,6 +186,7 @@ async fn the_customers_reply_connects_or_closes_and_the_call_reports_as_x_mode()
     assert_eq!((cdr["notifyMode"].as_str(), cdr["userData"].as_str()), (Some("Notify"), Some("order-7")), "{cdr}");
     assert_eq!((cdr["serviceType"].as_str(), cdr["callRelDirection"].as_i64()), (Some("004"), Some(2)), "{cdr}");
     assert_eq!((cdr["direction"].as_i64(), cdr["fwdDstNum"].as_str()), (Some(0), Some(B)), "{cdr}");
+    assert_eq!((cdr["areaCode"].as_str(), cdr["callOutUnaswRsn"].as_i64()), (Some("0755"), Some(0)), "{cdr}");
     let closed = cdrs(&received).into_iter().find(|cdr| cdr["sessionId"] == "x-close").unwrap();
     assert_eq!(
         (closed["ulFailReason"].as_i64(), closed["userData"].as_str()),

@@ -92,11 +92,14 @@ pub struct Routed {
     pub script_version: Option<String>,
     /// The script failed or broke an invariant and the fallback was used.
     pub fallback: bool,
+    /// The X's area code (the CDR's `areaCode`), when the X is one of privnum's.
+    pub area_code: Option<String>,
 }
 
 impl Routed {
-    fn by_host(decision: Decision, app: Option<Arc<App>>) -> Self {
-        Routed { decision, app, binding: None, user_data: None, script_version: None, fallback: false }
+    /// A decision the host made without a script (no binding, no user data).
+    pub(crate) fn by_host(decision: Decision, app: Option<Arc<App>>) -> Self {
+        Routed { decision, app, binding: None, user_data: None, script_version: None, fallback: false, area_code: None }
     }
 }
 
@@ -130,10 +133,11 @@ pub async fn decide_callin(
         return Ok(Routed::by_host(Decision::release(state::APP_NOT_FOUND, None), None));
     };
     let (app, cleared) = tones::playable(store, app);
+    let area_code = Some(number.area_code.clone());
     let by_host = |code| {
         let decision = Decision::release(code, tones::close_tone(&app));
         tones::count_skipped_tones(metrics, &app, &cleared, &decision);
-        Ok(Routed::by_host(decision, Some(app.clone())))
+        Ok(Routed { area_code: area_code.clone(), ..Routed::by_host(decision, Some(app.clone())) })
     };
     if matches!(number.status, NumberStatus::Paused | NumberStatus::Unavailable) {
         return by_host(state::X_UNAVAILABLE);
@@ -144,7 +148,7 @@ pub async fn decide_callin(
     if route.asks_customer() {
         x::ask(store, customer, metrics, &app, call, &mut prepared).await;
     }
-    Ok(run(store, scripts, metrics, (app, &cleared), prepared).await)
+    Ok(Routed { area_code, ..run(store, scripts, metrics, (app, &cleared), prepared).await })
 }
 
 /// Decides a call after the caller entered `digits` (the switch's collect; AXE). The session
@@ -208,7 +212,8 @@ async fn run(
     let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, tones::close_tone(&app)));
     tones::apply_recording_notice(&mut decision, &app, binding.as_ref(), metrics);
     tones::count_skipped_tones(metrics, &app, cleared, &decision);
-    Routed { decision, app: Some(app), binding, user_data, script_version: Some(set.version.to_string()), fallback }
+    let script_version = Some(set.version.to_string());
+    Routed { decision, app: Some(app), binding, user_data, script_version, fallback, area_code: None }
 }
 
 /// What names a call's input to the pool's suspect list: the app, the handler, and what varies
