@@ -328,9 +328,16 @@ pub struct AppConfig {
     pub sms_control_url: String,
     #[serde(default)]
     pub callin_url: String,
+    /// AX memory callback: A's call to X with no valid temporary callee reaches the last party
+    /// who called A through X within this many minutes; 0 (the default) turns it off.
+    #[serde(default)]
+    pub memory_callback_minutes: u32,
     #[serde(default)]
     pub numbers: Vec<NumberConfig>,
 }
+
+/// The longest memory-callback window: 30 days.
+pub const MAX_MEMORY_CALLBACK_MINUTES: u32 = 30 * 24 * 60;
 
 fn default_extension_digits() -> u8 {
     4
@@ -372,6 +379,7 @@ impl AppConfig {
             sms_url: String::new(),
             sms_control_url: String::new(),
             callin_url: String::new(),
+            memory_callback_minutes: 0,
             numbers: Vec::new(),
         }
     }
@@ -387,6 +395,15 @@ impl AppConfig {
         }
         if !(1..=4).contains(&self.extension_digits) {
             return Err(("extension_digits".into(), format!("must be 1 to 4 (got {})", self.extension_digits)));
+        }
+        if self.memory_callback_minutes > MAX_MEMORY_CALLBACK_MINUTES {
+            return Err((
+                "memory_callback_minutes".into(),
+                format!("must be 0 to {MAX_MEMORY_CALLBACK_MINUTES} (got {})", self.memory_callback_minutes),
+            ));
+        }
+        if self.memory_callback_minutes > 0 && self.mode != Mode::Ax {
+            return Err(("memory_callback_minutes".into(), format!("is for AX apps only (this app is {})", self.mode)));
         }
         if self.sms && self.sms_scenario.trim().is_empty() {
             return Err(("sms_scenario".into(), "is required when sms = true".into()));
@@ -450,6 +467,7 @@ impl AppConfig {
             sms_url: self.sms_url,
             sms_control_url: self.sms_control_url,
             callin_url: self.callin_url,
+            memory_callback_minutes: self.memory_callback_minutes,
         };
         (app, numbers)
     }

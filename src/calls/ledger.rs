@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::report::{callin_event, cdr, collect_info_event, leg_event};
 use super::route::Routed;
 use super::session::{Applied, Event, EventKind, Opened, Session, Sessions};
+use crate::domain::axe::Callback;
 use crate::push::Pusher;
 use crate::store;
 use crate::store::outbox::{Lane, Push};
@@ -116,8 +117,10 @@ impl Ledger {
     /// A connected call's save is queued, not waited for: the switch is waiting to ring, and the
     /// save needs no answer. The session's later saves queue behind it, and its lanes are woken
     /// once it is applied. A call released here is saved before this returns (it has its CDR).
-    /// Does not block on the store for a connected call; may for a released one.
-    pub fn open(&self, session: Session) -> Result<Opened, store::Error> {
+    /// Does not block on the store for a connected call; may for a released one. `memory` is the
+    /// AX memory-callback record a connected call leaves (written with its session, under X and
+    /// the binding's A).
+    pub fn open(&self, session: Session, memory: Option<Callback>) -> Result<Opened, store::Error> {
         let mut pushes = Vec::new();
         // An X-mode call's callin was the Block push its decision waited for: not pushed again.
         if session.mode != Some(crate::domain::Mode::X) {
@@ -143,7 +146,9 @@ impl Ledger {
                 // The session is in memory and its next save (the next event) writes it whole.
                 Err(err) => tracing::error!(session_id, error = %err, "saving a new call's session failed"),
             });
-            self.calls.queue_session(&session.session_id, session, &pushes, done);
+            let a_number = session.binding_caller_num.as_deref();
+            let memory = memory.as_ref().zip(a_number).map(|(record, a)| (session.x_number.as_str(), a, record));
+            self.calls.queue_session(&session.session_id, session, &pushes, memory, done);
             Ok::<(), store::Error>(())
         })
     }

@@ -19,7 +19,7 @@ use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn,
 use super::session::{Applied, Event, EventKind, Opened, Recording, Session, Sessions};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{state, Action, Decision};
+use crate::domain::{state, Action, Binding, Decision};
 use crate::push::Pusher;
 use crate::script::api::Release;
 use crate::script::ScriptHost;
@@ -234,9 +234,13 @@ impl Switchboard {
         let released = session.ended_at.is_some();
         let opened = if released {
             let ledger = self.ledger.clone();
-            blocking(move || ledger.open(session)).await??
+            blocking(move || ledger.open(session, None)).await??
         } else {
-            self.ledger.open(session)?
+            let memory = match (&routed.binding, &routed.app) {
+                (Some(Binding::Ax(binding)), Some(app)) => binding.memory_of_call(app, &session.caller, now),
+                _ => None,
+            };
+            self.ledger.open(session, memory)?
         };
         if let Opened::Taken(session) = opened {
             // Another callin with this id opened it first: the same call retried at once, or

@@ -46,6 +46,9 @@ pub struct App {
     pub sms_url: String,
     pub sms_control_url: String,
     pub callin_url: String,
+    /// AX memory callback's window in minutes; 0: off.
+    #[serde(default)]
+    pub memory_callback_minutes: u32,
 }
 
 impl App {
@@ -161,6 +164,7 @@ pub(crate) mod tests_support {
             sms_url: String::new(),
             sms_control_url: String::new(),
             callin_url: String::new(),
+            memory_callback_minutes: 0,
         }
     }
 }

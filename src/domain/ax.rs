@@ -11,6 +11,7 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
+use super::axe::Callback;
 use super::decision::Allowance;
 use super::fields::{Fields, Invalid};
 use super::provision::{subscription_id, Provisioning, XSelection};
@@ -77,6 +78,25 @@ impl AxBinding {
             max_duration: (self.max_duration_min > 0).then_some(self.max_duration_min),
             collect_digits: None,
         }
+    }
+
+    /// AX memory callback (记忆回呼): the record a call from `caller` to A through X leaves when the
+    /// app has it on (`memory_callback_minutes` > 0), valid for that window from `now`. A's own
+    /// calls leave none.
+    pub fn memory_of_call(&self, app: &App, caller: &str, now: i64) -> Option<Callback> {
+        (app.memory_callback_minutes > 0 && caller != self.orig_num).then(|| Callback {
+            subscription_id: self.subscription_id.clone(),
+            party: caller.to_owned(),
+            created_at: now,
+            expires_at: Some(now + i64::from(app.memory_callback_minutes) * 60),
+        })
+    }
+
+    /// The party A's call reaches by memory callback: `record`'s, while its window lasts and it
+    /// was made under this binding (a new binding of X, or of another A, starts with none).
+    pub fn remembered<'a>(&self, record: &'a Callback, now: i64) -> Option<&'a str> {
+        let valid = record.subscription_id == self.subscription_id && record.expires_at.is_some_and(|at| now < at);
+        valid.then_some(record.party.as_str())
     }
 
     /// The `userData` events and CDRs of a call from `caller` carry: A's call to the temporary

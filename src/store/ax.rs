@@ -8,9 +8,11 @@
 //!   and the admin API see AX numbers as taken.
 //!
 //! AX bindings do not expire; a temporary callee carries its own expiry and is read on the
-//! injected clock by the call path.
+//! injected clock by the call path. A memory-callback record (the last party who called A through
+//! X) is written by the call path with the session, and removed with the binding.
 
 use crate::domain::ax::{AxBindRequest, AxModifyRequest, AxQuery, AxTarget, TemporaryCalleeRequest, MAX_X_PER_A};
+use crate::domain::axe::Callback;
 use crate::domain::{App, AxBinding, Rejection, XSelection};
 
 use super::allocation::{self, new_subscription_id, RoomOnX};
@@ -57,6 +59,12 @@ impl Bindings {
     }
 
     /// The app's X numbers bound to `orig_num`.
+    /// A's memory-callback record on X (AX shares the callback tree with AXE: key X, A), as
+    /// stored; [`AxBinding::remembered`] says whether it still counts.
+    pub fn ax_memory(&self, binding: &AxBinding) -> Result<Option<Callback>, Error> {
+        self.shared.get_record(Tree::AxeCallback, &keys::join(&[&binding.x_number, &binding.orig_num]))
+    }
+
     fn ax_of_a(&self, app_key: &str, orig_num: &str) -> Result<Vec<AxBinding>, Error> {
         let mut bindings = Vec::new();
         for key in self.shared.keys_with_prefix(Tree::AxA, &keys::prefix(&[app_key, orig_num]))? {
@@ -143,6 +151,7 @@ impl Bindings {
         writes.remove(Tree::Ax, binding.subscription_id.as_bytes());
         writes.remove(Tree::AxX, binding.x_number.as_bytes());
         writes.remove(Tree::AxA, a_key(&binding.app_key, &binding.orig_num, &binding.x_number));
+        writes.remove(Tree::AxeCallback, keys::join(&[&binding.x_number, &binding.orig_num]));
         Shared::stage_bindings_on(&mut writes, &binding.x_number, 0);
         self.shared.apply_now(writes)?;
         pools.set_pairs(&binding.x_number, 0);

@@ -54,14 +54,20 @@ impl Calls {
     /// Like [`Calls::save_session`] without the wait: queued behind every change before it, so a
     /// later save of the same session still lands after it. `done` hears the result on the store's
     /// committer thread.
+    /// `memory` is an AX memory-callback record to write with it: `(X, A, record)`.
     pub fn queue_session<S: Serialize>(
         &self,
         session_id: &str,
         session: &S,
         pushes: &[Push],
+        memory: Option<(&str, &str, &Callback)>,
         done: Box<dyn FnOnce(Result<(), String>) + Send>,
     ) {
-        self.shared.enqueue(Calls::session_writes(session_id, session, pushes, None), done);
+        let mut writes = Calls::session_writes(session_id, session, pushes, None);
+        if let Some((x_number, a_number, record)) = memory {
+            writes.put(Tree::AxeCallback, keys::join(&[x_number, a_number]), encode(record));
+        }
+        self.shared.enqueue(writes, done);
     }
 
     fn session_writes<S: Serialize>(

@@ -25,7 +25,7 @@
 //! | `axe_user`   | X, A                                  | subscription id (one E per A on X) |
 //! | `axe_expiry` | expiry (8 bytes, ordered), sub. id    | empty (the expiry queue)      |
 //! | `axe_order`  | app key, seq (8 bytes BE, taken under the writer lock) | subscription id (the v2.0 cursor order) |
-//! | `axe_callback` | X, A                                | record `Callback` (the latest party who reached A) |
+//! | `axe_callback` | X, A                                | record `Callback` (the latest party who reached A: AXE through E, AX by memory callback) |
 //! | `nonces`     | app key, nonce                        | `Created`, i64 big-endian     |
 //! | `nonce_expiry` | `Created` (8 bytes, ordered), app key, nonce | empty (the sweep queue) |
 //! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |

@@ -43,6 +43,8 @@ async fn admin_input_is_validated_and_named() {
         (json!({"mode": "AXB", "app_secret": "s", "colour": "red"}), "colour"),
         (json!({"mode": "AXB", "app_secret": "s", "sms": true}), "sms_scenario"),
         (json!({"mode": "AXB", "app_secret": "s", "app_key": "other"}), "app_key"),
+        (json!({"mode": "AXB", "app_secret": "s", "memory_callback_minutes": 10}), "AX apps only"),
+        (json!({"mode": "AX", "app_secret": "s", "memory_callback_minutes": 43_201}), "0 to 43200"),
         (
             json!({"mode": "AXB", "app_secret": "s", "numbers": [{"number": "170", "area_code": "020"}]}),
             "numbers[0].number",

@@ -284,3 +284,59 @@ async fn an_unbind_does_not_read_orig_num() {
     let answer = ax(&server, Method::DELETE, &format!("privateNum=%2B{}&origNum=abc", &X[1..]), None).await;
     answer.expect(200, "0");
 }
+
+/// A's call when the stranger's call is remembered (the record is written with the stranger's
+/// session, queued: poll until it has landed).
+async fn calls_back(server: &TestServer) -> Value {
+    let connected = crate::support::eventually(Duration::from_secs(5), || async {
+        let answer = server.switch_call(A, X).await;
+        (answer.body["action"] == "connect").then_some(answer.body)
+    })
+    .await;
+    connected.expect("A's call reaches the last party who called it")
+}
+
+#[tokio::test]
+async fn memory_callback_reaches_the_last_caller_within_its_window() {
+    let server = TestServer::builder()
+        .configure(|config| {
+            let app = config.apps.iter_mut().find(|app| app.app_key == AX_APP.0).unwrap();
+            app.memory_callback_minutes = 10;
+        })
+        .start()
+        .await;
+    let id = server.bind_ax(json!({"origNum": A, "privateNum": X})).await.expect(200, "0").field("subscriptionId");
+    assert_eq!(server.switch_call(A, X).await.body["stateCode"], 8013, "no one has called A yet");
+    assert_eq!(server.switch_call(STRANGER, X).await.body["callee"], A);
+    let back = calls_back(&server).await;
+    assert_eq!((back["callee"].as_str(), back["display"].as_str()), (Some(STRANGER), Some(X)), "{back}");
+    assert_eq!(back["subscriptionId"], id.as_str());
+
+    // The latest caller wins; A's own calls are not remembered.
+    assert_eq!(server.switch_call(C, X).await.body["callee"], A);
+    crate::support::eventually(Duration::from_secs(5), || async {
+        (server.switch_call(A, X).await.body["callee"] == C).then_some(())
+    })
+    .await
+    .expect("the latest caller is called back");
+
+    // A valid temporary callee comes first.
+    set_callee(&server, json!({"origNum": A, "privateNum": X, "calleeNum": "+8695555"})).await.expect(200, "0");
+    assert_eq!(server.switch_call(A, X).await.body["callee"], "+8695555");
+    server.clock.advance(60);
+
+    // The record survives a restart, and lasts the app's window.
+    let server = server.restart().await;
+    assert_eq!(server.switch_call(A, X).await.body["callee"], C, "kept across a restart");
+    server.clock.advance(9 * 60 - 1);
+    assert_eq!(server.switch_call(A, X).await.body["callee"], C);
+    server.clock.advance(1);
+    assert_eq!(server.switch_call(A, X).await.body["stateCode"], 8013, "the window is over");
+
+    // An unbind removes it: a new binding of X starts with no one to call back.
+    assert_eq!(server.switch_call(STRANGER, X).await.body["callee"], A);
+    calls_back(&server).await;
+    ax(&server, Method::DELETE, &format!("subscriptionId={id}"), None).await.expect(200, "0");
+    server.bind_ax(json!({"origNum": A, "privateNum": X})).await.expect(200, "0");
+    assert_eq!(server.switch_call(A, X).await.body["stateCode"], 8013, "a new binding remembers no one");
+}
