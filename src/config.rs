@@ -522,7 +522,7 @@ mod tests {
     fn the_demo_config_parses() {
         let config = parse(include_str!("../privnum.toml")).unwrap();
         let modes: Vec<Mode> = config.apps.iter().map(|app| app.mode).collect();
-        assert_eq!(modes, [Mode::Axb, Mode::Ax, Mode::Axe], "one demo app per built mode");
+        assert_eq!(modes, [Mode::Axb, Mode::Ax, Mode::Axe, Mode::X], "one demo app per mode");
         assert_eq!(config.push_retry_schedule[3], HumanDuration(Duration::from_secs(106 * 60)));
     }
 

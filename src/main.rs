@@ -59,6 +59,22 @@ enum Command {
         #[arg(long, default_value = "dev-switch-token")]
         switch_token: String,
     },
+    /// A demo customer's server: prints every push privnum sends the configured apps, and
+    /// answers X mode's Block callins from a table.
+    Customer {
+        #[arg(long, default_value = "privnum.toml")]
+        config: PathBuf,
+        /// Listen here instead of where the apps' push URLs point (their loopback http:// ones).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// A Block callin from CALLER is connected to CALLEE (`CALLER=CALLEE`) or closed
+        /// (`CALLER=close`); `*` is any other caller. Repeatable. Unnamed callers are closed.
+        #[arg(long = "answer", value_name = "CALLER=CALLEE")]
+        answers: Vec<String>,
+        /// More answers, one `CALLER CALLEE` or `CALLER close` per line (`#` comments).
+        #[arg(long = "answers-file", value_name = "FILE")]
+        answers_file: Option<PathBuf>,
+    },
     /// Check a WAV against the carrier's tone format, or convert one into it.
     Tone {
         #[command(subcommand)]
@@ -135,6 +151,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tone { command: ToneCommand::Make { hz, secs, output } } => privnum::cli::tone_make(hz, secs, &output),
         Command::Test { dir } => privnum::cli::test(&dir),
+        Command::Customer { config, listen, answers, answers_file } => {
+            let mut table = privnum::cli::customer::Answers::from_items(&answers)?;
+            if let Some(file) = &answers_file {
+                table.add_file(file)?;
+            }
+            tokio::runtime::Runtime::new()
+                .context("starting the tokio runtime")?
+                .block_on(privnum::cli::customer::run(&config, listen, table))
+        }
         Command::Call { from, to, digits, answer_after, talk, server, switch_token } => {
             let plan = privnum::cli::CallPlan { server, switch_token, from, to, digits, answer_after, talk };
             tokio::runtime::Runtime::new().context("starting the tokio runtime")?.block_on(privnum::cli::call(plan))

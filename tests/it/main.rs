@@ -14,6 +14,7 @@ mod axe;
 mod concurrency;
 mod connections;
 mod controls;
+mod customer;
 mod delivery;
 mod hygiene;
 mod layering;

@@ -1,6 +1,8 @@
 //! The command-line tools besides `serve`: checking and testing scripts, a virtual switch that
 //! drives one call through a running server, and inspecting and converting tones.
 
+pub mod customer;
+
 use std::path::Path;
 use std::time::Duration;
 
