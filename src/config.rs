@@ -417,13 +417,7 @@ impl AppConfig {
                 check_tone_name(tone).map_err(at(key))?;
             }
         }
-        for (key, url) in [
-            ("call_event_url", &self.call_event_url),
-            ("cdr_url", &self.cdr_url),
-            ("sms_url", &self.sms_url),
-            ("sms_control_url", &self.sms_control_url),
-            ("callin_url", &self.callin_url),
-        ] {
+        for (key, url) in self.push_urls() {
             check_url(url).map_err(at(key))?;
         }
         let mut seen = std::collections::HashSet::new();
@@ -435,6 +429,17 @@ impl AppConfig {
             }
         }
         Ok(())
+    }
+
+    /// Every URL privnum pushes this app's traffic to, with its key.
+    pub fn push_urls(&self) -> [(&'static str, &str); 5] {
+        [
+            ("call_event_url", &self.call_event_url),
+            ("cdr_url", &self.cdr_url),
+            ("sms_url", &self.sms_url),
+            ("sms_control_url", &self.sms_control_url),
+            ("callin_url", &self.callin_url),
+        ]
     }
 
     /// The app as privnum keeps it, and its X numbers.

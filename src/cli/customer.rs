@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use crate::auth;
 use crate::config::{AppConfig, Config};
+use crate::domain::number::check_e164;
 
 /// What a Block `callin` from a caller is answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,15 +66,16 @@ impl Answers {
     }
 
     fn add(&mut self, caller: &str, answer: &str) -> anyhow::Result<()> {
-        let number =
-            |text: &str| text.starts_with('+') && text.len() > 4 && text[1..].bytes().all(|b| b.is_ascii_digit());
-        if caller != "*" && !number(caller) {
-            bail!("the caller {caller:?} is not an E.164 number (+ and digits) or *");
+        if caller != "*" {
+            check_e164(caller).map_err(|reason| anyhow::anyhow!("the caller is neither * nor a number: {reason}"))?;
         }
         let answer = match answer {
             "close" => Answer::Close,
-            callee if number(callee) => Answer::Connect(callee.to_owned()),
-            other => bail!("the answer {other:?} is neither an E.164 callee nor close"),
+            callee => {
+                check_e164(callee)
+                    .map_err(|reason| anyhow::anyhow!("the answer is neither close nor a callee: {reason}"))?;
+                Answer::Connect(callee.to_owned())
+            }
         };
         self.0.insert(caller.to_owned(), answer);
         Ok(())
@@ -190,13 +192,7 @@ fn summary(value: &Value) -> Vec<String> {
 pub fn push_addresses(apps: &[AppConfig]) -> anyhow::Result<Vec<SocketAddr>> {
     let mut addresses = BTreeSet::new();
     for app in apps {
-        for (key, url) in [
-            ("call_event_url", &app.call_event_url),
-            ("cdr_url", &app.cdr_url),
-            ("sms_url", &app.sms_url),
-            ("sms_control_url", &app.sms_control_url),
-            ("callin_url", &app.callin_url),
-        ] {
+        for (key, url) in app.push_urls() {
             let Some(rest) = url.strip_prefix("http://") else { continue };
             let authority = rest.split('/').next().unwrap_or_default();
             let address: SocketAddr = authority.parse().with_context(|| {
