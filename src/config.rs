@@ -43,8 +43,13 @@ pub struct Config {
     pub push_backlog_warn: usize,
     /// …or its oldest waiting push is older than this; and again when it is back below both.
     pub push_age_warn_secs: u64,
+    /// privnum's extension: the most waiting pushes of one app and kind its dispatcher holds
+    /// to schedule from (headers only, about 100 bytes each); the rest wait in the call log or,
+    /// past the memory budget, in the spill.
+    pub push_window: usize,
     /// privnum's extension: memory for the bodies of waiting pushes, in MiB; a push written
-    /// beyond it keeps only its header in memory and its body on disk until it is sent.
+    /// beyond it keeps only its header in memory and its body on disk, until its dispatcher
+    /// moves it whole to the spill (`store::spill`), from where it comes back when its turn does.
     pub push_memory_budget_mb: u64,
     pub x_callin_timeout_ms: u64,
     pub switch_control_url: String,
@@ -127,6 +132,7 @@ impl Default for Config {
             push_max_in_flight: 128,
             push_backlog_warn: 10_000,
             push_age_warn_secs: 60,
+            push_window: 4096,
             push_memory_budget_mb: 64,
             x_callin_timeout_ms: 3000,
             switch_control_url: String::new(),
@@ -208,6 +214,9 @@ impl Config {
         }
         if self.push_age_warn_secs == 0 {
             return fail("push_age_warn_secs", "must be at least 1");
+        }
+        if !(16..=65_536).contains(&self.push_window) {
+            return fail("push_window", "must be between 16 and 65536");
         }
         if self.push_memory_budget_mb > 1 << 20 {
             return fail("push_memory_budget_mb", "must be at most 1048576 (1 TiB); 0 keeps every body on disk");

@@ -511,6 +511,8 @@ pub struct PushCounters {
     pub kind: &'static str,
     /// Pushes in the outbox, not yet acknowledged (those in flight included).
     pub waiting: u64,
+    /// Of them, those spilled to disk whole (key and all) beyond the memory budget.
+    pub spilled: u64,
     /// Age of the oldest of them, in milliseconds (0 when none waits).
     pub oldest_age_ms: u64,
     /// Pushes being sent now (a CDR batch counts its CDRs).
@@ -528,12 +530,18 @@ type PushFamily = (&'static str, &'static str, &'static str, fn(&PushCounters) -
 
 /// Push delivery's gauges and counters, by app and kind, in the Prometheus text format.
 pub fn render_pushes(lanes: &[PushCounters]) -> String {
-    let families: [PushFamily; 7] = [
+    let families: [PushFamily; 8] = [
         (
             "privnum_pushes_waiting",
             "gauge",
             "Pushes waiting in the outbox (in flight included), by app and kind.",
             |l| l.waiting.to_string(),
+        ),
+        (
+            "privnum_pushes_spilled",
+            "gauge",
+            "Of the waiting pushes, those moved to disk whole (key and all) beyond push_memory_budget_mb.",
+            |l| l.spilled.to_string(),
         ),
         ("privnum_pushes_oldest_age_seconds", "gauge", "Age of the oldest waiting push, by app and kind.", |l| {
             format!("{:.3}", l.oldest_age_ms as f64 / 1000.0)

@@ -1,7 +1,7 @@
 //! One app's dispatcher: which of its waiting pushes go out now.
 //!
 //! Each lane (events, CDRs) keeps a window: the oldest waiting pushes read from the outbox, as
-//! headers (the bodies are read when a push is sent), at most [`WINDOW`] of them. Within the
+//! headers (the bodies are read when a push is sent), at most `push_window` of them. Within the
 //! window, each call's pushes form a queue; only a queue's head may be in flight, and it stays the
 //! head until it is acknowledged or buried, so one call's pushes arrive in order. Heads of
 //! different calls go out together, up to the app's `push_max_in_flight` requests (events and CDR
@@ -12,7 +12,7 @@
 //! order, are read in order.
 //!
 //! A CDR goes out only once its call has no event waiting: only after the events window was read
-//! whole (not cut off at [`WINDOW`]) since the CDR was read, and holds none of the call's.
+//! whole (not cut off at `push_window`) since the CDR was read, and holds none of the call's.
 //!
 //! Back-off: after [`BACKOFF_AFTER`] failures of a lane's receiver in a row (errors, timeouts,
 //! 5xx, 408, 429; no success between them), the lane sends one probe at a time, the first after
@@ -34,12 +34,6 @@ use super::send::{Outcome, Settled};
 use super::{LaneStats, Pusher, STOP_GRACE, STORE_RETRY};
 use crate::store::outbox::{Lane, Waiting};
 
-/// The most pushes a lane's window holds (headers only: about 100 bytes each).
-pub(super) const WINDOW: usize = 4096;
-
-/// Refill a window that was cut off once this many places are free.
-const REFILL_ROOM: usize = WINDOW / 8;
-
 /// Failures of a receiver in a row that start the back-off.
 pub(super) const BACKOFF_AFTER: u32 = 8;
 /// The first probe's delay, in ms…
@@ -47,7 +41,12 @@ pub(super) const PROBE_MIN: i64 = 250;
 /// …doubling up to this.
 pub(super) const PROBE_MAX: i64 = 5_000;
 
-/// How often the backlog is looked at for the log's warnings.
+/// The most pushes one spill step moves (`spill`)…
+const SPILL_STEP: usize = 16_384;
+/// …and the most steps one look takes.
+const SPILL_STEPS: usize = 4;
+
+/// How often the backlog is looked at for the log's warnings and the spill.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
@@ -83,6 +82,8 @@ impl Backoff {
 
 struct Window {
     lane: Lane,
+    /// The most entries it holds (`push_window`).
+    limit: usize,
     entries: BTreeMap<u64, Entry>,
     /// Each call's waiting pushes in the window, oldest first; only the first may be sent.
     calls: HashMap<Arc<str>, VecDeque<u64>>,
@@ -101,9 +102,10 @@ struct Window {
 }
 
 impl Window {
-    fn new(lane: Lane, stats: Arc<LaneStats>) -> Window {
+    fn new(lane: Lane, limit: usize, stats: Arc<LaneStats>) -> Window {
         Window {
             lane,
+            limit,
             entries: BTreeMap::new(),
             calls: HashMap::new(),
             ready: BTreeSet::new(),
@@ -116,7 +118,17 @@ impl Window {
     }
 
     fn full(&self) -> bool {
-        self.entries.len() >= WINDOW
+        self.entries.len() >= self.limit
+    }
+
+    /// Free places.
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.entries.len())
+    }
+
+    /// Whether it was cut off and has room enough to be refilled (an eighth of its places).
+    fn wants_refill(&self) -> bool {
+        self.cut_off && self.room() >= (self.limit / 8).max(1)
     }
 
     /// Takes a waiting push in; `false` if the window is full (the lane is then cut off).
@@ -318,8 +330,9 @@ impl Pusher {
         mut arrivals: mpsc::UnboundedReceiver<Vec<Arrival>>,
     ) {
         let mut stop = self.stop.clone();
-        let mut events = Window::new(Lane::Events, self.lane_stats(&app_key, Lane::Events));
-        let mut cdrs = Window::new(Lane::Cdrs, self.lane_stats(&app_key, Lane::Cdrs));
+        let limit = self.config.push_window;
+        let mut events = Window::new(Lane::Events, limit, self.lane_stats(&app_key, Lane::Events));
+        let mut cdrs = Window::new(Lane::Cdrs, limit, self.lane_stats(&app_key, Lane::Cdrs));
         let mut in_flight: JoinSet<Settled> = JoinSet::new();
         let mut round: u64 = 0;
         // Read the lanes from the outbox (at the start, and when woken without the pushes).
@@ -334,17 +347,17 @@ impl Pusher {
             }
             round += 1;
             let now = self.now_ms();
-            let wants = |window: &Window| scan || (window.cut_off && WINDOW - window.entries.len() >= REFILL_ROOM);
+            let wants = |window: &Window| scan || window.wants_refill();
             if (wants(&cdrs) || wants(&events)) && now >= store_pause_until {
                 // CDRs first, then events: a CDR read now has its call's events committed before
                 // the events' refill below (they are saved together or earlier).
                 let (read_cdrs, read_events) = (wants(&cdrs), wants(&events));
                 let mut read = Ok(());
                 if read_cdrs {
-                    read = self.refill(&app_key, &mut cdrs, round);
+                    read = self.refill(&app_key, &mut cdrs, round).await;
                 }
                 if read_events && read.is_ok() {
-                    read = self.refill(&app_key, &mut events, round);
+                    read = self.refill(&app_key, &mut events, round).await;
                 }
                 match read {
                     Ok(()) => scan = false,
@@ -413,7 +426,11 @@ impl Pusher {
                     }
                 }
                 _ = sleep => {}
-                _ = watch.tick() => warned = self.watch_backlog(&app_key, [&events, &cdrs], warned),
+                _ = watch.tick() => {
+                    warned = self.watch_backlog(&app_key, [&events, &cdrs], warned);
+                    self.spill(&app_key, &events).await;
+                    self.spill(&app_key, &cdrs).await;
+                }
                 _ = stop.changed() => {}
             }
         }
@@ -424,9 +441,13 @@ impl Pusher {
         }
     }
 
-    /// Reads what the window lacks, from the lane's start.
-    fn refill(&self, app_key: &str, window: &mut Window, round: u64) -> Result<(), crate::store::Error> {
-        let room = WINDOW.saturating_sub(window.entries.len());
+    /// Reads what the window lacks, from the lane's start; spilled pushes are brought back first,
+    /// as many as it has room for.
+    async fn refill(&self, app_key: &str, window: &mut Window, round: u64) -> Result<(), crate::store::Error> {
+        let room = window.room();
+        if room > 0 && self.calls.spilled(app_key, window.lane) > 0 {
+            self.calls.unspill_lane(app_key, window.lane, room).await?;
+        }
         let (found, more) =
             self.calls.lane_waiting(app_key, window.lane, |id| window.entries.contains_key(&id), room)?;
         for waiting in found {
@@ -569,15 +590,45 @@ impl Pusher {
         (requests, wake_at)
     }
 
+    /// While the memory budget for waiting pushes is used up, moves what a cut-off lane holds
+    /// beyond its window with its body on disk to the spill (key and header too), up to
+    /// [`SPILL_STEPS`] steps of [`SPILL_STEP`]. A failure is logged: the pushes stay in the call
+    /// log, where they are safe, only not out of memory.
+    async fn spill(&self, app_key: &str, window: &Window) {
+        if !window.cut_off {
+            return;
+        }
+        for _ in 0..SPILL_STEPS {
+            if !self.calls.over_budget() {
+                return;
+            }
+            let keep = window.entries.keys().copied().collect();
+            match self.calls.spill_lane(app_key, window.lane, keep, SPILL_STEP).await {
+                Ok(moved) => {
+                    if moved > 0 {
+                        tracing::debug!(app_key, lane = window.lane.name(), moved, "waiting pushes spilled to disk");
+                    }
+                    if moved < SPILL_STEP {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(app_key, lane = window.lane.name(), error = %err, "cannot spill waiting pushes to disk; they stay in the call log");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Logs a warning when the app's backlog crosses `push_backlog_warn` or its oldest push
     /// `push_age_warn_secs`, and a note when both are below again; returns whether it is warned.
     fn watch_backlog(&self, app_key: &str, windows: [&Window; 2], warned: bool) -> bool {
         let now = self.now_ms();
         let mut over = Vec::new();
         for window in windows {
-            let Ok((waiting, oldest)) = self.calls.lane_backlog(app_key, window.lane) else { continue };
-            let age_secs = oldest.map_or(0, |at| (now - at).max(0) / 1000);
-            if waiting > self.config.push_backlog_warn
+            let Ok(backlog) = self.calls.lane_backlog(app_key, window.lane) else { continue };
+            let (waiting, age_secs) = (backlog.waiting, backlog.oldest_ms.map_or(0, |at| (now - at).max(0) / 1000));
+            if usize::try_from(waiting).unwrap_or(usize::MAX) > self.config.push_backlog_warn
                 || u64::try_from(age_secs).unwrap_or(0) > self.config.push_age_warn_secs
             {
                 over.push((window.lane, waiting, age_secs));

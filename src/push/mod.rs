@@ -281,13 +281,14 @@ impl Pusher {
         let now = self.now_ms();
         let mut reports = Vec::with_capacity(lanes.len());
         for (app_key, lane) in lanes {
-            let (waiting, oldest) = self.calls.lane_backlog(&app_key, lane)?;
+            let backlog = self.calls.lane_backlog(&app_key, lane)?;
             let counters = stats.iter().find(|(key, _)| key.0 == app_key && key.1 == lane).map(|(_, s)| s.clone());
             let counters = counters.unwrap_or_default();
             reports.push(PushCounters {
                 kind: lane.name(),
-                waiting: waiting as u64,
-                oldest_age_ms: oldest.map_or(0, |at| u64::try_from(now - at).unwrap_or(0)),
+                waiting: backlog.waiting,
+                spilled: backlog.spilled,
+                oldest_age_ms: backlog.oldest_ms.map_or(0, |at| u64::try_from(now - at).unwrap_or(0)),
                 in_flight: counters.in_flight.load(Ordering::Relaxed),
                 delivered: counters.delivered.load(Ordering::Relaxed),
                 retried: counters.retried.load(Ordering::Relaxed),

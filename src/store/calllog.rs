@@ -39,8 +39,9 @@
 //! record lies in the file, read back (`pread`) when it is sent. A compaction copies those bodies
 //! into the new file and points them there. So while a customer's receiver is down, memory grows
 //! by a push's header per push past the budget, not by its body (`/metrics`:
-//! `privnum_call_log_push_memory_bytes`, `privnum_call_log_pushes_on_disk`); pushes whose retries
-//! run out move to the dead letters, in sled.
+//! `privnum_call_log_push_memory_bytes`, `privnum_call_log_pushes_on_disk`), until the push's
+//! dispatcher moves it out of the log to the spill (`spill.rs`), within a second; pushes whose
+//! retries run out move to the dead letters, in sled.
 //!
 //! Durability is the group flush's job: it calls [`CallLog::sync`] (`fdatasync`) for writers that
 //! wait for the disk.
@@ -565,6 +566,36 @@ impl CallLog {
                 break;
             }
         }
+    }
+
+    /// Up to `max` keys starting with `prefix`, in key order, whose values are in the file only
+    /// (pushes beyond the budget), passing over those `skip` names.
+    pub(crate) fn on_disk_keys(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        skip: impl Fn(&[u8]) -> bool,
+        max: usize,
+    ) -> Vec<Vec<u8>> {
+        let Some(code) = code(tree) else { return Vec::new() };
+        let maps = self.read_maps();
+        maps.trees[code]
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter(|(key, value)| matches!(value, Stored::Disk { .. }) && !skip(key))
+            .take(max)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Whether the tree holds `key`.
+    pub(crate) fn contains(&self, tree: Tree, key: &[u8]) -> bool {
+        code(tree).is_some_and(|code| self.read_maps().trees[code].contains_key(key))
+    }
+
+    /// Whether some waiting push has its body in the file only: the budget is used up.
+    pub(crate) fn over_budget(&self) -> bool {
+        self.read_maps().outbox_on_disk > 0
     }
 
     /// The first key at or after `from`, in key order.

@@ -37,6 +37,7 @@ pub mod outbox;
 mod pools;
 mod record;
 mod recover;
+mod spill;
 mod tones;
 
 use std::path::{Path, PathBuf};
@@ -295,6 +296,8 @@ pub(crate) struct Shared {
     combiner: combine::Combiner,
     /// Sessions and waiting pushes: the call path's short-lived records.
     log: Arc<calllog::CallLog>,
+    /// Waiting pushes beyond the memory budget, key and all (`spill.rs`).
+    spill: spill::Spill,
     /// AXB binds waiting for the writer lock, made together by whoever takes it (`axb.rs`).
     bind_queue: axb::BindQueue,
     flush: Arc<flush::GroupFlush>,
@@ -340,6 +343,7 @@ impl Store {
         let handles = SledHandles::open(dir)?;
         let log = Arc::new(calllog::CallLog::open_with_budget(dir, push_memory_bytes)?);
         move_call_records_to_log(&handles, &log, dir)?;
+        let spill = spill::Spill::open(dir)?;
         let sled = Arc::new(SledSlot::new(handles, dir));
         let health = Arc::new(Health::default());
         let nonces = Arc::new(nonce::NonceBook::new(sled.clone(), health.clone()));
@@ -363,6 +367,7 @@ impl Store {
             serving_tones: ArcSwap::default(),
             combiner,
             log,
+            spill,
             bind_queue: axb::BindQueue::default(),
             flush,
         };

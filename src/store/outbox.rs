@@ -163,6 +163,22 @@ pub struct Waiting {
     pub next_attempt_at_ms: i64,
 }
 
+/// A lane's backlog: pushes waiting (the spilled included), how many of them are spilled, and
+/// when the oldest was made (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub waiting: u64,
+    pub spilled: u64,
+    pub oldest_ms: Option<i64>,
+}
+
+/// Runs blocking store work on a blocking thread.
+async fn blocking<R: Send + 'static>(work: impl FnOnce() -> Result<R, Error> + Send + 'static) -> Result<R, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| Error::Transaction(format!("a blocking outbox task failed: {err}")))?
+}
+
 /// The push id at the end of an outbox key.
 fn key_id(key: &[u8]) -> Option<u64> {
     let tail = key.len().checked_sub(8).map(|start| &key[start..])?;
@@ -170,7 +186,7 @@ fn key_id(key: &[u8]) -> Option<u64> {
 }
 
 /// A push record's header, decoding only the header (layout 2) or, for layout 1, the whole push.
-fn decode_header(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<Waiting, Error> {
+pub(super) fn decode_header(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<Waiting, Error> {
     let fail = |reason: String| Error::Decode { tree: tree.name(), key: super::show_key(key), reason };
     let header: StoredPushHeader = match bytes.split_first() {
         Some((&PUSH_LAYOUT, rest)) => {
@@ -262,8 +278,9 @@ impl Calls {
     }
 
     /// Up to `max` waiting pushes of a lane, oldest first, as headers (no bodies), passing over
-    /// those `skip` names by id; and whether more were left unread. Delivery reads its window
-    /// this way: from the lane's start, so a push committed after a later one is still seen.
+    /// those `skip` names by id; and whether more were left unread (read or spilled). Delivery
+    /// reads its window this way: from the lane's start, so a push committed after a later one is
+    /// still seen; and only up to the lane's first spilled push (see [`Calls::unspill_lane`]).
     pub fn lane_waiting(
         &self,
         app_key: &str,
@@ -272,10 +289,16 @@ impl Calls {
         max: usize,
     ) -> Result<(Vec<Waiting>, bool), Error> {
         let prefix = lane_prefix(app_key, lane);
+        // Below the first spilled push only: a call's later pushes wait until its spilled ones
+        // are back (`spill.rs`).
+        let bound = self.shared.spill.first_key(&prefix);
         let mut found = Vec::new();
-        let mut more = false;
+        let mut more = bound.is_some();
         let mut failure = None;
         self.shared.log.visit(Tree::Outbox, &prefix, |key, value| {
+            if bound.as_deref().is_some_and(|bound| key >= bound) {
+                return false;
+            }
             let Some(id) = key_id(key) else { return true };
             if skip(id) {
                 return true;
@@ -325,17 +348,109 @@ impl Calls {
         self.shared.log.in_memory(Tree::Outbox, &keys)
     }
 
-    /// How many pushes wait in a lane, and when the oldest was made (ms), for `/metrics` and the
-    /// admin API. Counts the lane's keys in memory.
-    pub fn lane_backlog(&self, app_key: &str, lane: Lane) -> Result<(usize, Option<i64>), Error> {
+    /// How many pushes wait in a lane, how many of them are spilled, and when the oldest was
+    /// made (ms), for `/metrics` and the admin API. Counts the lane's keys in memory.
+    pub fn lane_backlog(&self, app_key: &str, lane: Lane) -> Result<Backlog, Error> {
         let prefix = lane_prefix(app_key, lane);
-        let count = self.shared.log.count(Tree::Outbox, &prefix, usize::MAX);
+        let count = self.shared.log.count(Tree::Outbox, &prefix, usize::MAX) as u64;
         let mut oldest = None;
         self.shared.log.visit(Tree::Outbox, &prefix, |key, value| {
             oldest = Some(decode_header(Tree::Outbox, key, value).map(|header| header.created_at_ms));
             false
         });
-        Ok((count, oldest.transpose()?))
+        let oldest = oldest.transpose()?;
+        let (spilled, first) = self.shared.spill.lane(&prefix);
+        let oldest = match (oldest, first.map(|(_, created)| created)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(Backlog { waiting: count + spilled, spilled, oldest_ms: oldest })
+    }
+
+    /// Whether the memory budget for waiting pushes is used up (some body is on disk only): then
+    /// delivery spills what its windows do not hold.
+    pub fn over_budget(&self) -> bool {
+        self.shared.log.over_budget()
+    }
+
+    /// How many pushes of a lane are spilled (from memory).
+    pub fn spilled(&self, app_key: &str, lane: Lane) -> u64 {
+        self.shared.spill.lane(&lane_prefix(app_key, lane)).0
+    }
+
+    /// Moves up to `max` of a lane's waiting pushes whose bodies are on disk only, and that
+    /// `keep` (the window, by id) does not name, out of the call log into the spill: key, header
+    /// and body leave memory (`spill.rs`). The spill's copies are durable before the log's go.
+    /// Only the lane's dispatcher calls it, between its own changes to the lane. Returns how
+    /// many moved.
+    pub async fn spill_lane(
+        &self,
+        app_key: &str,
+        lane: Lane,
+        keep: std::collections::HashSet<u64>,
+        max: usize,
+    ) -> Result<usize, Error> {
+        let shared = self.shared.clone();
+        let prefix = lane_prefix(app_key, lane);
+        let moved = blocking(move || {
+            let kept = |key: &[u8]| key_id(key).is_some_and(|id| keep.contains(&id));
+            let keys = shared.log.on_disk_keys(Tree::Outbox, &prefix, kept, max);
+            let mut records = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Some(value) = shared.log.get(Tree::Outbox, &key).map_err(log_error)? {
+                    records.push((key, value));
+                }
+            }
+            shared.spill.put_durable(&records)?;
+            Ok(records.into_iter().map(|(key, _)| key).collect::<Vec<_>>())
+        })
+        .await?;
+        if moved.is_empty() {
+            return Ok(0);
+        }
+        let count = moved.len();
+        let mut writes = WriteSet::default();
+        for key in moved {
+            writes.remove(Tree::Outbox, key);
+        }
+        self.shared.commit_async(writes).await?;
+        Ok(count)
+    }
+
+    /// Brings up to `max` of a lane's spilled pushes, oldest first, back into the call log,
+    /// where its window reads them: the log's record on disk before the spill's copies go. A
+    /// push the log holds already (a crash in the middle of a move) keeps the log's copy.
+    /// Returns how many came back.
+    pub async fn unspill_lane(&self, app_key: &str, lane: Lane, max: usize) -> Result<usize, Error> {
+        let shared = self.shared.clone();
+        let prefix = lane_prefix(app_key, lane);
+        let records = blocking(move || shared.spill.head(&prefix, max)).await?;
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut writes = WriteSet::default();
+        let mut keys = Vec::with_capacity(records.len());
+        for (key, value) in records {
+            if !self.shared.log.contains(Tree::Outbox, &key) {
+                writes.put(Tree::Outbox, key.clone(), value);
+            }
+            keys.push(key);
+        }
+        let count = keys.len();
+        let written = writes.ops.len() as u64;
+        let prefix = lane_prefix(app_key, lane);
+        self.shared.spill.returning(&prefix, written, true);
+        let back = async {
+            if written > 0 {
+                self.shared.commit_async(writes).await?;
+                self.shared.log_durable().await?;
+            }
+            let shared = self.shared.clone();
+            blocking(move || shared.spill.remove(&keys)).await
+        };
+        let back = back.await;
+        self.shared.spill.returning(&prefix, written, false);
+        back.map(|()| count)
     }
 
     /// How many pushes a lane holds, counting up to `max`.
@@ -363,6 +478,16 @@ impl Calls {
             let app_key = String::from_utf8_lossy(app_key).into_owned();
             from = keys::past_prefix(lane_prefix(&app_key, lane));
             lanes.push((app_key, lane));
+        }
+        for prefix in self.shared.spill.lanes() {
+            let parts = keys::first_parts(&prefix, 2);
+            let lane = parts.get(1).and_then(|name| Lane::ALL.into_iter().find(|lane| lane.name().as_bytes() == *name));
+            if let (Some(app_key), Some(lane)) = (parts.first(), lane) {
+                let app_key = String::from_utf8_lossy(app_key).into_owned();
+                if !lanes.contains(&(app_key.clone(), lane)) {
+                    lanes.push((app_key, lane));
+                }
+            }
         }
         Ok(lanes)
     }
@@ -465,6 +590,80 @@ mod tests {
             .flat_map(|app| [(app.to_owned(), Lane::Cdrs), (app.to_owned(), Lane::Events)])
             .collect();
         assert_eq!(lanes, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pushes_spilled_beyond_the_window_come_back_in_order_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = |found: &[super::Waiting]| found.iter().map(|w| w.id).collect::<Vec<u64>>();
+        let mut made: Vec<u64>;
+        {
+            // No memory budget: every body is on disk, so everything outside the window spills.
+            let store = Store::open_with_push_budget(dir.path(), 0).unwrap();
+            let calls = store.calls();
+            let pushes: Vec<_> = (0..50)
+                .map(|n| {
+                    calls.new_push("app", &format!("call-{}", n % 5), Lane::Events, &serde_json::json!({"n": n}), n)
+                })
+                .collect::<Result<_, _>>()
+                .unwrap();
+            made = pushes.iter().map(|p| p.id).collect();
+            calls.save_session("s1", &serde_json::json!({}), &pushes, None).unwrap();
+            assert!(calls.over_budget());
+            let (all, more) = calls.lane_waiting("app", Lane::Events, |_| false, 1000).unwrap();
+            assert_eq!((ids(&all), more), (made.clone(), false));
+
+            // A window of the first ten: the other forty spill.
+            let window: std::collections::HashSet<u64> = made[..10].iter().copied().collect();
+            let moved = calls.spill_lane("app", Lane::Events, window.clone(), 1000).await.unwrap();
+            assert_eq!(moved, 40);
+            assert_eq!(calls.spilled("app", Lane::Events), 40);
+            let backlog = calls.lane_backlog("app", Lane::Events).unwrap();
+            assert_eq!((backlog.waiting, backlog.spilled, backlog.oldest_ms), (50, 40, Some(0)));
+            let (found, more) = calls.lane_waiting("app", Lane::Events, |id| window.contains(&id), 1000).unwrap();
+            assert_eq!(
+                (found.len(), more),
+                (0, true),
+                "nothing past the window is read while spilled pushes come first"
+            );
+
+            // A later push lands in the log, but waits behind the spilled ones.
+            let late = calls.new_push("app", "call-0", Lane::Events, &serde_json::json!({"n": 50}), 50).unwrap();
+            let late_id = late.id;
+            calls.save_session("s1", &serde_json::json!({}), &[late], None).unwrap();
+            let (found, _) = calls.lane_waiting("app", Lane::Events, |id| window.contains(&id), 1000).unwrap();
+            assert!(found.is_empty(), "{:?}", ids(&found));
+
+            // Fifteen come back, oldest first, and are read in order.
+            assert_eq!(calls.unspill_lane("app", Lane::Events, 15).await.unwrap(), 15);
+            let (found, more) = calls.lane_waiting("app", Lane::Events, |id| window.contains(&id), 1000).unwrap();
+            assert_eq!((ids(&found), more), (made[10..25].to_vec(), true));
+            assert_eq!(calls.spilled("app", Lane::Events), 25);
+            made.push(late_id);
+        }
+        // Reopened: the spill is counted again, and the lane is found from it too.
+        let store = Store::open_with_push_budget(dir.path(), 0).unwrap();
+        let calls = store.calls();
+        assert_eq!(calls.spilled("app", Lane::Events), 25);
+        assert_eq!(calls.waiting_lanes().unwrap(), [("app".to_owned(), Lane::Events)]);
+        let (found, more) = calls.lane_waiting("app", Lane::Events, |_| false, 1000).unwrap();
+        assert_eq!((ids(&found), more), (made[..25].to_vec(), true));
+
+        // A crash in the middle of a move leaves a push in both: it comes back once.
+        let doubled = calls.spill_lane("app", Lane::Events, Default::default(), 1000).await.unwrap();
+        assert_eq!(doubled, 26, "the 25 in the log and the late one");
+        let copy = calls.shared.spill.head(&lane_prefix("app", Lane::Events), 1).unwrap();
+        let mut writes = crate::store::WriteSet::default();
+        writes.put(crate::store::Tree::Outbox, copy[0].0.clone(), copy[0].1.clone());
+        calls.shared.commit_blocking(writes).unwrap();
+        while calls.spilled("app", Lane::Events) > 0 {
+            calls.unspill_lane("app", Lane::Events, 7).await.unwrap();
+        }
+        let (found, more) = calls.lane_waiting("app", Lane::Events, |_| false, 1000).unwrap();
+        assert_eq!((ids(&found), more), (made.clone(), false), "every push once, in id order");
+        assert_eq!(calls.lane_backlog("app", Lane::Events).unwrap().waiting, 51);
+        let bodies = calls.lane_pushes("app", Lane::Events, &made[..2]).unwrap();
+        assert_eq!(bodies[1].body.get(), r#"{"n":1}"#, "bodies come back whole");
     }
 
     /// One call-log record as version 2 framed it (the framing is unchanged): length, CRC, ops.

@@ -182,16 +182,29 @@ async fn pushes_waiting_through_a_restart_are_all_delivered_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_waiting_through_kill_9_are_all_delivered_in_order_per_call() {
-    use crate::persistence::{signed_request, spawn_pushing_server, switch_post};
+    pushes_through_kill_9("", 12, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spilled_pushes_through_kill_9_are_all_delivered_in_order_per_call() {
+    // Windows of 16 and no memory budget: most events spill, and the kill may fall in a move.
+    pushes_through_kill_9("push_window = 16\npush_memory_budget_mb = 0", 30, true).await;
+}
+
+/// `calls` complete calls with the receiver down, SIGKILL (once some pushes are spilled, if
+/// `spilled`), a start on the same directory, the receiver back: every call's events arrive in
+/// order, and its CDR.
+async fn pushes_through_kill_9(settings: &str, calls: usize, spilled: bool) {
+    use crate::persistence::{signed_request, spawn_pushing_server_with, switch_post};
     let receiver = Receiver::start(&[("demo-app", "demo-secret")]).await;
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let (process, base) = spawn_pushing_server(dir.path(), &receiver);
+    let (process, base) = spawn_pushing_server_with(dir.path(), &receiver, settings);
     let body = json!({"relationNum": X, "callerNum": A, "calleeNum": B});
     let bound = signed_request(&client, Method::POST, format!("{base}{}", crate::support::AXB_PATH), Some(&body)).await;
     assert_eq!(bound["resultcode"], "0", "{bound}");
     receiver.down(true);
-    let sessions: Vec<String> = (0..12).map(|i| format!("killed-{i}")).collect();
+    let sessions: Vec<String> = (0..calls).map(|i| format!("killed-{i}")).collect();
     let mut calls = tokio::task::JoinSet::new();
     for session in sessions.clone() {
         let (client, base) = (client.clone(), base.clone());
@@ -207,9 +220,21 @@ async fn pushes_waiting_through_kill_9_are_all_delivered_in_order_per_call() {
     while let Some(done) = calls.join_next().await {
         done.unwrap();
     }
+    if spilled {
+        let metrics = format!("{base}/metrics");
+        let spilling = eventually(Duration::from_secs(10), || async {
+            let text = client.get(&metrics).send().await.ok()?.text().await.ok()?;
+            let line = text
+                .lines()
+                .find(|line| line.starts_with("privnum_pushes_spilled{app=\"demo-app\",kind=\"events\"}"))?;
+            (line.rsplit(' ').next()?.parse::<f64>().ok()? > 0.0).then_some(())
+        })
+        .await;
+        assert!(spilling.is_some(), "events spill within the watch's second");
+    }
     // SIGKILL with every push waiting; started again; the customer comes back.
     drop(process);
-    let (_process, _base) = spawn_pushing_server(dir.path(), &receiver);
+    let (_process, _base) = spawn_pushing_server_with(dir.path(), &receiver, settings);
     receiver.down(false);
     let received = receiver
         .wait_for(Duration::from_secs(30), |r| {
@@ -263,4 +288,67 @@ async fn pushes_beyond_the_memory_budget_wait_on_disk_and_are_read_back_in_order
     })
     .await;
     assert!(drained.is_some(), "delivered pushes leave the disk too");
+}
+
+/// Each session's event types in arrival order, in one pass over what was received.
+fn events_by_session(received: &[Received]) -> std::collections::HashMap<String, Vec<String>> {
+    let mut by_session: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for r in received.iter().filter(|r| r.path == "/events") {
+        let session = r.body["statusInfo"]["sessionId"].as_str().unwrap_or("?").to_owned();
+        by_session.entry(session).or_default().push(r.body["eventType"].as_str().unwrap_or("?").to_owned());
+    }
+    by_session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_beyond_the_window_spills_to_disk_and_drains_in_order_after_a_restart() {
+    let receiver = Receiver::start(&[AXB_APP]).await;
+    // No memory budget, and windows of 64: what the events window does not hold spills, key and
+    // all.
+    let server = TestServer::builder()
+        .pushing_to(&receiver)
+        .retries(&["200ms"; 30])
+        .cdr_flush_ms(50)
+        .configure(|config| {
+            config.push_memory_budget_mb = 0;
+            config.push_window = 64;
+        })
+        .start()
+        .await;
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    let server = Arc::new(server);
+    receiver.down(true);
+    let calls = 60;
+    let sessions = complete_calls(&server, "spill", calls).await;
+    let spilled = eventually(Duration::from_secs(10), || async {
+        let events = lane(&server, "events").await;
+        (events["spilled"].as_u64().unwrap_or(0) > 0).then_some(events)
+    })
+    .await
+    .expect("the events beyond the window spill within the watch's second");
+    assert_eq!(spilled["waiting"], 5 * calls as u64, "{spilled}: every event still waits, spilled or not");
+    let metric = format!("privnum_pushes_spilled{{app=\"{}\",kind=\"events\"}}", AXB_APP.0);
+    assert!(gauge(&server, &metric).await.is_some_and(|n| n > 0.0), "/metrics reports {metric}");
+
+    // Through a restart: the spill is found again, and nothing is lost or doubled.
+    let server = Arc::into_inner(server).expect("no call holds the server").restart().await;
+    let events = lane(&server, "events").await;
+    assert_eq!(events["waiting"], 5 * calls as u64, "after the restart: {events}");
+    receiver.down(false);
+    let received = receiver
+        .wait_for(Duration::from_secs(60), |r| {
+            r.iter().filter(|r| r.path == "/events").count() >= 5 * calls && cdrs(r).len() >= calls
+        })
+        .await;
+    let by_session = events_by_session(&received);
+    for session in &sessions {
+        assert_eq!(by_session.get(session).map(Vec::as_slice), Some(&CALL.map(String::from)[..]), "{session}");
+    }
+    assert_eq!(cdrs(&received).len(), calls, "one CDR per call");
+    let drained = eventually(Duration::from_secs(5), || async {
+        let events = lane(&server, "events").await;
+        (events["waiting"] == 0 && events["spilled"] == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "the spill is empty once everything is delivered: {}", lane(&server, "events").await);
 }

@@ -162,8 +162,17 @@ async fn a_bind_replayed_after_kill_9_is_refused() {
 
 /// The release binary with its config pointing pushes at `receiver`, in `dir`.
 pub fn spawn_pushing_server(dir: &std::path::Path, receiver: &crate::receiver::Receiver) -> (Process, String) {
+    spawn_pushing_server_with(dir, receiver, "")
+}
+
+/// [`spawn_pushing_server`] with more top-level settings (TOML lines).
+pub fn spawn_pushing_server_with(
+    dir: &std::path::Path,
+    receiver: &crate::receiver::Receiver,
+    settings: &str,
+) -> (Process, String) {
     let config = format!(
-        "scripts_dir = {:?}\npush_retry_schedule = [\"300ms\", \"500ms\", \"1s\", \"2s\", \"3s\", \"5s\"]\ncdr_flush_ms = 100\n{}\ncall_event_url = \"{}/events\"\ncdr_url = \"{}/cdr\"\n",
+        "scripts_dir = {:?}\npush_retry_schedule = [\"300ms\", \"500ms\", \"1s\", \"2s\", \"3s\", \"5s\"]\ncdr_flush_ms = 100\n{settings}\n{}\ncall_event_url = \"{}/events\"\ncdr_url = \"{}/cdr\"\n",
         crate::support::scripts_dir().display().to_string(),
         CONFIG.trim_end(),
         receiver.base,
