@@ -1348,15 +1348,17 @@ struct LagReceiver {
     inner: Arc<LagInner>,
 }
 
-#[derive(Default)]
 struct LagInner {
     delay: Duration,
     off: std::sync::atomic::AtomicBool,
-    /// When the harness reported each call's events to privnum, by session and event index.
-    reported: std::sync::Mutex<std::collections::HashMap<String, [Option<Instant>; 5]>>,
-    /// Each call's events acknowledged so far (how many, in order).
-    progress: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-    /// Delivery lags of acknowledged events, in microseconds.
+    /// Report times are kept as microseconds since this instant.
+    epoch: Instant,
+    /// Per call, by its number: when each event was reported (µs since `epoch`, plus 1; 0 not
+    /// yet) and how many of its events were acknowledged so far. Sized for every call at the
+    /// start, so the harness's own memory does not grow with the backlog it measures (a page is
+    /// touched only as its calls start, a few bytes per call).
+    calls: std::sync::Mutex<Vec<([u64; 5], u8)>>,
+    /// Delivery lags of acknowledged events, in microseconds (capacity for every event).
     lags_us: std::sync::Mutex<Vec<u64>>,
     events: AtomicU64,
     cdrs: AtomicU64,
@@ -1368,8 +1370,22 @@ struct LagInner {
 }
 
 impl LagReceiver {
-    async fn start(delay: Duration) -> anyhow::Result<LagReceiver> {
-        let inner = Arc::new(LagInner { delay, ..LagInner::default() });
+    /// A receiver for `calls` calls, numbered from 0.
+    async fn start(delay: Duration, calls: u64) -> anyhow::Result<LagReceiver> {
+        let calls = usize::try_from(calls).context("too many calls")?;
+        let inner = Arc::new(LagInner {
+            delay,
+            off: Default::default(),
+            epoch: Instant::now(),
+            calls: std::sync::Mutex::new(vec![([0; 5], 0); calls]),
+            lags_us: std::sync::Mutex::new(Vec::with_capacity(calls.saturating_mul(CALL_EVENTS.len()))),
+            events: AtomicU64::new(0),
+            cdrs: AtomicU64::new(0),
+            last_event: Default::default(),
+            last_cdr: Default::default(),
+            out_of_order: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        });
         let state = inner.clone();
         let router = axum::Router::new().fallback(axum::routing::post(move |body: axum::body::Bytes| {
             let inner = state.clone();
@@ -1381,10 +1397,18 @@ impl LagReceiver {
         Ok(LagReceiver { base, inner })
     }
 
-    fn reported(&self, session: &str, event: usize, at: Instant) {
-        let mut reported = self.inner.reported.lock().unwrap_or_else(|p| p.into_inner());
-        reported.entry(session.to_owned()).or_default()[event] = Some(at);
+    fn reported(&self, call: u64, event: usize, at: Instant) {
+        let micros = u64::try_from(at.saturating_duration_since(self.inner.epoch).as_micros()).unwrap_or(u64::MAX - 1);
+        let mut calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((reported, _)) = usize::try_from(call).ok().and_then(|n| calls.get_mut(n)) {
+            reported[event] = micros + 1;
+        }
     }
+}
+
+/// The call number in a session id of the harness (`lag-{n}-{pid}`).
+fn lag_call_number(session: &str) -> Option<usize> {
+    session.strip_prefix("lag-")?.split('-').next()?.parse().ok()
 }
 
 impl LagInner {
@@ -1401,32 +1425,25 @@ impl LagInner {
             return axum::http::StatusCode::OK;
         }
         let acked = Instant::now();
-        let session = body["statusInfo"]["sessionId"].as_str().unwrap_or_default().to_owned();
+        let session = body["statusInfo"]["sessionId"].as_str().unwrap_or_default();
         let Some(index) = CALL_EVENTS.iter().position(|e| body["eventType"] == *e) else {
             return axum::http::StatusCode::OK;
         };
         self.events.fetch_add(1, Ordering::Relaxed);
         *self.last_event.lock().unwrap_or_else(|p| p.into_inner()) = Some(acked);
-        {
-            let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-            let seen = progress.entry(session.clone()).or_default();
-            if *seen != index {
+        let reported = {
+            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+            let Some((reported, seen)) = lag_call_number(session).and_then(|n| calls.get_mut(n)) else {
+                return axum::http::StatusCode::OK;
+            };
+            if usize::from(*seen) != index {
                 self.out_of_order.fetch_add(1, Ordering::Relaxed);
             }
-            *seen = (*seen).max(index + 1);
-            if index + 1 == CALL_EVENTS.len() {
-                progress.remove(&session);
-            }
-        }
-        let reported = {
-            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-            let at = reported.get(&session).and_then(|events| events[index]);
-            if index + 1 == CALL_EVENTS.len() {
-                reported.remove(&session);
-            }
-            at
+            *seen = (*seen).max(index as u8 + 1);
+            reported[index]
         };
-        if let Some(at) = reported {
+        if reported > 0 {
+            let at = self.epoch + Duration::from_micros(reported - 1);
             let lag = u64::try_from(acked.saturating_duration_since(at).as_micros()).unwrap_or(u64::MAX);
             self.lags_us.lock().unwrap_or_else(|p| p.into_inner()).push(lag);
         }
@@ -1438,7 +1455,7 @@ impl LagInner {
 async fn lag_call(caller: &Caller, receiver: &LagReceiver, n: u64) -> Outcome {
     let (number, x) = &caller.pairs[n as usize % caller.pairs.len()];
     let session = format!("lag-{n}-{}", std::process::id());
-    receiver.reported(&session, 0, Instant::now());
+    receiver.reported(n, 0, Instant::now());
     let body = json!({"caller": number, "called": x, "sessionId": session});
     let response = caller.client.post(&caller.url).bearer_auth(&caller.token).json(&body).send().await;
     let response = response.map_err(|err| err.to_string())?;
@@ -1448,7 +1465,7 @@ async fn lag_call(caller: &Caller, receiver: &LagReceiver, n: u64) -> Outcome {
     for (index, event) in CALL_EVENTS.iter().enumerate().skip(1) {
         let url = format!("{}/{session}/events", caller.url);
         let body = json!({"event": event, "stateCode": 0, "releaseSide": "caller"});
-        receiver.reported(&session, index, Instant::now());
+        receiver.reported(n, index, Instant::now());
         let response = caller.client.post(url).bearer_auth(&caller.token).json(&body).send().await;
         let status = response.map_err(|err| err.to_string())?.status();
         if !status.is_success() {
@@ -1462,11 +1479,13 @@ async fn run_deliveries(args: DeliveriesArgs) -> anyhow::Result<()> {
     if !args.rate.is_finite() || args.rate <= 0.0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
         bail!("--rate and --seconds must be above 0");
     }
-    let receiver = Arc::new(LagReceiver::start(Duration::from_millis(args.receiver_delay_ms)).await?);
+    let total = (args.rate * args.seconds).round() as u64;
+    let receiver = Arc::new(LagReceiver::start(Duration::from_millis(args.receiver_delay_ms), total).await?);
     let per_x = u64::from(Config::default().axb_max_pairs_per_x);
     let mut app = axb_app(args.bindings.div_ceil(per_x).max(1));
     app.call_event_url = format!("{}/events", receiver.base);
     app.cdr_url = format!("{}/cdr", receiver.base);
+    let app_key = app.app_key.clone();
     let server = match args.in_flight {
         Some(limit) => {
             Server::start_configured(vec![app], args.data_parent.as_deref(), |config| {
@@ -1492,7 +1511,6 @@ async fn run_deliveries(args: DeliveriesArgs) -> anyhow::Result<()> {
     );
     let rss_before = rss_kib().unwrap_or(0);
     let started = Instant::now();
-    let total = (args.rate * args.seconds).round() as u64;
     let errors = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let mut calls = tokio::task::JoinSet::new();
@@ -1518,7 +1536,15 @@ async fn run_deliveries(args: DeliveriesArgs) -> anyhow::Result<()> {
             Instant::now()
         })
     };
-    println!("{:>6} {:>8} {:>10} {:>8} {:>10} {:>9}", "second", "calls", "events ok", "cdrs ok", "refused", "RSS MiB");
+    println!(
+        "{:>6} {:>8} {:>10} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "second", "calls", "events ok", "cdrs ok", "refused", "RSS MiB", "on disk", "spilled"
+    );
+    let store = server.running.state.store.clone();
+    let spilled = |store: &privnum::store::Store| {
+        use privnum::store::outbox::Lane;
+        Lane::ALL.iter().map(|lane| store.calls().spilled(&app_key, *lane)).sum::<u64>()
+    };
     let mut rss_peak_off = 0;
     let mut rss_peak_on = 0;
     let mut second = 0u64;
@@ -1540,12 +1566,14 @@ async fn run_deliveries(args: DeliveriesArgs) -> anyhow::Result<()> {
             rss_peak_on = rss_peak_on.max(rss);
         }
         println!(
-            "{second:>6} {:>8} {:>10} {:>8} {:>10} {:>9.0}",
+            "{second:>6} {:>8} {:>10} {:>8} {:>10} {:>9.0} {:>9} {:>9}",
             caller_started(total, args.rate, elapsed),
             inner.events.load(Ordering::Relaxed),
             inner.cdrs.load(Ordering::Relaxed),
             inner.refused.load(Ordering::Relaxed),
-            rss as f64 / 1024.0
+            rss as f64 / 1024.0,
+            store.call_log_stats().outbox_on_disk,
+            spilled(&store)
         );
         if load_done_at.is_none() && generator.is_finished() {
             load_done_at = Some(());

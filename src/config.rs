@@ -53,6 +53,11 @@ pub struct Config {
     pub push_memory_budget_mb: u64,
     pub x_callin_timeout_ms: u64,
     pub switch_control_url: String,
+    /// privnum's extension: the host of the storage in front of the switch's recordings (as the
+    /// record API's `recordDomain`). When set, a CDR with a recording names it in `recordDomain`
+    /// and carries a signed link that works for three days in `recordFileDownloadUrl`; `""`
+    /// (the default) leaves `recordDomain` empty and sends no link.
+    pub record_domain: String,
     /// privnum's extension: a PEM file of certificate authorities trusted for `https://` pushes
     /// and `switch_control_url`, beside the system's (a customer's private CA). Read at start.
     pub push_ca_file: Option<PathBuf>,
@@ -136,6 +141,7 @@ impl Default for Config {
             push_memory_budget_mb: 64,
             x_callin_timeout_ms: 3000,
             switch_control_url: String::new(),
+            record_domain: String::new(),
             push_ca_file: None,
             axb_max_pairs_per_x: crate::domain::axb::DEFAULT_MAX_PAIRS_PER_X,
             session_timeout_secs: 90_000,
@@ -220,6 +226,12 @@ impl Config {
         }
         if self.push_memory_budget_mb > 1 << 20 {
             return fail("push_memory_budget_mb", "must be at most 1048576 (1 TiB); 0 keeps every body on disk");
+        }
+        if !self.record_domain.is_empty() && !crate::domain::recording::is_host(&self.record_domain) {
+            return fail(
+                "record_domain",
+                "must be a host name (letters, digits, '.', '-', an optional ':port'; at most 128 characters), or \"\" for none",
+            );
         }
         if self.x_callin_timeout_ms == 0 {
             return fail("x_callin_timeout_ms", "must be at least 1");

@@ -94,7 +94,14 @@ pub async fn prepare(
         pushes_resume_seconds = startup.pushes_resume.as_secs_f64(),
         "store opened, calls under way restored, pushes resumed"
     );
-    let ledger = Ledger { calls: store.calls().clone(), sessions, pusher, node_name: config.node_name.clone() };
+    let ledger = Ledger {
+        calls: store.calls().clone(),
+        sessions,
+        pusher,
+        node_name: config.node_name.clone(),
+        apps: store.apps().clone(),
+        record_domain: config.record_domain.clone(),
+    };
     let metrics = Arc::new(Metrics::default());
     let scripts = Arc::new(scripts);
     let switchboard =

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::report::cdr;
+use super::report::{cdr, RecordStorage};
 use super::route::Routed;
 use super::session::Session;
 use crate::domain::state::StateCode;
@@ -132,11 +132,12 @@ pub struct EventAnswer {}
 pub struct CdrAnswer {
     pub session: Session,
     pub host_name: String,
+    pub storage: Option<RecordStorage>,
 }
 
 impl Serialize for CdrAnswer {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        cdr(&self.session, &self.host_name, None).serialize(serializer)
+        cdr(&self.session, &self.host_name, None, self.storage.as_ref()).serialize(serializer)
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::report::{callin_event, cdr, collect_info_event, leg_event};
+use super::report::{callin_event, cdr, collect_info_event, leg_event, RecordStorage};
 use super::route::Routed;
 use super::session::{Applied, Event, EventKind, Opened, Session, Sessions};
 use crate::domain::axe::Callback;
@@ -52,6 +52,10 @@ pub struct Ledger {
     pub sessions: Arc<Sessions>,
     pub pusher: Arc<Pusher>,
     pub node_name: String,
+    /// For CDRs' recording links: the apps' secrets, and where recordings are kept (`""`: not
+    /// known, no link).
+    pub apps: store::Apps,
+    pub record_domain: String,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -61,6 +65,26 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
+    /// Where a CDR's recording link points and who signs it: only for a call with a recording,
+    /// of an app that still exists, when `record_domain` is set.
+    pub fn record_storage(&self, session: &Session) -> Result<Option<RecordStorage>, store::Error> {
+        let (Some(_), Some(app_key)) = (&session.recording, &session.app_key) else { return Ok(None) };
+        if self.record_domain.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.apps.get(app_key)?.map(|app| RecordStorage {
+            domain: self.record_domain.clone(),
+            app_key: app.app_key.clone(),
+            app_secret: app.app_secret.clone(),
+        }))
+    }
+
+    /// Adds the call's CDR to `out`.
+    fn push_cdr(&self, session: &Session, closed_by: Option<&str>, out: &mut Vec<Push>) -> Result<(), store::Error> {
+        let storage = self.record_storage(session)?;
+        self.push(session, Lane::Cdrs, cdr(session, &self.node_name, closed_by, storage.as_ref()), out)
+    }
+
     fn push(
         &self,
         session: &Session,
@@ -86,7 +110,7 @@ impl Ledger {
             sip_status: None,
         };
         self.push(session, Lane::Events, leg_event(session, &disconnect), pushes)?;
-        self.push(session, Lane::Cdrs, cdr(session, &self.node_name, None), pushes)
+        self.push_cdr(session, None, pushes)
     }
 
     /// Changes one session ([`Sessions::update`]) and wakes the lanes of the pushes the change
@@ -172,7 +196,7 @@ impl Ledger {
             if let (Applied::Kept { ends }, false) = (applied, was_ended) {
                 self.push(&session, Lane::Events, leg_event(&session, &event), &mut pushes)?;
                 if ends {
-                    self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, None), &mut pushes)?;
+                    self.push_cdr(&session, None, &mut pushes)?;
                 }
             }
             // A retry changes nothing worth a write: what it repeats was saved before it was
@@ -237,7 +261,7 @@ impl Ledger {
                 session.apply(disconnect.clone(), None, now);
                 let mut pushes = Vec::new();
                 self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
-                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_OPS)), &mut pushes)?;
+                self.push_cdr(&session, Some(CLOSED_BY_OPS), &mut pushes)?;
                 self.calls.save_session(session_id, &session, &pushes, None)?;
                 Ok((session, (EndOutcome::Ended, pushes)))
             })?
@@ -269,7 +293,7 @@ impl Ledger {
                 session.ended_at = Some(now);
                 tracing::warn!(session_id = %session.session_id, "closing a session the switch never ended");
                 self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
-                self.push(&session, Lane::Cdrs, cdr(&session, &self.node_name, Some(CLOSED_BY_TIMEOUT)), &mut pushes)?;
+                self.push_cdr(&session, Some(CLOSED_BY_TIMEOUT), &mut pushes)?;
             }
             self.calls.forget_session(&session.session_id, &pushes)?;
             self.wake(&pushes);

@@ -209,6 +209,9 @@ pub struct Cdr<'a> {
     pub record_bucket_name: Option<&'a str>,
     #[serde(rename = "recordDomain", skip_serializing_if = "Option::is_none")]
     pub record_domain: Option<&'a str>,
+    /// A signed link to the recording, when privnum knows its storage (`record_domain`).
+    #[serde(rename = "recordFileDownloadUrl", skip_serializing_if = "Option::is_none")]
+    pub record_file_download_url: Option<String>,
     #[serde(rename = "recordFlag")]
     pub record_flag: u8,
     #[serde(rename = "recordObjectName", skip_serializing_if = "Option::is_none")]
@@ -233,8 +236,24 @@ pub struct Cdr<'a> {
     pub user_data: Option<&'a str>,
 }
 
+/// Where the switch's recordings are kept (`record_domain`), with the app that signs a link to
+/// one of its calls' recordings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStorage {
+    pub domain: String,
+    pub app_key: String,
+    pub app_secret: String,
+}
+
 /// The CDR (`feeLst` item) of an ended call. `closed_by` explains an end privnum decided itself.
-pub fn cdr<'a>(session: &'a Session, host_name: &'a str, closed_by: Option<&'a str>) -> Cdr<'a> {
+/// With `storage`, a recording is named with its domain and a signed link that works for three
+/// days after the call's end (`domain::recording`); without, `recordDomain` is empty.
+pub fn cdr<'a>(
+    session: &'a Session,
+    host_name: &'a str,
+    closed_by: Option<&'a str>,
+    storage: Option<&'a RecordStorage>,
+) -> Cdr<'a> {
     let at = |kind| session.events.iter().find(|event| event.kind == kind).map(|event| event.time);
     let end = session.events.iter().find(|event| event.kind == EventKind::Disconnect);
     let end_time = end.map_or(session.last_seen.max(session.started_at), |event| event.time);
@@ -276,7 +295,17 @@ pub fn cdr<'a>(session: &'a Session, host_name: &'a str, closed_by: Option<&'a s
         icid: &session.icid,
         notify_mode: notify_mode(session.mode),
         record_bucket_name: recording.map(|_| ""),
-        record_domain: recording.map(|_| ""),
+        record_domain: recording.map(|_| storage.map_or("", |storage| storage.domain.as_str())),
+        record_file_download_url: recording.zip(storage).map(|(recording, storage)| {
+            let expires = end_time.saturating_add(crate::domain::recording::LINK_SECS);
+            crate::domain::recording::link(
+                &storage.app_secret,
+                &storage.app_key,
+                &storage.domain,
+                &recording.object_name,
+                expires,
+            )
+        }),
         record_flag: u8::from(recording.is_some()),
         record_object_name: recording.map(|recording| recording.object_name.as_str()),
         record_start_time: recording.map(|recording| recording.start_time.as_str()),
@@ -346,13 +375,13 @@ mod tests {
             serde_json::to_string(&callin_event(&session)).unwrap(),
             serde_json::to_string(&collect_info_event(&session, "1234", 1_700_000_000)).unwrap(),
             serde_json::to_string(&leg_event(&session, &disconnect)).unwrap(),
-            serde_json::to_string(&cdr(&session, "node-1", Some("closed"))).unwrap(),
+            serde_json::to_string(&cdr(&session, "node-1", Some("closed"), None)).unwrap(),
         ];
         let maps = [
             as_sorted_map(&callin_event(&session)),
             as_sorted_map(&collect_info_event(&session, "1234", 1_700_000_000)),
             as_sorted_map(&leg_event(&session, &disconnect)),
-            as_sorted_map(&cdr(&session, "node-1", Some("closed"))),
+            as_sorted_map(&cdr(&session, "node-1", Some("closed"), None)),
         ];
         assert_eq!(shapes, maps);
         assert!(shapes[2].contains(r#""callRelDirection":2,"called":"+8613900000002","caller":"+8617000000001""#));

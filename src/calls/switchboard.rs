@@ -382,7 +382,8 @@ impl Switchboard {
         if session.ended_at.is_none() {
             return Err(SwitchError::NotEnded(session_id.to_owned()));
         }
-        let answer = CdrAnswer { session, host_name: self.config.node_name.clone() };
+        let storage = self.ledger.record_storage(&session)?;
+        let answer = CdrAnswer { session, host_name: self.config.node_name.clone(), storage };
         Ok(Answered { answer, durability: Durability::None })
     }
 

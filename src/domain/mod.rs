@@ -14,6 +14,7 @@ pub mod decision;
 pub mod fields;
 pub mod number;
 pub mod provision;
+pub mod recording;
 pub mod rejection;
 pub mod settings;
 pub mod state;

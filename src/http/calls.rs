@@ -2,11 +2,9 @@
 //! download link.
 //!
 //! Stopping a call asks the switch through `switch_control_url` with
-//! `{"sessionId","command":"stop"}`. The recording link is a 301 to
-//! `https://{recordDomain}/{fileName}?appKey=…&expires=…&signature=…`, where `signature` is
-//! base64url(HMAC-SHA256(app secret, "{recordDomain}/{fileName}\n{expires}")) and `expires` is Unix
-//! seconds three days ahead: the storage in front of the recordings checks both. Only recordings
-//! that the switch reported for one of the app's calls get a link.
+//! `{"sessionId","command":"stop"}`. The recording link is a 301 to the signed link
+//! `domain::recording::link` makes, three days ahead: the storage in front of the recordings
+//! checks it. Only recordings that the switch reported for one of the app's calls get a link.
 //!
 //! Both go through `calls::Switchboard` (which calls are live, which app a recording is of);
 //! this file parses the requests and signs the link.
@@ -14,23 +12,17 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use serde_json::Map;
-use sha2::Sha256;
 
 use super::auth::Authenticated;
 use super::error::{success, AppError};
 use super::request::{query_object, JsonBody};
 use super::AppState;
 use crate::calls::switchboard::StopError;
-use crate::domain::{codes, Fields};
+use crate::domain::{codes, recording, Fields};
 
 pub const STOP_PATH: &str = "/rest/httpsessions/callStop/v2.0";
 pub const RECORD_PATH: &str = "/rest/provision/voice/record/v1.0";
-
-/// How long a recording link works (the Huawei API's three days).
-const RECORD_LINK_SECS: i64 = 3 * 24 * 3600;
 
 pub async fn calls_stop(
     State(state): State<AppState>,
@@ -62,15 +54,6 @@ pub async fn calls_stop(
     }
 }
 
-/// The signature of a recording link: it covers the app the link was made for with the file, so
-/// a link for one app's recording cannot be turned into another app's by editing `appKey`.
-pub fn record_signature(secret: &str, app_key: &str, domain: &str, file_name: &str, expires: i64) -> String {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
-    mac.update(format!("{app_key}\n{domain}/{file_name}\n{expires}").as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
 pub async fn record_link(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -78,11 +61,11 @@ pub async fn record_link(
 ) -> Result<Response, AppError> {
     let params = query_object(query.as_deref())?;
     let fields = Fields::new(&params);
-    let domain =
-        fields.bounded_string("recordDomain", 128)?.ok_or_else(|| AppError::invalid("recordDomain", "is required"))?;
+    let domain = fields
+        .bounded_string("recordDomain", recording::MAX_DOMAIN_LEN)?
+        .ok_or_else(|| AppError::invalid("recordDomain", "is required"))?;
     let file_name = fields.tone("fileName")?.ok_or_else(|| AppError::invalid("fileName", "is required"))?;
-    let host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':');
-    if !domain.chars().all(host_char) {
+    if !recording::is_host(domain) {
         return Err(AppError::invalid("recordDomain", format!("{domain:?} is not a host name")));
     }
     // Only a recording that one of this app's calls reported: a signed link to another app's
@@ -90,9 +73,7 @@ pub async fn record_link(
     if !state.switchboard.is_recording_of(&auth.app.app_key, file_name)? {
         return Err(AppError::invalid("fileName", format!("{file_name} is not a recording of this app's calls")));
     }
-    let expires = state.clock.now() + RECORD_LINK_SECS;
-    let signature = record_signature(&auth.app.app_secret, &auth.app.app_key, domain, file_name, expires);
-    let location =
-        format!("https://{domain}/{file_name}?appKey={}&expires={expires}&signature={signature}", auth.app.app_key);
+    let expires = state.clock.now() + recording::LINK_SECS;
+    let location = recording::link(&auth.app.app_secret, &auth.app.app_key, domain, file_name, expires);
     Ok((StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, location)]).into_response())
 }

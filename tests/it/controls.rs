@@ -75,7 +75,7 @@ async fn a_recording_link_is_a_signed_expiring_redirect() {
     assert_eq!(expires, server.clock_now() + 3 * 24 * 3600);
     let signature = location.split("signature=").nth(1).unwrap();
     let expected =
-        privnum::http::calls::record_signature(AXB_APP.1, AXB_APP.0, "rec.example.com", "call-1.wav", expires);
+        privnum::domain::recording::signature(AXB_APP.1, AXB_APP.0, "rec.example.com", "call-1.wav", expires);
     assert_eq!(signature, expected);
 
     let missing =
@@ -94,4 +94,42 @@ async fn the_cdr_of_an_ended_call_can_be_read_by_the_switch() {
     server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
     server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "on"})).await;
     server.switch(Method::GET, "/calls/on/cdr", &json!({})).await.expect(409, "1010002");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_record_domain_the_cdr_carries_a_signed_link_to_its_recording() {
+    let receiver = Receiver::start(&[AXB_APP]).await;
+    let server = TestServer::builder()
+        .pushing_to(&receiver)
+        .cdr_flush_ms(20)
+        .configure(|config| config.record_domain = "rec.example.com".into())
+        .start()
+        .await;
+    server.bind_axb(json!({"relationNum": X, "callerNum": A, "calleeNum": "+8613900000002"})).await.expect(200, "0");
+    for session in ["recorded", "silent"] {
+        server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": session})).await;
+    }
+    let recording = json!({"objectName": "call-1.wav", "startTime": "2026-11-24T08:00:05Z"});
+    let end = json!({"event": "disconnect", "stateCode": 0, "recording": recording});
+    assert_eq!(server.switch(Method::POST, "/calls/recorded/events", &end).await.status, 200);
+    let ended_at = server.clock_now();
+    let end = json!({"event": "disconnect", "stateCode": 0});
+    assert_eq!(server.switch(Method::POST, "/calls/silent/events", &end).await.status, 200);
+
+    let received = receiver.wait_for(Duration::from_secs(10), |r| crate::receiver::cdrs(r).len() >= 2).await;
+    let cdrs = crate::receiver::cdrs(&received);
+    let cdr = |id: &str| cdrs.iter().find(|c| c["sessionId"] == id).cloned().unwrap_or_default();
+    let recorded = cdr("recorded");
+    assert_eq!(recorded["recordDomain"], "rec.example.com", "{recorded}");
+    let expires = ended_at + 3 * 24 * 3600;
+    let signature =
+        privnum::domain::recording::signature(AXB_APP.1, AXB_APP.0, "rec.example.com", "call-1.wav", expires);
+    let link =
+        format!("https://rec.example.com/call-1.wav?appKey={}&expires={expires}&signature={signature}", AXB_APP.0);
+    assert_eq!(recorded["recordFileDownloadUrl"], link.as_str(), "three days from the call's end, signed by its app");
+    let silent = cdr("silent");
+    assert!(silent.get("recordFileDownloadUrl").is_none() && silent.get("recordDomain").is_none(), "{silent}");
+    // The switch's copy of the CDR is the same.
+    let read = server.switch(Method::GET, "/calls/recorded/cdr", &json!({})).await;
+    assert_eq!(read.body["recordFileDownloadUrl"], link.as_str(), "{read:?}");
 }

@@ -123,7 +123,7 @@ async fn recordings_are_each_apps_own_and_links_sign_the_app() {
     // The signature covers the app: the AXB link re-aimed at the AX app does not verify.
     let expires: i64 = axb_link.split("expires=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
     let signature = axb_link.split("signature=").nth(1).unwrap();
-    let sign = privnum::http::calls::record_signature;
+    let sign = privnum::domain::recording::signature;
     assert_eq!(signature, sign(AXB_APP.1, AXB_APP.0, "rec.example.com", "same.wav", expires));
     assert_ne!(signature, sign(AXB_APP.1, AX_APP.0, "rec.example.com", "same.wav", expires));
 }
