@@ -9,6 +9,7 @@
 //! sent, as typed shapes encoded once.
 
 pub mod answer;
+pub mod deciding;
 pub mod ledger;
 pub mod report;
 pub mod route;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{CdrAnswer, DecisionAnswer, EventAnswer};
+use super::deciding::{self, Joined, SharedDeciding};
 use super::ledger::{DigitsOutcome, EndOutcome, Ledger};
 use super::route::{decide_callin, decide_digits, state_code_for_release, CallIn, Customer, Routed};
 use super::session::{Applied, Event, EventKind, Opened, Recording, Session, Sessions};
@@ -150,6 +151,8 @@ pub struct Switchboard {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     config: Arc<Config>,
+    /// Callins being decided: a retry waits for the first (`deciding.rs`).
+    deciding: SharedDeciding,
 }
 
 impl std::fmt::Debug for Switchboard {
@@ -167,7 +170,7 @@ impl Switchboard {
         clock: Arc<dyn Clock>,
         config: Arc<Config>,
     ) -> Self {
-        Switchboard { store, ledger, scripts, metrics, clock, config }
+        Switchboard { store, ledger, scripts, metrics, clock, config, deciding: SharedDeciding::default() }
     }
 
     /// The calls in memory.
@@ -190,11 +193,26 @@ impl Switchboard {
     ///
     /// A callin retried with the `sessionId`, caller and X of a session that lives hears that
     /// session's decision again, without routing it twice (the switch lost the first answer);
-    /// the same `sessionId` for another call is [`SwitchError::SessionInUse`].
+    /// one retried while the first is still being decided (an X-mode customer is slow) waits for
+    /// that decision instead of asking the customer again. The same `sessionId` for another call
+    /// is [`SwitchError::SessionInUse`].
     pub async fn callin(&self, report: CallReport) -> Result<Answered<DecisionAnswer>, SwitchError> {
+        // Held until the session is opened: a retry meanwhile waits for this decision.
+        let mut _first = None;
         if let Some(session_id) = &report.session_id {
-            if let Some(retried) = self.retried_callin(session_id, &report.caller, &report.called) {
-                return retried;
+            // A few rounds at most: a first callin that failed leaves the id to a waiting retry.
+            for _ in 0..4 {
+                if let Some(retried) = self.retried_callin(session_id, &report.caller, &report.called) {
+                    return retried;
+                }
+                match self.deciding.join(session_id, &report.caller, &report.called) {
+                    Joined::First(first) => {
+                        _first = Some(first);
+                        break;
+                    }
+                    Joined::Wait(done) => deciding::wait(done).await,
+                    Joined::Other => return Err(SwitchError::SessionInUse(session_id.clone())),
+                }
             }
         }
         if self.store.fault().is_some() {

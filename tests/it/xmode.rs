@@ -354,3 +354,39 @@ async fn an_edit_of_x_rhai_goes_live() {
     .await;
     assert!(live.is_some(), "the edit of x.rhai was not live within 5 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callin_retried_while_the_customer_decides_waits_for_that_decision() {
+    let (customer, receiver) = (Customer::start().await, Receiver::start(&[X_APP]).await);
+    let server = Arc::new(x_server_from(TestServer::builder(), &customer, &receiver, 5_000).await);
+    customer.tell(A, 200, 400, json!({"operation": "connect", "connectInfo": {"calleeNum": B}}));
+    // The switch gives up on its first request and sends it again while the customer thinks.
+    let first = {
+        let server = server.clone();
+        tokio::spawn(async move { callin(&server, A, "retried").await })
+    };
+    asked(&customer, 1).await;
+    let retry = callin(&server, A, "retried").await;
+    let first = first.await.unwrap();
+    assert_eq!((first["action"].clone(), retry["action"].clone()), (json!("connect"), json!("connect")));
+    assert_eq!(first, retry, "the retry hears the first decision");
+    assert_eq!(customer.received().len(), 1, "the customer was asked once about the call");
+    // Another call with the same sessionId, meanwhile, is refused as before.
+    customer.tell("+8613800000099", 200, 400, json!({"operation": "connect", "connectInfo": {"calleeNum": B}}));
+    let other = {
+        let server = server.clone();
+        tokio::spawn(async move { callin(&server, "+8613800000099", "taken").await })
+    };
+    asked(&customer, 2).await;
+    let answer = server.switch(Method::POST, "/calls", &json!({"caller": A, "called": X, "sessionId": "taken"})).await;
+    assert_eq!(answer.status, 409, "{answer:?}");
+    assert_eq!(other.await.unwrap()["action"], "connect");
+}
+
+/// Waits until the customer has been asked `count` times.
+async fn asked(customer: &Customer, count: usize) {
+    let reached = crate::support::eventually(Duration::from_secs(5), || {
+        std::future::ready((customer.received().len() >= count).then_some(()))
+    });
+    assert!(reached.await.is_some(), "the customer was asked {} times, not {count}", customer.received().len());
+}
