@@ -41,7 +41,7 @@ impl SledHandles {
     /// within moments).
     pub(crate) fn open(dir: &Path) -> Result<SledHandles, Error> {
         let open_error = |source| Error::Open { path: dir.to_owned(), source };
-        let db = open_when_free(&sled::Config::new().path(dir)).map_err(|source| match source {
+        let db = open_when_free(dir).map_err(|source| match source {
             sled::Error::Io(err) if is_lock_error(&err) => Error::Locked { path: dir.to_owned() },
             source => open_error(source),
         })?;
@@ -97,14 +97,14 @@ fn is_lock_error(err: &std::io::Error) -> bool {
     err.to_string().contains("could not acquire lock")
 }
 
-/// Opens sled as `config` says, waiting up to [`LOCK_WAIT`] while another holder has its
-/// directory locked. A store being closed in this process lets go within moments (a flush in
-/// progress finishes first), so a restart on the same directory waits for it instead of failing;
-/// another process holding it for longer is still an error.
-pub(crate) fn open_when_free(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+/// Opens sled in `dir`, waiting up to [`LOCK_WAIT`] while another holder has it locked. A store
+/// being closed in this process lets go within moments (a flush in progress finishes first), so a
+/// restart on the same directory waits for it instead of failing; another process holding it
+/// for longer is still an error.
+fn open_when_free(dir: &Path) -> Result<sled::Db, sled::Error> {
     let started = std::time::Instant::now();
     loop {
-        match config.open() {
+        match sled::Config::new().path(dir).open() {
             Err(sled::Error::Io(err)) if is_lock_error(&err) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }

@@ -30,7 +30,7 @@
 //! | `nonce_expiry` | `Created` (8 bytes, ordered), app key, nonce | empty (the sweep queue) |
 //! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |
 //! | `outbox_dead`| push id (8 bytes BE)                  | record `Push` (retries used up) |
-//! | spill (`outbox_spill/`, its own sled instance) | as `outbox` | as `outbox` (pushes beyond the memory budget, `spill.rs`) |
+//! | spill (`outbox_spill/*.seg`, files of its own) | as `outbox` | as `outbox` (pushes beyond the memory budget, `spill.rs`) |
 //! | `sessions`   | session id                            | record `Session` (calls under way) |
 //! | `recordings` | app key, recording object name        | empty (a call of the app reported it; older stores: object name → app key) |
 //! | `tones`      | app key, file name                    | record `Tone` (state, review) |

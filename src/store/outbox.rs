@@ -401,7 +401,7 @@ impl Calls {
                     records.push((key, value));
                 }
             }
-            shared.spill.put_durable(&records)?;
+            shared.spill.put_durable(&prefix, &records)?;
             Ok(records.into_iter().map(|(key, _)| key).collect::<Vec<_>>())
         })
         .await?;
@@ -424,33 +424,35 @@ impl Calls {
     pub async fn unspill_lane(&self, app_key: &str, lane: Lane, max: usize) -> Result<usize, Error> {
         let shared = self.shared.clone();
         let prefix = lane_prefix(app_key, lane);
-        let records = blocking(move || shared.spill.head(&prefix, max)).await?;
+        let (records, mut taken) = blocking(move || shared.spill.take(&prefix, max)).await?;
         if records.is_empty() {
             return Ok(0);
         }
+        let count = records.len();
         let mut writes = WriteSet::default();
-        let mut keys = Vec::with_capacity(records.len());
         for (key, value) in records {
             if !self.shared.log.contains(Tree::Outbox, &key) {
-                writes.put(Tree::Outbox, key.clone(), value);
+                writes.put(Tree::Outbox, key, value);
             }
-            keys.push(key);
         }
-        let count = keys.len();
-        let written = writes.ops.len() as u64;
-        let prefix = lane_prefix(app_key, lane);
-        self.shared.spill.returning(&prefix, written, true);
-        let back = async {
-            if written > 0 {
+        let written = async {
+            if !writes.ops.is_empty() {
                 self.shared.commit_async(writes).await?;
+            }
+            // In the log's maps now: counted there, no longer here.
+            self.shared.spill.returned(&mut taken);
+            if self.shared.log.unsynced() {
                 self.shared.log_durable().await?;
             }
-            let shared = self.shared.clone();
-            blocking(move || shared.spill.remove(&keys)).await
+            Ok::<(), Error>(())
         };
-        let back = back.await;
-        self.shared.spill.returning(&prefix, written, false);
-        back.map(|()| count)
+        if let Err(err) = written.await {
+            self.shared.spill.restore(taken);
+            return Err(err);
+        }
+        let shared = self.shared.clone();
+        blocking(move || shared.spill.commit(taken)).await?;
+        Ok(count)
     }
 
     /// How many pushes a lane holds, counting up to `max`.
@@ -650,11 +652,12 @@ mod tests {
         assert_eq!((ids(&found), more), (made[..25].to_vec(), true));
 
         // A crash in the middle of a move leaves a push in both: it comes back once.
+        let first = calls.lane_head("app", Lane::Events, 1).unwrap().remove(0);
         let doubled = calls.spill_lane("app", Lane::Events, Default::default(), 1000).await.unwrap();
         assert_eq!(doubled, 26, "the 25 in the log and the late one");
-        let copy = calls.shared.spill.head(&lane_prefix("app", Lane::Events), 1).unwrap();
+        assert_eq!(calls.spilled("app", Lane::Events), 51);
         let mut writes = crate::store::WriteSet::default();
-        writes.put(crate::store::Tree::Outbox, copy[0].0.clone(), copy[0].1.clone());
+        super::stage_push(&mut writes, &first);
         calls.shared.commit_blocking(writes).unwrap();
         while calls.spilled("app", Lane::Events) > 0 {
             calls.unspill_lane("app", Lane::Events, 7).await.unwrap();
