@@ -40,7 +40,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Error;
 
@@ -118,16 +119,17 @@ pub(crate) struct Taken {
     returning: u64,
 }
 
+/// The spill. Each lane has a lock of its own, held while its segments are read, so one app's
+/// reads never hold up another's look at its lane (the map's lock is held only to find a lane).
 #[derive(Debug)]
 pub(crate) struct Spill {
     dir: PathBuf,
-    state: Mutex<State>,
+    lanes: Mutex<HashMap<Vec<u8>, Arc<Mutex<LaneSpill>>>>,
+    next_id: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    lanes: HashMap<Vec<u8>, LaneSpill>,
-    next_id: u64,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -190,7 +192,8 @@ impl Spill {
     pub(crate) fn open(store_dir: &Path) -> Result<Spill, Error> {
         let dir = store_dir.join(DIR_NAME);
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let mut state = State::default();
+        let mut lanes: HashMap<Vec<u8>, LaneSpill> = HashMap::new();
+        let mut next_id = 0;
         let mut ids: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
             let entry = entry.map_err(io_error(&dir))?;
@@ -206,11 +209,11 @@ impl Spill {
         }
         ids.sort_unstable();
         for id in ids {
-            state.next_id = state.next_id.max(id + 1);
+            next_id = next_id.max(id + 1);
             let path = dir.join(format!("{id:016x}.seg"));
             match Spill::read_segment(&path)? {
                 Some((lane, segment)) if segment.consumed < segment.count => {
-                    state.lanes.entry(lane).or_default().insert(id, segment);
+                    lanes.entry(lane).or_default().insert(id, segment);
                 }
                 Some(_) => remove_segment(&path),
                 None => {
@@ -219,11 +222,12 @@ impl Spill {
                 }
             }
         }
-        let spilled: u64 = state.lanes.values().map(|lane| lane.count).sum();
+        let spilled: u64 = lanes.values().map(|lane| lane.count).sum();
         if spilled > 0 {
-            tracing::info!(spilled, lanes = state.lanes.len(), dir = %dir.display(), "waiting pushes found in the outbox's spill");
+            tracing::info!(spilled, lanes = lanes.len(), dir = %dir.display(), "waiting pushes found in the outbox's spill");
         }
-        Ok(Spill { dir, state: Mutex::new(state) })
+        let lanes = lanes.into_iter().map(|(lane, spill)| (lane, Arc::new(Mutex::new(spill)))).collect();
+        Ok(Spill { dir, lanes: Mutex::new(lanes), next_id: AtomicU64::new(next_id) })
     }
 
     /// A segment's lane and state, `None` if it has no end (unfinished).
@@ -263,8 +267,14 @@ impl Spill {
         Ok(Some((lane, segment)))
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A lane's state, made if `create`.
+    fn lane_spill(&self, lane: &[u8], create: bool) -> Option<Arc<Mutex<LaneSpill>>> {
+        let mut lanes = lock(&self.lanes);
+        match lanes.get(lane) {
+            Some(spill) => Some(spill.clone()),
+            None if create => Some(lanes.entry(lane.to_vec()).or_default().clone()),
+            None => None,
+        }
     }
 
     /// Writes one lane's records (in key order) as a new segment and makes it durable (the file
@@ -273,11 +283,7 @@ impl Spill {
         if records.is_empty() {
             return Ok(());
         }
-        let id = {
-            let mut state = self.lock();
-            state.next_id += 1;
-            state.next_id - 1
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{id:016x}.seg"));
         let mut bytes = Vec::with_capacity(
             12 + lane.len() + records.iter().map(|(k, v)| k.len() + v.len() + 12).sum::<usize>() + END_LEN as usize,
@@ -318,7 +324,9 @@ impl Spill {
             end,
             head: Some((first_key.clone(), created_at(first_key, first_value)?)),
         };
-        self.lock().lanes.entry(lane.to_vec()).or_default().insert(id, segment);
+        if let Some(spill) = self.lane_spill(lane, true) {
+            lock(&spill).insert(id, segment);
+        }
         Ok(())
     }
 
@@ -326,10 +334,10 @@ impl Spill {
     /// places move on in memory at once, and on disk at [`Spill::commit`]; [`Spill::restore`]
     /// puts them back if the records could not be written to the log. Blocking.
     pub(crate) fn take(&self, lane: &[u8], max: usize) -> Result<(Records, Taken), Error> {
-        let mut state = self.lock();
         let mut taken = Taken { lane: lane.to_vec(), before: Vec::new(), returning: 0 };
         let mut records = Vec::new();
-        let Some(spill) = state.lanes.get_mut(lane) else { return Ok((records, taken)) };
+        let Some(spill) = self.lane_spill(lane, false) else { return Ok((records, taken)) };
+        let mut spill = lock(&spill);
         let mut files: HashMap<u64, File> = HashMap::new();
         while records.len() < max {
             let Some((_, id)) = spill.heads.first().cloned() else { break };
@@ -373,8 +381,8 @@ impl Spill {
 
     /// The records a [`Spill::take`] read back are in the log now: no longer counted here.
     pub(crate) fn returned(&self, taken: &mut Taken) {
-        let mut state = self.lock();
-        if let Some(spill) = state.lanes.get_mut(&taken.lane) {
+        if let Some(spill) = self.lane_spill(&taken.lane, false) {
+            let mut spill = lock(&spill);
             spill.returning = spill.returning.saturating_sub(taken.returning);
         }
         taken.returning = 0;
@@ -386,8 +394,8 @@ impl Spill {
         let mut done: Vec<PathBuf> = Vec::new();
         let mut places: Vec<(PathBuf, u64, u64)> = Vec::new();
         {
-            let mut state = self.lock();
-            let Some(spill) = state.lanes.get_mut(&taken.lane) else { return Ok(()) };
+            let Some(shared) = self.lane_spill(&taken.lane, false) else { return Ok(()) };
+            let mut spill = lock(&shared);
             for (id, _) in &taken.before {
                 let Some(segment) = spill.segments.get(id) else { continue };
                 if segment.consumed >= segment.count {
@@ -398,7 +406,8 @@ impl Spill {
                 }
             }
             if spill.segments.is_empty() && spill.returning == 0 {
-                state.lanes.remove(&taken.lane);
+                drop(spill);
+                lock(&self.lanes).remove(&taken.lane);
             }
         }
         for path in done {
@@ -414,8 +423,8 @@ impl Spill {
 
     /// Undoes a [`Spill::take`] whose records did not reach the log.
     pub(crate) fn restore(&self, taken: Taken) {
-        let mut state = self.lock();
-        let spill = state.lanes.entry(taken.lane).or_default();
+        let Some(shared) = self.lane_spill(&taken.lane, true) else { return };
+        let mut spill = lock(&shared);
         spill.returning = spill.returning.saturating_sub(taken.returning);
         for (id, segment) in taken.before {
             spill.take_out(id);
@@ -426,17 +435,23 @@ impl Spill {
     /// How many pushes of a lane are spilled (those being brought back included, until they are
     /// in the log), and its first spilled key with when its push was made. From memory.
     pub(crate) fn lane(&self, lane: &[u8]) -> (u64, Option<(Vec<u8>, i64)>) {
-        self.lock().lanes.get(lane).map_or((0, None), |spill| (spill.count + spill.returning, spill.first()))
+        let Some(spill) = self.lane_spill(lane, false) else { return (0, None) };
+        let spill = lock(&spill);
+        (spill.count + spill.returning, spill.first())
     }
 
     /// The first spilled key of a lane, if any. From memory.
     pub(crate) fn first_key(&self, lane: &[u8]) -> Option<Vec<u8>> {
-        self.lock().lanes.get(lane).and_then(|spill| spill.first().map(|(key, _)| key))
+        let spill = self.lane_spill(lane, false)?;
+        let first = lock(&spill).first().map(|(key, _)| key);
+        first
     }
 
     /// Every lane prefix with pushes spilled. From memory.
     pub(crate) fn lanes(&self) -> Vec<Vec<u8>> {
-        self.lock().lanes.iter().filter(|(_, spill)| spill.count > 0).map(|(lane, _)| lane.clone()).collect()
+        let lanes: Vec<(Vec<u8>, Arc<Mutex<LaneSpill>>)> =
+            lock(&self.lanes).iter().map(|(lane, spill)| (lane.clone(), spill.clone())).collect();
+        lanes.into_iter().filter(|(_, spill)| lock(spill).count > 0).map(|(lane, _)| lane).collect()
     }
 }
 
