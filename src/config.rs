@@ -58,6 +58,8 @@ pub struct Config {
     /// and carries a signed link that works for three days in `recordFileDownloadUrl`; `""`
     /// (the default) leaves `recordDomain` empty and sends no link.
     pub record_domain: String,
+    /// privnum's extension: customer data items one app may hold (`PUT /rest/privnum/data/v1.0`).
+    pub data_max_items_per_app: u32,
     /// privnum's extension: a PEM file of certificate authorities trusted for `https://` pushes
     /// and `switch_control_url`, beside the system's (a customer's private CA). Read at start.
     pub push_ca_file: Option<PathBuf>,
@@ -80,6 +82,9 @@ pub struct Config {
     /// privnum's extension: threads running scripts (0: one per core), besides the one for
     /// inputs recently stopped by the sandbox (`script::pool`).
     pub script_threads: usize,
+    /// privnum's extension: the wall-clock budget of one script run, in ms (a run may also wait
+    /// that long for a thread). Past it the call gets the fallback decision.
+    pub script_deadline_ms: u64,
     /// privnum's extension: script runs one app may have waiting for a script thread; one more
     /// gets the fallback decision at once.
     pub script_queue_per_app: usize,
@@ -142,6 +147,7 @@ impl Default for Config {
             x_callin_timeout_ms: 3000,
             switch_control_url: String::new(),
             record_domain: String::new(),
+            data_max_items_per_app: 100_000,
             push_ca_file: None,
             axb_max_pairs_per_x: crate::domain::axb::DEFAULT_MAX_PAIRS_PER_X,
             session_timeout_secs: 90_000,
@@ -149,6 +155,7 @@ impl Default for Config {
             http_body_timeout_secs: 10,
             max_connections: 10_000,
             script_threads: 0,
+            script_deadline_ms: 20,
             script_queue_per_app: 256,
             tls: None,
             apps: Vec::new(),
@@ -233,6 +240,9 @@ impl Config {
                 "must be a host name (letters, digits, '.', '-', an optional ':port'; at most 128 characters), or \"\" for none",
             );
         }
+        if !(1..=10_000_000).contains(&self.data_max_items_per_app) {
+            return fail("data_max_items_per_app", "must be between 1 and 10000000");
+        }
         if self.x_callin_timeout_ms == 0 {
             return fail("x_callin_timeout_ms", "must be at least 1");
         }
@@ -266,6 +276,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return fail("max_connections", "must be at least 1");
+        }
+        if !(1..=1000).contains(&self.script_deadline_ms) {
+            return fail("script_deadline_ms", "must be between 1 and 1000");
         }
         if self.script_threads > 1024 {
             return fail("script_threads", "must be at most 1024 (0 means one per core)");

@@ -70,7 +70,8 @@ pub async fn prepare(
     }
     store.durable().await.context("flushing the configured apps")?;
     let pool = PoolConfig { threads: config.script_threads, queue_per_app: config.script_queue_per_app };
-    let scripts = ScriptHost::load_with(&config.scripts_dir, Limits::default(), pool)
+    let limits = Limits { deadline: std::time::Duration::from_millis(config.script_deadline_ms), ..Limits::default() };
+    let scripts = ScriptHost::load_with(&config.scripts_dir, limits, pool)
         .with_context(|| format!("loading the scripts in {}", config.scripts_dir.display()))?;
     let store = Arc::new(store);
     let config = Arc::new(config);
@@ -135,7 +136,10 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             let axb = store.bindings().axb_sweep_expired(now, SWEEP_BATCH);
             let axe = store.bindings().axe_sweep_expired(now, SWEEP_BATCH);
             let bindings = axb.and_then(|axb| axe.map(|axe| axb + axe));
-            // Apart: a failure to write new nonces must not keep old ones from being swept.
+            // Each apart: one failing must not keep the others from being swept.
+            if let Err(err) = store.data().sweep_expired(now, SWEEP_BATCH) {
+                tracing::error!(error = %err, "sweeping expired customer data failed; will retry");
+            }
             let persisted = store.nonces().persist();
             let forgotten = store.nonces().forget_before(now.saturating_sub(skew.saturating_mul(2)));
             (bindings, persisted.and(forgotten))

@@ -175,6 +175,36 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An array of objects, each read with the same rules; their fields are named
+    /// `field[i].inner` in errors. `None` when absent.
+    pub fn objects(&self, field: &str) -> Result<Option<Vec<Fields<'a>>>, Invalid> {
+        match self.present(field) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::Object(map) => Ok(Fields { map, prefix: format!("{}{field}[{i}].", self.prefix) }),
+                    other => Err(Invalid::new(
+                        format!("{}[{i}]", self.name(field)),
+                        format!("must be an object, not {}", kind(other)),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(Invalid::new(self.name(field), format!("must be an array, not {}", kind(other)))),
+        }
+    }
+
+    /// A string field that may be empty (`""` is a value here, not an absent field).
+    pub fn string_or_empty(&self, field: &str) -> Result<Option<&'a str>, Invalid> {
+        match self.map.get(field) {
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            None | Some(Value::Null) => Ok(None),
+            Some(other) => Err(Invalid::new(self.name(field), format!("must be a string, not {}", kind(other)))),
+        }
+    }
+
     /// A nested object, or the one object of a one-element array (the Huawei API documents an
     /// object where its own demo sends an array); `None` when absent.
     pub fn object_or_single(&self, field: &str) -> Result<Option<Fields<'a>>, Invalid> {

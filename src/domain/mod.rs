@@ -10,6 +10,7 @@ pub mod axb;
 pub mod axe;
 pub mod binding;
 pub mod codes;
+pub mod data;
 pub mod decision;
 pub mod fields;
 pub mod number;

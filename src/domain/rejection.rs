@@ -39,6 +39,9 @@ pub enum Rejection {
     NoIdleExtension { what: String },
     #[error("Record does not exist: {what}")]
     NotFound { what: String },
+    /// Customer data: the app would hold more items than `data_max_items_per_app`.
+    #[error("Maximum resources exceeded: app {app_key} would hold {held} data items, at most {max}")]
+    DataLimit { app_key: String, held: u32, max: u32 },
     /// An admin change that would orphan or corrupt what depends on it (HTTP 409).
     #[error("{what}")]
     InUse { what: String },
@@ -65,6 +68,7 @@ impl Rejection {
             Rejection::XAlreadyAllocated { .. } => codes::RESOURCE_ALREADY_ALLOCATED,
             Rejection::NoIdleExtension { .. } => codes::NO_IDLE_EXTENSION,
             Rejection::NotFound { .. } => codes::RECORD_NOT_FOUND,
+            Rejection::DataLimit { .. } => codes::MAX_RESOURCES_EXCEEDED,
             Rejection::InUse { .. } => codes::INVALID_REQUEST,
         }
     }

@@ -15,6 +15,7 @@ pub mod axb;
 pub mod axe;
 pub mod calls;
 pub mod console;
+pub mod data;
 pub mod error;
 pub mod listener;
 pub mod provisioning;
@@ -110,6 +111,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", AXE_CURSOR_PATH),
     ("POST", calls::STOP_PATH),
     ("GET", calls::RECORD_PATH),
+    ("PUT", data::DATA_PATH),
+    ("GET", data::DATA_PATH),
+    ("DELETE", data::DATA_PATH),
     ("GET", "/v1/admin/apps"),
     ("GET", "/v1/admin/apps/{app_key}"),
     ("PUT", "/v1/admin/apps/{app_key}"),
@@ -153,6 +157,7 @@ pub fn app(state: AppState) -> Router {
         .route(AXE_CURSOR_PATH, get(axe::bindings_query_cursor))
         .route(calls::STOP_PATH, axum::routing::post(calls::calls_stop))
         .route(calls::RECORD_PATH, get(calls::record_link))
+        .route(data::DATA_PATH, get(data::data_get).put(data::data_put).delete(data::data_delete))
         .layer(middleware::from_fn_with_state(("provisioning", state.clone()), count_results));
     let admin = admin::router().layer(middleware::from_fn_with_state(("admin", state.clone()), count_results));
     Router::new()

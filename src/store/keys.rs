@@ -28,6 +28,9 @@
 //! | `axe_callback` | X, A                                | record `Callback` (the latest party who reached A: AXE through E, AX by memory callback) |
 //! | `nonces`     | app key, nonce                        | `Created`, i64 big-endian     |
 //! | `nonce_expiry` | `Created` (8 bytes, ordered), app key, nonce | empty (the sweep queue) |
+//! | `app_data`   | app key, item key                     | record (value, expiry) of a customer data item |
+//! | `app_data_expiry` | expiry (8 bytes, ordered), app key, item key | empty (the sweep queue) |
+//! | `app_data_count` | app key                           | items the app holds, u32 big-endian |
 //! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |
 //! | `outbox_dead`| push id (8 bytes BE)                  | record `Push` (retries used up) |
 //! | spill (`outbox_spill/*.seg`, files of its own) | as `outbox` | as `outbox` (pushes beyond the memory budget, `spill.rs`) |

@@ -28,6 +28,7 @@ mod bindings;
 mod calllog;
 mod calls;
 mod combine;
+mod data;
 mod fault;
 mod flush;
 mod handles;
@@ -53,6 +54,7 @@ pub use axe::{AxeCursorPage, AxePage};
 pub use bindings::Bindings;
 pub use calllog::CallLogStats;
 pub use calls::Calls;
+pub use data::Data;
 use fault::Health;
 pub use fault::{HealthStats, StoreFault, StorePart};
 pub use flush::FlushStats;
@@ -131,10 +133,13 @@ pub(crate) enum Tree {
     AxeExpiry,
     AxeOrder,
     AxeCallback,
+    AppData,
+    AppDataExpiry,
+    AppDataCount,
 }
 
 impl Tree {
-    const ALL: [Tree; 23] = [
+    const ALL: [Tree; 26] = [
         Tree::Apps,
         Tree::Numbers,
         Tree::AppArea,
@@ -158,6 +163,9 @@ impl Tree {
         Tree::AxeExpiry,
         Tree::AxeOrder,
         Tree::AxeCallback,
+        Tree::AppData,
+        Tree::AppDataExpiry,
+        Tree::AppDataCount,
     ];
 
     /// The trees the call path writes. They change only through the committer thread, in queue
@@ -202,6 +210,9 @@ impl Tree {
             Tree::AxeExpiry => "axe_expiry",
             Tree::AxeOrder => "axe_order",
             Tree::AxeCallback => "axe_callback",
+            Tree::AppData => "app_data",
+            Tree::AppDataExpiry => "app_data_expiry",
+            Tree::AppDataCount => "app_data_count",
         }
     }
 }
@@ -313,6 +324,7 @@ pub(crate) struct Shared {
 /// | [`Store::bindings`] | AXB, AX and AXE bindings, their indexes, expiry and AXE callback records; the call path's binding lookups |
 /// | [`Store::apps`] | apps and their X-number pools |
 /// | [`Store::tones`] | the tone registry: records, audio, the approved set |
+/// | [`Store::data`] | customer data: the apps' items, their expiry, a count per app |
 /// | [`Store::nonces`] | replay protection |
 /// | [`Store::calls`] | sessions, the outbox and its dead letters, recordings |
 ///
@@ -326,6 +338,7 @@ pub struct Store {
     tones: Tones,
     nonces: Nonces,
     calls: Calls,
+    data: Data,
 }
 
 impl Store {
@@ -382,6 +395,7 @@ impl Store {
             tones: Tones { shared: shared.clone() },
             nonces: Nonces { book: shared.nonces.clone() },
             calls: Calls { shared: shared.clone() },
+            data: Data { shared: shared.clone() },
             shared,
         })
     }
@@ -399,6 +413,11 @@ impl Store {
     /// The tone registry.
     pub fn tones(&self) -> &Tones {
         &self.tones
+    }
+
+    /// Customer data: the apps' items that their rule sets read.
+    pub fn data(&self) -> &Data {
+        &self.data
     }
 
     /// Replay protection for signed requests.

@@ -15,6 +15,7 @@ mod concurrency;
 mod connections;
 mod controls;
 mod customer;
+mod data;
 mod delivery;
 mod hygiene;
 mod layering;

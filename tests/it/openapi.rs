@@ -131,6 +131,7 @@ fn every_route_in_the_source_is_in_routes() {
         ("AXE_CURSOR_PATH", http::AXE_CURSOR_PATH),
         ("calls::STOP_PATH", http::calls::STOP_PATH),
         ("calls::RECORD_PATH", http::calls::RECORD_PATH),
+        ("data::DATA_PATH", http::data::DATA_PATH),
     ];
     let mut found = BTreeSet::new();
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().path()).collect();

@@ -76,6 +76,10 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         switch_token: SWITCH_TOKEN.into(),
         // Tests refuse many requests on purpose, all from 127.0.0.1; `auth.rs` tests the limit.
         auth_failures_burst: 10_000,
+        // A debug build runs scripts many times slower than a release build, beside other tests
+        // on two cores: 100 ms keeps a loaded machine from turning a decision into the fallback
+        // (the release default, 20 ms, is what the load harness and the crash loop run with).
+        script_deadline_ms: 100,
         apps: vec![
             app(
                 AXB_APP,
