@@ -347,9 +347,19 @@ impl Spill {
             }
             let file = match files.entry(id) {
                 std::collections::hash_map::Entry::Occupied(file) => file.into_mut(),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(File::open(&segment.path).map_err(io_error(&segment.path))?)
-                }
+                std::collections::hash_map::Entry::Vacant(slot) => match File::open(&segment.path) {
+                    Ok(file) => slot.insert(file),
+                    Err(source) => {
+                        // Nothing read back: every segment as it was before this take.
+                        let path = segment.path.clone();
+                        spill.insert(id, segment);
+                        for (id, before) in taken.before {
+                            spill.take_out(id);
+                            spill.insert(id, before);
+                        }
+                        return Err(Error::Io { path, source });
+                    }
+                },
             };
             let read = read_record(file, &segment.path, segment.offset, segment.end);
             let (key, value, next) = match read {
@@ -528,6 +538,22 @@ mod tests {
         spill.commit(taken).unwrap();
         assert!(spill.lanes().is_empty());
         assert_eq!(std::fs::read_dir(dir.path().join(DIR_NAME)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_take_that_cannot_open_a_segment_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Spill::open(dir.path()).unwrap();
+        spill.put_durable(&lane(), &[1, 3].map(push_record).to_vec()).unwrap();
+        spill.put_durable(&lane(), &[2, 4].map(push_record).to_vec()).unwrap();
+        let second = dir.path().join(DIR_NAME).join(format!("{:016x}.seg", 1));
+        let moved = second.with_extension("away");
+        std::fs::rename(&second, &moved).unwrap();
+        assert!(spill.take(&lane(), 10).is_err(), "the second segment cannot be opened");
+        assert_eq!(spill.lane(&lane()), (4, Some((push_record(1).0, 10))), "as before the take");
+        std::fs::rename(&moved, &second).unwrap();
+        let (records, _) = spill.take(&lane(), 10).unwrap();
+        assert_eq!(ids(&records), [1, 2, 3, 4]);
     }
 
     #[test]
