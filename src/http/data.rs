@@ -17,6 +17,12 @@ use crate::domain::{data, Fields, Rejection};
 
 pub const DATA_PATH: &str = "/rest/privnum/data/v1.0";
 
+/// The `key` of a `GET` or `DELETE` query.
+fn query_key(query: Option<&str>) -> Result<String, AppError> {
+    let params = query_object(query)?;
+    Ok(data::parse_key(&Fields::new(&params))?.to_owned())
+}
+
 fn not_found(key: &str) -> AppError {
     Rejection::NotFound { what: format!("no data item {key:?} (never stored, deleted or expired)") }.into()
 }
@@ -41,10 +47,8 @@ pub async fn data_get(
     auth: Authenticated,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let params = query_object(query.as_deref())?;
-    let fields = Fields::new(&params);
-    let key = data::parse_key(&fields)?;
-    let item = state.store.data().get(&auth.app.app_key, key, state.clock.now())?.ok_or_else(|| not_found(key))?;
+    let key = query_key(query.as_deref())?;
+    let item = state.store.data().get(&auth.app.app_key, &key, state.clock.now())?.ok_or_else(|| not_found(&key))?;
     let mut fields = Map::new();
     fields.insert("key".into(), Value::from(item.key));
     fields.insert("value".into(), Value::from(item.value));
@@ -59,8 +63,7 @@ pub async fn data_delete(
     auth: Authenticated,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let params = query_object(query.as_deref())?;
-    let key = data::parse_key(&Fields::new(&params))?.to_owned();
+    let key = query_key(query.as_deref())?;
     let (app_key, now) = (auth.app.app_key.clone(), state.clock.now());
     let lookup = key.clone();
     let removed = state.write(move |store| Ok(store.data().delete(&app_key, &lookup, now)?)).await?;
