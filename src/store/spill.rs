@@ -73,6 +73,24 @@ struct Segment {
     head: Option<(Vec<u8>, i64)>,
 }
 
+impl Segment {
+    /// A damaged segment: what follows `err` cannot be framed. Its remaining pushes are lost,
+    /// said once in the log; the lane goes on with its other segments.
+    fn lose_rest(&mut self, err: &Error) {
+        tracing::error!(path = %self.path.display(), lost = self.count - self.consumed, error = %err, "a spill segment is damaged; its remaining pushes are lost");
+        self.consumed = self.count;
+        self.head = None;
+    }
+
+    /// Reads the head at its place (none once read through, or when the segment is damaged).
+    fn read_head(&mut self, file: &File) {
+        match head_at(file, self) {
+            Ok(head) => self.head = head,
+            Err(err) => self.lose_rest(&err),
+        }
+    }
+}
+
 /// One lane's segments.
 #[derive(Debug, Default)]
 struct LaneSpill {
@@ -259,11 +277,7 @@ impl Spill {
             end: len - END_LEN,
             head: None,
         };
-        segment.head = head_at(&file, &segment).unwrap_or_else(|err| {
-            tracing::error!(path = %path.display(), lost = segment.count - segment.consumed, error = %err, "a spill segment is damaged; its remaining pushes are lost");
-            segment.consumed = segment.count;
-            None
-        });
+        segment.read_head(&file);
         Ok(Some((lane, segment)))
     }
 
@@ -365,22 +379,14 @@ impl Spill {
             let (key, value, next) = match read {
                 Ok(record) => record,
                 Err(err) => {
-                    // A damaged segment: what follows cannot be framed. Its pushes are lost; the
-                    // lane goes on with the other segments.
-                    tracing::error!(path = %segment.path.display(), lost = segment.count - segment.consumed, error = %err, "a spill segment is damaged; its remaining pushes are lost");
-                    segment.consumed = segment.count;
-                    segment.head = None;
+                    segment.lose_rest(&err);
                     spill.insert(id, segment);
                     continue;
                 }
             };
             segment.consumed += 1;
             segment.offset = next;
-            segment.head = head_at(file, &segment).unwrap_or_else(|err| {
-                tracing::error!(path = %segment.path.display(), lost = segment.count - segment.consumed, error = %err, "a spill segment is damaged; its remaining pushes are lost");
-                segment.consumed = segment.count;
-                None
-            });
+            segment.read_head(file);
             spill.insert(id, segment);
             records.push((key, value));
         }
