@@ -1,7 +1,9 @@
 //! The in-process callin decision: store lookup (number, app, binding) plus the AXB script, on
 //! real sled with 10 000 bindings; and the store operations behind provisioning and calls (a
 //! bind's transaction, a session save through the committer), without the disk flush their HTTP
-//! answers also wait for. Run: `cargo bench --bench decision`.
+//! answers also wait for; and the same decisions with a customer rule set (`on_decision` on an
+//! AXB call, `on_x_callin` reading customer data for an X-mode call). Run:
+//! `cargo bench --bench decision`.
 
 use std::sync::Arc;
 
@@ -106,6 +108,95 @@ fn decision(c: &mut Criterion) {
     });
 }
 
+/// Caps a connect at 10 minutes with a last-minute voice and tags it; releases nothing.
+const CAP: &str = r#"
+fn on_decision(event, decision) {
+    if decision.action != "connect" { return (); }
+    let most = decision.maxDuration;
+    if most == () || most > 10 { decision.maxDuration = 10; }
+    decision.userData = "capped";
+    decision
+}
+"#;
+
+/// Connects the caller's trip partner, as the customer's server stored it.
+const TRIP: &str = r#"
+fn on_x_callin(event) {
+    let callee = data_get("trip:" + event.caller);
+    if callee == () { return (); }
+    #{operation: "connect", connectInfo: #{calleeNum: callee, maxDuration: 10}}
+}
+"#;
+
+fn rulesets(c: &mut Criterion) {
+    use privnum::domain::data::DataItem;
+    use privnum::script::ruleset::compile;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = setup(&runtime, dir.path());
+    let mut x_app = AppConfig::new("bench-x", "s", Mode::X);
+    x_app.numbers = vec![NumberConfig {
+        number: "+8617500000001".into(),
+        area_code: "0755".into(),
+        sms: true,
+        status: NumberStatus::Normal,
+    }];
+    let (x_app, x_numbers) = x_app.into_parts();
+    store.apps().upsert(&x_app, &x_numbers).expect("X app saved");
+    let trip = DataItem { key: "trip:+8613800000001".into(), value: "+8613900000002".into(), expires_at: None };
+    store.data().put("bench-x", &[trip], 1000).expect("data stored");
+    let scripts =
+        ScriptHost::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts"), Limits::default())
+            .expect("scripts load");
+    let settings = privnum::domain::RulesetSettings::default();
+    let engine = scripts.ruleset_engine();
+    scripts.set_ruleset("bench-app", Some(compile(engine, "bench-app", "v1", CAP, settings).expect("CAP compiles")));
+    scripts.set_ruleset("bench-x", Some(compile(engine, "bench-x", "v1", TRIP, settings).expect("TRIP compiles")));
+    let scripts = Arc::new(scripts);
+    let metrics = Metrics::default();
+    let store = Arc::new(store);
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let config = Arc::new(privnum::config::Config::default());
+    let pusher = {
+        let _runtime = runtime.enter();
+        let client = privnum::push::client(&config).expect("http client");
+        privnum::push::Pusher::new(store.calls().clone(), store.apps().clone(), config, client, stopped)
+    };
+    let customer = Customer { pusher: &pusher, timeout: std::time::Duration::from_secs(3) };
+    let caller = "+8613800004242".to_owned();
+    let x = (0..NUMBERS)
+        .map(|i| format!("+86170{i:08}"))
+        .find(|x| store.bindings().axb_for_call(x, &caller, 1_700_000_000).ok().flatten().is_some())
+        .expect("the caller is bound somewhere");
+    let call = CallIn { session_id: "bench".into(), caller, called: x, time: 1_700_000_000 };
+    let routed = runtime.block_on(decide_callin(&store, &scripts, &metrics, customer, &call, 1_700_000_000));
+    let routed = routed.expect("decided");
+    assert_eq!((routed.decision.max_duration, routed.ruleset_version.as_deref()), (10, Some("v1")), "the rule set ran");
+    c.bench_function("callin decision with a rule set: lookup + axb.rhai + on_decision (connect)", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(decide_callin(&store, &scripts, &metrics, customer, &call, 1_700_000_000))
+                .expect("decided")
+        })
+    });
+    let x_call = CallIn {
+        session_id: "bench-x".into(),
+        caller: "+8613800000001".into(),
+        called: "+8617500000001".into(),
+        time: 1_700_000_000,
+    };
+    let routed = runtime.block_on(decide_callin(&store, &scripts, &metrics, customer, &x_call, 1_700_000_000));
+    let routed = routed.expect("decided");
+    assert_eq!(routed.decision.callee.as_deref(), Some("+8613900000002"), "on_x_callin decided: {routed:?}");
+    c.bench_function("X-mode callin decided by on_x_callin reading data (no Block push) + x.rhai", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(decide_callin(&store, &scripts, &metrics, customer, &x_call, 1_700_000_000))
+                .expect("decided")
+        })
+    });
+}
+
 fn store_ops(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -133,5 +224,5 @@ fn store_ops(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decision, store_ops);
+criterion_group!(benches, decision, rulesets, store_ops);
 criterion_main!(benches);

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use crate::domain::app::check_app_key;
 use crate::domain::number::{check_area_code, check_e164};
+use crate::domain::ruleset::Review;
 use crate::domain::tone::check_tone_name;
-use crate::domain::{App, Mode, NumberStatus, XNumber};
+use crate::domain::{App, Mode, NumberStatus, RulesetSettings, XNumber};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -366,8 +367,32 @@ pub struct AppConfig {
     /// who called A through X within this many minutes; 0 (the default) turns it off.
     #[serde(default)]
     pub memory_callback_minutes: u32,
+    /// Customer rule sets: `"ops"` (the default: a checked version waits for ops' review) or
+    /// `"auto"` (active once checked).
+    #[serde(default)]
+    pub ruleset_review: Review,
+    /// The operations one run of the app's rule set may take.
+    #[serde(default = "default_ruleset_max_operations")]
+    pub ruleset_max_operations: u64,
+    /// The wall-clock budget of one run of the app's rule set, in ms.
+    #[serde(default = "default_ruleset_deadline_ms")]
+    pub ruleset_deadline_ms: u64,
     #[serde(default)]
     pub numbers: Vec<NumberConfig>,
+}
+
+/// The most operations an app's rule-set run may be given.
+pub const MAX_RULESET_OPERATIONS: u64 = 1_000_000;
+/// The longest budget an app's rule-set run may be given, in ms: a rule set runs while the
+/// switch waits.
+pub const MAX_RULESET_DEADLINE_MS: u64 = 50;
+
+fn default_ruleset_max_operations() -> u64 {
+    50_000
+}
+
+fn default_ruleset_deadline_ms() -> u64 {
+    5
 }
 
 /// The longest memory-callback window: 30 days.
@@ -414,6 +439,9 @@ impl AppConfig {
             sms_control_url: String::new(),
             callin_url: String::new(),
             memory_callback_minutes: 0,
+            ruleset_review: Review::default(),
+            ruleset_max_operations: default_ruleset_max_operations(),
+            ruleset_deadline_ms: default_ruleset_deadline_ms(),
             numbers: Vec::new(),
         }
     }
@@ -438,6 +466,18 @@ impl AppConfig {
         }
         if self.memory_callback_minutes > 0 && self.mode != Mode::Ax {
             return Err(("memory_callback_minutes".into(), format!("is for AX apps only (this app is {})", self.mode)));
+        }
+        if !(1..=MAX_RULESET_OPERATIONS).contains(&self.ruleset_max_operations) {
+            return Err((
+                "ruleset_max_operations".into(),
+                format!("must be 1 to {MAX_RULESET_OPERATIONS} (got {})", self.ruleset_max_operations),
+            ));
+        }
+        if !(1..=MAX_RULESET_DEADLINE_MS).contains(&self.ruleset_deadline_ms) {
+            return Err((
+                "ruleset_deadline_ms".into(),
+                format!("must be 1 to {MAX_RULESET_DEADLINE_MS} (got {})", self.ruleset_deadline_ms),
+            ));
         }
         if self.sms && self.sms_scenario.trim().is_empty() {
             return Err(("sms_scenario".into(), "is required when sms = true".into()));
@@ -507,6 +547,11 @@ impl AppConfig {
             sms_control_url: self.sms_control_url,
             callin_url: self.callin_url,
             memory_callback_minutes: self.memory_callback_minutes,
+            ruleset: RulesetSettings {
+                review: self.ruleset_review,
+                max_operations: self.ruleset_max_operations,
+                deadline_ms: self.ruleset_deadline_ms,
+            },
         };
         (app, numbers)
     }

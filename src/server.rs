@@ -73,6 +73,10 @@ pub async fn prepare(
     let limits = Limits { deadline: std::time::Duration::from_millis(config.script_deadline_ms), ..Limits::default() };
     let scripts = ScriptHost::load_with(&config.scripts_dir, limits, pool)
         .with_context(|| format!("loading the scripts in {}", config.scripts_dir.display()))?;
+    for version in store.rulesets().all_active().context("reading the active rule sets")? {
+        crate::calls::route::load_active_ruleset(&store, &scripts, &version.app_key)
+            .with_context(|| format!("loading app {}'s rule set", version.app_key))?;
+    }
     let store = Arc::new(store);
     let config = Arc::new(config);
     let sessions = Arc::new(Sessions::default());

@@ -413,6 +413,31 @@ pub struct ScriptCounters {
     pub deadline_overrun_max_micros: u64,
 }
 
+/// Customer rule-set runs by app, version and outcome: `decided` (its answer was used),
+/// `passed` (it returned `()`), `invariant` (its answer broke one), or a failure kind
+/// (`deadline`, `limit`, `error`, `late`, `refused`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RulesetRuns(pub Vec<(String, String, &'static str, u64)>);
+
+impl RulesetRuns {
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# HELP privnum_ruleset_runs_total Customer rule-set runs, by app, version and outcome (decided, passed, invariant, deadline, limit, error, late, refused).
+             # TYPE privnum_ruleset_runs_total counter
+",
+        );
+        for (app, version, outcome, count) in &self.0 {
+            let _ = writeln!(
+                out,
+                "privnum_ruleset_runs_total{{app=\"{}\",version=\"{}\",outcome=\"{outcome}\"}} {count}",
+                label(app),
+                label(version)
+            );
+        }
+        out
+    }
+}
+
 /// Failed handler runs of one script at one location, of one kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptStrike {

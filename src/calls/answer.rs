@@ -149,7 +149,16 @@ mod tests {
 
     fn routed(decision: Decision) -> Routed {
         let user_data = Some("order".to_owned());
-        Routed { decision, app: None, binding: None, user_data, script_version: None, fallback: false, area_code: None }
+        Routed {
+            decision,
+            app: None,
+            binding: None,
+            user_data,
+            script_version: None,
+            ruleset_version: None,
+            fallback: false,
+            area_code: None,
+        }
     }
 
     #[test]

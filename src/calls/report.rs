@@ -218,6 +218,8 @@ pub struct Cdr<'a> {
     pub record_object_name: Option<&'a str>,
     #[serde(rename = "recordStartTime", skip_serializing_if = "Option::is_none")]
     pub record_start_time: Option<&'a str>,
+    #[serde(rename = "rulesetVersion", skip_serializing_if = "Option::is_none")]
+    pub ruleset_version: Option<&'a str>,
     #[serde(rename = "scriptVersion", skip_serializing_if = "Option::is_none")]
     pub script_version: Option<&'a str>,
     #[serde(rename = "serviceType")]
@@ -309,6 +311,7 @@ pub fn cdr<'a>(
         record_flag: u8::from(recording.is_some()),
         record_object_name: recording.map(|recording| recording.object_name.as_str()),
         record_start_time: recording.map(|recording| recording.start_time.as_str()),
+        ruleset_version: session.ruleset_version.as_deref(),
         script_version: session.script_version.as_deref(),
         service_type: service_type(session.mode),
         session_id: &session.session_id,
@@ -345,6 +348,7 @@ mod tests {
             recording: Some(Recording { object_name: "rec.wav".into(), start_time: "2026-01-02 03:04:05".into() }),
             decision: Decision::connect("+8613900000002"),
             script_version: Some("v1".into()),
+            ruleset_version: None,
             started_at: 1_700_000_000,
             events: vec![
                 event(EventKind::Callout, 1_700_000_001),

@@ -87,6 +87,9 @@ pub struct Session {
     pub recording: Option<Recording>,
     pub decision: Decision,
     pub script_version: Option<String>,
+    /// The app's rule-set version whose answer the call took, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruleset_version: Option<String>,
     pub started_at: i64,
     /// In the order the switch reported them; an out-of-order event is kept, not refused.
     pub events: Vec<Event>,
@@ -119,6 +122,7 @@ impl Session {
         self.binding_caller_num = routed.binding.as_ref().map(|b| b.a_number().to_owned());
         self.user_data.clone_from(&routed.user_data);
         self.script_version.clone_from(&routed.script_version);
+        self.ruleset_version.clone_from(&routed.ruleset_version);
         self.decision = routed.decision.clone();
         if released {
             self.ended_at = Some(now);
@@ -314,6 +318,7 @@ mod tests {
             recording: None,
             decision: Decision::release(8014, None),
             script_version: None,
+            ruleset_version: None,
             started_at: now,
             events: Vec::new(),
             last_seen: now,

@@ -243,6 +243,7 @@ impl Switchboard {
             recording: None,
             decision: routed.decision.clone(),
             script_version: None,
+            ruleset_version: None,
             started_at: call.time,
             events: Vec::new(),
             last_seen: now,

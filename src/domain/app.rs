@@ -49,6 +49,29 @@ pub struct App {
     /// AX memory callback's window in minutes; 0: off.
     #[serde(default)]
     pub memory_callback_minutes: u32,
+    /// How its customer rule sets are reviewed and the sandbox they run in (flat, as in
+    /// `[[apps]]`: `ruleset_review`, …).
+    #[serde(flatten)]
+    pub ruleset: RulesetSettings,
+}
+
+/// An app's customer rule-set settings (`ruleset_review`, `ruleset_max_operations`,
+/// `ruleset_deadline_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RulesetSettings {
+    #[serde(rename = "ruleset_review")]
+    pub review: super::ruleset::Review,
+    #[serde(rename = "ruleset_max_operations")]
+    pub max_operations: u64,
+    #[serde(rename = "ruleset_deadline_ms")]
+    pub deadline_ms: u64,
+}
+
+impl Default for RulesetSettings {
+    fn default() -> Self {
+        RulesetSettings { review: super::ruleset::Review::Ops, max_operations: 50_000, deadline_ms: 5 }
+    }
 }
 
 impl App {
@@ -143,7 +166,7 @@ mod tests {
 
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use super::{App, Mode};
+    use super::{App, Mode, RulesetSettings};
 
     /// An app with recording on and every other setting empty (four-digit extensions).
     pub(crate) fn app(app_key: &str, mode: Mode) -> App {
@@ -165,6 +188,7 @@ pub(crate) mod tests_support {
             sms_control_url: String::new(),
             callin_url: String::new(),
             memory_callback_minutes: 0,
+            ruleset: RulesetSettings::default(),
         }
     }
 }

@@ -48,6 +48,11 @@ impl<'a> Fields<'a> {
         Fields { map, prefix: String::new() }
     }
 
+    /// The object itself.
+    pub fn map(&self) -> &'a Map<String, Value> {
+        self.map
+    }
+
     fn name(&self, field: &str) -> String {
         format!("{}{field}", self.prefix)
     }

@@ -17,13 +17,14 @@ pub mod number;
 pub mod provision;
 pub mod recording;
 pub mod rejection;
+pub mod ruleset;
 pub mod settings;
 pub mod state;
 pub mod time;
 pub mod tone;
 pub mod x;
 
-pub use app::{App, AppToneSetting, Mode};
+pub use app::{App, AppToneSetting, Mode, RulesetSettings};
 pub use ax::AxBinding;
 pub use axb::AxbBinding;
 pub use axe::AxeBinding;

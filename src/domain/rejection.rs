@@ -42,6 +42,10 @@ pub enum Rejection {
     /// Customer data: the app would hold more items than `data_max_items_per_app`.
     #[error("Maximum resources exceeded: app {app_key} would hold {held} data items, at most {max}")]
     DataLimit { app_key: String, held: u32, max: u32 },
+    /// A rule-set submission that failed its check (`reason` names `line:column`, the case or the
+    /// probe's call), or a rule-set change its state does not allow.
+    #[error("Invalid request.{reason}")]
+    Ruleset { reason: String },
     /// An admin change that would orphan or corrupt what depends on it (HTTP 409).
     #[error("{what}")]
     InUse { what: String },
@@ -69,6 +73,7 @@ impl Rejection {
             Rejection::NoIdleExtension { .. } => codes::NO_IDLE_EXTENSION,
             Rejection::NotFound { .. } => codes::RECORD_NOT_FOUND,
             Rejection::DataLimit { .. } => codes::MAX_RESOURCES_EXCEEDED,
+            Rejection::Ruleset { .. } => codes::INVALID_REQUEST,
             Rejection::InUse { .. } => codes::INVALID_REQUEST,
         }
     }

@@ -10,6 +10,7 @@
 //! | `PUT /v1/admin/apps/{appKey}/numbers/{number}` | `{"area_code","sms"?,"status"?}` | `number` |
 //! | `DELETE /v1/admin/apps/{appKey}/numbers/{number}` | | refused (409) while it holds bindings |
 //! | `…/apps/{appKey}/tones…` | | the tone registry: see `http::tones` |
+//! | `…/apps/{appKey}/rulesets…`, `/rulesets/pending`, `/rulesets/audit` | | customer rule sets: see `http::ruleset` |
 //! | `GET /v1/admin/scripts` | | `scripts`: active version, files, earlier versions, last error |
 //! | `POST /v1/admin/scripts/reload` | | `outcome`: `reloaded`, `unchanged` or `rolled_back` (with `error`) |
 //! | `POST /v1/admin/scripts/rollback` | | `version` now active; 409 when there is no earlier version |
@@ -31,7 +32,7 @@ use super::auth::Admin;
 use super::error::{success, AppError};
 use super::request::{JsonBody, PathParams};
 use super::AppState;
-use super::{admin_calls, tones};
+use super::{admin_calls, ruleset, tones};
 use crate::config::{AppConfig, NumberConfig};
 use crate::domain::{App, Rejection, XNumber};
 use crate::script::ReloadOutcome;
@@ -45,6 +46,11 @@ pub fn router() -> Router<AppState> {
         .route("/apps/{app_key}/tones", get(tones::list))
         .route("/apps/{app_key}/tones/{file_name}", put(tones::upload).get(tones::audio_for_review))
         .route("/apps/{app_key}/tones/{file_name}/review", post(tones::review))
+        .route("/apps/{app_key}/rulesets", get(ruleset::admin_list))
+        .route("/apps/{app_key}/rulesets/active", put(ruleset::admin_activate))
+        .route("/apps/{app_key}/rulesets/{version}/review", post(ruleset::admin_review))
+        .route("/rulesets/pending", get(ruleset::admin_pending))
+        .route("/rulesets/audit", get(ruleset::admin_audit))
         .route("/scripts", get(scripts_show))
         .route("/scripts/reload", post(scripts_reload))
         .route("/scripts/rollback", post(scripts_rollback))
@@ -186,6 +192,8 @@ async fn apps_put(
     state.store.durable().await?;
     tracing::info!(app_key = %app.app_key, mode = %app.mode, numbers = numbers.len(), "app saved through the admin API");
     crate::calls::route::warn_unapproved_app_tones(&state.store, &app);
+    // The active rule set runs within the app's limits as they are now.
+    crate::calls::route::load_active_ruleset(&state.store, &state.scripts, &app.app_key)?;
     let warnings = app.push_warnings();
     for warning in &warnings {
         tracing::warn!(app_key = %app.app_key, "{warning}");
@@ -205,6 +213,7 @@ async fn apps_delete(
     let key = app_key.clone();
     state.write(move |store| store.apps().delete(&key)).await.map_err(admin_error)?;
     state.store.durable().await?;
+    crate::calls::route::load_active_ruleset(&state.store, &state.scripts, &app_key)?;
     tracing::info!(app_key = %app_key, "app deleted through the admin API");
     Ok(success(Map::new()))
 }

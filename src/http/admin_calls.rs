@@ -68,6 +68,7 @@ fn call_view(session: &Session) -> Value {
         "lastSeen": time(session.last_seen),
         "state": call_state(session),
         "scriptVersion": session.script_version,
+        "rulesetVersion": session.ruleset_version,
     })
 }
 

@@ -20,6 +20,7 @@ pub mod error;
 pub mod listener;
 pub mod provisioning;
 pub mod request;
+pub mod ruleset;
 pub mod switch;
 pub mod throttle;
 pub mod tls;
@@ -114,6 +115,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", data::DATA_PATH),
     ("GET", data::DATA_PATH),
     ("DELETE", data::DATA_PATH),
+    ("POST", ruleset::RULESET_PATH),
+    ("GET", ruleset::RULESET_PATH),
+    ("PUT", ruleset::RULESET_ACTIVE_PATH),
     ("GET", "/v1/admin/apps"),
     ("GET", "/v1/admin/apps/{app_key}"),
     ("PUT", "/v1/admin/apps/{app_key}"),
@@ -125,6 +129,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/admin/apps/{app_key}/tones/{file_name}"),
     ("GET", "/v1/admin/apps/{app_key}/tones/{file_name}"),
     ("POST", "/v1/admin/apps/{app_key}/tones/{file_name}/review"),
+    ("GET", "/v1/admin/apps/{app_key}/rulesets"),
+    ("PUT", "/v1/admin/apps/{app_key}/rulesets/active"),
+    ("POST", "/v1/admin/apps/{app_key}/rulesets/{version}/review"),
+    ("GET", "/v1/admin/rulesets/pending"),
+    ("GET", "/v1/admin/rulesets/audit"),
     ("GET", "/v1/admin/scripts"),
     ("POST", "/v1/admin/scripts/reload"),
     ("POST", "/v1/admin/scripts/rollback"),
@@ -158,6 +167,8 @@ pub fn app(state: AppState) -> Router {
         .route(calls::STOP_PATH, axum::routing::post(calls::calls_stop))
         .route(calls::RECORD_PATH, get(calls::record_link))
         .route(data::DATA_PATH, get(data::data_get).put(data::data_put).delete(data::data_delete))
+        .route(ruleset::RULESET_PATH, get(ruleset::ruleset_list).post(ruleset::ruleset_submit))
+        .route(ruleset::RULESET_ACTIVE_PATH, axum::routing::put(ruleset::ruleset_activate))
         .layer(middleware::from_fn_with_state(("provisioning", state.clone()), count_results));
     let admin = admin::router().layer(middleware::from_fn_with_state(("admin", state.clone()), count_results));
     Router::new()
@@ -228,6 +239,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         deadline_overrun_max_micros: u64::try_from(pool.deadline_overrun_max.as_micros()).unwrap_or(u64::MAX),
     };
     text.push_str(&telemetry::render_scripts(&scripts));
+    text.push_str(&state.scripts.ruleset_runs().render());
     let flushes = state.store.flush_stats();
     let flushes =
         telemetry::FlushCounters { waits: flushes.waits, flushes: flushes.flushes, flush_micros: flushes.flush_micros };

@@ -51,7 +51,13 @@ const DEADLINE_CHECK_EVERY: u64 = 64;
 
 thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// A run's own operation budget, below the engine's (a rule set's per-app limit); 0: none.
+    static OPERATIONS: Cell<u64> = const { Cell::new(0) };
 }
+
+/// What `on_progress` stops a run with when its own operation budget is spent (the engine's
+/// own limit is Rhai's `ErrorTooManyOperations`).
+pub(crate) const OPERATIONS_SPENT: &str = "the run used up its operations";
 
 /// Runs `f` with this thread's script deadline set at `at`.
 pub(crate) fn with_deadline_at<T>(at: Instant, f: impl FnOnce() -> T) -> T {
@@ -66,8 +72,36 @@ pub(crate) fn with_deadline_at<T>(at: Instant, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Runs `f` with this thread's deadline at `at` and at most `operations` operations (checked
+/// every [`DEADLINE_CHECK_EVERY`]).
+pub(crate) fn with_budget<T>(at: Instant, operations: u64, f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            OPERATIONS.with(|budget| budget.set(0));
+        }
+    }
+    OPERATIONS.with(|budget| budget.set(operations));
+    let _reset = Reset;
+    with_deadline_at(at, f)
+}
+
 /// Builds a sandboxed engine with the privnum script API.
 pub fn build(limits: &Limits) -> Engine {
+    let mut engine = sandbox(limits);
+    api::register(&mut engine);
+    engine
+}
+
+/// Builds the engine customer rule sets run on: the same sandbox, with the rule-set API
+/// (`script::ruleset`) instead of the scripts'.
+pub fn build_for_rulesets(limits: &Limits) -> Engine {
+    let mut engine = sandbox(limits);
+    super::ruleset::register(&mut engine);
+    engine
+}
+
+fn sandbox(limits: &Limits) -> Engine {
     let mut engine = Engine::new_raw();
     engine.register_global_module(StandardPackage::new().as_shared_module());
     engine
@@ -90,10 +124,13 @@ pub fn build(limits: &Limits) -> Engine {
         if operations % DEADLINE_CHECK_EVERY != 0 {
             return None;
         }
+        let spent = OPERATIONS.with(|budget| budget.get() > 0 && operations >= budget.get());
+        if spent {
+            return Some(Dynamic::from(OPERATIONS_SPENT));
+        }
         let late = DEADLINE.with(|deadline| deadline.get().is_some_and(|at| Instant::now() >= at));
         late.then(|| Dynamic::from("the script ran past its deadline"))
     });
-    api::register(&mut engine);
     engine
 }
 

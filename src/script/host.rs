@@ -8,7 +8,7 @@
 //! (`pool`), never on an async worker; the reload's test cases run on the thread that reloads
 //! (a blocking one), and `privnum check`/`test` on the command's own.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,11 +19,13 @@ use rhai::Engine;
 use serde::Serialize;
 
 use super::pool::{Lane, Pool, PoolConfig};
+use super::ruleset::{self, DataLookup, Ruleset};
 use super::run::{call_handler, call_handler_until, Failure, HandlerOutput, RunError};
 use super::set::{LoadError, ScriptSet, Sources, Version};
 use super::strikes::Strikes;
 use super::{engine, Limits};
-use crate::telemetry::ScriptStrike;
+use crate::domain::ruleset::Handler;
+use crate::telemetry::{RulesetRuns, ScriptStrike};
 
 /// How long past a run's deadline its caller still waits for the script thread before it answers
 /// with the fallback itself: the script is stopped within microseconds of its deadline when its
@@ -108,6 +110,12 @@ pub struct ScriptHost {
     runtime_errors: AtomicU64,
     strikes: Arc<Strikes>,
     pool: Pool,
+    /// The engine customer rule sets run on (their own API, the same sandbox).
+    ruleset_engine: Engine,
+    /// Each app's active rule set, compiled; calls read it with one atomic load.
+    rulesets: ArcSwap<HashMap<String, Arc<Ruleset>>>,
+    /// Rule-set runs by app, version and outcome, for `/metrics`.
+    ruleset_runs: Mutex<BTreeMap<(String, String, &'static str), u64>>,
 }
 
 impl std::fmt::Debug for ScriptHost {
@@ -152,7 +160,122 @@ impl ScriptHost {
             runtime_errors: AtomicU64::new(0),
             strikes,
             pool,
+            ruleset_engine: engine::build_for_rulesets(&limits),
+            rulesets: ArcSwap::default(),
+            ruleset_runs: Mutex::default(),
         })
+    }
+
+    /// The engine rule sets are compiled and checked on.
+    pub fn ruleset_engine(&self) -> &Engine {
+        &self.ruleset_engine
+    }
+
+    /// The app's active rule set, if it has one on.
+    pub fn ruleset(&self, app_key: &str) -> Option<Arc<Ruleset>> {
+        self.rulesets.load().get(app_key).cloned()
+    }
+
+    /// Makes `ruleset` the active one of its app, or (`None`) turns `app_key`'s off.
+    pub fn set_ruleset(&self, app_key: &str, ruleset: Option<Ruleset>) {
+        let ruleset = ruleset.map(Arc::new);
+        self.rulesets.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            match &ruleset {
+                Some(ruleset) => next.insert(app_key.to_owned(), ruleset.clone()),
+                None => next.remove(app_key),
+            };
+            next
+        });
+    }
+
+    /// Runs `handler` of an app's rule set on the script pool, in the app's own queue, and
+    /// awaits it for at most twice the rule set's deadline plus [`DEADLINE_MARGIN`] (a run not
+    /// started within one deadline is not run). A failure is counted per app, version and kind,
+    /// logged once per version and location, and returned: the caller goes on as if the rule set
+    /// were absent. `Ok(None)`: the handler returned `()`.
+    pub async fn run_ruleset(
+        self: &Arc<Self>,
+        ruleset: Arc<Ruleset>,
+        handler: Handler,
+        (event, decision): (serde_json::Value, Option<serde_json::Value>),
+        data: DataLookup,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, RunError> {
+        let budget = ruleset.deadline();
+        let deadline = Instant::now() + budget;
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let host = self.clone();
+        let run_on = ruleset.clone();
+        let job = Box::new(move || {
+            if answer.is_closed() {
+                return;
+            }
+            let result = if Instant::now() >= deadline {
+                Err(RunError {
+                    kind: Failure::Late,
+                    ..RunError::new(
+                        run_on.location(),
+                        format!("{}: waited past its deadline in the queue", handler.name()),
+                    )
+                })
+            } else {
+                let stop_at = Instant::now() + budget;
+                ruleset::call(&host.ruleset_engine, &run_on, handler, (&event, decision.as_ref()), data, stop_at)
+            };
+            let _ = answer.send(result);
+        });
+        let not_run = |kind: Failure, why: String| RunError {
+            kind,
+            ..RunError::new(ruleset.location(), format!("{}: {why}", handler.name()))
+        };
+        let result = match self.pool.submit(Lane::Main(&ruleset.app_key), job) {
+            Err(refused) => Err(not_run(Failure::Refused, refused.to_string())),
+            Ok(()) => {
+                let wait_until = tokio::time::Instant::from_std(deadline + budget + DEADLINE_MARGIN);
+                match tokio::time::timeout_at(wait_until, answered).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_dropped)) => Err(not_run(Failure::Refused, "the script pool has stopped".into())),
+                    Err(_elapsed) => {
+                        Err(not_run(Failure::Late, format!("no answer within its deadline of {budget:?}")))
+                    }
+                }
+            }
+        };
+        if let Err(err) = &result {
+            self.report_ruleset_failure(&ruleset, err.kind.name(), &err.location, &err.message);
+        }
+        result
+    }
+
+    /// Counts a rule-set run that failed, was stopped (`outcome`: the failure's kind), or
+    /// returned what breaks an invariant (`invariant`), and logs it the first time its version
+    /// fails at `location`.
+    pub fn report_ruleset_failure(&self, ruleset: &Ruleset, outcome: &'static str, location: &str, message: &str) {
+        self.count_ruleset_run(ruleset, outcome);
+        let key = format!("{} {location}", ruleset.location());
+        let first = self.reported.lock().map(|mut seen| seen.insert(key)).unwrap_or(true);
+        if first {
+            tracing::warn!(
+                app_key = %ruleset.app_key,
+                version = %ruleset.version,
+                outcome,
+                "{location}: {message}; the call goes on as without the rule set"
+            );
+        }
+    }
+
+    /// Counts a rule-set run by its outcome (`decided`, `passed`, `invariant`, or a failure's
+    /// kind).
+    pub fn count_ruleset_run(&self, ruleset: &Ruleset, outcome: &'static str) {
+        if let Ok(mut counts) = self.ruleset_runs.lock() {
+            *counts.entry((ruleset.app_key.clone(), ruleset.version.clone(), outcome)).or_default() += 1;
+        }
+    }
+
+    /// Rule-set runs so far, by app, version and outcome.
+    pub fn ruleset_runs(&self) -> RulesetRuns {
+        let counts = self.ruleset_runs.lock().map(|counts| counts.clone()).unwrap_or_default();
+        RulesetRuns(counts.into_iter().map(|((app, version, outcome), count)| (app, version, outcome, count)).collect())
     }
 
     pub fn dir(&self) -> &Path {

@@ -31,6 +31,9 @@
 //! | `app_data`   | app key, item key                     | record (value, expiry) of a customer data item |
 //! | `app_data_expiry` | expiry (8 bytes, ordered), app key, item key | empty (the sweep queue) |
 //! | `app_data_count` | app key                           | items the app holds, u32 big-endian |
+//! | `rulesets`   | app key, version number (8 bytes BE) | record `RulesetVersion` (every version kept) |
+//! | `ruleset_active` | app key                           | the active version's name (no entry: off) |
+//! | `ruleset_audit` | entry number (8 bytes BE, taken under the writer lock) | record `AuditEntry` |
 //! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |
 //! | `outbox_dead`| push id (8 bytes BE)                  | record `Push` (retries used up) |
 //! | spill (`outbox_spill/*.seg`, files of its own) | as `outbox` | as `outbox` (pushes beyond the memory budget, `spill.rs`) |

@@ -38,6 +38,7 @@ pub mod outbox;
 mod pools;
 mod record;
 mod recover;
+mod rulesets;
 mod spill;
 mod tones;
 
@@ -61,6 +62,7 @@ pub use flush::FlushStats;
 use flush::Scope;
 use handles::{SledHandles, SledSlot};
 pub use nonce::Nonces;
+pub use rulesets::Rulesets;
 pub use tones::Tones;
 
 /// A storage failure, naming the tree and key concerned. Shown to operators, never to clients.
@@ -136,10 +138,13 @@ pub(crate) enum Tree {
     AppData,
     AppDataExpiry,
     AppDataCount,
+    Rulesets,
+    RulesetActive,
+    RulesetAudit,
 }
 
 impl Tree {
-    const ALL: [Tree; 26] = [
+    const ALL: [Tree; 29] = [
         Tree::Apps,
         Tree::Numbers,
         Tree::AppArea,
@@ -166,6 +171,9 @@ impl Tree {
         Tree::AppData,
         Tree::AppDataExpiry,
         Tree::AppDataCount,
+        Tree::Rulesets,
+        Tree::RulesetActive,
+        Tree::RulesetAudit,
     ];
 
     /// The trees the call path writes. They change only through the committer thread, in queue
@@ -213,6 +221,9 @@ impl Tree {
             Tree::AppData => "app_data",
             Tree::AppDataExpiry => "app_data_expiry",
             Tree::AppDataCount => "app_data_count",
+            Tree::Rulesets => "rulesets",
+            Tree::RulesetActive => "ruleset_active",
+            Tree::RulesetAudit => "ruleset_audit",
         }
     }
 }
@@ -325,6 +336,7 @@ pub(crate) struct Shared {
 /// | [`Store::apps`] | apps and their X-number pools |
 /// | [`Store::tones`] | the tone registry: records, audio, the approved set |
 /// | [`Store::data`] | customer data: the apps' items, their expiry, a count per app |
+/// | [`Store::rulesets`] | customer rule sets: every version kept, the active one per app, the audit log |
 /// | [`Store::nonces`] | replay protection |
 /// | [`Store::calls`] | sessions, the outbox and its dead letters, recordings |
 ///
@@ -339,6 +351,7 @@ pub struct Store {
     nonces: Nonces,
     calls: Calls,
     data: Data,
+    rulesets: Rulesets,
 }
 
 impl Store {
@@ -396,6 +409,7 @@ impl Store {
             nonces: Nonces { book: shared.nonces.clone() },
             calls: Calls { shared: shared.clone() },
             data: Data { shared: shared.clone() },
+            rulesets: Rulesets { shared: shared.clone() },
             shared,
         })
     }
@@ -418,6 +432,11 @@ impl Store {
     /// Customer data: the apps' items that their rule sets read.
     pub fn data(&self) -> &Data {
         &self.data
+    }
+
+    /// Customer rule sets: versions, the active one per app, the audit log.
+    pub fn rulesets(&self) -> &Rulesets {
+        &self.rulesets
     }
 
     /// Replay protection for signed requests.

@@ -27,6 +27,7 @@ mod receiver;
 mod reference_client;
 mod reload;
 mod retries;
+mod rulesets;
 mod sandbox;
 mod script_pool;
 mod store_faults;

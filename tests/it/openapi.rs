@@ -81,6 +81,7 @@ fn concrete(path: &str) -> String {
             "{file_name}" => "probe.wav",
             "{id}" => "1",
             "{session_id}" => "probe-session",
+            "{version}" => "v1",
             other if other.starts_with('{') => panic!("no sample value for {other} in {path}"),
             other => other,
         })
@@ -132,6 +133,8 @@ fn every_route_in_the_source_is_in_routes() {
         ("calls::STOP_PATH", http::calls::STOP_PATH),
         ("calls::RECORD_PATH", http::calls::RECORD_PATH),
         ("data::DATA_PATH", http::data::DATA_PATH),
+        ("ruleset::RULESET_PATH", http::ruleset::RULESET_PATH),
+        ("ruleset::RULESET_ACTIVE_PATH", http::ruleset::RULESET_ACTIVE_PATH),
     ];
     let mut found = BTreeSet::new();
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().path()).collect();

@@ -39,6 +39,6 @@ impl ModeRoute for AxRoute {
             }
         }
         call.binding = binding.map(Binding::Ax);
-        Ok(Prepared { script: AX_SCRIPT, call, allowance, user_data })
+        Ok(Prepared { script: AX_SCRIPT, call, allowance, user_data, ruleset_version: None })
     }
 }

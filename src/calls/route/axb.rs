@@ -26,6 +26,6 @@ impl ModeRoute for AxbRoute {
         let allowance = binding.as_deref().map(|b| b.allowance(&call.caller, app)).unwrap_or_default();
         let user_data = binding.as_ref().and_then(|b| b.user_data.clone());
         call.binding = binding.map(Binding::Axb);
-        Ok(Prepared { script: AXB_SCRIPT, call, allowance, user_data })
+        Ok(Prepared { script: AXB_SCRIPT, call, allowance, user_data, ruleset_version: None })
     }
 }

@@ -38,7 +38,7 @@ impl ModeRoute for AxeRoute {
             None => (Allowance { collect_digits: Some(app.extension_digits), ..Allowance::default() }, None),
         };
         call.binding = binding.map(Binding::Axe);
-        Ok(Prepared { script: AXE_SCRIPT, call, allowance, user_data })
+        Ok(Prepared { script: AXE_SCRIPT, call, allowance, user_data, ruleset_version: None })
     }
 
     /// The extension the caller keyed, if it is one of X's.
@@ -56,5 +56,5 @@ fn prepare_digits(store: &Store, mut call: Call, app: &App, now: i64) -> Result<
     let allowance = binding.as_deref().map(|b| b.allowance_for_extension(app)).unwrap_or_default();
     let user_data = binding.as_deref().and_then(|b| b.user_data.clone());
     call.binding = binding.map(Binding::Axe);
-    Ok(Prepared { script: AXE_DIGITS_SCRIPT, call, allowance, user_data })
+    Ok(Prepared { script: AXE_DIGITS_SCRIPT, call, allowance, user_data, ruleset_version: None })
 }

@@ -22,6 +22,7 @@ mod ax;
 mod axb;
 mod axe;
 mod release;
+mod ruleset;
 mod tones;
 mod x;
 
@@ -36,6 +37,7 @@ use crate::store::{self, Store};
 use crate::telemetry::Metrics;
 
 pub use release::state_code_for_release;
+pub use ruleset::load_active as load_active_ruleset;
 pub use tones::warn_unapproved_app_tones;
 pub use x::Customer;
 
@@ -90,6 +92,9 @@ pub struct Routed {
     pub user_data: Option<String>,
     /// The script version that decided, or `None` when the host decided without a script.
     pub script_version: Option<String>,
+    /// The app's rule-set version whose answer the call took (`on_x_callin`, `on_x_fallback`,
+    /// `on_decision`), if one did.
+    pub ruleset_version: Option<String>,
     /// The script failed or broke an invariant and the fallback was used.
     pub fallback: bool,
     /// The X's area code (the CDR's `areaCode`), when the X is one of privnum's.
@@ -99,7 +104,16 @@ pub struct Routed {
 impl Routed {
     /// A decision the host made without a script (no binding, no user data).
     pub(crate) fn by_host(decision: Decision, app: Option<Arc<App>>) -> Self {
-        Routed { decision, app, binding: None, user_data: None, script_version: None, fallback: false, area_code: None }
+        Routed {
+            decision,
+            app,
+            binding: None,
+            user_data: None,
+            script_version: None,
+            ruleset_version: None,
+            fallback: false,
+            area_code: None,
+        }
     }
 }
 
@@ -112,6 +126,8 @@ pub(crate) struct Prepared {
     pub(crate) allowance: Allowance,
     /// The `userData` this call's events and CDR carry.
     pub(crate) user_data: Option<String>,
+    /// The rule-set version that answered for the customer's server (X mode).
+    pub(crate) ruleset_version: Option<String>,
 }
 
 /// Decides a callin. `now` is privnum's clock: whether a binding is still active is privnum's
@@ -146,7 +162,7 @@ pub async fn decide_callin(
     let Some(route) = route_of(app.mode) else { return by_host(state::SERVICE_TYPE_MISMATCH) };
     let mut prepared = route.callin(store, script_call, &app, now)?;
     if route.asks_customer() {
-        x::ask(store, customer, metrics, &app, call, &mut prepared).await;
+        x::ask((store, scripts), customer, metrics, &app, call, &mut prepared, now).await;
     }
     Ok(Routed { area_code, ..run(store, scripts, metrics, (app, &cleared), prepared).await })
 }
@@ -193,8 +209,10 @@ async fn run(
     (app, cleared): (Arc<App>, &tones::Cleared),
     prepared: Prepared,
 ) -> Routed {
-    let Prepared { script, call, allowance, user_data } = prepared;
+    let Prepared { script, call, allowance, mut user_data, mut ruleset_version } = prepared;
     let binding = call.binding.clone();
+    let (caller, x_number, session_id, now) =
+        (call.caller.clone(), call.called.clone(), call.session_id.clone(), call.now);
     let set: Arc<ScriptSet> = scripts.active();
     let key = call_key(scripts, &app.app_key, script, &call);
     let decision = match scripts.run_pooled::<_, Decision>(&app.app_key, key, set.clone(), script, call).await {
@@ -211,9 +229,27 @@ async fn run(
     let fallback = decision.is_none();
     let mut decision = decision.unwrap_or_else(|| Decision::release(state::SERVICE_EXCEPTION, tones::close_tone(&app)));
     tones::apply_recording_notice(&mut decision, &app, binding.as_ref(), metrics);
+    if !fallback && app.mode != Mode::X {
+        let decided = ruleset::Decided {
+            app: &app,
+            caller: &caller,
+            x_number: &x_number,
+            session_id: &session_id,
+            subscription_id: binding.as_ref().map(Binding::subscription_id),
+            decision: &decision,
+            user_data: user_data.as_deref(),
+        };
+        if let Some((tightened, version)) = ruleset::tightened(store, scripts, decided, now).await {
+            if let Some(tightened) = tightened {
+                decision = tightened.decision;
+                user_data = tightened.user_data;
+            }
+            ruleset_version = Some(version);
+        }
+    }
     tones::count_skipped_tones(metrics, &app, cleared, &decision);
     let script_version = Some(set.version.to_string());
-    Routed { decision, app: Some(app), binding, user_data, script_version, fallback, area_code: None }
+    Routed { decision, app: Some(app), binding, user_data, script_version, ruleset_version, fallback, area_code: None }
 }
 
 /// What names a call's input to the pool's suspect list: the app, the handler, and what varies

@@ -10,11 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{CallIn, ModeRoute, Prepared};
+use super::{ruleset, CallIn, ModeRoute, Prepared};
 use crate::calls::report;
 use crate::domain::{Allowance, App, Mode, XFailure, XReply};
 use crate::push::Pusher;
 use crate::script::api::Call;
+use crate::script::ScriptHost;
 use crate::store::{self, Store};
 use crate::telemetry::{BlockCallin, Metrics};
 
@@ -30,7 +31,7 @@ impl ModeRoute for XRoute {
 
     /// Nothing to look up: the customer is asked next ([`ask`]).
     fn callin(&self, _store: &Store, call: Call, _app: &App, _now: i64) -> Result<Prepared, store::Error> {
-        Ok(Prepared { script: X_SCRIPT, call, allowance: Allowance::default(), user_data: None })
+        Ok(Prepared { script: X_SCRIPT, call, allowance: Allowance::default(), user_data: None, ruleset_version: None })
     }
 
     fn asks_customer(&self) -> bool {
@@ -46,30 +47,37 @@ pub struct Customer<'a> {
     pub timeout: Duration,
 }
 
-/// Sends the Block `callin` and hands the script the reply, checked, or the failure; sets what
-/// the decision may do from the reply.
+/// Asks the app's rule set (`on_x_callin`), then, when it leaves the call to the customer, sends
+/// the Block `callin`, and when that gets no answer asks the rule set again (`on_x_fallback`);
+/// hands the script the reply, checked, or the failure, and sets what the decision may do from
+/// the reply.
 pub(super) async fn ask(
-    store: &Store,
+    (store, scripts): (&Store, &Arc<ScriptHost>),
     customer: Customer<'_>,
     metrics: &Metrics,
     app: &Arc<App>,
     callin: &CallIn,
     prepared: &mut Prepared,
+    now: i64,
 ) {
-    let body = report::encode(&report::block_callin_event(callin));
-    let started = std::time::Instant::now();
-    let reply = match customer.pusher.block(app, body, customer.timeout).await {
-        Ok(bytes) => XReply::parse(&bytes, &callin.called).map_err(XFailure::Invalid).and_then(|reply| {
-            let unapproved = reply
-                .tones()
-                .into_iter()
-                .find(|(_, tone)| !store.tones().approved(&app.app_key, tone))
-                .map(|(field, tone)| XFailure::Tone { field, tone: tone.to_owned() });
-            unapproved.map_or(Ok(reply), Err)
-        }),
-        Err(failure) => Err(failure),
+    let reply = match ruleset::x_reply(store, scripts, app, callin, now, None).await {
+        Some((reply, version)) => {
+            prepared.ruleset_version = Some(version);
+            Ok(reply)
+        }
+        None => match push(store, customer, metrics, app, callin).await {
+            Err(failure) if failure.no_answer() => {
+                match ruleset::x_reply(store, scripts, app, callin, now, Some(&failure)).await {
+                    Some((reply, version)) => {
+                        prepared.ruleset_version = Some(version);
+                        Ok(reply)
+                    }
+                    None => Err(failure),
+                }
+            }
+            other => other,
+        },
     };
-    BlockCallin { app_key: &app.app_key, elapsed: started.elapsed(), outcome: reply.as_ref().err() }.emit(metrics);
     match reply {
         Ok(reply) => {
             if let XReply::Connect(connect) = &reply {
@@ -85,4 +93,29 @@ pub(super) async fn ask(
         }
         Err(failure) => prepared.call.failure = Some(Arc::new(failure)),
     }
+}
+
+/// The Block `callin` push and its reply, read and checked (its tones approved tones of the app).
+async fn push(
+    store: &Store,
+    customer: Customer<'_>,
+    metrics: &Metrics,
+    app: &Arc<App>,
+    callin: &CallIn,
+) -> Result<XReply, XFailure> {
+    let body = report::encode(&report::block_callin_event(callin));
+    let started = std::time::Instant::now();
+    let reply = match customer.pusher.block(app, body, customer.timeout).await {
+        Ok(bytes) => XReply::parse(&bytes, &callin.called).map_err(XFailure::Invalid).and_then(|reply| {
+            let unapproved = reply
+                .tones()
+                .into_iter()
+                .find(|(_, tone)| !store.tones().approved(&app.app_key, tone))
+                .map(|(field, tone)| XFailure::Tone { field, tone: tone.to_owned() });
+            unapproved.map_or(Ok(reply), Err)
+        }),
+        Err(failure) => Err(failure),
+    };
+    BlockCallin { app_key: &app.app_key, elapsed: started.elapsed(), outcome: reply.as_ref().err() }.emit(metrics);
+    reply
 }
