@@ -128,8 +128,22 @@ fn on_x_callin(event) {
 }
 "#;
 
+/// `data_get` on the store, as a call's run reads it.
+struct BenchReads(privnum::store::Data);
+
+impl privnum::script::ruleset::Reads for BenchReads {
+    fn data(&self, key: &str) -> Result<Option<String>, String> {
+        Ok(self.0.get("bench-x", key, 1_700_000_000).map_err(|e| e.to_string())?.map(|item| item.value))
+    }
+
+    fn answered(&self, _a: &str, _b: &str, _since: i64) -> Result<i64, String> {
+        Ok(0)
+    }
+}
+
 fn rulesets(c: &mut Criterion) {
     use privnum::domain::data::DataItem;
+    use privnum::domain::ruleset::Handler;
     use privnum::script::ruleset::compile;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -188,6 +202,34 @@ fn rulesets(c: &mut Criterion) {
     let routed = runtime.block_on(decide_callin(&store, &scripts, &metrics, customer, &x_call, 1_700_000_000));
     let routed = routed.expect("decided");
     assert_eq!(routed.decision.callee.as_deref(), Some("+8613900000002"), "on_x_callin decided: {routed:?}");
+    // The rule set's own run, on this thread: what the pool hop above adds to is this.
+    let engine = scripts.ruleset_engine();
+    let reads = || -> privnum::script::ruleset::DataLookup { Box::new(BenchReads(store.data().clone())) };
+    let trip_set = compile(engine, "bench-x", "v1", TRIP, settings).expect("TRIP compiles");
+    let event = serde_json::json!({"appKey": "bench-x", "caller": "+8613800000001", "called": "+8617500000001", "now": 1_700_000_000});
+    c.bench_function("rule set alone: on_x_callin reading data (this thread)", |b| {
+        b.iter(|| {
+            let stop_at = std::time::Instant::now() + std::time::Duration::from_millis(5);
+            privnum::script::ruleset::call(engine, &trip_set, Handler::XCallin, (&event, None), reads(), stop_at)
+                .expect("ran")
+        })
+    });
+    let cap_set = compile(engine, "bench-app", "v1", CAP, settings).expect("CAP compiles");
+    let decision = serde_json::json!({"action": "connect", "callee": "+8613900004242", "display": "+8617000000001", "maxDuration": 30, "userData": "order"});
+    c.bench_function("rule set alone: on_decision on an AXB connect (this thread)", |b| {
+        b.iter(|| {
+            let stop_at = std::time::Instant::now() + std::time::Duration::from_millis(5);
+            privnum::script::ruleset::call(
+                engine,
+                &cap_set,
+                Handler::Decision,
+                (&event, Some(&decision)),
+                reads(),
+                stop_at,
+            )
+            .expect("ran")
+        })
+    });
     c.bench_function("X-mode callin decided by on_x_callin reading data (no Block push) + x.rhai", |b| {
         b.iter(|| {
             runtime

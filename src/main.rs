@@ -80,6 +80,12 @@ enum Command {
         #[command(subcommand)]
         command: ToneCommand,
     },
+    /// A customer rule set: check and test it offline, or submit, list and activate it on a
+    /// server with the app's own key.
+    Ruleset {
+        #[command(subcommand)]
+        command: RulesetCommand,
+    },
     /// Print freshly signed authentication headers for one provisioning request.
     ///
     /// Each run makes a new Nonce, so run it once per request, e.g.
@@ -118,6 +124,74 @@ enum ToneCommand {
         secs: f64,
         output: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum RulesetCommand {
+    /// What a submission's check says, offline: compile, handlers, cases, the invariant probe.
+    Check {
+        file: PathBuf,
+        #[command(flatten)]
+        local: RulesetLocal,
+    },
+    /// Run the cases one by one, then the invariant probe, printing each result.
+    Test {
+        file: PathBuf,
+        #[command(flatten)]
+        local: RulesetLocal,
+    },
+    /// Submit FILE and its cases as the app's next version.
+    Submit {
+        file: PathBuf,
+        /// Cases: a directory of .json files or a file (default: FILE's name with .cases).
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        /// What this version changes, kept with it.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        remote: RulesetRemote,
+    },
+    /// List the app's versions and which is active.
+    List {
+        #[command(flatten)]
+        remote: RulesetRemote,
+    },
+    /// Make an approved version active (an earlier one: a rollback); "" turns the rule set off.
+    Activate {
+        version: String,
+        #[command(flatten)]
+        remote: RulesetRemote,
+    },
+}
+
+#[derive(clap::Args)]
+struct RulesetLocal {
+    /// Cases: a directory of .json files or a file (default: FILE's name with .cases).
+    #[arg(long)]
+    cases: Option<PathBuf>,
+    /// The app's mode, to check what the server will (handlers it calls, the decisions probed).
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<privnum::domain::Mode>,
+}
+
+#[derive(clap::Args)]
+struct RulesetRemote {
+    /// The app key to sign as.
+    #[arg(long)]
+    app: String,
+    /// The app's secret; by default it is read from the configuration file.
+    #[arg(long)]
+    secret: Option<String>,
+    #[arg(long, default_value = "privnum.toml")]
+    config: PathBuf,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+}
+
+fn parse_mode(text: &str) -> Result<privnum::domain::Mode, String> {
+    serde_json::from_value(serde_json::Value::from(text.to_ascii_uppercase()))
+        .map_err(|_| format!("{text:?} is not a mode: AXB, AX, AXE or X"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -160,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?
                 .block_on(privnum::cli::customer::run(&config, listen, table))
         }
+        Command::Ruleset { command } => ruleset(command),
         Command::Call { from, to, digits, answer_after, talk, server, switch_token } => {
             let plan = privnum::cli::CallPlan { server, switch_token, from, to, digits, answer_after, talk };
             tokio::runtime::Runtime::new().context("starting the tokio runtime")?.block_on(privnum::cli::call(plan))
@@ -199,6 +274,44 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     })
 }
 
+fn ruleset(command: RulesetCommand) -> anyhow::Result<()> {
+    use privnum::cli::ruleset;
+    let remote = |remote: RulesetRemote| -> anyhow::Result<ruleset::Remote> {
+        let secret = secret_of(&remote.app, remote.secret, &remote.config)?;
+        Ok(ruleset::Remote { server: remote.server, app: remote.app, secret })
+    };
+    let runtime = || tokio::runtime::Runtime::new().context("starting the tokio runtime");
+    match command {
+        RulesetCommand::Check { file, local } => ruleset::check_file(&file, local.cases.as_deref(), local.mode),
+        RulesetCommand::Test { file, local } => ruleset::test_file(&file, local.cases.as_deref(), local.mode),
+        RulesetCommand::Submit { file, cases, note, remote: to } => {
+            let to = remote(to)?;
+            runtime()?.block_on(ruleset::submit(&to, &file, cases.as_deref(), &note))
+        }
+        RulesetCommand::List { remote: to } => {
+            let to = remote(to)?;
+            runtime()?.block_on(ruleset::list(&to))
+        }
+        RulesetCommand::Activate { version, remote: to } => {
+            let to = remote(to)?;
+            runtime()?.block_on(ruleset::activate(&to, &version))
+        }
+    }
+}
+
+/// The app's secret: given, or read from the configuration file.
+fn secret_of(app_key: &str, secret: Option<String>, config_path: &std::path::Path) -> anyhow::Result<String> {
+    match secret {
+        Some(secret) => Ok(secret),
+        None => Config::load(config_path)?
+            .apps
+            .into_iter()
+            .find(|app| app.app_key == app_key)
+            .map(|app| app.app_secret)
+            .with_context(|| format!("app {app_key} is not in {}; pass --secret", config_path.display())),
+    }
+}
+
 fn sign(
     app_key: &str,
     secret: Option<String>,
@@ -206,15 +319,7 @@ fn sign(
     wsse: bool,
     format: Format,
 ) -> anyhow::Result<()> {
-    let secret = match secret {
-        Some(secret) => secret,
-        None => Config::load(config_path)?
-            .apps
-            .into_iter()
-            .find(|app| app.app_key == app_key)
-            .map(|app| app.app_secret)
-            .with_context(|| format!("app {app_key} is not in {}; pass --secret", config_path.display()))?,
-    };
+    let secret = secret_of(app_key, secret, config_path)?;
     let scheme = if wsse { Scheme::Wsse } else { Scheme::Aksk };
     let signed = auth::sign(scheme, app_key, &secret, &auth::new_nonce(), chrono::Utc::now());
     let lines =

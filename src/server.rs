@@ -144,6 +144,10 @@ async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             if let Err(err) = store.data().sweep_expired(now, SWEEP_BATCH) {
                 tracing::error!(error = %err, "sweeping expired customer data failed; will retry");
             }
+            let counted_since = now.saturating_sub(crate::store::ANSWERED_RETENTION_SECS);
+            if let Err(err) = store.calls().sweep_answered(counted_since, SWEEP_BATCH) {
+                tracing::error!(error = %err, "forgetting old answered calls failed; will retry");
+            }
             let persisted = store.nonces().persist();
             let forgotten = store.nonces().forget_before(now.saturating_sub(skew.saturating_mul(2)));
             (bindings, persisted.and(forgotten))

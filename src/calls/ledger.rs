@@ -15,6 +15,7 @@ use crate::domain::axe::Callback;
 use crate::push::Pusher;
 use crate::store;
 use crate::store::outbox::{Lane, Push};
+use crate::store::AnsweredCall;
 
 /// What a stale session's CDR says about its end.
 pub const CLOSED_BY_TIMEOUT: &str = "privnum: the switch sent no disconnect within session_timeout_secs";
@@ -130,6 +131,13 @@ impl Ledger {
         }
     }
 
+    /// Counts a call that just ended for rule sets (`answered_calls`), when it was answered.
+    fn count_answered(&self, session: &Session) {
+        if let Some(call) = answered_call(session) {
+            self.calls.count_answered(call);
+        }
+    }
+
     fn wake(&self, pushes: &[Push]) {
         self.pusher.arrived(pushes);
     }
@@ -202,8 +210,11 @@ impl Ledger {
             // A retry changes nothing worth a write: what it repeats was saved before it was
             // acknowledged, and its answer waits for the log like the first one's.
             if applied != Applied::Repeated {
-                let owner = object_name.as_deref().zip(session.app_key.as_deref());
-                self.calls.save_session(session_id, &session, &pushes, owner)?;
+                let recording = object_name.as_deref().zip(session.app_key.as_deref());
+                self.calls.save_session(session_id, &session, &pushes, recording)?;
+                if matches!(applied, Applied::Kept { ends: true }) && !was_ended {
+                    self.count_answered(&session);
+                }
             }
             Ok((session, (applied, pushes)))
         })
@@ -263,6 +274,7 @@ impl Ledger {
                 self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
                 self.push_cdr(&session, Some(CLOSED_BY_OPS), &mut pushes)?;
                 self.calls.save_session(session_id, &session, &pushes, None)?;
+                self.count_answered(&session);
                 Ok((session, (EndOutcome::Ended, pushes)))
             })?
             .unwrap_or(EndOutcome::UnknownSession))
@@ -285,20 +297,34 @@ impl Ledger {
     }
 
     fn close(&self, mut session: Session, now: i64) -> Result<(), store::Error> {
-        {
-            let mut pushes = Vec::new();
-            if session.ended_at.is_none() {
-                let disconnect = platform_disconnect(now);
-                session.events.push(disconnect.clone());
-                session.ended_at = Some(now);
-                tracing::warn!(session_id = %session.session_id, "closing a session the switch never ended");
-                self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
-                self.push_cdr(&session, Some(CLOSED_BY_TIMEOUT), &mut pushes)?;
-            }
-            self.calls.forget_session(&session.session_id, &pushes)?;
-            self.wake(&pushes);
+        let mut pushes = Vec::new();
+        let ends_now = session.ended_at.is_none();
+        if ends_now {
+            let disconnect = platform_disconnect(now);
+            session.events.push(disconnect.clone());
+            session.ended_at = Some(now);
+            tracing::warn!(session_id = %session.session_id, "closing a session the switch never ended");
+            self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
+            self.push_cdr(&session, Some(CLOSED_BY_TIMEOUT), &mut pushes)?;
         }
+        self.calls.forget_session(&session.session_id, &pushes)?;
+        if ends_now {
+            self.count_answered(&session);
+        }
+        self.wake(&pushes);
         Ok(())
+    }
+}
+
+/// An ended call that was answered, as rule sets count it (`answered_calls`): its app, caller
+/// and callee, end and id.
+fn answered_call(session: &Session) -> Option<AnsweredCall<'_>> {
+    let answered = session.events.iter().any(|event| event.kind == EventKind::Answer);
+    match (&session.app_key, &session.callee, session.ended_at) {
+        (Some(app_key), Some(callee), Some(ended_at)) if answered => {
+            Some(AnsweredCall { app_key, parties: (&session.caller, callee), ended_at, icid: &session.icid })
+        }
+        _ => None,
     }
 }
 

@@ -1,7 +1,9 @@
 //! The command-line tools besides `serve`: checking and testing scripts, a virtual switch that
-//! drives one call through a running server, and inspecting and converting tones.
+//! drives one call through a running server, inspecting and converting tones; customer rule
+//! sets (`ruleset`) and the demo customer (`customer`) have modules of their own.
 
 pub mod customer;
+pub mod ruleset;
 
 use std::path::Path;
 use std::time::Duration;
@@ -234,7 +236,10 @@ async fn play(
     }
     if decision["action"] != "connect" {
         open.set(false);
-        say(&format!("released: stateCode {}", decision["stateCode"]))?;
+        let code = decision["stateCode"].as_u64().and_then(|code| u32::try_from(code).ok());
+        let meaning =
+            code.and_then(crate::domain::state::describe).map(|text| format!(" ({text})")).unwrap_or_default();
+        say(&format!("released: stateCode {}{meaning}", decision["stateCode"]))?;
         return print_cdr(client, &base, &plan.switch_token, session).await;
     }
     let events = format!("/v1/switch/calls/{session}/events");

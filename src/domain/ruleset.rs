@@ -180,6 +180,9 @@ pub struct Case {
     pub decision: Option<Map<String, Value>>,
     /// Key → value; keys not listed read as `()`.
     pub data: Vec<(String, String)>,
+    /// `(a, b, count)`: what `answered_calls(a, b, since)` returns for the pair (either order),
+    /// whatever `since`; pairs not listed count 0.
+    pub answered: Vec<(String, String, i64)>,
     /// `None`: the handler returns `()`. Otherwise every field listed must be in the result
     /// with this value (`null`: absent).
     pub expect: Option<Map<String, Value>>,
@@ -246,13 +249,28 @@ pub fn parse_case(case: &Fields<'_>, i: usize) -> Result<Case, Invalid> {
             return Err(Invalid::new(at("data"), format!("must hold at most {MAX_CASE_DATA} items")));
         }
     }
+    let mut answered = Vec::new();
+    for (j, item) in case.objects("answered")?.unwrap_or_default().iter().enumerate() {
+        let field = at(&format!("answered[{j}]"));
+        let between = match item.map().get("between") {
+            Some(Value::Array(pair)) => match pair.as_slice() {
+                [Value::String(a), Value::String(b)] => (a.clone(), b.clone()),
+                _ => return Err(Invalid::new(format!("{field}.between"), "must be two numbers")),
+            },
+            _ => return Err(Invalid::new(format!("{field}.between"), "is required: [a, b]")),
+        };
+        let count = item
+            .integer("count", 0..=1_000_000)?
+            .ok_or_else(|| Invalid::new(format!("{field}.count"), "is required"))?;
+        answered.push((between.0, between.1, count));
+    }
     let expect = match case.map().get("expect") {
         None => return Err(Invalid::new(at("expect"), "is required: an object, or null for ()")),
         Some(Value::Null) => None,
         Some(Value::Object(map)) => Some(map.clone()),
         Some(_) => return Err(Invalid::new(at("expect"), "must be an object, or null for ()")),
     };
-    Ok(Case { name, handler, event, decision, data, expect })
+    Ok(Case { name, handler, event, decision, data, answered, expect })
 }
 
 /// How a result differs from a case's `expect`: `None` when every field expected is there with

@@ -22,9 +22,42 @@ use super::run::{Failure, RunError};
 use crate::domain::ruleset::{self, Case, Handler, Tightened, HANDLERS};
 use crate::domain::{state, Decision, Mode, RulesetSettings, XReply};
 
-/// What `data_get` reads during one run: the app's item under a key (`Err`: the store failed,
-/// and so does the run).
-pub type DataLookup = Box<dyn Fn(&str) -> Result<Option<String>, String> + Send>;
+/// What a rule set reads of its app's state during one run. `Err`: the store failed, and so does
+/// the run.
+pub trait Reads: Send {
+    /// `data_get`: the app's item under `key`.
+    fn data(&self, key: &str) -> Result<Option<String>, String>;
+    /// `answered_calls`: the app's answered calls between `a` and `b` that ended at or after
+    /// `since`.
+    fn answered(&self, a: &str, b: &str, since: i64) -> Result<i64, String>;
+}
+
+/// The reads of one run.
+pub type DataLookup = Box<dyn Reads>;
+
+/// What a key no case names reads, from the cases' items.
+type Otherwise = fn(&[(String, String)], &str) -> String;
+
+/// Fixed answers: a case's `data` and `answered`, or the probe's.
+struct Fixed {
+    data: Vec<(String, String)>,
+    answered: Vec<(String, String, i64)>,
+    /// What a key no case names reads (`None`: `()`), and a pair no case names counts.
+    otherwise: Option<Otherwise>,
+    otherwise_answered: i64,
+}
+
+impl Reads for Fixed {
+    fn data(&self, key: &str) -> Result<Option<String>, String> {
+        let given = self.data.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        Ok(given.or_else(|| self.otherwise.map(|value| value(&self.data, key))))
+    }
+
+    fn answered(&self, a: &str, b: &str, _since: i64) -> Result<i64, String> {
+        let given = self.answered.iter().find(|(x, y, _)| (x == a && y == b) || (x == b && y == a));
+        Ok(given.map_or(self.otherwise_answered, |(_, _, count)| *count))
+    }
+}
 
 thread_local! {
     static DATA: RefCell<Option<DataLookup>> = const { RefCell::new(None) };
@@ -45,13 +78,24 @@ fn with_data<T>(lookup: DataLookup, f: impl FnOnce() -> T) -> T {
 /// The rule-set API (`policy-docs/rulesets.md`, "What a rule set can call").
 pub(crate) fn register(engine: &mut Engine) {
     engine.register_fn("data_get", |key: ImmutableString| -> Result<Dynamic, Box<EvalAltResult>> {
-        let read = DATA.with(|data| data.borrow().as_ref().map(|lookup| lookup(&key)));
+        let read = DATA.with(|data| data.borrow().as_ref().map(|reads| reads.data(&key)));
         match read {
             Some(Ok(Some(value))) => Ok(Dynamic::from(ImmutableString::from(value))),
             Some(Ok(None)) | None => Ok(Dynamic::UNIT),
             Some(Err(reason)) => Err(format!("data_get({key:?}): {reason}").into()),
         }
     });
+    engine.register_fn(
+        "answered_calls",
+        |a: ImmutableString, b: ImmutableString, since: i64| -> Result<i64, Box<EvalAltResult>> {
+            let read = DATA.with(|data| data.borrow().as_ref().map(|reads| reads.answered(&a, &b, since)));
+            match read {
+                Some(Ok(count)) => Ok(count),
+                None => Ok(0),
+                Some(Err(reason)) => Err(format!("answered_calls({a:?}, {b:?}, {since}): {reason}").into()),
+            }
+        },
+    );
     engine.register_fn("local_time", local_time);
     let mut codes = Module::new();
     for (name, code) in state::SCRIPT_NAMES {
@@ -60,13 +104,16 @@ pub(crate) fn register(engine: &mut Engine) {
     engine.register_static_module("state", codes.into());
 }
 
-/// `local_time(now, utc_offset_minutes)`: `#{date: "2026-06-01", hour, minute, weekday}` (weekday
-/// 1 = Monday … 7 = Sunday) of Unix time `now` at that offset from UTC (480 for China).
+/// `local_time(now, utc_offset_minutes)`: `#{date: "2026-06-01", hour, minute, weekday,
+/// day_start}` (weekday 1 = Monday … 7 = Sunday; `day_start` the Unix time of that local day's
+/// 00:00) of Unix time `now` at that offset from UTC (480 for China).
 fn local_time(now: i64, offset_minutes: i64) -> rhai::Map {
     use chrono::{Datelike, Timelike};
-    let shifted = now.saturating_add(offset_minutes.clamp(-24 * 60, 24 * 60).saturating_mul(60));
+    let offset = offset_minutes.clamp(-24 * 60, 24 * 60).saturating_mul(60);
+    let shifted = now.saturating_add(offset);
     let time = chrono::DateTime::from_timestamp(shifted, 0).unwrap_or_default().naive_utc();
     let mut map = rhai::Map::new();
+    map.insert("day_start".into(), Dynamic::from(shifted - shifted.rem_euclid(86_400) - offset));
     map.insert("date".into(), Dynamic::from(ImmutableString::from(time.format("%Y-%m-%d").to_string())));
     map.insert("hour".into(), Dynamic::from(i64::from(time.hour())));
     map.insert("minute".into(), Dynamic::from(i64::from(time.minute())));
@@ -352,7 +399,7 @@ pub fn check(engine: &Engine, on: &CheckContext<'_>, source: &str, cases: &[Case
         if !ruleset.handlers.iter().any(used) {
             let names: Vec<_> = ruleset.handlers.iter().map(|h| h.name()).collect();
             let wanted = if mode == Mode::X { "on_x_callin or on_x_fallback" } else { "on_decision" };
-            return Err(format!("defines {} but a {mode} app calls only {wanted}", names.join(", ")));
+            return Err(format!("defines {} but an {mode} app calls only {wanted}", names.join(", ")));
         }
     }
     for case in cases {
@@ -362,9 +409,19 @@ pub fn check(engine: &Engine, on: &CheckContext<'_>, source: &str, cases: &[Case
     Ok(Checked { ruleset, cases_passed: cases.len(), probe_calls })
 }
 
-/// The data a case gives `data_get`.
-fn fixed_data(items: Vec<(String, String)>) -> DataLookup {
-    Box::new(move |key| Ok(items.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())))
+/// Runs every case on a compiled rule set (`privnum ruleset test`): each case's failure, if any.
+pub fn run_cases<'c>(
+    engine: &Engine,
+    ruleset: &Ruleset,
+    on: &CheckContext<'_>,
+    cases: &'c [Case],
+) -> Vec<(&'c Case, Result<(), String>)> {
+    cases.iter().map(|case| (case, run_case(engine, ruleset, on, case))).collect()
+}
+
+/// What a case gives `data_get` and `answered_calls`.
+fn fixed_data(case: &Case) -> DataLookup {
+    Box::new(Fixed { data: case.data.clone(), answered: case.answered.clone(), otherwise: None, otherwise_answered: 0 })
 }
 
 fn run_case(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, case: &Case) -> Result<(), String> {
@@ -385,9 +442,8 @@ fn run_case(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, case: &Ca
     let decision = case.decision.clone().map(Value::Object);
     let stop_at = Instant::now() + ruleset.deadline();
     let event = Value::Object(event);
-    let result =
-        call(engine, ruleset, case.handler, (&event, decision.as_ref()), fixed_data(case.data.clone()), stop_at)
-            .map_err(|err| err.to_string())?;
+    let result = call(engine, ruleset, case.handler, (&event, decision.as_ref()), fixed_data(case), stop_at)
+        .map_err(|err| err.to_string())?;
     let judged =
         Judged { x_number: &x_number, original: original.as_ref().map(|d| (d, user_data)), approved: on.approved };
     let verdict =
@@ -407,8 +463,8 @@ fn run_case(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, case: &Ca
     }
 }
 
-/// How the probe builds one kind of data from the cases' items.
-type DataOf = fn(&[(String, String)]) -> DataLookup;
+/// How the probe builds the reads of one kind of data, for each call.
+type DataOf<'a> = Box<dyn Fn() -> DataLookup + 'a>;
 
 /// The instants the probe calls at, besides the check's own: a night, a Saturday afternoon, the
 /// last second of a day (UTC).
@@ -420,15 +476,22 @@ const PROBE_CALLERS: [&str; 3] = ["+8613800000001", "+862012345678", "10086"];
 /// give it, and present under every key) and judges every result; returns how many calls it made.
 /// The first call that fails, runs out of its budget or breaks an invariant refuses the version,
 /// naming the call.
-fn probe(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, cases: &[Case]) -> Result<usize, String> {
+pub fn probe(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, cases: &[Case]) -> Result<usize, String> {
     let case_data: Vec<(String, String)> = cases.iter().flat_map(|case| case.data.iter().cloned()).collect();
-    let data_kinds: [(&str, DataOf); 3] = [
-        ("no data", |_| Box::new(|_| Ok(None))),
-        ("the cases' data", |items| fixed_data(items.to_vec())),
-        ("data under every key", |items| {
-            let items = items.to_vec();
-            Box::new(move |key| Ok(Some(present_value(&items, key))))
-        }),
+    let case_answered: Vec<(String, String, i64)> =
+        cases.iter().flat_map(|case| case.answered.iter().cloned()).collect();
+    let reads = |otherwise: Option<Otherwise>, otherwise_answered, with_cases: bool| -> DataLookup {
+        Box::new(Fixed {
+            data: if with_cases { case_data.clone() } else { Vec::new() },
+            answered: if with_cases { case_answered.clone() } else { Vec::new() },
+            otherwise,
+            otherwise_answered,
+        })
+    };
+    let data_kinds: [(&str, DataOf<'_>); 3] = [
+        ("no data, no answered calls", Box::new(|| reads(None, 0, false))),
+        ("the cases' data", Box::new(|| reads(None, 0, true))),
+        ("data under every key, 3 answered calls between any two", Box::new(|| reads(Some(present_value), 3, true))),
     ];
     let decisions = probe_decisions(on);
     let mut calls = 0;
@@ -464,9 +527,8 @@ fn probe(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, cases: &[Cas
                             format!("the probe's call to {} (event {event}{decision}, {data_name})", handler.name())
                         };
                         let stop_at = Instant::now() + ruleset.deadline();
-                        let result =
-                            call(engine, ruleset, handler, (&event, decision.as_ref()), data(&case_data), stop_at)
-                                .map_err(|err| format!("{}: {}", shown(), err.message))?;
+                        let result = call(engine, ruleset, handler, (&event, decision.as_ref()), data(), stop_at)
+                            .map_err(|err| format!("{}: {}", shown(), err.message))?;
                         let judged = Judged {
                             x_number: &on.x_number,
                             original: original.as_ref().map(|(d, u)| (d, *u)),

@@ -1,5 +1,7 @@
 //! The store's handle on what the call path writes: sessions, the outbox (`outbox.rs`) and its
-//! dead letters, recordings, and the AXE callback record a connected digits step leaves.
+//! dead letters, recordings, the AXE callback record a connected digits step leaves, and the
+//! answered calls rule sets count (`answered_calls`: one key per answered call, queued behind the
+//! session save that ends it, kept [`ANSWERED_RETENTION_SECS`]).
 //!
 //! Every change here goes through the committer thread (`combine.rs`) in arrival order, so a
 //! call's queued save never lands after a later save of the same call. The names say what
@@ -17,6 +19,41 @@ use crate::domain::AxeBinding;
 use super::outbox::{self, Push};
 use super::record::encode;
 use super::{keys, Error, Shared, Tree, WriteSet};
+
+/// How long an answered call is counted: eight days, so "this week" and "today" in any time zone
+/// are whole.
+pub const ANSWERED_RETENTION_SECS: i64 = 8 * 24 * 3600;
+
+/// An answered call, as counted: its app, its two parties (either order), when it ended, its id.
+#[derive(Debug, Clone, Copy)]
+pub struct AnsweredCall<'a> {
+    pub app_key: &'a str,
+    pub parties: (&'a str, &'a str),
+    pub ended_at: i64,
+    pub icid: &'a str,
+}
+
+/// The two parties in one order, whoever called.
+fn ordered<'a>((a, b): (&'a str, &'a str)) -> (&'a str, &'a str) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+fn answered_key(app_key: &str, (lo, hi): (&str, &str), at: i64, icid: &str) -> Vec<u8> {
+    let mut key = keys::prefix(&[app_key, lo, hi]);
+    key.extend_from_slice(&keys::time_bytes(at));
+    key.extend_from_slice(icid.as_bytes());
+    key
+}
+
+fn answered_expiry_key(app_key: &str, (lo, hi): (&str, &str), at: i64, icid: &str) -> Vec<u8> {
+    let mut key = keys::time_bytes(at).to_vec();
+    key.extend_from_slice(&keys::join(&[app_key, lo, hi, icid]));
+    key
+}
 
 /// Sessions, the outbox and recordings.
 #[derive(Debug, Clone)]
@@ -97,6 +134,83 @@ impl Calls {
         self.shared.commit_blocking(writes)
     }
 
+    /// Counts an answered call for rule sets, queued behind the session save that ended it and
+    /// not waited for: the call's end never waits on sled for its count, and a sled fault (or a
+    /// crash before sled's next flush) loses only counts, never the call.
+    pub fn count_answered(&self, call: AnsweredCall<'_>) {
+        let parties = ordered(call.parties);
+        let mut writes = WriteSet::default();
+        writes.put(Tree::Answered, answered_key(call.app_key, parties, call.ended_at, call.icid), Vec::new());
+        writes.put(
+            Tree::AnsweredExpiry,
+            answered_expiry_key(call.app_key, parties, call.ended_at, call.icid),
+            Vec::new(),
+        );
+        let icid = call.icid.to_owned();
+        self.shared.enqueue(
+            writes,
+            Box::new(move |result| {
+                if let Err(err) = result {
+                    tracing::warn!(icid, error = %err, "an answered call was not counted for rule sets");
+                }
+            }),
+        );
+    }
+
+    /// How many of the app's calls between `a` and `b` (either calling) were answered and ended at
+    /// or after `since` (at most [`ANSWERED_RETENTION_SECS`] ago): one range scan of their keys.
+    pub fn answered_between(&self, app_key: &str, (a, b): (&str, &str), since: i64) -> Result<u32, Error> {
+        let prefix = keys::prefix(&[app_key, ordered((a, b)).0, ordered((a, b)).1]);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&keys::time_bytes(since));
+        let mut end = prefix;
+        // The prefix ends with the separator (0): one past it bounds every key under it.
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        let tree = self.shared.tree(Tree::Answered)?;
+        let mut count = 0u32;
+        for key in tree.range(start..end).keys() {
+            key.map_err(|source| Error::Sled { tree: Tree::Answered.name(), source })?;
+            count = count.saturating_add(1);
+        }
+        Ok(count)
+    }
+
+    /// Forgets up to `limit` answered calls that ended before `before`, through the committer
+    /// (these trees change only there); how many.
+    pub fn sweep_answered(&self, before: i64, limit: usize) -> Result<usize, Error> {
+        let due = self
+            .shared
+            .tree(Tree::AnsweredExpiry)?
+            .range(..keys::time_bytes(before).to_vec())
+            .keys()
+            .take(limit)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| Error::Sled { tree: Tree::AnsweredExpiry.name(), source })?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut writes = WriteSet::default();
+        for entry in &due {
+            let (Some(at), Some(rest)) = (entry.get(..8), entry.get(8..)) else { continue };
+            let parts: Vec<&[u8]> = rest.split(|byte| *byte == 0).collect();
+            if let [app_key, lo, hi, icid] = parts.as_slice() {
+                let mut key = keys::prefix(&[
+                    &String::from_utf8_lossy(app_key),
+                    &String::from_utf8_lossy(lo),
+                    &String::from_utf8_lossy(hi),
+                ]);
+                key.extend_from_slice(at);
+                key.extend_from_slice(icid);
+                writes.remove(Tree::Answered, key);
+            }
+            writes.remove(Tree::AnsweredExpiry, entry.to_vec());
+        }
+        self.shared.commit_blocking(writes)?;
+        Ok(due.len())
+    }
+
     /// Whether a call of `app_key` reported a recording named `object_name`. Recordings are per
     /// app: another app's report of the same name files its own, and moves nothing. (A store of
     /// before per-app recordings keyed them by name alone, with the app as the value; those are
@@ -134,5 +248,36 @@ impl Calls {
             outbox::stage_push(&mut writes, push);
         }
         self.shared.commit_blocking(writes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AnsweredCall;
+    use crate::store::Store;
+
+    #[test]
+    fn answered_calls_are_counted_per_app_and_pair_since_a_time_and_forgotten_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let calls = store.calls();
+        let save = |app_key: &str, parties: (&str, &str), ended_at: i64, icid: &str| {
+            calls.count_answered(AnsweredCall { app_key, parties, ended_at, icid });
+            // Counted behind the next change through the committer.
+            calls.save_session(icid, &serde_json::json!({}), &[], None).unwrap();
+        };
+        save("a", ("+861", "+862"), 100, "c1");
+        save("a", ("+862", "+861"), 200, "c2");
+        save("a", ("+861", "+863"), 200, "c3");
+        save("b", ("+861", "+862"), 200, "c4");
+        assert_eq!(calls.answered_between("a", ("+861", "+862"), 0).unwrap(), 2, "either party calling");
+        assert_eq!(calls.answered_between("a", ("+862", "+861"), 150).unwrap(), 1, "since a time");
+        assert_eq!(calls.answered_between("a", ("+861", "+86"), 0).unwrap(), 0, "a prefix of a party is another party");
+        assert_eq!(calls.answered_between("b", ("+861", "+862"), 0).unwrap(), 1, "apps apart");
+        assert_eq!(calls.sweep_answered(150, 100).unwrap(), 1);
+        assert_eq!(calls.answered_between("a", ("+861", "+862"), 0).unwrap(), 1);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.calls().answered_between("a", ("+861", "+863"), 0).unwrap(), 1, "durable");
     }
 }

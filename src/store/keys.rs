@@ -34,6 +34,8 @@
 //! | `rulesets`   | app key, version number (8 bytes BE) | record `RulesetVersion` (every version kept) |
 //! | `ruleset_active` | app key                           | the active version's name (no entry: off) |
 //! | `ruleset_audit` | entry number (8 bytes BE, taken under the writer lock) | record `AuditEntry` |
+//! | `answered`   | app key, the two parties (in order), end time (8 bytes, ordered), icid | empty (an answered call, for rule sets' `answered_calls`; kept `ANSWERED_RETENTION_SECS`) |
+//! | `answered_expiry` | end time (8 bytes, ordered), app key, parties, icid | empty (the sweep queue) |
 //! | `outbox`     | app key, lane, push id (8 bytes BE)   | record `Push` (FIFO per lane) |
 //! | `outbox_dead`| push id (8 bytes BE)                  | record `Push` (retries used up) |
 //! | spill (`outbox_spill/*.seg`, files of its own) | as `outbox` | as `outbox` (pushes beyond the memory budget, `spill.rs`) |
@@ -97,7 +99,7 @@ pub(crate) fn expiry_bound(at: i64) -> [u8; 8] {
     time_bytes(at.saturating_add(1))
 }
 
-fn time_bytes(at: i64) -> [u8; 8] {
+pub(crate) fn time_bytes(at: i64) -> [u8; 8] {
     ((at as u64) ^ (1 << 63)).to_be_bytes()
 }
 

@@ -54,7 +54,7 @@ pub use axb::AxbPage;
 pub use axe::{AxeCursorPage, AxePage};
 pub use bindings::Bindings;
 pub use calllog::CallLogStats;
-pub use calls::Calls;
+pub use calls::{AnsweredCall, Calls, ANSWERED_RETENTION_SECS};
 pub use data::Data;
 use fault::Health;
 pub use fault::{HealthStats, StoreFault, StorePart};
@@ -141,10 +141,12 @@ pub(crate) enum Tree {
     Rulesets,
     RulesetActive,
     RulesetAudit,
+    Answered,
+    AnsweredExpiry,
 }
 
 impl Tree {
-    const ALL: [Tree; 29] = [
+    const ALL: [Tree; 31] = [
         Tree::Apps,
         Tree::Numbers,
         Tree::AppArea,
@@ -174,6 +176,8 @@ impl Tree {
         Tree::Rulesets,
         Tree::RulesetActive,
         Tree::RulesetAudit,
+        Tree::Answered,
+        Tree::AnsweredExpiry,
     ];
 
     /// The trees the call path writes. They change only through the committer thread, in queue
@@ -182,7 +186,10 @@ impl Tree {
     /// AXE callback record with the session); binding changes write that tree directly too, and
     /// sled serializes the two, in an order that does not matter there.
     pub(crate) fn is_call_path(self) -> bool {
-        matches!(self, Tree::Outbox | Tree::OutboxDead | Tree::Sessions | Tree::Recordings)
+        matches!(
+            self,
+            Tree::Outbox | Tree::OutboxDead | Tree::Sessions | Tree::Recordings | Tree::Answered | Tree::AnsweredExpiry
+        )
     }
 
     /// The call-path trees kept in the call log rather than sled: what is short-lived and written
@@ -224,6 +231,8 @@ impl Tree {
             Tree::Rulesets => "rulesets",
             Tree::RulesetActive => "ruleset_active",
             Tree::RulesetAudit => "ruleset_audit",
+            Tree::Answered => "answered",
+            Tree::AnsweredExpiry => "answered_expiry",
         }
     }
 }
@@ -338,7 +347,7 @@ pub(crate) struct Shared {
 /// | [`Store::data`] | customer data: the apps' items, their expiry, a count per app |
 /// | [`Store::rulesets`] | customer rule sets: every version kept, the active one per app, the audit log |
 /// | [`Store::nonces`] | replay protection |
-/// | [`Store::calls`] | sessions, the outbox and its dead letters, recordings |
+/// | [`Store::calls`] | sessions, the outbox and its dead letters, recordings, answered calls (what rule sets count) |
 ///
 /// Durability is the store's as a whole: [`Store::durable`] waits for everything committed before
 /// it, [`Calls::durable`] for the call log alone.

@@ -353,3 +353,111 @@ async fn apps_see_only_their_own_versions_and_the_active_one_survives_a_restart(
     assert_eq!(listed.body["active"], "v1");
     assert_eq!(listed.body["versions"][0]["sha256"].as_str().map(str::len), Some(64));
 }
+
+/// An example rule set of `examples/rulesets/`, as `privnum ruleset submit` sends it: its source
+/// and its cases.
+fn example(name: &str) -> Value {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rulesets").join(name);
+    let source = std::fs::read_to_string(dir.join("ruleset.rhai")).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("ruleset.cases")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let cases: Vec<Value> =
+        files.iter().map(|file| serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()).collect();
+    json!({"source": source, "cases": cases, "note": name})
+}
+
+/// A call of the AXB app the switch connects, answers and hangs up: its decision, once the call
+/// is counted (the count is queued behind the call's end, not waited for by the switch).
+async fn answered_call(server: &TestServer, caller: &str, x: &str) -> Value {
+    let decided = server.switch_call(caller, x).await;
+    if decided.body["action"] == "connect" {
+        let (session, callee) = (decided.field("sessionId"), decided.field("callee"));
+        let calls = server.state().store.calls().clone();
+        let count = || calls.answered_between(AXB_APP.0, (caller, &callee), 0).unwrap();
+        let before = count();
+        for event in [json!({"event": "answer"}), json!({"event": "disconnect", "releaseSide": "caller"})] {
+            server
+                .switch(Method::POST, &format!("/calls/{session}/events"), &event)
+                .await
+                .expect(200, "<no resultcode>");
+        }
+        let counted = crate::support::eventually(Duration::from_secs(5), || async { (count() > before).then_some(()) });
+        assert!(counted.await.is_some(), "the answered call is counted");
+    }
+    decided.body
+}
+
+#[tokio::test]
+async fn the_ride_hailing_example_calls_only_during_the_trip_and_its_grace_for_ten_minutes() {
+    let server = auto_server().await;
+    server.approve_tones(AXB_APP.0, &["last-minute.wav"]).await;
+    let kept = submit(&server, AXB_APP, example("ride-hailing")).await;
+    kept.expect(200, "0");
+    assert_eq!(kept.body["casesPassed"], 6, "{kept:?}");
+    let bind = json!({"relationNum": AXB_X, "callerNum": A, "calleeNum": B, "userData": "trip-7"});
+    server.bind_axb(bind).await.expect(200, "0");
+
+    let before = server.switch_call(A, AXB_X).await;
+    assert_eq!(
+        (before.body["action"].as_str(), before.body["stateCode"].as_i64()),
+        (Some("release"), Some(8018)),
+        "no trip yet: {before:?}"
+    );
+    put_data(&server, AXB_APP, "trip:trip-7", "active").await;
+    let during = server.switch_call(B, AXB_X).await;
+    assert_eq!(
+        (during.body["callee"].as_str(), during.body["maxDuration"].as_i64()),
+        (Some(A), Some(10)),
+        "{during:?}"
+    );
+    assert_eq!(during.body["lastMinVoice"], "last-minute.wav");
+    put_data(&server, AXB_APP, "trip:trip-7", &format!("ended:{}", server.clock_now())).await;
+    server.clock.advance(29 * 60);
+    assert_eq!(server.switch_call(A, AXB_X).await.body["action"], "connect", "within the grace");
+    server.clock.advance(2 * 60);
+    assert_eq!(server.switch_call(A, AXB_X).await.body["stateCode"], 8018, "past the grace");
+}
+
+#[tokio::test]
+async fn the_real_estate_example_allows_two_answered_calls_a_day_in_office_hours() {
+    let server = auto_server().await;
+    server.approve_tones(AXB_APP.0, &["office-hours.wav"]).await;
+    // 2026-06-01 10:00 China time.
+    server.clock.set(1_780_279_200);
+    submit(&server, AXB_APP, example("real-estate")).await.expect(200, "0");
+    server.bind_axb(json!({"relationNum": AXB_X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+
+    assert_eq!(answered_call(&server, A, AXB_X).await["action"], "connect");
+    // Unanswered calls do not count.
+    let unanswered = server.switch_call(B, AXB_X).await;
+    let session = unanswered.field("sessionId");
+    server
+        .switch(
+            Method::POST,
+            &format!("/calls/{session}/events"),
+            &json!({"event": "disconnect", "releaseSide": "caller"}),
+        )
+        .await;
+    assert_eq!(answered_call(&server, B, AXB_X).await["action"], "connect", "the second, the other way round");
+    let third = server.switch_call(A, AXB_X).await;
+    assert_eq!(
+        (third.body["action"].as_str(), third.body["stateCode"].as_i64()),
+        (Some("release"), Some(8047)),
+        "{third:?}"
+    );
+    // Another client of the same agent is counted apart.
+    let (other, other_x) = ("+8613700000005", "+8617000000002");
+    server.bind_axb(json!({"relationNum": other_x, "callerNum": other, "calleeNum": B})).await.expect(200, "0");
+    assert_eq!(server.switch_call(other, other_x).await.body["action"], "connect");
+
+    // 21:30: closed after the tone; the next day at 09:00 the count starts again.
+    server.clock.set(1_780_320_600);
+    let late = server.switch_call(A, AXB_X).await;
+    assert_eq!(
+        (late.body["stateCode"].as_i64(), late.body["tone"].as_str()),
+        (Some(8050), Some("office-hours.wav")),
+        "{late:?}"
+    );
+    server.clock.set(1_780_362_000);
+    assert_eq!(server.switch_call(A, AXB_X).await.body["action"], "connect", "a new day");
+}

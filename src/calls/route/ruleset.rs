@@ -14,16 +14,32 @@ use super::CallIn;
 use crate::domain::ruleset::{Handler, Tightened};
 use crate::domain::time::reference_time;
 use crate::domain::{App, Decision, XFailure, XReply};
-use crate::script::ruleset::{decision_value, judge, DataLookup, Judged, Verdict};
+use crate::script::ruleset::{decision_value, judge, DataLookup, Judged, Reads, Verdict};
 use crate::script::ScriptHost;
 use crate::store::Store;
 
-/// What `data_get` reads for the app's rule set: its items as of `now`.
+/// What the app's rule set reads of the store: its data items as of `now`, its answered calls.
+struct StoreReads {
+    data: crate::store::Data,
+    calls: crate::store::Calls,
+    app_key: String,
+    now: i64,
+}
+
+impl Reads for StoreReads {
+    fn data(&self, key: &str) -> Result<Option<String>, String> {
+        let item = self.data.get(&self.app_key, key, self.now).map_err(|err| err.to_string())?;
+        Ok(item.map(|item| item.value))
+    }
+
+    fn answered(&self, a: &str, b: &str, since: i64) -> Result<i64, String> {
+        let count = self.calls.answered_between(&self.app_key, (a, b), since).map_err(|err| err.to_string())?;
+        Ok(i64::from(count))
+    }
+}
+
 fn data_of(store: &Store, app_key: &str, now: i64) -> DataLookup {
-    let (data, app_key) = (store.data().clone(), app_key.to_owned());
-    Box::new(move |key| {
-        data.get(&app_key, key, now).map(|item| item.map(|item| item.value)).map_err(|err| err.to_string())
-    })
+    Box::new(StoreReads { data: store.data().clone(), calls: store.calls().clone(), app_key: app_key.to_owned(), now })
 }
 
 /// The event an X-mode handler gets: the Block `callin`'s `statusInfo`, `appKey`, `now`, and
