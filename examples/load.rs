@@ -46,9 +46,11 @@
 //!   until its deadline stops it; prints the other calls' p50/p99 and throughput with and
 //!   without it, their ratios, and what the hostile caller got.
 //! - `xmode`: X-mode callins (each a Block push to a customer in this process that answers
-//!   `connect` after `--customer-delay-ms`), AXB callins, and POSTs straight to the customer,
-//!   at each `--clients` level; prints the three, and the time privnum adds to the customer's
-//!   (X-mode p50 minus the customer's own) beside an AXB decision's p50.
+//!   `connect` after `--customer-delay-ms`), AXB callins, POSTs straight to the customer, and
+//!   X-mode callins of another app whose rule set decides them from customer data (`on_x_callin`,
+//!   no push), at each `--clients` level; prints the four, the time privnum adds to the
+//!   customer's (X-mode p50 minus the customer's own) beside an AXB decision's p50, and how much
+//!   faster the rule set's decision is than the customer's.
 //! - `crash`: the crash loop (`load_modes/crash.rs`): the `privnum` binary killed with SIGKILL
 //!   every few seconds under binds and whole calls, then checked for anything acknowledged and
 //!   lost. Needs `cargo build --release` first; `.ci/crash-loop` runs it.
@@ -1682,14 +1684,30 @@ async fn run_xmode(args: XmodeArgs) -> anyhow::Result<()> {
             status: NumberStatus::Normal,
         })
         .collect();
-    let server = Server::start(vec![axb, x_app], args.levels.data_parent.as_deref()).await?;
+    // The same app's calls decided by its rule set instead, from data: no Block push.
+    let mut ruled = x_app.clone();
+    ruled.app_key = RULED_APP_KEY.into();
+    ruled.ruleset_review = privnum::domain::ruleset::Review::Auto;
+    ruled.numbers = (0..XMODE_NUMBERS)
+        .map(|i| NumberConfig {
+            number: format!("+{}", FIRST_RULED_X + i),
+            area_code: AREA_CODE.into(),
+            sms: true,
+            status: NumberStatus::Normal,
+        })
+        .collect();
+    let server = Server::start(vec![axb, x_app, ruled], args.levels.data_parent.as_deref()).await?;
     let axb_caller = Arc::new(Caller::new(&server.base, preload(&server, args.bindings).await?)?);
     let x_pairs = (0..10_000u64).map(|n| (format!("+86137{n:08}"), format!("+{}", FIRST_XMODE_X + n % XMODE_NUMBERS)));
     let x_caller = Arc::new(Caller::new(&server.base, x_pairs.collect())?);
+    let ruled_pairs: Vec<_> =
+        (0..10_000u64).map(|n| (format!("+86137{n:08}"), format!("+{}", FIRST_RULED_X + n % XMODE_NUMBERS))).collect();
+    load_trips(&server, &ruled_pairs).await?;
+    let ruled_caller = Arc::new(Caller::new(&server.base, ruled_pairs)?);
     print_header(
         &server,
         &format!(
-            "X-mode callins (a Block push each; the customer answers connect after {} ms) and AXB callins; {} AXB bindings",
+            "X-mode callins (a Block push each; the customer answers connect after {} ms), X-mode callins its rule set decides from data (on_x_callin, no push), and AXB callins; {} AXB bindings",
             args.customer_delay_ms, args.bindings
         ),
     );
@@ -1698,9 +1716,10 @@ async fn run_xmode(args: XmodeArgs) -> anyhow::Result<()> {
     table.print_header();
     for &clients in &plan.clients {
         // The customer alone (a POST straight to it), then AXB callins, then X-mode callins.
-        let (axb, x, direct, url) = (axb_caller.clone(), x_caller.clone(), direct.clone(), customer_url.clone());
+        let (axb, x, ruled, direct, url) =
+            (axb_caller.clone(), x_caller.clone(), ruled_caller.clone(), direct.clone(), customer_url.clone());
         let op = move |variant: usize| {
-            let (axb, x, direct, url) = (axb.clone(), x.clone(), direct.clone(), url.clone());
+            let (axb, x, ruled, direct, url) = (axb.clone(), x.clone(), ruled.clone(), direct.clone(), url.clone());
             async move {
                 match variant {
                     0 => {
@@ -1708,17 +1727,64 @@ async fn run_xmode(args: XmodeArgs) -> anyhow::Result<()> {
                         response.bytes().await.map(|_| ()).map_err(|err| err.to_string())
                     }
                     1 => axb.call().await,
-                    _ => x.call().await,
+                    2 => x.call().await,
+                    _ => ruled.call().await,
                 }
             }
         };
-        let samples = compare(op, &["cust", "axb", "x"], None, clients, &plan, &table, &server).await?;
+        let samples = compare(op, &["cust", "axb", "x", "rules"], None, clients, &plan, &table, &server).await?;
         let p50: Vec<u64> = samples.iter().map(|sample| sample.percentile_us(0.50).unwrap_or(0)).collect();
         println!(
             "           privnum's own time on an X callin (its p50 minus the customer's alone): {}; an AXB callin's p50: {}",
             show_latency(Some(p50[2].saturating_sub(p50[0]))),
             show_latency(Some(p50[1]))
         );
+        println!(
+            "           an X callin its rule set decides: p50 {} ({:.1}x faster than the customer's server's)",
+            show_latency(Some(p50[3])),
+            p50[2] as f64 / p50[3].max(1) as f64
+        );
     }
     server.stop().await
+}
+
+/// The rule-set X app of the `xmode` scenario, and its first number.
+const RULED_APP_KEY: &str = "load-x-rules";
+const FIRST_RULED_X: u64 = 8_617_600_000_000;
+
+/// Gives the rule-set app its rule set (connect the caller's trip partner, from data) and a trip
+/// for every caller of `pairs`, through the API, signed.
+async fn load_trips(server: &Server, pairs: &[(String, String)]) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let source = r#"
+        fn on_x_callin(event) {
+            let callee = data_get("trip:" + event.caller);
+            if callee == () { return (); }
+            #{operation: "connect", connectInfo: #{calleeNum: callee, maxDuration: 10}}
+        }"#;
+    let cases = serde_json::json!([{"handler": "on_x_callin", "event": {"caller": "+8613700000001"},
+        "data": {"trip:+8613700000001": "+8613900000001"},
+        "expect": {"operation": "connect", "connectInfo": {"calleeNum": "+8613900000001", "maxDuration": 10}}}]);
+    let url = format!("{}/rest/privnum/ruleset/v1.0", server.base);
+    let body = serde_json::json!({"source": source, "cases": cases});
+    let answer: serde_json::Value =
+        signed(client.post(&url), RULED_APP_KEY, APP_SECRET).json(&body).send().await?.json().await?;
+    anyhow::ensure!(answer["state"] == "active", "the rule set was not made active: {answer}");
+    let mut callers: Vec<&str> = pairs.iter().map(|(caller, _)| caller.as_str()).collect();
+    callers.dedup();
+    for chunk in callers.chunks(500) {
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|caller| serde_json::json!({"key": format!("trip:{caller}"), "value": "+8613900000001"}))
+            .collect();
+        let url = format!("{}/rest/privnum/data/v1.0", server.base);
+        let answer: serde_json::Value = signed(client.put(&url), RULED_APP_KEY, APP_SECRET)
+            .json(&serde_json::json!({"items": items}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(answer["resultcode"] == "0", "storing trips failed: {answer}");
+    }
+    Ok(())
 }
