@@ -60,6 +60,28 @@ fn setup(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
     store
 }
 
+/// The pusher `decide_callin` takes (the AXB benches never push), and what keeps it running.
+fn pusher(
+    runtime: &tokio::runtime::Runtime,
+    store: &Store,
+) -> (Arc<privnum::push::Pusher>, tokio::sync::watch::Sender<bool>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let config = Arc::new(privnum::config::Config::default());
+    let _runtime = runtime.enter();
+    let client = privnum::push::client(&config).expect("http client");
+    (privnum::push::Pusher::new(store.calls().clone(), store.apps().clone(), config, client, stopped), stop)
+}
+
+/// A call from a bound caller to its X (found by a lookup on each X).
+fn bound_call(store: &Store) -> CallIn {
+    let caller = "+8613800004242".to_owned();
+    let x = (0..NUMBERS)
+        .map(|i| format!("+86170{i:08}"))
+        .find(|x| store.bindings().axb_for_call(x, &caller, 1_700_000_000).ok().flatten().is_some())
+        .expect("the caller is bound somewhere");
+    CallIn { session_id: "bench".into(), caller, called: x, time: 1_700_000_000 }
+}
+
 fn decision(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -71,21 +93,10 @@ fn decision(c: &mut Criterion) {
     let metrics = Metrics::default();
     let store = Arc::new(store);
     // AXB never asks the customer; the pusher is only what `decide_callin` takes.
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let config = Arc::new(privnum::config::Config::default());
-    let pusher = {
-        let _runtime = runtime.enter();
-        let client = privnum::push::client(&config).expect("http client");
-        privnum::push::Pusher::new(store.calls().clone(), store.apps().clone(), config, client, stopped)
-    };
+    let (pusher, _stop) = pusher(&runtime, &store);
     let customer = Customer { pusher: &pusher, timeout: std::time::Duration::from_secs(3) };
-    // A bound caller: find its X through a decision first.
-    let caller = "+8613800004242".to_owned();
-    let x = (0..NUMBERS)
-        .map(|i| format!("+86170{i:08}"))
-        .find(|x| store.bindings().axb_for_call(x, &caller, 1_700_000_000).ok().flatten().is_some())
-        .expect("the caller is bound somewhere");
-    let call = CallIn { session_id: "bench".into(), caller, called: x.clone(), time: 1_700_000_000 };
+    let call = bound_call(&store);
+    let x = call.called.clone();
     c.bench_function("callin decision: lookup + axb.rhai (connect)", |b| {
         b.iter(|| {
             runtime
@@ -169,20 +180,9 @@ fn rulesets(c: &mut Criterion) {
     let scripts = Arc::new(scripts);
     let metrics = Metrics::default();
     let store = Arc::new(store);
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let config = Arc::new(privnum::config::Config::default());
-    let pusher = {
-        let _runtime = runtime.enter();
-        let client = privnum::push::client(&config).expect("http client");
-        privnum::push::Pusher::new(store.calls().clone(), store.apps().clone(), config, client, stopped)
-    };
+    let (pusher, _stop) = pusher(&runtime, &store);
     let customer = Customer { pusher: &pusher, timeout: std::time::Duration::from_secs(3) };
-    let caller = "+8613800004242".to_owned();
-    let x = (0..NUMBERS)
-        .map(|i| format!("+86170{i:08}"))
-        .find(|x| store.bindings().axb_for_call(x, &caller, 1_700_000_000).ok().flatten().is_some())
-        .expect("the caller is bound somewhere");
-    let call = CallIn { session_id: "bench".into(), caller, called: x, time: 1_700_000_000 };
+    let call = bound_call(&store);
     let routed = runtime.block_on(decide_callin(&store, &scripts, &metrics, customer, &call, 1_700_000_000));
     let routed = routed.expect("decided");
     assert_eq!((routed.decision.max_duration, routed.ruleset_version.as_deref()), (10, Some("v1")), "the rule set ran");

@@ -143,9 +143,8 @@ enum RulesetCommand {
     /// Submit FILE and its cases as the app's next version.
     Submit {
         file: PathBuf,
-        /// Cases: a directory of .json files or a file (default: FILE's name with .cases).
-        #[arg(long)]
-        cases: Option<PathBuf>,
+        #[command(flatten)]
+        cases: RulesetCases,
         /// What this version changes, kept with it.
         #[arg(long, default_value = "")]
         note: String,
@@ -166,10 +165,16 @@ enum RulesetCommand {
 }
 
 #[derive(clap::Args)]
-struct RulesetLocal {
+struct RulesetCases {
     /// Cases: a directory of .json files or a file (default: FILE's name with .cases).
     #[arg(long)]
     cases: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RulesetLocal {
+    #[command(flatten)]
+    cases: RulesetCases,
     /// The app's mode, to check what the server will (handlers it calls, the decisions probed).
     #[arg(long, value_parser = parse_mode)]
     mode: Option<privnum::domain::Mode>,
@@ -282,11 +287,11 @@ fn ruleset(command: RulesetCommand) -> anyhow::Result<()> {
     };
     let runtime = || tokio::runtime::Runtime::new().context("starting the tokio runtime");
     match command {
-        RulesetCommand::Check { file, local } => ruleset::check_file(&file, local.cases.as_deref(), local.mode),
-        RulesetCommand::Test { file, local } => ruleset::test_file(&file, local.cases.as_deref(), local.mode),
+        RulesetCommand::Check { file, local } => ruleset::check_file(&file, local.cases.cases.as_deref(), local.mode),
+        RulesetCommand::Test { file, local } => ruleset::test_file(&file, local.cases.cases.as_deref(), local.mode),
         RulesetCommand::Submit { file, cases, note, remote: to } => {
             let to = remote(to)?;
-            runtime()?.block_on(ruleset::submit(&to, &file, cases.as_deref(), &note))
+            runtime()?.block_on(ruleset::submit(&to, &file, cases.cases.as_deref(), &note))
         }
         RulesetCommand::List { remote: to } => {
             let to = remote(to)?;

@@ -131,9 +131,10 @@ impl Ledger {
         }
     }
 
-    /// Counts a call that just ended for rule sets (`answered_calls`), when it was answered.
-    fn count_answered(&self, session: &Session) {
-        if let Some(call) = answered_call(session) {
+    /// Counts a call answered at `at` for its app's rule set (`answered_calls`), when the app's
+    /// rule set counts (the session says so).
+    fn count_answered(&self, session: &Session, at: i64) {
+        if let Some(call) = answered_call(session, at) {
             self.calls.count_answered(call);
         }
     }
@@ -198,6 +199,7 @@ impl Ledger {
     ) -> Result<Option<Applied>, store::Error> {
         self.change(session_id, |mut session| {
             let was_ended = session.ended_at.is_some();
+            let was_answered = session.events.iter().any(|known| known.kind == EventKind::Answer);
             let object_name = recording.as_ref().map(|r| r.object_name.clone());
             let applied = session.apply(event.clone(), recording, now);
             let mut pushes = Vec::new();
@@ -212,8 +214,9 @@ impl Ledger {
             if applied != Applied::Repeated {
                 let recording = object_name.as_deref().zip(session.app_key.as_deref());
                 self.calls.save_session(session_id, &session, &pushes, recording)?;
-                if matches!(applied, Applied::Kept { ends: true }) && !was_ended {
-                    self.count_answered(&session);
+                let answered_now = event.kind == EventKind::Answer && !was_answered && !was_ended;
+                if answered_now && matches!(applied, Applied::Kept { .. }) {
+                    self.count_answered(&session, now);
                 }
             }
             Ok((session, (applied, pushes)))
@@ -274,7 +277,6 @@ impl Ledger {
                 self.push(&session, Lane::Events, leg_event(&session, &disconnect), &mut pushes)?;
                 self.push_cdr(&session, Some(CLOSED_BY_OPS), &mut pushes)?;
                 self.calls.save_session(session_id, &session, &pushes, None)?;
-                self.count_answered(&session);
                 Ok((session, (EndOutcome::Ended, pushes)))
             })?
             .unwrap_or(EndOutcome::UnknownSession))
@@ -298,8 +300,7 @@ impl Ledger {
 
     fn close(&self, mut session: Session, now: i64) -> Result<(), store::Error> {
         let mut pushes = Vec::new();
-        let ends_now = session.ended_at.is_none();
-        if ends_now {
+        if session.ended_at.is_none() {
             let disconnect = platform_disconnect(now);
             session.events.push(disconnect.clone());
             session.ended_at = Some(now);
@@ -308,21 +309,17 @@ impl Ledger {
             self.push_cdr(&session, Some(CLOSED_BY_TIMEOUT), &mut pushes)?;
         }
         self.calls.forget_session(&session.session_id, &pushes)?;
-        if ends_now {
-            self.count_answered(&session);
-        }
         self.wake(&pushes);
         Ok(())
     }
 }
 
-/// An ended call that was answered, as rule sets count it (`answered_calls`): its app, caller
-/// and callee, end and id.
-fn answered_call(session: &Session) -> Option<AnsweredCall<'_>> {
-    let answered = session.events.iter().any(|event| event.kind == EventKind::Answer);
-    match (&session.app_key, &session.callee, session.ended_at) {
-        (Some(app_key), Some(callee), Some(ended_at)) if answered => {
-            Some(AnsweredCall { app_key, parties: (&session.caller, callee), ended_at, icid: &session.icid })
+/// A call answered at `at`, as its app's rule set counts it (`answered_calls`): its app, caller
+/// and callee, when, and its id; `None` when the app's rule set does not count.
+fn answered_call(session: &Session, at: i64) -> Option<AnsweredCall<'_>> {
+    match (&session.app_key, &session.callee) {
+        (Some(app_key), Some(callee)) if session.count_answered => {
+            Some(AnsweredCall { app_key, parties: (&session.caller, callee), answered_at: at, icid: &session.icid })
         }
         _ => None,
     }

@@ -349,6 +349,7 @@ mod tests {
             decision: Decision::connect("+8613900000002"),
             script_version: Some("v1".into()),
             ruleset_version: None,
+            count_answered: false,
             started_at: 1_700_000_000,
             events: vec![
                 event(EventKind::Callout, 1_700_000_001),

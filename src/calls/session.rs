@@ -90,6 +90,10 @@ pub struct Session {
     /// The app's rule-set version whose answer the call took, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ruleset_version: Option<String>,
+    /// The app's active rule set counts answered calls (`answered_calls`): this one is counted
+    /// when it is answered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub count_answered: bool,
     pub started_at: i64,
     /// In the order the switch reported them; an out-of-order event is kept, not refused.
     pub events: Vec<Event>,
@@ -319,6 +323,7 @@ mod tests {
             decision: Decision::release(8014, None),
             script_version: None,
             ruleset_version: None,
+            count_answered: false,
             started_at: now,
             events: Vec::new(),
             last_seen: now,

@@ -244,12 +244,14 @@ impl Switchboard {
             decision: routed.decision.clone(),
             script_version: None,
             ruleset_version: None,
+            count_answered: false,
             started_at: call.time,
             events: Vec::new(),
             last_seen: now,
             ended_at: None,
         };
         session.take_decision(&routed, now);
+        session.count_answered = session.app_key.as_deref().is_some_and(|app| self.scripts.counts_answered(app));
         let released = session.ended_at.is_some();
         let opened = if released {
             let ledger = self.ledger.clone();

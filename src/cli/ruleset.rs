@@ -72,7 +72,6 @@ fn context<'a>(app_key: &'a str, mode: Option<Mode>, approved: &'a dyn Fn(&str) 
         mode,
         x_number: "+8617000000001".to_owned(),
         approved,
-        now: chrono::Utc::now().timestamp(),
         settings: RulesetSettings::default(),
     }
 }

@@ -110,7 +110,7 @@ pub struct RulesetVersion {
     pub note: String,
     /// Unix seconds.
     pub submit_time: i64,
-    /// Who signed the submission: the app key (or the WSSE user name).
+    /// Who signed the submission: the app's key.
     pub submitter: String,
     pub state: ReviewState,
     /// Why ops rejected it.
@@ -158,6 +158,20 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// The most an audit entry's `detail` keeps, in bytes: a refusal names its probe call, whose
+/// event can be long, and a customer may submit as often as it likes.
+pub const MAX_AUDIT_DETAIL_BYTES: usize = 2048;
+
+/// `detail` as an audit entry keeps it: cut at [`MAX_AUDIT_DETAIL_BYTES`] (on a character
+/// boundary), with `…` where it was cut.
+pub fn audit_detail(detail: &str) -> String {
+    if detail.len() <= MAX_AUDIT_DETAIL_BYTES {
+        return detail.to_owned();
+    }
+    let cut = (0..=MAX_AUDIT_DETAIL_BYTES).rev().find(|at| detail.is_char_boundary(*at)).unwrap_or(0);
+    format!("{}…", &detail[..cut])
+}
+
 /// A submission as `POST /rest/privnum/ruleset/v1.0` carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submission {
@@ -188,7 +202,7 @@ pub struct Case {
     pub expect: Option<Map<String, Value>>,
 }
 
-/// Reads a submission: `source` (1 to 64 KiB), `cases` (at most 200), `note` (at most 256
+/// Reads a submission: `source` (1 byte to 32 KiB), `cases` (at most 200), `note` (at most 256
 /// characters). Errors name the field (`cases[2].handler`).
 pub fn parse_submission(fields: &Fields<'_>) -> Result<Submission, Invalid> {
     let source = fields.string_or_empty("source")?.ok_or_else(|| Invalid::new("source", "is required"))?;
@@ -255,7 +269,7 @@ pub fn parse_case(case: &Fields<'_>, i: usize) -> Result<Case, Invalid> {
         let between = match item.map().get("between") {
             Some(Value::Array(pair)) => match pair.as_slice() {
                 [Value::String(a), Value::String(b)] => (a.clone(), b.clone()),
-                _ => return Err(Invalid::new(format!("{field}.between"), "must be two numbers")),
+                _ => return Err(Invalid::new(format!("{field}.between"), "must be two numbers, as strings")),
             },
             _ => return Err(Invalid::new(format!("{field}.between"), "is required: [a, b]")),
         };
@@ -494,6 +508,14 @@ mod tests {
             json!({"action": "collect", "prompt": "other.wav", "maxDigits": 4, "timeoutMs": 10000})
         )
         .contains("prompt"));
+    }
+
+    #[test]
+    fn an_audit_detail_is_cut_on_a_character_boundary() {
+        assert_eq!(audit_detail("short"), "short");
+        let long = "号".repeat(MAX_AUDIT_DETAIL_BYTES);
+        let cut = audit_detail(&long);
+        assert!(cut.len() <= MAX_AUDIT_DETAIL_BYTES + "…".len() && cut.ends_with('…'), "{}", cut.len());
     }
 
     #[test]

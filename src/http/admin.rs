@@ -193,7 +193,7 @@ async fn apps_put(
     tracing::info!(app_key = %app.app_key, mode = %app.mode, numbers = numbers.len(), "app saved through the admin API");
     crate::calls::route::warn_unapproved_app_tones(&state.store, &app);
     // The active rule set runs within the app's limits as they are now.
-    crate::calls::route::load_active_ruleset(&state.store, &state.scripts, &app.app_key)?;
+    state.reload_ruleset(&app.app_key).await?;
     let warnings = app.push_warnings();
     for warning in &warnings {
         tracing::warn!(app_key = %app.app_key, "{warning}");
@@ -211,9 +211,10 @@ async fn apps_delete(
     PathParams(app_key): PathParams<String>,
 ) -> Result<Response, AppError> {
     let key = app_key.clone();
-    state.write(move |store| store.apps().delete(&key)).await.map_err(admin_error)?;
+    let now = state.clock.now();
+    state.write(move |store| store.apps().delete(&key, now)).await.map_err(admin_error)?;
     state.store.durable().await?;
-    crate::calls::route::load_active_ruleset(&state.store, &state.scripts, &app_key)?;
+    state.reload_ruleset(&app_key).await?;
     tracing::info!(app_key = %app_key, "app deleted through the admin API");
     Ok(success(Map::new()))
 }

@@ -66,6 +66,19 @@ impl AppState {
         !app.record_hint_tone.is_empty() && self.store.tones().approved(&app.app_key, &app.record_hint_tone)
     }
 
+    /// Makes the app's calls run its active rule set as the store now has it (after an
+    /// activation, a review, a submission under `auto`, a change of the app's limits), on a
+    /// blocking thread: it reads the store and compiles.
+    pub async fn reload_ruleset(&self, app_key: &str) -> Result<Option<String>, AppError> {
+        let (store, scripts, app_key) = (self.store.clone(), self.scripts.clone(), app_key.to_owned());
+        match tokio::task::spawn_blocking(move || crate::calls::route::load_active_ruleset(&store, &scripts, &app_key))
+            .await
+        {
+            Ok(result) => Ok(result?),
+            Err(err) => Err(AppError::internal(&err)),
+        }
+    }
+
     /// Runs a store change on a blocking thread. Changes queue on the store's writer lock, and a
     /// request waiting there must not hold up one of the few async workers serving everyone else.
     pub async fn write<T, F>(&self, change: F) -> Result<T, AppError>

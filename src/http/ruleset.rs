@@ -47,6 +47,10 @@ pub async fn ruleset_submit(
     let app = auth.app.clone();
     let now = state.clock.now();
     let x_number = probe_x(&state, &app.app_key)?;
+    let Some(checking) = state.scripts.begin_check(&app.app_key) else {
+        let what = "another submission of this app is being checked: submit again when it is answered";
+        return Err(Rejection::InUse { what: what.into() }.into());
+    };
     let (scripts, store, checked_app) = (state.scripts.clone(), state.store.clone(), app.clone());
     let cases = submission.cases.clone();
     let source = submission.source.clone();
@@ -57,13 +61,13 @@ pub async fn ruleset_submit(
             mode: Some(checked_app.mode),
             x_number,
             approved: &approved,
-            now,
             settings: checked_app.ruleset,
         };
         check(scripts.ruleset_engine(), &on, &source, &cases)
     })
     .await
     .map_err(|err| AppError::internal(&err))?;
+    drop(checking);
     let actor = format!("app:{}", app.app_key);
     let checked = match checked {
         Ok(checked) => checked,
@@ -74,7 +78,7 @@ pub async fn ruleset_submit(
                 action: AuditAction::Refused,
                 version: String::new(),
                 actor,
-                detail: reason.clone(),
+                detail: ruleset::audit_detail(&reason),
             };
             state.write(move |store| Ok(store.rulesets().refused(&entry)?)).await?;
             state.store.durable().await?;
@@ -102,9 +106,7 @@ pub async fn ruleset_submit(
     let kept = state.write(move |store| Ok(store.rulesets().submit(version, auto, &actor)?)).await?;
     state.store.durable().await?;
     if auto {
-        let mut ruleset = checked.ruleset;
-        ruleset.version.clone_from(&kept.version);
-        state.scripts.set_ruleset(&app.app_key, Some(ruleset));
+        state.reload_ruleset(&app.app_key).await?;
     }
     tracing::info!(app_key = %app.app_key, version = %kept.version, auto, "rule set kept");
     let mut fields = Map::new();
@@ -171,7 +173,7 @@ async fn activate(state: &AppState, app: &App, version: String, actor: String) -
     let (app_key, now) = (app.app_key.clone(), state.clock.now());
     let done = state.write(move |store| store.rulesets().activate(&app_key, &version, &actor, now)).await?;
     state.store.durable().await?;
-    crate::calls::route::load_active_ruleset(&state.store, &state.scripts, &app.app_key)?;
+    state.reload_ruleset(&app.app_key).await?;
     let name = done.active.as_ref().map(|v| v.version.clone()).unwrap_or_default();
     tracing::info!(app_key = %app.app_key, active = %name, previous = done.previous.as_deref().unwrap_or(""), "rule set activation");
     let mut fields = one("active", Value::from(name));
@@ -212,7 +214,7 @@ pub async fn admin_activate(
 }
 
 /// `POST /v1/admin/apps/{appKey}/rulesets/{version}/review`: `{"approve": true}` approves and
-/// activates a pending version; `{"approve": false, "reason"}` rejects it.
+/// activates a pending version (one transaction); `{"approve": false, "reason"}` rejects it.
 pub async fn admin_review(
     _: Admin,
     State(state): State<AppState>,
@@ -233,11 +235,15 @@ pub async fn admin_review(
         .await
         .map_err(admin_error)?;
     state.store.durable().await?;
-    tracing::info!(app_key = %app_key, version = %version, approve, "rule set reviewed");
-    let mut fields = one("version", version_view(&reviewed, None, false));
     if approve {
-        let activated = activate(&state, &app, version, "ops".to_owned()).await.map_err(admin_error)?;
-        fields.extend(activated);
+        state.reload_ruleset(&app.app_key).await?;
+    }
+    tracing::info!(app_key = %app_key, version = %version, approve, "rule set reviewed");
+    let active = state.store.rulesets().active_name(&app_key)?;
+    let mut fields = one("version", version_view(&reviewed.version, active.as_deref(), false));
+    if approve {
+        fields.insert("active".into(), Value::from(reviewed.version.version.clone()));
+        fields.insert("previous".into(), Value::from(reviewed.previous.unwrap_or_default()));
     }
     Ok(success(fields))
 }

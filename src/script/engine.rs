@@ -97,6 +97,13 @@ pub fn build(limits: &Limits) -> Engine {
 /// (`script::ruleset`) instead of the scripts'.
 pub fn build_for_rulesets(limits: &Limits) -> Engine {
     let mut engine = sandbox(limits);
+    // Each run has its app's own operation budget (`with_budget`), up to
+    // `MAX_RULESET_OPERATIONS`; the engine's own limit must not cut it shorter.
+    engine.set_max_operations(crate::config::MAX_RULESET_OPERATIONS + DEADLINE_CHECK_EVERY);
+    // A reviewed rule set must not run code it did not show: `eval` of a string from data would.
+    engine.disable_symbol("eval");
+    // A customer's `print` on every call must not fill privnum's log.
+    engine.on_print(|text| tracing::debug!(target: "privnum::ruleset", "{text}"));
     super::ruleset::register(&mut engine);
     engine
 }

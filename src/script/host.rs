@@ -93,6 +93,20 @@ pub struct PoolStatus {
     pub deadline_overrun_max: Duration,
 }
 
+/// A submission being checked ([`ScriptHost::begin_check`]); dropping it ends the check.
+#[derive(Debug)]
+pub struct CheckGuard {
+    checking: Arc<Mutex<HashSet<String>>>,
+    app_key: String,
+}
+
+impl Drop for CheckGuard {
+    fn drop(&mut self) {
+        let mut checking = self.checking.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        checking.remove(&self.app_key);
+    }
+}
+
 pub struct ScriptHost {
     engine: Engine,
     limits: Limits,
@@ -116,6 +130,11 @@ pub struct ScriptHost {
     rulesets: ArcSwap<HashMap<String, Arc<Ruleset>>>,
     /// Rule-set runs by app, version and outcome, for `/metrics`.
     ruleset_runs: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// Apps whose submission is being checked now: one check at a time per app.
+    checking: Arc<Mutex<HashSet<String>>>,
+    /// Held while an app's active rule set is read from the store and swapped in
+    /// ([`ScriptHost::loading_rulesets`]), so two loads never swap in the older read last.
+    ruleset_loading: Mutex<()>,
 }
 
 impl std::fmt::Debug for ScriptHost {
@@ -163,6 +182,8 @@ impl ScriptHost {
             ruleset_engine: engine::build_for_rulesets(&limits),
             rulesets: ArcSwap::default(),
             ruleset_runs: Mutex::default(),
+            ruleset_loading: Mutex::default(),
+            checking: Arc::default(),
         })
     }
 
@@ -174,6 +195,29 @@ impl ScriptHost {
     /// The app's active rule set, if it has one on.
     pub fn ruleset(&self, app_key: &str) -> Option<Arc<Ruleset>> {
         self.rulesets.load().get(app_key).cloned()
+    }
+
+    /// Serializes loading rule sets from the store: hold it from reading the active version to
+    /// [`ScriptHost::set_ruleset`]. Only loads take it (never a call); it is a std mutex, for
+    /// blocking threads.
+    pub fn loading_rulesets(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.ruleset_loading.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts checking a submission of `app_key`: `None` while another of its submissions is being
+    /// checked (a check may take a blocking thread for as long as its cases and probe take). The
+    /// guard ends it when dropped.
+    pub fn begin_check(&self, app_key: &str) -> Option<CheckGuard> {
+        let mut checking = self.checking.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        checking
+            .insert(app_key.to_owned())
+            .then(|| CheckGuard { checking: self.checking.clone(), app_key: app_key.to_owned() })
+    }
+
+    /// Whether the app's active rule set counts answered calls (`answered_calls`), so its calls
+    /// are counted when answered.
+    pub fn counts_answered(&self, app_key: &str) -> bool {
+        self.rulesets.load().get(app_key).is_some_and(|ruleset| ruleset.counts_answered)
     }
 
     /// Makes `ruleset` the active one of its app, or (`None`) turns `app_key`'s off.
@@ -189,11 +233,16 @@ impl ScriptHost {
         });
     }
 
-    /// Runs `handler` of an app's rule set on the script pool, in the app's own queue, and
-    /// awaits it for at most twice the rule set's deadline plus [`DEADLINE_MARGIN`] (a run not
-    /// started within one deadline is not run). A failure is counted per app, version and kind,
-    /// logged once per version and location, and returned: the caller goes on as if the rule set
-    /// were absent. `Ok(None)`: the handler returned `()`.
+    /// Runs `handler` of an app's rule set on the script pool and awaits it for at most twice the
+    /// rule set's deadline plus [`DEADLINE_MARGIN`] (a run not started within one deadline is not
+    /// run). Rule-set runs queue apart from the app's own scripts (a queue of their own in the
+    /// main lane, `ruleset <app>`), so a slow rule set never delays the mode's script; and once a
+    /// run of this version and handler has been stopped by the sandbox, its runs go to the
+    /// suspect lane for [`super::pool::SUSPECT_FOR`] (a tenth of one core for all suspects
+    /// together), so a looping version costs the app's calls its budget at most a few times, and
+    /// then nothing. A failure is counted per app, version and kind, logged once per version
+    /// and location, and returned: the caller goes on as if the rule set were absent.
+    /// `Ok(None)`: the handler returned `()`.
     pub async fn run_ruleset(
         self: &Arc<Self>,
         ruleset: Arc<Ruleset>,
@@ -203,6 +252,8 @@ impl ScriptHost {
     ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, RunError> {
         let budget = ruleset.deadline();
         let deadline = Instant::now() + budget;
+        let key = self.pool.key(&["ruleset", &ruleset.app_key, &ruleset.version, handler.name()]);
+        let apart = self.pool.is_suspect(key);
         let (answer, answered) = tokio::sync::oneshot::channel();
         let host = self.clone();
         let run_on = ruleset.clone();
@@ -210,17 +261,22 @@ impl ScriptHost {
             if answer.is_closed() {
                 return;
             }
+            let not_run = |kind: Failure, why: &str| RunError {
+                kind,
+                ..RunError::new(run_on.location(), format!("{}: {why}", handler.name()))
+            };
             let result = if Instant::now() >= deadline {
-                Err(RunError {
-                    kind: Failure::Late,
-                    ..RunError::new(
-                        run_on.location(),
-                        format!("{}: waited past its deadline in the queue", handler.name()),
-                    )
-                })
+                Err(not_run(Failure::Late, "waited past its deadline in the queue"))
+            } else if !apart && host.pool.is_suspect(key) {
+                Err(not_run(Failure::Refused, "not run: this version was stopped by the sandbox while it waited"))
             } else {
                 let stop_at = Instant::now() + budget;
-                ruleset::call(&host.ruleset_engine, &run_on, handler, (&event, decision.as_ref()), data, stop_at)
+                let result =
+                    ruleset::call(&host.ruleset_engine, &run_on, handler, (&event, decision.as_ref()), data, stop_at);
+                if result.as_ref().is_err_and(|err| err.kind.stopped()) {
+                    host.pool.mark_suspect(key);
+                }
+                result
             };
             let _ = answer.send(result);
         });
@@ -228,7 +284,9 @@ impl ScriptHost {
             kind,
             ..RunError::new(ruleset.location(), format!("{}: {why}", handler.name()))
         };
-        let result = match self.pool.submit(Lane::Main(&ruleset.app_key), job) {
+        let queue = format!("ruleset {}", ruleset.app_key);
+        let lane = if apart { Lane::Suspect } else { Lane::Main(&queue) };
+        let result = match self.pool.submit(lane, job) {
             Err(refused) => Err(not_run(Failure::Refused, refused.to_string())),
             Ok(()) => {
                 let wait_until = tokio::time::Instant::from_std(deadline + budget + DEADLINE_MARGIN);

@@ -128,6 +128,8 @@ pub struct Ruleset {
     pub version: String,
     pub handlers: Vec<Handler>,
     pub settings: RulesetSettings,
+    /// It calls `answered_calls`: privnum counts its app's answered calls while it is active.
+    pub counts_answered: bool,
     ast: AST,
 }
 
@@ -206,7 +208,10 @@ pub fn compile(
     }
     handlers.sort();
     handlers.dedup();
-    Ok(Ruleset { app_key: app_key.to_owned(), version: version.to_owned(), handlers, settings, ast })
+    // The name in the source is the only way to reach it (`eval` is disabled; a function pointer
+    // names it too).
+    let counts_answered = source.contains("answered_calls");
+    Ok(Ruleset { app_key: app_key.to_owned(), version: version.to_owned(), handlers, settings, counts_answered, ast })
 }
 
 /// Calls `handler` of `ruleset` with `event` (and `decision`), reading data through `data`,
@@ -314,12 +319,18 @@ pub enum Verdict {
 }
 
 /// What a result is checked against: the X of the call, the decision it was given
-/// (`on_decision`), and which tones are approved tones of the app.
+/// (`on_decision`: as a decision with the call's `userData`, and as the map the handler got),
+/// and which tones are approved tones of the app.
 pub struct Judged<'a> {
     pub x_number: &'a str,
     pub original: Option<(&'a Decision, Option<&'a str>)>,
+    pub given: Option<&'a Value>,
     pub approved: &'a dyn Fn(&str) -> bool,
 }
+
+/// The fields of the switch's answer that `on_decision` sees and may not change (the others are
+/// the decision's own, which `tighten` judges).
+const ANSWER_FIELDS: [&str; 3] = ["display", "sessionId", "subscriptionId"];
 
 /// Judges `result` of `handler` against the platform's invariants: an X-mode reply is read and
 /// checked as the customer's server's would be; a decision may only tighten; every tone named is
@@ -347,6 +358,16 @@ pub fn judge(handler: Handler, result: Option<Map<String, Value>>, on: &Judged<'
         }
         Handler::Decision => {
             let (original, user_data) = on.original.ok_or("on_decision needs the decision it was given")?;
+            for field in ANSWER_FIELDS {
+                let was = on.given.and_then(|given| given.get(field)).filter(|v| !v.is_null());
+                match result.get(field).filter(|v| !v.is_null()) {
+                    Some(now) if Some(now) != was => {
+                        let was = was.map_or("absent".to_owned(), Value::to_string);
+                        return Err(format!("on_decision may not change {field} (was {was}, returned {now})"));
+                    }
+                    _ => {}
+                }
+            }
             let tightened = ruleset::tighten(original, user_data, &result)?;
             let problem = unapproved(tightened.decision.tones(), on.approved);
             match problem {
@@ -376,8 +397,6 @@ pub struct CheckContext<'a> {
     /// An X of the app (the probe's `called`).
     pub x_number: String,
     pub approved: &'a dyn Fn(&str) -> bool,
-    /// Unix seconds: the probe's first instant.
-    pub now: i64,
     pub settings: RulesetSettings,
 }
 
@@ -440,12 +459,16 @@ fn run_case(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, case: &Ca
     };
     let user_data = case.decision.as_ref().and_then(|d| d.get("userData")).and_then(Value::as_str);
     let decision = case.decision.clone().map(Value::Object);
-    let stop_at = Instant::now() + ruleset.deadline();
+    let stop_at = Instant::now() + ruleset.deadline() * CHECK_DEADLINES;
     let event = Value::Object(event);
     let result = call(engine, ruleset, case.handler, (&event, decision.as_ref()), fixed_data(case), stop_at)
         .map_err(|err| err.to_string())?;
-    let judged =
-        Judged { x_number: &x_number, original: original.as_ref().map(|d| (d, user_data)), approved: on.approved };
+    let judged = Judged {
+        x_number: &x_number,
+        original: original.as_ref().map(|d| (d, user_data)),
+        given: decision.as_ref(),
+        approved: on.approved,
+    };
     let verdict =
         judge(case.handler, result.clone(), &judged).map_err(|why| format!("breaks a platform invariant: {why}"))?;
     let got = match (&verdict, result) {
@@ -466,9 +489,17 @@ fn run_case(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, case: &Ca
 /// How the probe builds the reads of one kind of data, for each call.
 type DataOf<'a> = Box<dyn Fn() -> DataLookup + 'a>;
 
-/// The instants the probe calls at, besides the check's own: a night, a Saturday afternoon, the
-/// last second of a day (UTC).
-const PROBE_TIMES: [i64; 3] = [1_780_272_030, 1_780_750_800, 1_780_358_399];
+/// The instants the probe calls at, the same for every check (a version passes or fails
+/// whatever the time of its submission): Monday 2026-06-01 00:00:30 UTC (08:00:30 in China),
+/// Saturday 2026-06-06 13:00 UTC (21:00 in China), Monday 23:59:59 UTC (07:59:59 in China), and
+/// Monday 19:00 UTC (03:00 in China).
+const PROBE_TIMES: [i64; 4] = [1_780_272_030, 1_780_750_800, 1_780_358_399, 1_780_340_400];
+/// Why the Block push got no answer, for `on_x_fallback`: one per probe instant.
+const PROBE_FAILURES: [&str; 4] = ["timeout", "unreachable", "status", "failing_fast"];
+/// How many times its deadline a run of the check may take: the check stops a run at its
+/// operation budget, which does not depend on the machine, and at this many deadlines, so that a
+/// loaded server does not refuse a good version (calls still stop a run at one deadline).
+const CHECK_DEADLINES: u32 = 10;
 /// The callers: a mobile, a fixed line, a number that is not E.164.
 const PROBE_CALLERS: [&str; 3] = ["+8613800000001", "+862012345678", "10086"];
 
@@ -499,7 +530,7 @@ pub fn probe(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, cases: &
         if on.mode.is_some_and(|mode| handler.x_mode() != (mode == Mode::X)) {
             continue;
         }
-        for (i, now) in std::iter::once(on.now).chain(PROBE_TIMES).enumerate() {
+        for (i, now) in PROBE_TIMES.into_iter().enumerate() {
             for caller in PROBE_CALLERS {
                 for (data_name, data) in &data_kinds {
                     let mut event = json!({
@@ -507,7 +538,9 @@ pub fn probe(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, cases: &
                         "sessionId": format!("probe-{calls}"), "timestamp": crate::domain::time::reference_time(now), "now": now,
                     });
                     let samples: Vec<Option<(Decision, Option<&str>)>> = match handler {
-                        Handler::Decision => decisions.iter().map(|d| Some((d.clone(), None))).collect(),
+                        Handler::Decision => {
+                            decisions.iter().map(|(d, user_data)| Some((d.clone(), *user_data))).collect()
+                        }
                         _ => vec![None],
                     };
                     if let Some(map) = event.as_object_mut() {
@@ -515,7 +548,7 @@ pub fn probe(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, cases: &
                             map.insert("notifyMode".into(), Value::from("Block"));
                         }
                         if handler == Handler::XFallback {
-                            let kind = ["timeout", "unreachable", "status"][i % 3];
+                            let kind = PROBE_FAILURES[i % PROBE_FAILURES.len()];
                             map.insert("failure".into(), json!({"kind": kind, "reason": "probe"}));
                         }
                     }
@@ -526,12 +559,13 @@ pub fn probe(engine: &Engine, ruleset: &Ruleset, on: &CheckContext<'_>, cases: &
                             let decision = decision.as_ref().map(|d| format!(", decision {d}")).unwrap_or_default();
                             format!("the probe's call to {} (event {event}{decision}, {data_name})", handler.name())
                         };
-                        let stop_at = Instant::now() + ruleset.deadline();
+                        let stop_at = Instant::now() + ruleset.deadline() * CHECK_DEADLINES;
                         let result = call(engine, ruleset, handler, (&event, decision.as_ref()), data(), stop_at)
                             .map_err(|err| format!("{}: {}", shown(), err.message))?;
                         let judged = Judged {
                             x_number: &on.x_number,
                             original: original.as_ref().map(|(d, u)| (d, *u)),
+                            given: decision.as_ref(),
                             approved: on.approved,
                         };
                         judge(handler, result, &judged)
@@ -556,19 +590,22 @@ fn present_value(items: &[(String, String)], key: &str) -> String {
     best.map_or_else(|| "1".to_owned(), |(_, value)| value.clone())
 }
 
-/// The decisions `on_decision` is probed with: what the app's mode can give it.
-fn probe_decisions(on: &CheckContext<'_>) -> Vec<Decision> {
-    let mut plain = Decision::connect("+8613900000002");
-    plain.pre_voice = None;
+/// The decisions `on_decision` is probed with, with the call's `userData`: what the app's mode
+/// can give it (a connect with no limit; one limited to 10 minutes, recorded, with `userData`;
+/// one limited to a minute, which a cap must not raise; a release; for AXE a collect).
+fn probe_decisions(on: &CheckContext<'_>) -> Vec<(Decision, Option<&'static str>)> {
+    let plain = Decision::connect("+8613900000002");
     let mut limited = Decision::connect("+8613900000002");
     limited.max_duration = 10;
     limited.record = true;
+    let mut short = Decision::connect("+8613900000002");
+    short.max_duration = 1;
     let release = Decision::release(state::INVALID_AXB_CALL, None);
-    let collect = Decision::collect(None, 4);
-    match on.mode {
-        Some(Mode::Axe) => vec![plain, limited, release, collect],
-        _ => vec![plain, limited, release],
+    let mut decisions = vec![(plain, None), (limited, Some("order-1")), (short, None), (release, None)];
+    if on.mode.is_none_or(|mode| mode == Mode::Axe) {
+        decisions.push((Decision::collect(None, 4), None));
     }
+    decisions
 }
 
 #[cfg(test)]
@@ -587,7 +624,6 @@ mod tests {
             mode,
             x_number: "+8617000000001".into(),
             approved: &|tone| tone == "ok.wav",
-            now: 1_780_300_000,
             settings: RulesetSettings::default(),
         }
     }

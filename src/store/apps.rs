@@ -104,8 +104,9 @@ impl Apps {
         Ok(())
     }
 
-    /// Removes an app whose pool is empty, with its tones.
-    pub fn delete(&self, app_key: &str) -> Result<(), OpError> {
+    /// Removes an app whose pool is empty, with its tones, and turns its rule set off (its
+    /// versions and audit log stay, so a new app of the same key starts with none active).
+    pub fn delete(&self, app_key: &str, now: i64) -> Result<(), OpError> {
         let _writer = self.shared.lock_writer();
         if self.get(app_key)?.is_none() {
             return Err(Rejection::NotFound { what: format!("app {app_key}") }.into());
@@ -120,6 +121,7 @@ impl Apps {
         let mut writes = WriteSet::default();
         writes.remove(Tree::Apps, app_key.as_bytes());
         super::tones::stage_removal(&self.shared, app_key, &mut writes)?;
+        super::rulesets::stage_turn_off(&self.shared, app_key, now, "ops: the app was deleted", &mut writes)?;
         self.shared.apply_now(writes)?;
         self.remember_app(app_key, None);
         super::tones::forget_serving(&self.shared, app_key);
@@ -227,9 +229,9 @@ mod tests {
         store.apps().upsert(&app, &[]).unwrap();
         assert_eq!(store.apps().get("app").unwrap().map(|a| a.app_secret.clone()).as_deref(), Some("rotated"));
 
-        store.apps().delete("app").unwrap();
+        store.apps().delete("app", 0).unwrap();
         assert_eq!(store.apps().get("app").unwrap(), None, "a deleted app is gone from memory");
-        assert!(matches!(store.apps().delete("app"), Err(OpError::Rejected(_))));
+        assert!(matches!(store.apps().delete("app", 0), Err(OpError::Rejected(_))));
 
         store.apps().upsert(&app, &[]).unwrap();
         drop(store);

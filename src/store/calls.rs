@@ -1,7 +1,8 @@
 //! The store's handle on what the call path writes: sessions, the outbox (`outbox.rs`) and its
 //! dead letters, recordings, the AXE callback record a connected digits step leaves, and the
-//! answered calls rule sets count (`answered_calls`: one key per answered call, queued behind the
-//! session save that ends it, kept [`ANSWERED_RETENTION_SECS`]).
+//! answered calls rule sets count (`answered_calls`: one key per answered call of an app whose
+//! rule set counts, queued behind the session save of its `answer`, kept
+//! [`ANSWERED_RETENTION_SECS`]).
 //!
 //! Every change here goes through the committer thread (`combine.rs`) in arrival order, so a
 //! call's queued save never lands after a later save of the same call. The names say what
@@ -20,16 +21,21 @@ use super::outbox::{self, Push};
 use super::record::encode;
 use super::{keys, Error, Shared, Tree, WriteSet};
 
+/// `answered_calls` counts up to this many calls of one pair: a limit is far below it, and the
+/// scan stays short whatever the pair's history.
+pub const MAX_COUNTED: u32 = 10_000;
+
 /// How long an answered call is counted: eight days, so "this week" and "today" in any time zone
 /// are whole.
 pub const ANSWERED_RETENTION_SECS: i64 = 8 * 24 * 3600;
 
-/// An answered call, as counted: its app, its two parties (either order), when it ended, its id.
+/// An answered call, as counted: its app, its two parties (either order), when it was
+/// answered, its id.
 #[derive(Debug, Clone, Copy)]
 pub struct AnsweredCall<'a> {
     pub app_key: &'a str,
     pub parties: (&'a str, &'a str),
-    pub ended_at: i64,
+    pub answered_at: i64,
     pub icid: &'a str,
 }
 
@@ -134,16 +140,16 @@ impl Calls {
         self.shared.commit_blocking(writes)
     }
 
-    /// Counts an answered call for rule sets, queued behind the session save that ended it and
-    /// not waited for: the call's end never waits on sled for its count, and a sled fault (or a
-    /// crash before sled's next flush) loses only counts, never the call.
+    /// Counts an answered call for rule sets, queued behind the session save of its `answer` and
+    /// not waited for: the switch never waits on sled for a count, and a sled fault (or a crash
+    /// before sled's next flush) loses only counts, never the call.
     pub fn count_answered(&self, call: AnsweredCall<'_>) {
         let parties = ordered(call.parties);
         let mut writes = WriteSet::default();
-        writes.put(Tree::Answered, answered_key(call.app_key, parties, call.ended_at, call.icid), Vec::new());
+        writes.put(Tree::Answered, answered_key(call.app_key, parties, call.answered_at, call.icid), Vec::new());
         writes.put(
             Tree::AnsweredExpiry,
-            answered_expiry_key(call.app_key, parties, call.ended_at, call.icid),
+            answered_expiry_key(call.app_key, parties, call.answered_at, call.icid),
             Vec::new(),
         );
         let icid = call.icid.to_owned();
@@ -157,8 +163,9 @@ impl Calls {
         );
     }
 
-    /// How many of the app's calls between `a` and `b` (either calling) were answered and ended at
-    /// or after `since` (at most [`ANSWERED_RETENTION_SECS`] ago): one range scan of their keys.
+    /// How many of the app's calls between `a` and `b` (either calling) were answered at or after
+    /// `since` (at most [`ANSWERED_RETENTION_SECS`] ago), counting up to [`MAX_COUNTED`]: one
+    /// range scan of their keys.
     pub fn answered_between(&self, app_key: &str, (a, b): (&str, &str), since: i64) -> Result<u32, Error> {
         let prefix = keys::prefix(&[app_key, ordered((a, b)).0, ordered((a, b)).1]);
         let mut start = prefix.clone();
@@ -170,9 +177,9 @@ impl Calls {
         }
         let tree = self.shared.tree(Tree::Answered)?;
         let mut count = 0u32;
-        for key in tree.range(start..end).keys() {
+        for key in tree.range(start..end).keys().take(MAX_COUNTED as usize) {
             key.map_err(|source| Error::Sled { tree: Tree::Answered.name(), source })?;
-            count = count.saturating_add(1);
+            count += 1;
         }
         Ok(count)
     }
@@ -262,7 +269,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let calls = store.calls();
         let save = |app_key: &str, parties: (&str, &str), ended_at: i64, icid: &str| {
-            calls.count_answered(AnsweredCall { app_key, parties, ended_at, icid });
+            calls.count_answered(AnsweredCall { app_key, parties, answered_at: ended_at, icid });
             // Counted behind the next change through the committer.
             calls.save_session(icid, &serde_json::json!({}), &[], None).unwrap();
         };

@@ -54,7 +54,7 @@ pub use axb::AxbPage;
 pub use axe::{AxeCursorPage, AxePage};
 pub use bindings::Bindings;
 pub use calllog::CallLogStats;
-pub use calls::{AnsweredCall, Calls, ANSWERED_RETENTION_SECS};
+pub use calls::{AnsweredCall, Calls, ANSWERED_RETENTION_SECS, MAX_COUNTED};
 pub use data::Data;
 use fault::Health;
 pub use fault::{HealthStats, StoreFault, StorePart};

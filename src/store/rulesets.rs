@@ -33,14 +33,48 @@ fn version_name(number: u64) -> String {
     format!("v{number}")
 }
 
+/// A version's number from its name, which must be exactly `v<number>` (`v01` and `v+1` are not
+/// `v1`).
 fn version_number(name: &str) -> Option<u64> {
-    name.strip_prefix('v').and_then(|digits| digits.parse().ok()).filter(|n| *n > 0)
+    let number = name.strip_prefix('v').and_then(|digits| digits.parse().ok()).filter(|n| *n > 0)?;
+    (version_name(number) == name).then_some(number)
 }
 
 fn version_key(app_key: &str, number: u64) -> Vec<u8> {
     let mut key = keys::prefix(&[app_key]);
     key.extend_from_slice(&number.to_be_bytes());
     key
+}
+
+/// Stages turning `app_key`'s rule set off, with its audit entry, when one is active (the caller
+/// holds the writer lock): an app's deletion.
+pub(super) fn stage_turn_off(
+    shared: &Arc<Shared>,
+    app_key: &str,
+    now: i64,
+    why: &str,
+    writes: &mut WriteSet,
+) -> Result<(), Error> {
+    let sets = Rulesets { shared: shared.clone() };
+    let Some(active) = sets.active_name(app_key)? else { return Ok(()) };
+    writes.remove(Tree::RulesetActive, app_key.as_bytes().to_vec());
+    let entry = AuditEntry {
+        time: now,
+        app_key: app_key.to_owned(),
+        action: AuditAction::TurnedOff,
+        version: active,
+        actor: "ops".to_owned(),
+        detail: why.to_owned(),
+    };
+    sets.stage_audit(writes, &[entry])
+}
+
+/// What a review did, for its answer: the version as reviewed, and for an approval the version
+/// it replaced as active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reviewed {
+    pub version: RulesetVersion,
+    pub previous: Option<String>,
 }
 
 /// What an activation did, for its answer.
@@ -179,8 +213,9 @@ impl Rulesets {
         Ok(version)
     }
 
-    /// Ops' review of a pending version: approved (it may then be made active) or rejected with
-    /// `reason`. A version that does not wait for review is refused, naming its state.
+    /// Ops' review of a pending version: approved, which makes it active in the same transaction,
+    /// or rejected with `reason`. A version that does not wait for review is refused, naming its
+    /// state.
     pub fn review(
         &self,
         app_key: &str,
@@ -188,7 +223,7 @@ impl Rulesets {
         approve: bool,
         reason: Option<&str>,
         now: i64,
-    ) -> Result<RulesetVersion, OpError> {
+    ) -> Result<Reviewed, OpError> {
         let _writer = self.shared.lock_writer();
         let Some(number) = version_number(version) else { return Err(Rulesets::not_found(app_key, version)) };
         let key = version_key(app_key, number);
@@ -209,17 +244,28 @@ impl Rulesets {
         kept.review_time = Some(now);
         let mut writes = WriteSet::default();
         writes.put(Tree::Rulesets, key, record::encode(&kept));
-        let entry = AuditEntry {
+        let entry = |action, detail: String| AuditEntry {
             time: now,
             app_key: app_key.to_owned(),
-            action: if approve { AuditAction::Approved } else { AuditAction::Rejected },
+            action,
             version: version.to_owned(),
             actor: "ops".to_owned(),
-            detail: reason.unwrap_or_default().to_owned(),
+            detail,
         };
-        self.stage_audit(&mut writes, &[entry])?;
+        let mut entries = vec![entry(
+            if approve { AuditAction::Approved } else { AuditAction::Rejected },
+            reason.unwrap_or_default().to_owned(),
+        )];
+        let previous = self.active_name(app_key)?;
+        if approve {
+            // Approval makes it active, in the same transaction.
+            writes.put(Tree::RulesetActive, app_key.as_bytes().to_vec(), version.as_bytes().to_vec());
+            let detail = previous.as_ref().map(|p| format!("replaces {p}")).unwrap_or_default();
+            entries.push(entry(AuditAction::Activated, detail));
+        }
+        self.stage_audit(&mut writes, &entries)?;
         self.shared.apply_now(writes)?;
-        Ok(kept)
+        Ok(Reviewed { version: kept, previous: approve.then_some(previous).flatten() })
     }
 
     /// Makes `version` the app's active one (an earlier one than the active: a rollback), or turns
@@ -264,8 +310,8 @@ impl Rulesets {
             .is_some_and(|(was, now)| now < was);
         let action = if older { AuditAction::RolledBack } else { AuditAction::Activated };
         let detail = previous.as_ref().map(|p| format!("replaces {p}")).unwrap_or_default();
-        writes.put(Tree::RulesetActive, app_key.as_bytes().to_vec(), version.as_bytes().to_vec());
-        self.stage_audit(&mut writes, &[entry(action, version, detail)])?;
+        writes.put(Tree::RulesetActive, app_key.as_bytes().to_vec(), kept.version.as_bytes().to_vec());
+        self.stage_audit(&mut writes, &[entry(action, &kept.version, detail)])?;
         self.shared.apply_now(writes)?;
         Ok(Activated { active: Some(kept), previous })
     }
@@ -326,9 +372,14 @@ mod tests {
         use AuditAction::*;
         assert_eq!(
             actions,
-            [TurnedOff, RolledBack, Activated, Submitted, Activated, Rejected, Approved, Submitted, Submitted]
+            [
+                TurnedOff, RolledBack, Activated, Submitted, Activated, Rejected, Activated, Approved, Submitted,
+                Submitted
+            ],
+            "an approval activates, in the same change"
         );
-        assert_eq!(sets.audit(None, 100).unwrap().len(), 10);
+        assert_eq!(sets.audit(None, 100).unwrap().len(), 11);
+        assert!(sets.get("a", "v01").unwrap().is_none() && sets.get("a", "v+1").unwrap().is_none(), "names are exact");
         assert_eq!(sets.audit(None, 2).unwrap().len(), 2);
         drop(store);
         let store = Store::open(dir.path()).unwrap();

@@ -236,7 +236,8 @@ async fn on_decision_tightens_but_a_reroute_at_run_time_leaves_the_call_as_it_wa
         fn on_decision(event, decision) {
             if decision.action != "connect" { return (); }
             if data_get("reroute") == "please" { decision.callee = "+8613700000000"; return decision; }
-            decision.maxDuration = 5;
+            let most = decision.maxDuration;
+            if most == () || most > 5 { decision.maxDuration = 5; }
             decision.userData = "capped";
             decision
         }"#;
@@ -338,8 +339,7 @@ async fn a_looping_rule_set_is_stopped_and_another_apps_calls_are_answered_meanw
 #[tokio::test]
 async fn apps_see_only_their_own_versions_and_the_active_one_survives_a_restart() {
     let server = auto_server().await;
-    let source =
-        r#"fn on_decision(event, decision) { if decision.action == "connect" { decision.maxDuration = 7; } decision }"#;
+    let source = r#"fn on_decision(event, decision) { let most = decision.maxDuration; if decision.action == "connect" && (most == () || most > 7) { decision.maxDuration = 7; } decision }"#;
     submit(&server, AXB_APP, json!({"source": source})).await.expect(200, "0");
     let other = server.call(QUIET_APP, Method::GET, PATH, None).await;
     assert_eq!(other.body["versions"].as_array().map(Vec::len), Some(0), "{other:?}");
@@ -431,13 +431,10 @@ async fn the_real_estate_example_allows_two_answered_calls_a_day_in_office_hours
     // Unanswered calls do not count.
     let unanswered = server.switch_call(B, AXB_X).await;
     let session = unanswered.field("sessionId");
-    server
-        .switch(
-            Method::POST,
-            &format!("/calls/{session}/events"),
-            &json!({"event": "disconnect", "releaseSide": "caller"}),
-        )
-        .await;
+    let hangup = json!({"event": "disconnect", "releaseSide": "caller"});
+    server.switch(Method::POST, &format!("/calls/{session}/events"), &hangup).await;
+    let counted = server.state().store.calls().answered_between(AXB_APP.0, (A, B), 0).unwrap();
+    assert_eq!(counted, 1, "only the answered call is counted");
     assert_eq!(answered_call(&server, B, AXB_X).await["action"], "connect", "the second, the other way round");
     let third = server.switch_call(A, AXB_X).await;
     assert_eq!(
@@ -460,4 +457,52 @@ async fn the_real_estate_example_allows_two_answered_calls_a_day_in_office_hours
     );
     server.clock.set(1_780_362_000);
     assert_eq!(server.switch_call(A, AXB_X).await.body["action"], "connect", "a new day");
+}
+
+#[tokio::test]
+async fn on_decision_may_not_change_the_display_and_rule_sets_read_only_their_apps_data() {
+    let server = auto_server().await;
+    let display = r#"fn on_decision(event, decision) {
+        if decision.action == "connect" && data_get("show") == "me" { decision.display = event.caller; }
+        decision.userData = data_get("tag");
+        decision
+    }"#;
+    submit(&server, AXB_APP, json!({"source": display})).await.expect(200, "0");
+    server.bind_axb(json!({"relationNum": AXB_X, "callerNum": A, "calleeNum": B})).await.expect(200, "0");
+    // The quiet app stores the data the AXB app's rule set reads: it does not see it.
+    put_data(&server, QUIET_APP, "tag", "quiet's").await;
+    put_data(&server, QUIET_APP, "show", "me").await;
+    let call = server.switch_call(A, AXB_X).await;
+    assert_eq!((call.body["display"].as_str(), call.body.get("userData")), (Some(AXB_X), None), "{call:?}");
+    put_data(&server, AXB_APP, "tag", "mine").await;
+    assert_eq!(server.switch_call(A, AXB_X).await.body["userData"], "mine");
+    put_data(&server, AXB_APP, "show", "me").await;
+    let call = server.switch_call(A, AXB_X).await;
+    assert_eq!((call.body["display"].as_str(), call.body.get("userData")), (Some(AXB_X), None), "as without: {call:?}");
+    let body = server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    assert!(body.contains(r#"privnum_ruleset_runs_total{app="axb-app",version="v1",outcome="invariant"} 1"#), "{body}");
+}
+
+#[tokio::test]
+async fn eval_is_refused_and_a_deleted_app_leaves_no_rule_set_on() {
+    let server = TestServer::start().await;
+    let refused =
+        submit(&server, AXB_APP, json!({"source": r#"fn on_decision(e, d) { eval(data_get("code")) }"#})).await;
+    refused.expect(403, "1010002");
+    assert!(refused.desc().contains("does not compile"), "{refused:?}");
+
+    let temp = ("temp-app", "temp-secret");
+    let app = json!({"mode": "AXB", "app_secret": temp.1, "ruleset_review": "auto"});
+    server.admin(Method::PUT, "/apps/temp-app", Some(&app)).await.expect(200, "0");
+    submit(&server, temp, json!({"source": "fn on_decision(e, d) { () }"})).await.expect(200, "0");
+    assert_eq!(server.call(temp, Method::GET, PATH, None).await.body["active"], "v1");
+    server.admin(Method::DELETE, "/apps/temp-app", None).await.expect(200, "0");
+    server.admin(Method::PUT, "/apps/temp-app", Some(&app)).await.expect(200, "0");
+    let listed = server.call(temp, Method::GET, PATH, None).await;
+    assert_eq!((listed.body["active"].as_str(), listed.body["versions"].as_array().map(Vec::len)), (Some(""), Some(1)));
+    let audit = server.admin(Method::GET, "/rulesets/audit?app=temp-app&limit=1", None).await;
+    assert_eq!(
+        (audit.body["entries"][0]["action"].as_str(), audit.body["entries"][0]["detail"].as_str()),
+        (Some("turned_off"), Some("ops: the app was deleted"))
+    );
 }

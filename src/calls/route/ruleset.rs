@@ -72,7 +72,7 @@ pub(super) async fn x_reply(
     let result =
         scripts.run_ruleset(ruleset.clone(), handler, (event, None), data_of(store, &app.app_key, now)).await.ok()?;
     let approved = |tone: &str| store.tones().approved(&app.app_key, tone);
-    match judge(handler, result, &Judged { x_number: &call.called, original: None, approved: &approved }) {
+    match judge(handler, result, &Judged { x_number: &call.called, original: None, given: None, approved: &approved }) {
         Ok(Verdict::Reply(reply)) => {
             scripts.count_ruleset_run(&ruleset, "decided");
             Some((reply, ruleset.version.clone()))
@@ -133,9 +133,10 @@ pub(super) async fn tightened(
         }
     }
     let data = data_of(store, &app.app_key, now);
+    let given = shown.clone();
     let result = scripts.run_ruleset(ruleset.clone(), Handler::Decision, (event, Some(shown)), data).await.ok()?;
     let approved = |tone: &str| store.tones().approved(&app.app_key, tone);
-    let judged = Judged { x_number, original: Some((decision, user_data)), approved: &approved };
+    let judged = Judged { x_number, original: Some((decision, user_data)), given: Some(&given), approved: &approved };
     match judge(Handler::Decision, result, &judged) {
         Ok(Verdict::Decision(tightened)) => {
             scripts.count_ruleset_run(&ruleset, "decided");
@@ -152,10 +153,21 @@ pub(super) async fn tightened(
     }
 }
 
+/// A tightened decision that the mode's allowance still refused (`tighten` should have): counted
+/// and logged as a broken invariant, and the call keeps the mode's decision.
+pub(super) fn broke_allowance(scripts: &ScriptHost, app_key: &str, version: &str, reason: &str) {
+    if let Some(ruleset) = scripts.ruleset(app_key).filter(|ruleset| ruleset.version == version) {
+        scripts.report_ruleset_failure(&ruleset, "invariant", &format!("{}:on_decision", ruleset.location()), reason);
+    }
+}
+
 /// Makes the app's active rule-set version, as the store has it, the one its calls run (compiled
 /// with the app's current limits), or none when it is off or the app is gone. A kept version
-/// that no longer compiles (an engine change) is logged and left off.
+/// that no longer compiles (an engine change) is logged and left off. Blocks (reads the store,
+/// compiles): call it on a blocking thread. Loads are serialized, so the last to read the store
+/// is the last to swap.
 pub fn load_active(store: &Store, scripts: &ScriptHost, app_key: &str) -> Result<Option<String>, crate::store::Error> {
+    let _loading = scripts.loading_rulesets();
     let app = store.apps().get(app_key)?;
     let active = match (app, store.rulesets().active_name(app_key)?) {
         (Some(app), Some(name)) => store.rulesets().get(app_key, &name)?.map(|version| (app, version)),

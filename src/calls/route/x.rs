@@ -60,24 +60,22 @@ pub(super) async fn ask(
     prepared: &mut Prepared,
     now: i64,
 ) {
-    let reply = match ruleset::x_reply(store, scripts, app, callin, now, None).await {
-        Some((reply, version)) => {
-            prepared.ruleset_version = Some(version);
-            Ok(reply)
-        }
-        None => match push(store, customer, metrics, app, callin).await {
-            Err(failure) if failure.no_answer() => {
-                match ruleset::x_reply(store, scripts, app, callin, now, Some(&failure)).await {
-                    Some((reply, version)) => {
-                        prepared.ruleset_version = Some(version);
-                        Ok(reply)
-                    }
-                    None => Err(failure),
-                }
-            }
-            other => other,
-        },
+    let decided = |(reply, version)| (reply, Some(version));
+    let mut reply = match ruleset::x_reply(store, scripts, app, callin, now, None).await {
+        Some(answer) => Ok(decided(answer)),
+        None => push(store, customer, metrics, app, callin).await.map(|reply| (reply, None)),
     };
+    if let Err(failure) = &reply {
+        if failure.no_answer() {
+            if let Some(answer) = ruleset::x_reply(store, scripts, app, callin, now, Some(failure)).await {
+                reply = Ok(decided(answer));
+            }
+        }
+    }
+    let reply = reply.map(|(reply, version)| {
+        prepared.ruleset_version = version;
+        reply
+    });
     match reply {
         Ok(reply) => {
             if let XReply::Connect(connect) = &reply {
