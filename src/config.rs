@@ -388,11 +388,11 @@ pub const MAX_RULESET_OPERATIONS: u64 = 1_000_000;
 pub const MAX_RULESET_DEADLINE_MS: u64 = 50;
 
 fn default_ruleset_max_operations() -> u64 {
-    50_000
+    RulesetSettings::default().max_operations
 }
 
 fn default_ruleset_deadline_ms() -> u64 {
-    5
+    RulesetSettings::default().deadline_ms
 }
 
 /// The longest memory-callback window: 30 days.

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::auth::{self, Scheme};
 use crate::domain::ruleset::{parse_case, Case};
 use crate::domain::{Fields, Mode, RulesetSettings};
-use crate::script::ruleset::{check, compile, probe, run_cases, CheckContext};
+use crate::script::ruleset::{check, compile, probe, run_cases, CheckContext, PROBE_X};
 use crate::script::{engine, Limits};
 
 /// The rule set and its cases, as read from disk: the source, the cases parsed, and as JSON.
@@ -67,13 +67,7 @@ fn read(file: &Path, cases: Option<&Path>) -> anyhow::Result<Files> {
 }
 
 fn context<'a>(app_key: &'a str, mode: Option<Mode>, approved: &'a dyn Fn(&str) -> bool) -> CheckContext<'a> {
-    CheckContext {
-        app_key,
-        mode,
-        x_number: "+8617000000001".to_owned(),
-        approved,
-        settings: RulesetSettings::default(),
-    }
+    CheckContext { app_key, mode, x_number: PROBE_X.to_owned(), approved, settings: RulesetSettings::default() }
 }
 
 /// Offline, every tone is taken as approved: the server checks the app's own.

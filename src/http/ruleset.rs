@@ -27,7 +27,7 @@ use super::AppState;
 use crate::domain::ruleset::{self, AuditAction, AuditEntry, Review, ReviewState, RulesetVersion};
 use crate::domain::time::reference_time;
 use crate::domain::{App, Fields, Rejection};
-use crate::script::ruleset::{check, sha256, CheckContext};
+use crate::script::ruleset::{check, sha256, CheckContext, PROBE_X};
 
 pub const RULESET_PATH: &str = "/rest/privnum/ruleset/v1.0";
 pub const RULESET_ACTIVE_PATH: &str = "/rest/privnum/ruleset/v1.0/active";
@@ -35,7 +35,7 @@ pub const RULESET_ACTIVE_PATH: &str = "/rest/privnum/ruleset/v1.0/active";
 /// An X the probe calls: the app's first, or an example when its pool is empty.
 fn probe_x(state: &AppState, app_key: &str) -> Result<String, AppError> {
     let numbers = state.store.apps().numbers_of(app_key)?;
-    Ok(numbers.first().map_or_else(|| "+8617000000001".to_owned(), |n| n.number.clone()))
+    Ok(numbers.first().map_or_else(|| PROBE_X.to_owned(), |n| n.number.clone()))
 }
 
 pub async fn ruleset_submit(

@@ -388,6 +388,9 @@ pub fn decision_value(decision: &Decision, user_data: Option<&str>) -> Value {
     value
 }
 
+/// The X the probe calls when the app has none (offline, or an empty pool).
+pub const PROBE_X: &str = "+8617000000001";
+
 /// What a submission is checked against.
 pub struct CheckContext<'a> {
     pub app_key: &'a str,
