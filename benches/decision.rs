@@ -95,24 +95,15 @@ fn decision(c: &mut Criterion) {
     // AXB never asks the customer; the pusher is only what `decide_callin` takes.
     let (pusher, _stop) = pusher(&runtime, &store);
     let customer = Customer { pusher: &pusher, timeout: std::time::Duration::from_secs(3) };
+    let decide = |call: &CallIn| {
+        runtime.block_on(decide_callin(&store, &scripts, &metrics, customer, call, 1_700_000_000)).expect("decided")
+    };
     let call = bound_call(&store);
     let x = call.called.clone();
-    c.bench_function("callin decision: lookup + axb.rhai (connect)", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(decide_callin(&store, &scripts, &metrics, customer, &call, 1_700_000_000))
-                .expect("decided")
-        })
-    });
+    c.bench_function("callin decision: lookup + axb.rhai (connect)", |b| b.iter(|| decide(&call)));
     let stranger =
         CallIn { session_id: "bench".into(), caller: "+8613700000000".into(), called: x, time: 1_700_000_000 };
-    c.bench_function("callin decision: lookup + axb.rhai (release 8014)", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(decide_callin(&store, &scripts, &metrics, customer, &stranger, 1_700_000_000))
-                .expect("decided")
-        })
-    });
+    c.bench_function("callin decision: lookup + axb.rhai (release 8014)", |b| b.iter(|| decide(&stranger)));
     let lookup = CallIn { ..call.clone() };
     c.bench_function("binding lookup alone (sled)", |b| {
         b.iter(|| store.bindings().axb_for_call(&lookup.called, &lookup.caller, lookup.time).expect("lookup"))
@@ -131,13 +122,7 @@ fn on_decision(event, decision) {
 "#;
 
 /// Connects the caller's trip partner, as the customer's server stored it.
-const TRIP: &str = r#"
-fn on_x_callin(event) {
-    let callee = data_get("trip:" + event.caller);
-    if callee == () { return (); }
-    #{operation: "connect", connectInfo: #{calleeNum: callee, maxDuration: 10}}
-}
-"#;
+const TRIP: &str = include_str!("../examples/rulesets/trip-partner.rhai");
 
 /// `data_get` on the store, as a call's run reads it.
 struct BenchReads(privnum::store::Data);
@@ -182,16 +167,14 @@ fn rulesets(c: &mut Criterion) {
     let store = Arc::new(store);
     let (pusher, _stop) = pusher(&runtime, &store);
     let customer = Customer { pusher: &pusher, timeout: std::time::Duration::from_secs(3) };
+    let decide = |call: &CallIn| {
+        runtime.block_on(decide_callin(&store, &scripts, &metrics, customer, call, 1_700_000_000)).expect("decided")
+    };
     let call = bound_call(&store);
-    let routed = runtime.block_on(decide_callin(&store, &scripts, &metrics, customer, &call, 1_700_000_000));
-    let routed = routed.expect("decided");
+    let routed = decide(&call);
     assert_eq!((routed.decision.max_duration, routed.ruleset_version.as_deref()), (10, Some("v1")), "the rule set ran");
     c.bench_function("callin decision with a rule set: lookup + axb.rhai + on_decision (connect)", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(decide_callin(&store, &scripts, &metrics, customer, &call, 1_700_000_000))
-                .expect("decided")
-        })
+        b.iter(|| decide(&call))
     });
     let x_call = CallIn {
         session_id: "bench-x".into(),
@@ -199,8 +182,7 @@ fn rulesets(c: &mut Criterion) {
         called: "+8617500000001".into(),
         time: 1_700_000_000,
     };
-    let routed = runtime.block_on(decide_callin(&store, &scripts, &metrics, customer, &x_call, 1_700_000_000));
-    let routed = routed.expect("decided");
+    let routed = decide(&x_call);
     assert_eq!(routed.decision.callee.as_deref(), Some("+8613900000002"), "on_x_callin decided: {routed:?}");
     // The rule set's own run, on this thread: what the pool hop above adds to is this.
     let engine = scripts.ruleset_engine();
@@ -231,11 +213,7 @@ fn rulesets(c: &mut Criterion) {
         })
     });
     c.bench_function("X-mode callin decided by on_x_callin reading data (no Block push) + x.rhai", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(decide_callin(&store, &scripts, &metrics, customer, &x_call, 1_700_000_000))
-                .expect("decided")
-        })
+        b.iter(|| decide(&x_call))
     });
 }
 

@@ -1756,12 +1756,7 @@ const FIRST_RULED_X: u64 = 8_617_600_000_000;
 /// for every caller of `pairs`, through the API, signed.
 async fn load_trips(server: &Server, pairs: &[(String, String)]) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let source = r#"
-        fn on_x_callin(event) {
-            let callee = data_get("trip:" + event.caller);
-            if callee == () { return (); }
-            #{operation: "connect", connectInfo: #{calleeNum: callee, maxDuration: 10}}
-        }"#;
+    let source = include_str!("rulesets/trip-partner.rhai");
     let cases = serde_json::json!([{"handler": "on_x_callin", "event": {"caller": "+8613700000001"},
         "data": {"trip:+8613700000001": "+8613900000001"},
         "expect": {"operation": "connect", "connectInfo": {"calleeNum": "+8613900000001", "maxDuration": 10}}}]);

@@ -91,14 +91,8 @@ enum Command {
     /// Each run makes a new Nonce, so run it once per request, e.g.
     /// `curl -K <(privnum sign --app demo-app --format curl) ...`
     Sign {
-        /// The app key to sign as.
-        #[arg(long)]
-        app: String,
-        /// The app's secret; by default it is read from the configuration file.
-        #[arg(long)]
-        secret: Option<String>,
-        #[arg(long, default_value = "privnum.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        key: AppKeyArgs,
         /// Sign with the legacy WSSE scheme instead of AKSK.
         #[arg(long)]
         wsse: bool,
@@ -180,8 +174,9 @@ struct RulesetLocal {
     mode: Option<privnum::domain::Mode>,
 }
 
+/// The app whose key signs a request, and where its secret comes from.
 #[derive(clap::Args)]
-struct RulesetRemote {
+struct AppKeyArgs {
     /// The app key to sign as.
     #[arg(long)]
     app: String,
@@ -190,6 +185,28 @@ struct RulesetRemote {
     secret: Option<String>,
     #[arg(long, default_value = "privnum.toml")]
     config: PathBuf,
+}
+
+impl AppKeyArgs {
+    /// The app key and its secret: given, or read from the configuration file.
+    fn credentials(self) -> anyhow::Result<(String, String)> {
+        let secret = match self.secret {
+            Some(secret) => secret,
+            None => Config::load(&self.config)?
+                .apps
+                .into_iter()
+                .find(|app| app.app_key == self.app)
+                .map(|app| app.app_secret)
+                .with_context(|| format!("app {} is not in {}; pass --secret", self.app, self.config.display()))?,
+        };
+        Ok((self.app, secret))
+    }
+}
+
+#[derive(clap::Args)]
+struct RulesetRemote {
+    #[command(flatten)]
+    key: AppKeyArgs,
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
 }
@@ -222,7 +239,7 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config),
-        Command::Sign { app, secret, config, wsse, format } => sign(&app, secret, &config, wsse, format),
+        Command::Sign { key, wsse, format } => sign(key, wsse, format),
         Command::Check { dir } => privnum::cli::check(&dir),
         Command::Tone { command: ToneCommand::Inspect { file } } => privnum::cli::tone_inspect(&file),
         Command::Tone { command: ToneCommand::Convert { input, output } } => {
@@ -282,8 +299,8 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 fn ruleset(command: RulesetCommand) -> anyhow::Result<()> {
     use privnum::cli::ruleset;
     let remote = |remote: RulesetRemote| -> anyhow::Result<ruleset::Remote> {
-        let secret = secret_of(&remote.app, remote.secret, &remote.config)?;
-        Ok(ruleset::Remote { server: remote.server, app: remote.app, secret })
+        let (app, secret) = remote.key.credentials()?;
+        Ok(ruleset::Remote { server: remote.server, app, secret })
     };
     let runtime = || tokio::runtime::Runtime::new().context("starting the tokio runtime");
     match command {
@@ -304,29 +321,10 @@ fn ruleset(command: RulesetCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The app's secret: given, or read from the configuration file.
-fn secret_of(app_key: &str, secret: Option<String>, config_path: &std::path::Path) -> anyhow::Result<String> {
-    match secret {
-        Some(secret) => Ok(secret),
-        None => Config::load(config_path)?
-            .apps
-            .into_iter()
-            .find(|app| app.app_key == app_key)
-            .map(|app| app.app_secret)
-            .with_context(|| format!("app {app_key} is not in {}; pass --secret", config_path.display())),
-    }
-}
-
-fn sign(
-    app_key: &str,
-    secret: Option<String>,
-    config_path: &std::path::Path,
-    wsse: bool,
-    format: Format,
-) -> anyhow::Result<()> {
-    let secret = secret_of(app_key, secret, config_path)?;
+fn sign(key: AppKeyArgs, wsse: bool, format: Format) -> anyhow::Result<()> {
+    let (app_key, secret) = key.credentials()?;
     let scheme = if wsse { Scheme::Wsse } else { Scheme::Aksk };
-    let signed = auth::sign(scheme, app_key, &secret, &auth::new_nonce(), chrono::Utc::now());
+    let signed = auth::sign(scheme, &app_key, &secret, &auth::new_nonce(), chrono::Utc::now());
     let lines =
         [format!("Authorization: {}", signed.authorization), format!("{}: {}", signed.token_name, signed.token)];
     for line in lines {

@@ -181,16 +181,12 @@ pub async fn list(remote: &Remote) -> anyhow::Result<()> {
     let active = answer["active"].as_str().unwrap_or_default();
     println!("active: {}", if active.is_empty() { "(off)" } else { active });
     for version in answer["versions"].as_array().into_iter().flatten() {
-        let text = |key: &str| version[key].as_str().unwrap_or_default().to_owned();
+        let text = |key: &str| version[key].as_str().unwrap_or_default();
         let reason = version["reviewReason"].as_str().map(|r| format!("  ({r})")).unwrap_or_default();
-        println!(
-            "{:<5} {:<9} {}  {}  {}{reason}",
-            text("version"),
-            text("state"),
-            text("submitTime"),
-            &text("sha256")[..12.min(text("sha256").len())],
-            text("note")
-        );
+        // The hash's first 12 hex digits, as `git log --oneline` shortens a commit.
+        let sha: String = text("sha256").chars().take(12).collect();
+        let (name, state, time, note) = (text("version"), text("state"), text("submitTime"), text("note"));
+        println!("{name:<5} {state:<9} {time}  {sha}  {note}{reason}");
     }
     Ok(())
 }

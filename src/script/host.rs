@@ -93,6 +93,16 @@ pub struct PoolStatus {
     pub deadline_overrun_max: Duration,
 }
 
+/// A script run that was not run or not answered, as its caller reports it.
+fn not_run(set: &ScriptSet, file: &str, function: &str, kind: Failure, why: &str) -> RunError {
+    RunError {
+        location: set.path_of(file).display().to_string(),
+        message: format!("{function}: {why}"),
+        kind,
+        at: function.to_owned(),
+    }
+}
+
 /// A submission being checked ([`ScriptHost::begin_check`]); dropping it ends the check.
 #[derive(Debug)]
 pub struct CheckGuard {
@@ -250,55 +260,17 @@ impl ScriptHost {
         (event, decision): (serde_json::Value, Option<serde_json::Value>),
         data: DataLookup,
     ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, RunError> {
-        let budget = ruleset.deadline();
-        let deadline = Instant::now() + budget;
         let key = self.pool.key(&["ruleset", &ruleset.app_key, &ruleset.version, handler.name()]);
-        let apart = self.pool.is_suspect(key);
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let host = self.clone();
-        let run_on = ruleset.clone();
-        let job = Box::new(move || {
-            if answer.is_closed() {
-                return;
-            }
-            let not_run = |kind: Failure, why: &str| RunError {
-                kind,
-                ..RunError::new(run_on.location(), format!("{}: {why}", handler.name()))
-            };
-            let result = if Instant::now() >= deadline {
-                Err(not_run(Failure::Late, "waited past its deadline in the queue"))
-            } else if !apart && host.pool.is_suspect(key) {
-                Err(not_run(Failure::Refused, "not run: this version was stopped by the sandbox while it waited"))
-            } else {
-                let stop_at = Instant::now() + budget;
-                let result =
-                    ruleset::call(&host.ruleset_engine, &run_on, handler, (&event, decision.as_ref()), data, stop_at);
-                if result.as_ref().is_err_and(|err| err.kind.stopped()) {
-                    host.pool.mark_suspect(key);
-                }
-                result
-            };
-            let _ = answer.send(result);
-        });
-        let not_run = |kind: Failure, why: String| RunError {
+        let (host, run_on) = (self.clone(), ruleset.clone());
+        let run = move |stop_at| {
+            ruleset::call(&host.ruleset_engine, &run_on, handler, (&event, decision.as_ref()), data, stop_at)
+        };
+        let named = ruleset.clone();
+        let not_run = move |kind, why: &str| RunError {
             kind,
-            ..RunError::new(ruleset.location(), format!("{}: {why}", handler.name()))
+            ..RunError::new(named.location(), format!("{}: {why}", handler.name()))
         };
-        let queue = format!("ruleset {}", ruleset.app_key);
-        let lane = if apart { Lane::Suspect } else { Lane::Main(&queue) };
-        let result = match self.pool.submit(lane, job) {
-            Err(refused) => Err(not_run(Failure::Refused, refused.to_string())),
-            Ok(()) => {
-                let wait_until = tokio::time::Instant::from_std(deadline + budget + DEADLINE_MARGIN);
-                match tokio::time::timeout_at(wait_until, answered).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_dropped)) => Err(not_run(Failure::Refused, "the script pool has stopped".into())),
-                    Err(_elapsed) => {
-                        Err(not_run(Failure::Late, format!("no answer within its deadline of {budget:?}")))
-                    }
-                }
-            }
-        };
+        let (result, _ended) = self.on_pool((&ruleset.queue, key), ruleset.deadline(), run, not_run).await;
         if let Err(err) = &result {
             self.report_ruleset_failure(&ruleset, err.kind.name(), &err.location, &err.message);
         }
@@ -310,9 +282,7 @@ impl ScriptHost {
     /// fails at `location`.
     pub fn report_ruleset_failure(&self, ruleset: &Ruleset, outcome: &'static str, location: &str, message: &str) {
         self.count_ruleset_run(ruleset, outcome);
-        let key = format!("{} {location}", ruleset.location());
-        let first = self.reported.lock().map(|mut seen| seen.insert(key)).unwrap_or(true);
-        if first {
+        if self.first_report(format!("{} {location}", ruleset.location())) {
             tracing::warn!(
                 app_key = %ruleset.app_key,
                 version = %ruleset.version,
@@ -381,59 +351,20 @@ impl ScriptHost {
         (file, function): (&'static str, &'static str),
         input: I,
     ) -> Result<O, RunError> {
-        // A run may wait for a thread up to one deadline, then runs for at most another.
-        let deadline = Instant::now() + self.limits.deadline;
-        let budget = self.limits.deadline;
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let host = self.clone();
-        let run_set = set.clone();
-        let apart = self.pool.is_suspect(key);
-        let job = Box::new(move || {
-            if answer.is_closed() {
-                return;
+        let (host, run_set) = (self.clone(), set.clone());
+        let run = move |stop_at| {
+            let result = call_handler_until(&host.engine, &run_set, file, function, input, &host.limits, stop_at);
+            if let Err(err) = &result {
+                host.strikes.record(file, &err.at, err.kind);
             }
-            let result = if Instant::now() >= deadline {
-                Err(host.not_run(&run_set, file, function, Failure::Late, "waited past its deadline in the queue"))
-            } else if !apart && host.pool.is_suspect(key) {
-                // Stopped by the sandbox while this run waited: it would hold the thread again.
-                let why = "not run: the same input was stopped by the sandbox while it waited";
-                Err(host.not_run(&run_set, file, function, Failure::Refused, why))
-            } else {
-                let stop_at = Instant::now() + budget;
-                let result = call_handler_until(&host.engine, &run_set, file, function, input, &host.limits, stop_at);
-                if let Err(err) = &result {
-                    host.strikes.record(file, &err.at, err.kind);
-                    if err.kind.stopped() {
-                        host.pool.mark_suspect(key);
-                    }
-                }
-                result
-            };
-            let _ = answer.send(result);
-        });
-        let lane = if apart { Lane::Suspect } else { Lane::Main(app) };
-        let result = match self.pool.submit(lane, job) {
-            Err(refused) => Err(self.not_run(&set, file, function, Failure::Refused, &refused.to_string())),
-            Ok(()) => {
-                let wait_until = tokio::time::Instant::from_std(deadline + budget + DEADLINE_MARGIN);
-                match tokio::time::timeout_at(wait_until, answered).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_dropped)) => {
-                        Err(self.not_run(&set, file, function, Failure::Refused, "the script pool has stopped"))
-                    }
-                    Err(_elapsed) => Err(self.not_run(
-                        &set,
-                        file,
-                        function,
-                        Failure::Late,
-                        &format!("no answer within its deadline of {:?}", self.limits.deadline),
-                    )),
-                }
-            }
+            result
         };
+        let not_run_set = set.clone();
+        let not_run = move |kind, why: &str| not_run(&not_run_set, file, function, kind, why);
+        let (result, ended) = self.on_pool((app, key), self.limits.deadline, run, not_run).await;
         if let Err(err) = &result {
             if matches!(err.kind, Failure::Deadline | Failure::Late) {
-                self.strikes.overran(Instant::now().saturating_duration_since(deadline + budget));
+                self.strikes.overran(Instant::now().saturating_duration_since(ended));
             }
             if matches!(err.kind, Failure::Late | Failure::Refused) {
                 self.strikes.record(file, &err.at, err.kind);
@@ -443,13 +374,58 @@ impl ScriptHost {
         result
     }
 
-    fn not_run(&self, set: &ScriptSet, file: &str, function: &str, kind: Failure, why: &str) -> RunError {
-        RunError {
-            location: set.path_of(file).display().to_string(),
-            message: format!("{function}: {why}"),
-            kind,
-            at: function.to_owned(),
-        }
+    /// Runs `run` on the script pool: in `queue`'s turn in the main lane, or in the suspect lane
+    /// when `key` was recently stopped by the sandbox; awaited for at most twice `budget` plus
+    /// [`DEADLINE_MARGIN`]. A run not started within one budget is not run (`Late`); one whose
+    /// key was stopped while it waited is not run either (`Refused`); `run` gets the instant it
+    /// must stop at, and a run it reports stopped marks `key` a suspect. Scripts and rule sets
+    /// both run through here. Also returns when the run's time was up (for the overrun figure).
+    async fn on_pool<T: Send + 'static>(
+        self: &Arc<Self>,
+        (queue, key): (&str, u64),
+        budget: Duration,
+        run: impl FnOnce(Instant) -> Result<T, RunError> + Send + 'static,
+        not_run: impl Fn(Failure, &str) -> RunError + Send + Sync + 'static,
+    ) -> (Result<T, RunError>, Instant) {
+        // A run may wait for a thread up to one budget, then runs for at most another.
+        let deadline = Instant::now() + budget;
+        let apart = self.pool.is_suspect(key);
+        let not_run = Arc::new(not_run);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (host, inside) = (self.clone(), not_run.clone());
+        let job = Box::new(move || {
+            if answer.is_closed() {
+                return;
+            }
+            let result = if Instant::now() >= deadline {
+                Err(inside(Failure::Late, "waited past its deadline in the queue"))
+            } else if !apart && host.pool.is_suspect(key) {
+                // Stopped by the sandbox while this run waited: it would hold the thread again.
+                Err(inside(Failure::Refused, "not run: the same input was stopped by the sandbox while it waited"))
+            } else {
+                let result = run(Instant::now() + budget);
+                if result.as_ref().is_err_and(|err| err.kind.stopped()) {
+                    host.pool.mark_suspect(key);
+                }
+                result
+            };
+            let _ = answer.send(result);
+        });
+        let lane = if apart { Lane::Suspect } else { Lane::Main(queue) };
+        let result = match self.pool.submit(lane, job) {
+            Err(refused) => Err(not_run(Failure::Refused, &refused.to_string())),
+            Ok(()) => {
+                let wait_until = tokio::time::Instant::from_std(deadline + budget + DEADLINE_MARGIN);
+                match tokio::time::timeout_at(wait_until, answered).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_dropped)) => Err(not_run(Failure::Refused, "the script pool has stopped")),
+                    Err(_elapsed) => {
+                        Err(not_run(Failure::Late, &format!("no answer within its deadline of {budget:?}")))
+                    }
+                }
+            }
+        };
+        (result, deadline + budget)
     }
 
     /// Counts and reports a decision that broke a platform invariant (`reason`).
@@ -463,11 +439,15 @@ impl ScriptHost {
     /// the log should say so once, the counter every time).
     pub fn report_failure(&self, set: &ScriptSet, location: &str, message: &str) {
         self.runtime_errors.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{} {location}", set.version);
-        let first = self.reported.lock().map(|mut seen| seen.insert(key)).unwrap_or(true);
-        if first {
+        if self.first_report(format!("{} {location}", set.version)) {
             tracing::error!(version = %set.version, "{location}: {message}; calls get the fallback decision");
         }
+    }
+
+    /// Whether this is the first failure reported under `key` (a version and a location): each
+    /// is logged once, and counted every time.
+    fn first_report(&self, key: String) -> bool {
+        self.reported.lock().map(|mut seen| seen.insert(key)).unwrap_or(true)
     }
 
     fn bookkeeping(&self) -> std::sync::MutexGuard<'_, Bookkeeping> {

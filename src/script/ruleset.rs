@@ -130,6 +130,8 @@ pub struct Ruleset {
     pub settings: RulesetSettings,
     /// It calls `answered_calls`: privnum counts its app's answered calls while it is active.
     pub counts_answered: bool,
+    /// The script pool's queue its runs wait in (`ruleset <app>`), named once, not per call.
+    pub queue: String,
     ast: AST,
 }
 
@@ -211,7 +213,15 @@ pub fn compile(
     // The name in the source is the only way to reach it (`eval` is disabled; a function pointer
     // names it too).
     let counts_answered = source.contains("answered_calls");
-    Ok(Ruleset { app_key: app_key.to_owned(), version: version.to_owned(), handlers, settings, counts_answered, ast })
+    Ok(Ruleset {
+        app_key: app_key.to_owned(),
+        version: version.to_owned(),
+        handlers,
+        settings,
+        counts_answered,
+        queue: format!("ruleset {app_key}"),
+        ast,
+    })
 }
 
 /// Calls `handler` of `ruleset` with `event` (and `decision`), reading data through `data`,
@@ -294,8 +304,13 @@ pub fn call(
     }
     match rhai::serde::from_dynamic::<Value>(&value) {
         Ok(Value::Object(map)) => Ok(Some(map)),
-        Ok(_) | Err(_) => {
-            Err(fail(Failure::Error, format!("{} returned a map privnum cannot read", handler.name()), String::new()))
+        Ok(other) => {
+            let message = format!("{} returned a map that reads as {other}, not an object", handler.name());
+            Err(fail(Failure::Error, message, String::new()))
+        }
+        Err(err) => {
+            let message = format!("{} returned a map privnum cannot read as JSON: {err}", handler.name());
+            Err(fail(Failure::Error, message, String::new()))
         }
     }
 }
@@ -660,12 +675,7 @@ mod tests {
 
     #[test]
     fn cases_prove_what_the_handler_returns() {
-        let source = r#"
-            fn on_x_callin(event) {
-                let trip = data_get("trip:" + event.caller);
-                if trip == () { return (); }
-                #{operation: "connect", connectInfo: #{calleeNum: trip, maxDuration: 10}}
-            }"#;
+        let source = include_str!("../../examples/rulesets/trip-partner.rhai");
         let good = cases(json!([
             {"description": "a trip", "handler": "on_x_callin", "event": {"caller": "+8613800000001", "called": "+8617000000001"},
              "data": {"trip:+8613800000001": "+8613900000002"},

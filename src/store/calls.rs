@@ -167,7 +167,8 @@ impl Calls {
     /// `since` (at most [`ANSWERED_RETENTION_SECS`] ago), counting up to [`MAX_COUNTED`]: one
     /// range scan of their keys.
     pub fn answered_between(&self, app_key: &str, (a, b): (&str, &str), since: i64) -> Result<u32, Error> {
-        let prefix = keys::prefix(&[app_key, ordered((a, b)).0, ordered((a, b)).1]);
+        let (lo, hi) = ordered((a, b));
+        let prefix = keys::prefix(&[app_key, lo, hi]);
         let mut start = prefix.clone();
         start.extend_from_slice(&keys::time_bytes(since));
         let mut end = prefix;

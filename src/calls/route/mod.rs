@@ -238,18 +238,14 @@ async fn run(
             subscription_id: binding.as_ref().map(Binding::subscription_id),
             decision: &decision,
             user_data: user_data.as_deref(),
+            allowance: &allowance,
         };
         if let Some((tightened, version)) = ruleset::tightened(store, scripts, decided, now).await {
-            match tightened.map(|t| t.decision.check(&allowance).map(|()| t)) {
-                // Checked again as the mode's decision was: `tighten` keeps it within them.
-                Some(Err(reason)) => ruleset::broke_allowance(scripts, &app.app_key, &version, &reason),
-                Some(Ok(tightened)) => {
-                    decision = tightened.decision;
-                    user_data = tightened.user_data;
-                    ruleset_version = Some(version);
-                }
-                None => ruleset_version = Some(version),
+            if let Some(tightened) = tightened {
+                decision = tightened.decision;
+                user_data = tightened.user_data;
             }
+            ruleset_version = Some(version);
         }
     }
     tones::count_skipped_tones(metrics, &app, cleared, &decision);

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::CallIn;
+use crate::calls::report;
 use crate::domain::ruleset::{Handler, Tightened};
 use crate::domain::time::reference_time;
-use crate::domain::{App, Decision, XFailure, XReply};
+use crate::domain::{Allowance, App, Decision, XFailure, XReply};
 use crate::script::ruleset::{decision_value, judge, DataLookup, Judged, Reads, Verdict};
 use crate::script::ScriptHost;
 use crate::store::Store;
@@ -45,12 +46,13 @@ fn data_of(store: &Store, app_key: &str, now: i64) -> DataLookup {
 /// The event an X-mode handler gets: the Block `callin`'s `statusInfo`, `appKey`, `now`, and
 /// for `on_x_fallback` why there was no reply.
 fn x_event(app: &App, call: &CallIn, now: i64, failure: Option<&XFailure>) -> Value {
-    let mut event = json!({
-        "appKey": app.app_key, "caller": call.caller, "called": call.called, "sessionId": call.session_id,
-        "timestamp": reference_time(call.time), "notifyMode": "Block", "now": now,
-    });
-    if let (Some(map), Some(failure)) = (event.as_object_mut(), failure) {
-        map.insert("failure".into(), json!({"kind": failure.kind(), "reason": failure.to_string()}));
+    let mut event = serde_json::to_value(&report::block_callin_event(call).status_info).unwrap_or_default();
+    if let Some(map) = event.as_object_mut() {
+        map.insert("appKey".into(), Value::from(app.app_key.as_str()));
+        map.insert("now".into(), Value::from(now));
+        if let Some(failure) = failure {
+            map.insert("failure".into(), json!({"kind": failure.kind(), "reason": failure.to_string()}));
+        }
     }
     event
 }
@@ -102,10 +104,13 @@ pub(super) struct Decided<'a> {
     pub(super) subscription_id: Option<&'a str>,
     pub(super) decision: &'a Decision,
     pub(super) user_data: Option<&'a str>,
+    /// What the mode permits the call: the tightened decision is checked against it again, as
+    /// the mode's decision was (`tighten` keeps within it; this is the platform's own check).
+    pub(super) allowance: &'a Allowance,
 }
 
 /// AXB, AX and AXE: what the app's `on_decision` makes of a decision, with the version, once
-/// checked to only tighten it; `None` when it has no such handler, returns `()` (the decision
+/// checked to only tighten it and to stay within the mode's `allowance`; `None` when it has no such handler, returns `()` (the decision
 /// stands; the version is still the one that decided), or fails.
 pub(super) async fn tightened(
     store: &Store,
@@ -113,7 +118,7 @@ pub(super) async fn tightened(
     decided: Decided<'_>,
     now: i64,
 ) -> Option<(Option<Tightened>, String)> {
-    let Decided { app, caller, x_number, session_id, subscription_id, decision, user_data } = decided;
+    let Decided { app, caller, x_number, session_id, subscription_id, decision, user_data, allowance } = decided;
     let ruleset = scripts.ruleset(&app.app_key).filter(|ruleset| ruleset.has(Handler::Decision))?;
     let mut event = json!({
         "appKey": app.app_key, "mode": app.mode.to_string(), "caller": caller, "called": x_number,
@@ -137,7 +142,11 @@ pub(super) async fn tightened(
     let result = scripts.run_ruleset(ruleset.clone(), Handler::Decision, (event, Some(shown)), data).await.ok()?;
     let approved = |tone: &str| store.tones().approved(&app.app_key, tone);
     let judged = Judged { x_number, original: Some((decision, user_data)), given: Some(&given), approved: &approved };
-    match judge(Handler::Decision, result, &judged) {
+    let verdict = judge(Handler::Decision, result, &judged).and_then(|verdict| match &verdict {
+        Verdict::Decision(tightened) => tightened.decision.check(allowance).map(|()| verdict),
+        _ => Ok(verdict),
+    });
+    match verdict {
         Ok(Verdict::Decision(tightened)) => {
             scripts.count_ruleset_run(&ruleset, "decided");
             Some((Some(tightened), ruleset.version.clone()))
@@ -150,14 +159,6 @@ pub(super) async fn tightened(
             scripts.report_ruleset_failure(&ruleset, "invariant", &format!("{}:on_decision", ruleset.location()), &why);
             None
         }
-    }
-}
-
-/// A tightened decision that the mode's allowance still refused (`tighten` should have): counted
-/// and logged as a broken invariant, and the call keeps the mode's decision.
-pub(super) fn broke_allowance(scripts: &ScriptHost, app_key: &str, version: &str, reason: &str) {
-    if let Some(ruleset) = scripts.ruleset(app_key).filter(|ruleset| ruleset.version == version) {
-        scripts.report_ruleset_failure(&ruleset, "invariant", &format!("{}:on_decision", ruleset.location()), reason);
     }
 }
 
